@@ -3,3 +3,11 @@
 //!
 //! Modules are added as they land; see the README for the architecture.
 #![forbid(unsafe_code)]
+pub mod connstr;
+pub mod encoding;
+pub mod fsutil;
+pub mod protocol;
+pub mod relay;
+pub mod sas;
+pub mod secret;
+pub mod ws;

@@ -1,0 +1,389 @@
+//! The Hybrid Connections wire vocabulary (PROTOCOL.md 2, 5, 6): addresses, query
+//! parameters, control messages, status and close codes, and the limits both sides
+//! keep. Pure: no sockets here; the relay and the clients share these types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::encoding::{DecodeError, decode_component, encode_component, parse_query};
+
+/// The fixed first path segment of every Hybrid Connections address.
+pub const HC_SEGMENT: &str = "$hc";
+/// Listeners one HC may have at once; the next is refused (PROTOCOL.md 5.1).
+pub const MAX_LISTENERS_PER_HC: usize = 25;
+/// How long a sender waits for a listener to accept or reject.
+pub const ACCEPT_WINDOW: Duration = Duration::from_secs(30);
+/// The largest control channel message either side sends (the official clients' buffers).
+pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
+/// The largest upgrade request head the relay reads.
+pub const MAX_HANDSHAKE_HEADERS: usize = 32 * 1024;
+/// The lifetime the official clients give their tokens.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// How long past its expiry a listener's token is tolerated before 1008 (PROTOCOL.md 5.5).
+pub const DEFAULT_RENEW_GRACE: Duration = Duration::from_secs(300);
+/// Clock skew allowed when checking a token's expiry.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// The HTTP header the official clients put their token in.
+pub const TOKEN_HEADER: &str = "ServiceBusAuthorization";
+pub const PARAM_ACTION: &str = "sb-hc-action";
+pub const PARAM_ID: &str = "sb-hc-id";
+pub const PARAM_TOKEN: &str = "sb-hc-token";
+pub const PARAM_STATUS_CODE: &str = "sb-hc-statusCode";
+pub const PARAM_STATUS_DESCRIPTION: &str = "sb-hc-statusDescription";
+
+/// Close codes (RFC 6455 7.4.1) with the meanings PROTOCOL.md gives them.
+pub mod close {
+    /// Normal end: the peer closed its side.
+    pub const NORMAL: u16 = 1000;
+    /// HC deleted or the relay shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// Token expired or invalid renewal.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// Relay fault, or the other end of a tunnel vanished without a Close.
+    pub const INTERNAL_ERROR: u16 = 1011;
+}
+
+/// What a client asks the relay to do (`sb-hc-action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Listen,
+    Connect,
+    Accept,
+    Request,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Listen => "listen",
+            Self::Connect => "connect",
+            Self::Accept => "accept",
+            Self::Request => "request",
+        }
+    }
+}
+
+/// Why a request target is not a Hybrid Connections address: the relay answers 400
+/// (or 404 when the path is outside `$hc/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressError {
+    NotHc,
+    BadPath(&'static str),
+    BadQuery(String),
+}
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotHc => f.write_str("path must start with /$hc/"),
+            Self::BadPath(why) => write!(f, "bad path: {why}"),
+            Self::BadQuery(why) => write!(f, "bad query: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for AddressError {}
+
+impl From<DecodeError> for AddressError {
+    fn from(e: DecodeError) -> Self {
+        Self::BadQuery(e.to_string())
+    }
+}
+
+/// A parsed `/$hc/...` request target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HcAddress {
+    /// Decoded path segments after `$hc/`: the HC name, then any suffix. The relay
+    /// decides where the name ends, since names may hold `/`.
+    pub segments: Vec<String>,
+    pub action: Action,
+    pub id: Option<String>,
+    /// The token from `sb-hc-token`, if sent there.
+    pub token: Option<String>,
+    /// A rejecting listener's status and text (prefixed or plain names).
+    pub status_code: Option<u16>,
+    pub status_description: Option<String>,
+    /// Query parameters not starting with `sb-hc-`, still encoded as sent, in order.
+    pub app_query: Vec<String>,
+}
+
+/// The longest HC path (name plus suffix) in segments.
+pub const MAX_PATH_SEGMENTS: usize = 32;
+
+impl HcAddress {
+    /// Parses a request target such as `/$hc/db/x?a=1&sb-hc-action=connect`.
+    pub fn parse(target: &str) -> Result<Self, AddressError> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let rest = path
+            .strip_prefix("/$hc/")
+            .or_else(|| path.strip_prefix("/%24hc/"))
+            .or_else(|| path.strip_prefix("/%24HC/"))
+            .ok_or(AddressError::NotHc)?;
+        let mut segments = Vec::new();
+        for raw in rest.trim_end_matches('/').split('/') {
+            let seg = decode_component(raw, false).map_err(|_| AddressError::BadPath("bad percent-encoding"))?;
+            if seg.is_empty() {
+                return Err(AddressError::BadPath("empty segment"));
+            }
+            if seg == "." || seg == ".." {
+                return Err(AddressError::BadPath("dot segment"));
+            }
+            if seg.contains(['/', '\\', '?', '#']) || seg.chars().any(char::is_control) {
+                return Err(AddressError::BadPath("reserved character in a segment"));
+            }
+            segments.push(seg);
+        }
+        if segments.len() > MAX_PATH_SEGMENTS {
+            return Err(AddressError::BadPath("too many segments"));
+        }
+        let mut addr = Self {
+            segments,
+            action: Action::Connect,
+            id: None,
+            token: None,
+            status_code: None,
+            status_description: None,
+            app_query: Vec::new(),
+        };
+        let mut action = None;
+        for raw in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = parse_query(raw)?.pop().unwrap_or_default();
+            let once = |slot: &Option<String>| {
+                if slot.is_some() {
+                    Err(AddressError::BadQuery(format!("{name} given twice")))
+                } else {
+                    Ok(Some(value.clone()))
+                }
+            };
+            match name.as_str() {
+                PARAM_ACTION => {
+                    if action.is_some() {
+                        return Err(AddressError::BadQuery(format!("{PARAM_ACTION} given twice")));
+                    }
+                    action = Some(match value.as_str() {
+                        "listen" => Action::Listen,
+                        "connect" => Action::Connect,
+                        "accept" => Action::Accept,
+                        "request" => Action::Request,
+                        _ => return Err(AddressError::BadQuery(format!("unknown {PARAM_ACTION}"))),
+                    });
+                }
+                PARAM_ID => addr.id = once(&addr.id)?,
+                PARAM_TOKEN => addr.token = once(&addr.token)?,
+                PARAM_STATUS_CODE | "statusCode" => {
+                    let code = value.trim().parse::<u16>().ok().filter(|c| (100..=599).contains(c));
+                    addr.status_code = Some(code.ok_or_else(|| AddressError::BadQuery("bad status code".into()))?);
+                }
+                PARAM_STATUS_DESCRIPTION | "statusDescription" => addr.status_description = Some(value),
+                n if n.starts_with("sb-hc-") => {}
+                _ => addr.app_query.push(raw.to_owned()),
+            }
+        }
+        addr.action = action.unwrap_or(Action::Connect);
+        Ok(addr)
+    }
+}
+
+/// Builds a client's address: `{base}/$hc/{hc}[/{suffix}]?[{app_query}&]sb-hc-action=…`.
+/// `hc` and `suffix` are encoded segment by segment, keeping their `/`.
+pub fn client_url(
+    base: &str,
+    hc: &str,
+    suffix: Option<&str>,
+    app_query: &str,
+    action: Action,
+    id: Option<&str>,
+) -> String {
+    let encode_path =
+        |p: &str| p.split('/').filter(|s| !s.is_empty()).map(encode_component).collect::<Vec<_>>().join("/");
+    let mut url = format!("{}/$hc/{}", base.trim_end_matches('/'), encode_path(hc));
+    if let Some(s) = suffix.filter(|s| !s.is_empty()) {
+        url.push('/');
+        url.push_str(&encode_path(s));
+    }
+    url.push('?');
+    if !app_query.is_empty() {
+        url.push_str(app_query);
+        url.push('&');
+    }
+    url.push_str(&format!("{PARAM_ACTION}={}", action.as_str()));
+    if let Some(id) = id {
+        url.push_str(&format!("&{PARAM_ID}={}", encode_component(id)));
+    }
+    url
+}
+
+/// The resource URI a client signs for an HC, in .NET's style: `http://{host}/{hc}/`.
+pub fn token_audience(host: &str, hc: &str) -> String {
+    format!("http://{}/{}/", host, hc.trim_matches('/'))
+}
+
+/// The sender's address as the listener sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteEndpoint {
+    pub address: String,
+    pub port: u16,
+}
+
+/// `accept` (relay to listener, PROTOCOL.md 5.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accept {
+    pub address: String,
+    pub id: String,
+    #[serde(default)]
+    pub connect_headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_endpoint: Option<RemoteEndpoint>,
+}
+
+/// `renewToken` (listener to relay, PROTOCOL.md 5.5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewToken {
+    pub token: String,
+}
+
+/// Messages the relay sends on a control channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayMessage {
+    #[serde(rename = "accept")]
+    Accept(Accept),
+}
+
+/// Messages a listener sends on its control channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListenerMessage {
+    #[serde(rename = "renewToken")]
+    RenewToken(RenewToken),
+}
+
+/// A random GUID (version 4), the form the official clients use for tracking ids.
+pub fn new_guid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0F) | 0x40;
+    b[8] = (b[8] & 0x3F) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `2026-11-27T10:00:00Z` for a Unix time.
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// A status text in Azure's form: `{text}. TrackingId:{id}, Timestamp:{time}`.
+pub fn status_text(text: &str, tracking_id: &str) -> String {
+    format!("{}. TrackingId:{tracking_id}, Timestamp:{}", text.trim_end_matches('.'), rfc3339(unix_now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_sender_address() {
+        let a = HcAddress::parse("/$hc/team/ssh/x%20y?a=1&sb-hc-action=connect&b=%2F&sb-hc-id=abc&sb-hc-token=S+A")
+            .unwrap();
+        assert_eq!(a.segments, ["team", "ssh", "x y"]);
+        assert_eq!(a.action, Action::Connect);
+        assert_eq!(a.id.as_deref(), Some("abc"));
+        assert_eq!(a.token.as_deref(), Some("S A"), "form encoding: + is a space");
+        assert_eq!(a.app_query, ["a=1", "b=%2F"]);
+    }
+
+    #[test]
+    fn no_action_is_connect_and_reject_params_parse() {
+        assert_eq!(HcAddress::parse("/$hc/a").unwrap().action, Action::Connect);
+        let a = HcAddress::parse("/$hc/a?sb-hc-action=accept&sb-hc-id=1&statusCode=502&statusDescription=no%20way")
+            .unwrap();
+        assert_eq!((a.status_code, a.status_description.as_deref()), (Some(502), Some("no way")));
+        let a = HcAddress::parse("/$hc/a?sb-hc-action=accept&sb-hc-statusCode=404&sb-hc-statusDescription=x").unwrap();
+        assert_eq!(a.status_code, Some(404));
+    }
+
+    #[test]
+    fn hostile_addresses_are_refused() {
+        for bad in [
+            "/hc/a",
+            "/$hc/",
+            "/$hc/a//b",
+            "/$hc/../a",
+            "/$hc/a/%2e%2e",
+            "/$hc/a%2Fb",
+            "/$hc/a%zz",
+            "/$hc/a%00",
+            "/$hc/a?sb-hc-action=bogus",
+            "/$hc/a?sb-hc-action=listen&sb-hc-action=connect",
+            "/$hc/a?sb-hc-id=1&sb-hc-id=2",
+            "/$hc/a?sb-hc-action=accept&sb-hc-statusCode=99999",
+            "/$hc/a?x=%ff",
+        ] {
+            assert!(HcAddress::parse(bad).is_err(), "{bad}");
+        }
+        let deep = format!("/$hc/{}", "a/".repeat(MAX_PATH_SEGMENTS + 1));
+        assert!(HcAddress::parse(&deep).is_err());
+    }
+
+    #[test]
+    fn client_urls_round_trip() {
+        let url = client_url("ws://h:1/", "team/ssh", Some("x y"), "q=1", Action::Connect, Some("id 1"));
+        assert_eq!(url, "ws://h:1/$hc/team/ssh/x%20y?q=1&sb-hc-action=connect&sb-hc-id=id%201");
+        let a = HcAddress::parse(&url["ws://h:1".len()..]).unwrap();
+        assert_eq!(a.segments, ["team", "ssh", "x y"]);
+        assert_eq!(a.id.as_deref(), Some("id 1"));
+    }
+
+    #[test]
+    fn control_messages_have_the_wire_shape() {
+        let m: RelayMessage = serde_json::from_str(
+            r#"{"accept":{"address":"wss://r/$hc/h?sb-hc-action=accept","id":"1","connectHeaders":{"Sec-WebSocket-Key":"k"},"remoteEndpoint":{"address":"1.2.3.4","port":5},"extra":1}}"#,
+        )
+        .unwrap();
+        let RelayMessage::Accept(a) = &m;
+        assert_eq!(a.remote_endpoint.as_ref().unwrap().port, 5);
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["accept"]["connectHeaders"]["Sec-WebSocket-Key"], "k");
+        let r: ListenerMessage = serde_json::from_str(r#"{"renewToken":{"token":"t"}}"#).unwrap();
+        assert_eq!(r, ListenerMessage::RenewToken(RenewToken { token: "t".into() }));
+        assert!(serde_json::from_str::<ListenerMessage>(r#"{"bogus":{}}"#).is_err());
+    }
+
+    #[test]
+    fn guids_and_times() {
+        let g = new_guid();
+        assert_eq!(g.len(), 36);
+        assert_eq!(&g[14..15], "4");
+        assert_ne!(g, new_guid());
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(1_709_164_800), "2024-02-29T00:00:00Z");
+        assert!(
+            status_text("Endpoint does not exist", "t1")
+                .starts_with("Endpoint does not exist. TrackingId:t1, Timestamp:")
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Who may do what on the relay: authorization rules and the token check of
+//! PROTOCOL.md 3 ("Verifying"). Pure: the caller passes the clock.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sas;
+use crate::secret::Secret;
+
+/// One right a rule can grant. Manage implies the other two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Right {
+    Listen,
+    Send,
+    Manage,
+}
+
+/// A named key and the rights it grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    pub key: Secret,
+    pub rights: Vec<Right>,
+}
+
+impl Rule {
+    pub fn grants(&self, need: Right) -> bool {
+        self.rights.iter().any(|r| *r == need || *r == Right::Manage)
+    }
+}
+
+/// Why a request was refused: the HTTP status the peer gets, and a text for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denied {
+    pub status: u16,
+    pub text: &'static str,
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.text)
+    }
+}
+
+const fn denied(status: u16, text: &'static str) -> Denied {
+    Denied { status, text }
+}
+
+/// Checks `token` for `need` on the HC at `hc_path`, against the HC's own rules and then
+/// the namespace's. Returns the token's expiry. The token's host is not compared (the
+/// same relay is reached by many names); its path must cover the HC.
+pub fn check(
+    token: &str,
+    hc_path: &str,
+    need: Right,
+    hc_rules: &[Rule],
+    namespace_rules: &[Rule],
+    now: u64,
+    skew_secs: u64,
+) -> Result<u64, Denied> {
+    let token = sas::parse(token).map_err(|_| denied(401, "Malformed token"))?;
+    let rule = hc_rules
+        .iter()
+        .chain(namespace_rules)
+        .find(|r| r.name == token.key_name())
+        .ok_or(denied(401, "Unknown key name"))?;
+    if !token.verify_signature(&rule.key) {
+        return Err(denied(401, "Invalid signature"));
+    }
+    if token.is_expired(now, skew_secs) {
+        return Err(denied(401, "Token expired"));
+    }
+    if !sas::audience_covers(token.resource(), hc_path, None) {
+        return Err(denied(401, "Token audience does not cover this hybrid connection"));
+    }
+    if !rule.grants(need) {
+        return Err(denied(403, "Token lacks the right for this action"));
+    }
+    Ok(token.expiry())
+}
+
+/// The token a request carries: the `ServiceBusAuthorization` header first, then the
+/// `sb-hc-token` query parameter.
+pub fn token_of<'a>(header: Option<&'a str>, query: Option<&'a str>) -> Option<&'a str> {
+    header.or(query).map(str::trim).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg=";
+
+    fn rule(name: &str, rights: &[Right]) -> Rule {
+        Rule { name: name.into(), key: Secret::new(KEY), rights: rights.to_vec() }
+    }
+
+    fn token(sr: &str, name: &str, se: u64) -> String {
+        sas::mint(sr, name, &Secret::new(KEY), se).expose().to_owned()
+    }
+
+    #[test]
+    fn rights_audience_expiry_and_names() {
+        let ns = [rule("root", &[Right::Manage]), rule("sendonly", &[Right::Send])];
+        let now = 1_000_000;
+        let t = token("http://relay/hyco/", "root", now + 60);
+        assert_eq!(check(&t, "hyco", Right::Listen, &[], &ns, now, 0), Ok(now + 60));
+        let t = token("sb://relay", "root", now + 60);
+        assert!(check(&t, "team/ssh", Right::Send, &[], &ns, now, 0).is_ok(), "namespace-wide");
+        let t = token("http://relay/other", "root", now + 60);
+        assert_eq!(check(&t, "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status, 401);
+        let t = token("http://relay/hyco", "sendonly", now + 60);
+        assert_eq!(check(&t, "hyco", Right::Listen, &[], &ns, now, 0).unwrap_err().status, 403);
+        let t = token("http://relay/hyco", "root", now - 10);
+        assert_eq!(check(&t, "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status, 401);
+        assert!(check(&t, "hyco", Right::Send, &[], &ns, now, 60).is_ok(), "within skew");
+        let t = token("http://relay/hyco", "nobody", now + 60);
+        assert_eq!(check(&t, "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status, 401);
+        let hc = [Rule { name: "hc".into(), key: Secret::new("other"), rights: vec![Right::Send] }];
+        let t = sas::mint("http://relay/hyco", "hc", &Secret::new("other"), now + 60);
+        assert!(check(t.expose(), "hyco", Right::Send, &hc, &ns, now, 0).is_ok(), "HC-level rule");
+        let forged = sas::mint("http://relay/hyco", "root", &Secret::new("guess"), now + 60);
+        assert_eq!(check(forged.expose(), "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status, 401);
+        assert_eq!(check("garbage", "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status, 401);
+    }
+}

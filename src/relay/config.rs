@@ -1,0 +1,254 @@
+//! The relay's settings: the TOML file given with `--config`, the throwaway default used
+//! without one, and the limits. Reading files happens here; the relay itself only sees
+//! the resolved [`RelaySettings`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use super::auth::{Right, Rule};
+use crate::protocol;
+use crate::secret::Secret;
+
+/// The key name the throwaway default creates, as Azure names a namespace's first rule.
+pub const DEFAULT_KEY_NAME: &str = "RootManageSharedAccessKey";
+
+/// Bounds on everything a peer controls. Each has a test that exceeds it.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Time from TCP accept to a complete upgrade request (TLS included).
+    pub handshake_timeout: Duration,
+    /// Bytes of the upgrade request head.
+    pub max_header_bytes: usize,
+    /// Bytes of one control channel message.
+    pub max_control_message: usize,
+    pub max_listeners_per_hc: usize,
+    /// Open connections of every kind, handshakes included.
+    pub max_connections: usize,
+    /// Senders waiting for a listener's answer, per HC.
+    pub max_pending_senders_per_hc: usize,
+    /// How long a sender waits for accept or reject.
+    pub accept_window: Duration,
+    /// How long past its expiry a listener's token is tolerated.
+    pub renew_grace: Duration,
+    /// How often an idle control channel is pinged; a channel silent for twice this is dropped.
+    pub ping_interval: Duration,
+    /// How long live tunnels may drain at shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: protocol::MAX_HANDSHAKE_HEADERS,
+            max_control_message: protocol::MAX_CONTROL_MESSAGE,
+            max_listeners_per_hc: protocol::MAX_LISTENERS_PER_HC,
+            max_connections: 10_000,
+            max_pending_senders_per_hc: 1_000,
+            accept_window: protocol::ACCEPT_WINDOW,
+            renew_grace: protocol::DEFAULT_RENEW_GRACE,
+            ping_interval: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One hybrid connection the relay serves.
+#[derive(Clone, Debug)]
+pub struct HcSettings {
+    pub name: String,
+    /// Whether senders need a token with Send. Listeners always need Listen.
+    pub requires_client_authorization: bool,
+    pub rules: Vec<Rule>,
+}
+
+/// Everything the relay needs to run.
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    pub rules: Vec<Rule>,
+    pub hcs: Vec<HcSettings>,
+    /// Create an HC when a listener first asks for it (the throwaway default).
+    pub auto_create: bool,
+    pub limits: Limits,
+}
+
+impl RelaySettings {
+    /// A relay with one namespace-wide Manage key that creates HCs on first listen.
+    pub fn with_namespace_key(name: &str, key: Secret) -> Self {
+        Self {
+            rules: vec![Rule { name: name.into(), key, rights: vec![Right::Manage] }],
+            hcs: Vec::new(),
+            auto_create: true,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Reads a `--config` file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses config text; relative `key_file` paths are taken from `base`.
+    pub fn from_toml(text: &str, base: &Path) -> anyhow::Result<Self> {
+        let file: FileConfig = toml::from_str(text)?;
+        let rules = file.rules.into_iter().map(|r| r.resolve(base)).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut hcs = Vec::new();
+        for hc in file.hybrid_connections {
+            if hc.name.is_empty() || hc.name.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+                bail!("hybrid connection name {:?} is not a valid path", hc.name);
+            }
+            if hcs.iter().any(|h: &HcSettings| h.name == hc.name) {
+                bail!("hybrid connection {:?} declared twice", hc.name);
+            }
+            hcs.push(HcSettings {
+                name: hc.name,
+                requires_client_authorization: hc.requires_client_authorization,
+                rules: hc.rules.into_iter().map(|r| r.resolve(base)).collect::<anyhow::Result<_>>()?,
+            });
+        }
+        let mut limits = Limits::default();
+        let l = file.limits;
+        let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        limits.handshake_timeout = secs(l.handshake_timeout_secs, limits.handshake_timeout);
+        limits.max_header_bytes = l.max_header_bytes.unwrap_or(limits.max_header_bytes);
+        limits.max_control_message = l.max_control_message.unwrap_or(limits.max_control_message);
+        limits.max_listeners_per_hc = l.max_listeners_per_hc.unwrap_or(limits.max_listeners_per_hc);
+        limits.max_connections = l.max_connections.unwrap_or(limits.max_connections);
+        limits.max_pending_senders_per_hc = l.max_pending_senders_per_hc.unwrap_or(limits.max_pending_senders_per_hc);
+        limits.accept_window = secs(l.accept_window_secs, limits.accept_window);
+        limits.renew_grace = secs(l.renew_grace_secs, limits.renew_grace);
+        limits.ping_interval = secs(l.ping_interval_secs, limits.ping_interval);
+        limits.drain_timeout = secs(l.drain_timeout_secs, limits.drain_timeout);
+        if rules.is_empty() && hcs.iter().all(|h| h.rules.is_empty()) {
+            bail!("no authorization rules: declare at least one [[rules]] entry");
+        }
+        Ok(Self { rules, hcs, auto_create: file.auto_create, limits })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    rules: Vec<FileRule>,
+    #[serde(default)]
+    hybrid_connections: Vec<FileHc>,
+    #[serde(default)]
+    auto_create: bool,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRule {
+    name: String,
+    key: Option<Secret>,
+    key_file: Option<PathBuf>,
+    rights: Vec<Right>,
+}
+
+impl FileRule {
+    fn resolve(self, base: &Path) -> anyhow::Result<Rule> {
+        let key = match (self.key, self.key_file) {
+            (Some(k), None) => k,
+            (None, Some(file)) => {
+                let path = base.join(file);
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading the key of rule {:?} from {}", self.name, path.display()))?;
+                Secret::new(text.trim_end_matches(['\r', '\n']))
+            }
+            _ => bail!("rule {:?} needs exactly one of key and key_file", self.name),
+        };
+        if key.expose().is_empty() {
+            bail!("rule {:?} has an empty key", self.name);
+        }
+        if self.rights.is_empty() {
+            bail!("rule {:?} grants no rights", self.name);
+        }
+        Ok(Rule { name: self.name, key, rights: self.rights })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHc {
+    name: String,
+    #[serde(default = "yes")]
+    requires_client_authorization: bool,
+    #[serde(default)]
+    rules: Vec<FileRule>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    handshake_timeout_secs: Option<u64>,
+    max_header_bytes: Option<usize>,
+    max_control_message: Option<usize>,
+    max_listeners_per_hc: Option<usize>,
+    max_connections: Option<usize>,
+    max_pending_senders_per_hc: Option<usize>,
+    accept_window_secs: Option<u64>,
+    renew_grace_secs: Option<u64>,
+    ping_interval_secs: Option<u64>,
+    drain_timeout_secs: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_config_parses() {
+        let s = RelaySettings::from_toml(
+            r#"
+            auto_create = false
+            [[rules]]
+            name = "root"
+            key = "k1"
+            rights = ["Manage"]
+            [[hybrid_connections]]
+            name = "team/ssh"
+            requires_client_authorization = false
+            [[hybrid_connections.rules]]
+            name = "sshlisten"
+            key = "k2"
+            rights = ["Listen"]
+            [limits]
+            max_listeners_per_hc = 3
+            accept_window_secs = 5
+            "#,
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(s.hcs[0].name, "team/ssh");
+        assert!(!s.hcs[0].requires_client_authorization);
+        assert_eq!(s.limits.max_listeners_per_hc, 3);
+        assert_eq!(s.limits.accept_window, Duration::from_secs(5));
+        assert!(!format!("{s:?}").contains("k1"), "keys stay out of Debug");
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        for bad in [
+            "[[rules]]\nname='a'\nrights=['Send']",
+            "[[rules]]\nname='a'\nkey='k'\nrights=[]",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Fly']",
+            "bogus = 1",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='../x'",
+            "",
+        ] {
+            assert!(RelaySettings::from_toml(bad, Path::new(".")).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! `hyco serve`: a Hybrid Connections relay (PROTOCOL.md 2-6).
+//!
+//! [`run`] takes a bound listener, settings and a shutdown token. Each connection gets
+//! a task that reads its upgrade request within the handshake limits and then becomes a
+//! control channel (`listen`), a waiting sender (`connect`) or a listener's answer to a
+//! sender (`accept`). A failing connection ends its own task, never the accept loop.
+//! HTTP mode (PROTOCOL.md 7) is not served here.
+
+pub mod auth;
+pub mod config;
+mod control;
+pub mod stream;
+pub mod tls;
+pub mod tunnel;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+pub use config::{HcSettings, Limits, RelaySettings};
+
+use self::auth::Right;
+use self::stream::RelayStream;
+use crate::encoding::encode_component;
+use crate::protocol::{self, Accept, Action, HcAddress, RelayMessage, RemoteEndpoint};
+use crate::ws::handshake::{self, Request, header, reject, websocket_key};
+
+/// How many messages may queue for one control channel before senders try another listener.
+const CONTROL_QUEUE: usize = 64;
+
+/// One registered listener: where to send its `accept` messages.
+struct ListenerEntry {
+    id: u64,
+    tx: mpsc::Sender<RelayMessage>,
+    /// `ws://host:port` or `wss://…` as the listener reached us, for accept addresses.
+    base: String,
+}
+
+/// A hybrid connection's live state.
+struct Hc {
+    settings: HcSettings,
+    listeners: Vec<ListenerEntry>,
+    pending_senders: usize,
+}
+
+/// What a listener answered a sender.
+enum Answer {
+    Accepted { stream: RelayStream, initial: Vec<u8>, protocol: Option<String> },
+    Rejected { status: u16, text: String },
+}
+
+/// Shared state of a running relay.
+struct Relay {
+    settings: RelaySettings,
+    hcs: Mutex<HashMap<String, Hc>>,
+    /// Rendezvous waiting for the listener, by the secret in their accept address.
+    pending: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
+    next_listener_id: std::sync::atomic::AtomicU64,
+    shutdown: CancellationToken,
+    /// Fires after the drain period: live tunnels end at once.
+    force: CancellationToken,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Serves the relay on `listener` until `shutdown` fires; then closes control channels
+/// with 1001, lets tunnels drain for `limits.drain_timeout`, and returns.
+pub async fn run(
+    listener: TcpListener,
+    settings: RelaySettings,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let hcs = settings
+        .hcs
+        .iter()
+        .map(|h| (h.name.clone(), Hc { settings: h.clone(), listeners: Vec::new(), pending_senders: 0 }))
+        .collect();
+    let connections = Arc::new(Semaphore::new(settings.limits.max_connections));
+    let relay = Arc::new(Relay {
+        settings,
+        hcs: Mutex::new(hcs),
+        pending: Mutex::new(HashMap::new()),
+        next_listener_id: 0.into(),
+        shutdown: shutdown.clone(),
+        force: CancellationToken::new(),
+        tls: tls.map(tokio_rustls::TlsAcceptor::from),
+    });
+    let tracker = TaskTracker::new();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => { backoff = Duration::from_millis(5); a }
+                Err(e) => {
+                    // Out of descriptors and the like: wait and go on, never die.
+                    warn!("accept failed: {e}; retrying in {backoff:?}");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            let _ = tcp.try_write(handshake::error_response(503, "Relay at its connection limit").as_bytes());
+            debug!(%peer, "refused: connection limit");
+            continue;
+        };
+        let relay = relay.clone();
+        tracker.spawn(
+            async move {
+                relay.serve_connection(tcp, peer, permit).await;
+            }
+            .instrument(info_span!("conn", %peer)),
+        );
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(relay.settings.limits.drain_timeout, tracker.wait()).await.is_err() {
+        info!("drain period over; closing the remaining tunnels");
+        relay.force.cancel();
+        tracker.wait().await;
+    }
+    Ok(())
+}
+
+/// Writes an error answer carrying a tracking id, as Azure does.
+async fn deny(stream: &mut RelayStream, status: u16, text: &str, tracking_id: &str) {
+    debug!(status, text, "refused");
+    reject(stream, status, &protocol::status_text(text, tracking_id)).await;
+}
+
+impl Relay {
+    async fn serve_connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, _permit: OwnedSemaphorePermit) {
+        let _ = tcp.set_nodelay(true);
+        let limits = &self.settings.limits;
+        let handshake = async {
+            let mut stream = match &self.tls {
+                None => RelayStream::Plain(tcp),
+                Some(acceptor) => RelayStream::Tls(Box::new(acceptor.accept(tcp).await.ok()?)),
+            };
+            match handshake::read_request(&mut stream, limits.max_header_bytes).await {
+                Ok((req, initial)) => Some(Ok((stream, req, initial))),
+                Err(handshake::HandshakeError::TooLarge) => Some(Err((stream, 431, "Request header fields too large"))),
+                Err(handshake::HandshakeError::Malformed(_)) => Some(Err((stream, 400, "Malformed request"))),
+                Err(_) => None,
+            }
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(limits.handshake_timeout, handshake) => r,
+            () = self.shutdown.cancelled() => return,
+        };
+        let (mut stream, req, initial) = match outcome {
+            Ok(Some(Ok(parts))) => parts,
+            Ok(Some(Err((mut stream, status, text)))) => {
+                deny(&mut stream, status, text, &protocol::new_guid()).await;
+                return;
+            }
+            Ok(None) => return,
+            Err(_) => {
+                debug!("handshake timed out");
+                return;
+            }
+        };
+        let addr = match HcAddress::parse(&req.target) {
+            Ok(a) => a,
+            Err(protocol::AddressError::NotHc) => {
+                return deny(&mut stream, 404, "Not a hybrid connection address", &protocol::new_guid()).await;
+            }
+            Err(e) => return deny(&mut stream, 400, &e.to_string(), &protocol::new_guid()).await,
+        };
+        let tracking_id = addr.id.clone().unwrap_or_else(protocol::new_guid);
+        if let Err(why) = websocket_key(&req) {
+            return deny(&mut stream, 400, why, &tracking_id).await;
+        }
+        let span = info_span!("hc", action = addr.action.as_str(), id = %tracking_id);
+        let task = async {
+            match addr.action {
+                Action::Listen => self.listen(stream, req, initial, addr, tracking_id).await,
+                Action::Connect => self.connect(stream, req, initial, addr, peer, tracking_id).await,
+                Action::Accept => self.accept(stream, req, initial, addr, tracking_id).await,
+                Action::Request => deny(&mut stream, 400, "HTTP mode is not served by this relay", &tracking_id).await,
+            }
+        };
+        task.instrument(span).await;
+    }
+
+    /// The HC a path names, longest registered name first, and the suffix after it.
+    fn resolve(&self, segments: &[String]) -> Option<(String, String)> {
+        let hcs = self.hcs.lock().expect("hcs lock");
+        (1..=segments.len()).rev().find_map(|n| {
+            let name = segments[..n].join("/");
+            hcs.contains_key(&name).then(|| (name, segments[n..].join("/")))
+        })
+    }
+
+    fn hc_rules(&self, hc: &str) -> Vec<auth::Rule> {
+        self.hcs.lock().expect("hcs lock").get(hc).map(|h| h.settings.rules.clone()).unwrap_or_default()
+    }
+
+    fn authorize(&self, hc: &str, req: &Request, addr: &HcAddress, need: Right) -> Result<u64, auth::Denied> {
+        let hc_rules = self.hc_rules(hc);
+        let token = auth::token_of(header(&req.headers, protocol::TOKEN_HEADER), addr.token.as_deref())
+            .ok_or(auth::Denied { status: 401, text: "Missing token" })?;
+        auth::check(
+            token,
+            hc,
+            need,
+            &hc_rules,
+            &self.settings.rules,
+            protocol::unix_now(),
+            protocol::CLOCK_SKEW.as_secs(),
+        )
+    }
+
+    fn public_base(&self, req: &Request, stream: &RelayStream) -> String {
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        let host = header(&req.headers, "Host")
+            .map(handshake::sanitize)
+            .filter(|h| !h.is_empty() && !h.contains([' ', '/', '?', '#', '@']))
+            .or_else(|| stream.tcp().local_addr().ok().map(|a| a.to_string()))
+            .unwrap_or_default();
+        format!("{scheme}://{host}")
+    }
+
+    async fn listen(
+        self: &Arc<Self>,
+        mut stream: RelayStream,
+        req: Request,
+        initial: Vec<u8>,
+        addr: HcAddress,
+        tracking_id: String,
+    ) {
+        let name = addr.segments.join("/");
+        let expiry = match self.authorize(&name, &req, &addr, Right::Listen) {
+            Ok(e) => e,
+            Err(d) => return deny(&mut stream, d.status, d.text, &tracking_id).await,
+        };
+        let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
+        let id = self.next_listener_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = self.public_base(&req, &stream);
+        let refused = {
+            let mut hcs = self.hcs.lock().expect("hcs lock");
+            if !hcs.contains_key(&name) && self.settings.auto_create {
+                info!(hc = %name, "created on first listen");
+                let settings =
+                    HcSettings { name: name.clone(), requires_client_authorization: true, rules: Vec::new() };
+                hcs.insert(name.clone(), Hc { settings, listeners: Vec::new(), pending_senders: 0 });
+            }
+            let max = self.settings.limits.max_listeners_per_hc;
+            match hcs.get_mut(&name) {
+                None => Some((404, "Endpoint does not exist".to_owned())),
+                Some(hc) if hc.listeners.len() >= max => {
+                    Some((403, format!("Listener limit of {max} reached for this hybrid connection")))
+                }
+                Some(hc) => {
+                    hc.listeners.push(ListenerEntry { id, tx, base });
+                    None
+                }
+            }
+        };
+        if let Some((status, text)) = refused {
+            return deny(&mut stream, status, &text, &tracking_id).await;
+        }
+        let _registration = Registration { relay: self.clone(), hc: name.clone(), id };
+        let key = websocket_key(&req).unwrap_or_default();
+        if stream.write_all(handshake::switching_protocols(key, None).as_bytes()).await.is_err() {
+            return;
+        }
+        info!(hc = %name, "listener connected");
+        control::run(self.clone(), stream, initial, name, rx, expiry).await;
+        info!("listener gone");
+    }
+
+    async fn connect(
+        self: &Arc<Self>,
+        mut stream: RelayStream,
+        req: Request,
+        initial: Vec<u8>,
+        addr: HcAddress,
+        peer: SocketAddr,
+        tracking_id: String,
+    ) {
+        let Some((name, suffix)) = self.resolve(&addr.segments) else {
+            return deny(&mut stream, 404, "Endpoint does not exist", &tracking_id).await;
+        };
+        let needs_token =
+            self.hcs.lock().expect("hcs lock").get(&name).is_none_or(|h| h.settings.requires_client_authorization);
+        if needs_token && let Err(d) = self.authorize(&name, &req, &addr, Right::Send) {
+            return deny(&mut stream, d.status, d.text, &tracking_id).await;
+        }
+        let secret: String = rand::random::<[u8; 16]>().iter().map(|b| format!("{b:02x}")).collect();
+        let (tx, rx) = oneshot::channel();
+        let headers = req.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case(protocol::TOKEN_HEADER)).fold(
+            std::collections::BTreeMap::<String, String>::new(),
+            |mut m, (n, v)| {
+                m.entry(n.clone()).and_modify(|old| *old = format!("{old}, {v}")).or_insert_with(|| v.clone());
+                m
+            },
+        );
+        // Pick a listener at random and hand it the accept message; a full or closed queue
+        // means that listener is stuck or leaving, so try the others.
+        let pending = {
+            let mut hcs = self.hcs.lock().expect("hcs lock");
+            let hc = hcs.get_mut(&name).expect("resolved above");
+            if hc.pending_senders >= self.settings.limits.max_pending_senders_per_hc {
+                Err(())
+            } else {
+                let mut order: Vec<usize> = (0..hc.listeners.len()).collect();
+                rand::seq::SliceRandom::shuffle(&mut order[..], &mut rand::rng());
+                let mut sent = false;
+                for i in order {
+                    let l = &hc.listeners[i];
+                    let mut address = format!("{}/$hc/{}", l.base, encode_path(&name));
+                    if !suffix.is_empty() {
+                        address.push('/');
+                        address.push_str(&encode_path(&suffix));
+                    }
+                    address.push('?');
+                    for q in &addr.app_query {
+                        address.push_str(q);
+                        address.push('&');
+                    }
+                    address.push_str(&format!(
+                        "{}=accept&{}={}",
+                        protocol::PARAM_ACTION,
+                        protocol::PARAM_ID,
+                        encode_component(&format!("{tracking_id}_{secret}"))
+                    ));
+                    let msg = RelayMessage::Accept(Accept {
+                        address,
+                        id: tracking_id.clone(),
+                        connect_headers: headers.clone(),
+                        remote_endpoint: Some(RemoteEndpoint { address: peer.ip().to_string(), port: peer.port() }),
+                    });
+                    if l.tx.try_send(msg).is_ok() {
+                        debug!(listener = l.id, "accept sent");
+                        sent = true;
+                        break;
+                    }
+                }
+                if sent {
+                    hc.pending_senders += 1;
+                    self.pending.lock().expect("pending lock").insert(secret.clone(), tx);
+                    Ok(Some(PendingGuard { relay: self.clone(), hc: name.clone(), secret }))
+                } else {
+                    Ok(None)
+                }
+            }
+        };
+        let _pending = match pending {
+            Ok(Some(guard)) => guard,
+            Ok(None) => {
+                return deny(&mut stream, 404, "No listener is online for this hybrid connection", &tracking_id).await;
+            }
+            Err(()) => {
+                return deny(&mut stream, 503, "Too many senders waiting on this hybrid connection", &tracking_id).await;
+            }
+        };
+        let answer = tokio::select! {
+            a = rx => a.ok(),
+            () = tokio::time::sleep(self.settings.limits.accept_window) => {
+                let text = format!("The listener did not answer within {} s", self.settings.limits.accept_window.as_secs());
+                return deny(&mut stream, 504, &text, &tracking_id).await;
+            }
+            () = self.shutdown.cancelled() => {
+                return deny(&mut stream, 503, "Relay shutting down", &tracking_id).await;
+            }
+        };
+        match answer {
+            Some(Answer::Accepted { stream: listener, initial: listener_initial, protocol }) => {
+                let offered = header(&req.headers, "Sec-WebSocket-Protocol").unwrap_or_default();
+                let protocol = protocol.filter(|p| offered.split(',').any(|o| o.trim() == p));
+                let key = websocket_key(&req).unwrap_or_default();
+                if stream.write_all(handshake::switching_protocols(key, protocol.as_deref()).as_bytes()).await.is_err()
+                {
+                    return;
+                }
+                info!(hc = %name, "tunnel open");
+                tunnel::join(stream, &initial, listener, &listener_initial, self.force.clone()).await;
+                info!("tunnel closed");
+            }
+            Some(Answer::Rejected { status, text }) => {
+                debug!(status, "listener rejected");
+                reject(&mut stream, status, &text).await;
+            }
+            None => deny(&mut stream, 500, "Rendezvous failed", &tracking_id).await,
+        }
+    }
+
+    async fn accept(
+        self: &Arc<Self>,
+        mut stream: RelayStream,
+        req: Request,
+        initial: Vec<u8>,
+        addr: HcAddress,
+        tracking_id: String,
+    ) {
+        let secret =
+            addr.id.as_deref().and_then(|id| id.rsplit_once('_')).map(|(_, s)| s.to_owned()).unwrap_or_default();
+        let waiting = self.pending.lock().expect("pending lock").remove(&secret);
+        let Some(sender) = waiting else {
+            return deny(&mut stream, 403, "Rendezvous address unknown, used or expired", &tracking_id).await;
+        };
+        if let Some(status) = addr.status_code {
+            let text = addr.status_description.unwrap_or_else(|| "Rejected by the listener".into());
+            let _ = sender.send(Answer::Rejected { status, text });
+            return deny(&mut stream, 410, "Rejection delivered", &tracking_id).await;
+        }
+        let protocol = header(&req.headers, "Sec-WebSocket-Protocol")
+            .and_then(|p| p.split(',').next())
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty());
+        let key = websocket_key(&req).unwrap_or_default();
+        if stream.write_all(handshake::switching_protocols(key, protocol.as_deref()).as_bytes()).await.is_err() {
+            let _ = sender.send(Answer::Rejected { status: 502, text: "The listener's connection failed".into() });
+            return;
+        }
+        let _ = sender.send(Answer::Accepted { stream, initial, protocol });
+    }
+}
+
+/// Encodes a `/`-separated path segment by segment.
+fn encode_path(path: &str) -> String {
+    path.split('/').map(encode_component).collect::<Vec<_>>().join("/")
+}
+
+/// Removes a listener from its HC when its control channel ends.
+struct Registration {
+    relay: Arc<Relay>,
+    hc: String,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(hc) = self.relay.hcs.lock().expect("hcs lock").get_mut(&self.hc) {
+            hc.listeners.retain(|l| l.id != self.id);
+        }
+    }
+}
+
+/// Forgets a waiting sender's rendezvous, whatever ended the wait.
+struct PendingGuard {
+    relay: Arc<Relay>,
+    hc: String,
+    secret: String,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.relay.pending.lock().expect("pending lock").remove(&self.secret);
+        if let Some(hc) = self.relay.hcs.lock().expect("hcs lock").get_mut(&self.hc) {
+            hc.pending_senders -= 1;
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Joins a sender's WebSocket to a listener's, frame by frame, after the rendezvous.
+//!
+//! Frames are forwarded as they arrive, payloads in pieces, without reassembling
+//! messages: memory per tunnel is two fixed buffers whatever the peers send, and a slow
+//! reader slows the writer. A Close from one side ends only that direction; the tunnel
+//! ends when both have closed (half-close, PROTOCOL.md 5.3). A side that vanishes
+//! without a Close, or breaks the framing rules, ends the tunnel abnormally: the other
+//! side gets a 1011 Close, or an abrupt end if it was in the middle of a frame.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::close;
+use crate::ws::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode};
+use crate::ws::stream::{FrameReader, FrameWriter, Role};
+
+/// Payload bytes moved per read, each way.
+pub const CHUNK: usize = 32 * 1024;
+
+/// How one direction of a tunnel ended.
+#[derive(Debug)]
+enum End {
+    /// The source sent a Close, which was forwarded.
+    Closed,
+    /// The source vanished or broke the rules (`to_source`: the Close it deserves), or the
+    /// destination could not be written.
+    Broken { reason: &'static str, to_source: Option<u16> },
+}
+
+/// One direction: frames read from `from` are written to `to`.
+struct Direction<R, W> {
+    from: FrameReader<R>,
+    to: FrameWriter<W>,
+    /// Whether `to` is inside a frame, so that no Close can be written to it now.
+    mid_frame: bool,
+    buf: Box<[u8]>,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<R, W> {
+    fn new(from: FrameReader<R>, to: FrameWriter<W>) -> Self {
+        Self { from, to, mid_frame: false, buf: vec![0; MAX_HEADER_LEN + CHUNK].into_boxed_slice() }
+    }
+
+    async fn run(&mut self) -> End {
+        loop {
+            let header = match self.from.header().await {
+                Ok(Some(h)) => h,
+                Ok(None) => return End::Broken { reason: "peer connection lost", to_source: None },
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    return End::Broken {
+                        reason: "peer broke the framing rules",
+                        to_source: Some(close::PROTOCOL_ERROR),
+                    };
+                }
+                Err(_) => return End::Broken { reason: "peer connection lost", to_source: None },
+            };
+            match self.forward(header).await {
+                Ok(()) if header.opcode == OpCode::Close => return End::Closed,
+                Ok(()) => {}
+                Err(end) => return end,
+            }
+        }
+    }
+
+    async fn forward(&mut self, header: FrameHeader) -> Result<(), End> {
+        let lost_source = |_| End::Broken { reason: "peer connection lost", to_source: None };
+        let lost_dest = |_| End::Broken { reason: "peer connection lost", to_source: Some(close::INTERNAL_ERROR) };
+        let first = self.read_chunk().await.map_err(lost_source)?;
+        self.mid_frame = true;
+        self.to.send_with_header(header, &mut self.buf, first).await.map_err(lost_dest)?;
+        while self.from.remaining() > 0 {
+            let n = self.read_chunk().await.map_err(lost_source)?;
+            self.to.continue_payload(&mut self.buf[MAX_HEADER_LEN..MAX_HEADER_LEN + n]).await.map_err(lost_dest)?;
+        }
+        self.mid_frame = false;
+        self.to.flush().await.map_err(lost_dest)
+    }
+
+    /// Reads the next payload piece (possibly empty) into the buffer after the header room.
+    async fn read_chunk(&mut self) -> io::Result<usize> {
+        let want = CHUNK.min(usize::try_from(self.from.remaining()).unwrap_or(CHUNK));
+        self.from.payload(&mut self.buf[MAX_HEADER_LEN..MAX_HEADER_LEN + want]).await
+    }
+
+    /// Writes `frame` to this direction's destination if it is between frames, then ends
+    /// its write side. Errors are ignored: the tunnel is over.
+    async fn finish(&mut self, frame: Option<CloseFrame>) {
+        if let Some(f) = frame.filter(|_| !self.mid_frame) {
+            let _ = self.to.send_close(Some(&f)).await;
+        }
+        let _ = self.to.shutdown().await;
+    }
+}
+
+type Half<S> = Direction<ReadHalf<S>, WriteHalf<S>>;
+
+/// Relays frames between `a` and `b` until both have closed, one breaks, or `force` fires
+/// (then both get 1001). `a_initial`/`b_initial` are bytes read past each handshake.
+pub async fn join<S>(a: S, a_initial: &[u8], b: S, b_initial: &[u8], force: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite,
+{
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let mut a_to_b: Half<S> =
+        Direction::new(FrameReader::new(ar, a_initial, Role::Server), FrameWriter::new(bw, Role::Server));
+    let mut b_to_a: Half<S> =
+        Direction::new(FrameReader::new(br, b_initial, Role::Server), FrameWriter::new(aw, Role::Server));
+
+    let outcome = {
+        let ab = a_to_b.run();
+        let ba = b_to_a.run();
+        tokio::pin!(ab, ba);
+        let (mut ab_done, mut ba_done) = (false, false);
+        loop {
+            tokio::select! {
+                end = &mut ab, if !ab_done => match end {
+                    End::Closed => ab_done = true,
+                    End::Broken { reason, to_source } => break Some((true, reason, to_source)),
+                },
+                end = &mut ba, if !ba_done => match end {
+                    End::Closed => ba_done = true,
+                    End::Broken { reason, to_source } => break Some((false, reason, to_source)),
+                },
+                () = force.cancelled() => break Some((true, "relay shutting down", Some(close::GOING_AWAY))),
+            }
+            if ab_done && ba_done {
+                break None;
+            }
+        }
+    };
+    match outcome {
+        None => {
+            a_to_b.finish(None).await;
+            b_to_a.finish(None).await;
+        }
+        Some((from_a, reason, to_source)) => {
+            let to_other = if to_source == Some(close::GOING_AWAY) { close::GOING_AWAY } else { close::INTERNAL_ERROR };
+            let (source_dir, other_dir) = if from_a { (&mut b_to_a, &mut a_to_b) } else { (&mut a_to_b, &mut b_to_a) };
+            // `source_dir` writes to the side that broke; `other_dir` to the one still healthy.
+            other_dir.finish(Some(CloseFrame::new(to_other, reason))).await;
+            source_dir.finish(to_source.map(|c| CloseFrame::new(c, reason))).await;
+        }
+    }
+}
