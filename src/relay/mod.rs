@@ -365,7 +365,8 @@ impl Relay {
                 return deny(&mut stream, 404, "No listener is online for this hybrid connection", &tracking_id).await;
             }
             Err(()) => {
-                return deny(&mut stream, 503, "Too many senders waiting on this hybrid connection", &tracking_id).await;
+                return deny(&mut stream, 503, "Too many senders waiting on this hybrid connection", &tracking_id)
+                    .await;
             }
         };
         let answer = tokio::select! {

@@ -146,11 +146,7 @@ type HeadParser<T> = fn(&[u8]) -> Result<Option<(T, usize)>, HandshakeError>;
 
 /// Reads a head of at most `limit` bytes with `parse`; returns it and any bytes that
 /// arrived after it (the first frames of the peer, if it did not wait).
-async fn read_head<S, T>(
-    stream: &mut S,
-    limit: usize,
-    parse: HeadParser<T>,
-) -> Result<(T, Vec<u8>), HandshakeError>
+async fn read_head<S, T>(stream: &mut S, limit: usize, parse: HeadParser<T>) -> Result<(T, Vec<u8>), HandshakeError>
 where
     S: AsyncRead + Unpin,
 {
