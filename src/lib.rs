@@ -1,13 +1,26 @@
 //! hyco: reach a TCP port behind NAT through an Azure Relay Hybrid Connections relay,
 //! or run that relay yourself.
 //!
-//! Modules are added as they land; see the README for the architecture.
+//! - Pure protocol pieces: [`encoding`], [`secret`], [`sas`], [`connstr`], [`protocol`],
+//!   and the WebSocket layer [`ws`].
+//! - The relay (`hyco serve`): [`relay::run`].
+//! - The clients (`hyco listen`, `hyco connect`): [`client`], moving bytes with [`bridge`].
+//! - Around them: [`profile`] (credentials), [`cli`] and [`app`] (the commands),
+//!   [`status`] (the terminal status line), [`net`] and [`fsutil`] (sockets and files).
 #![forbid(unsafe_code)]
+
+pub mod app;
+pub mod bridge;
+pub mod cli;
+pub mod client;
 pub mod connstr;
 pub mod encoding;
 pub mod fsutil;
+pub mod net;
+pub mod profile;
 pub mod protocol;
 pub mod relay;
 pub mod sas;
 pub mod secret;
+pub mod status;
 pub mod ws;

@@ -1,0 +1,202 @@
+//! What each subcommand does, from parsed arguments to a running role: resolves
+//! credentials and settings, prints what a person needs, and runs the library until the
+//! shutdown token fires. `main` only parses, sets up logging and signals, and exits.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::bridge::Stats;
+use crate::cli::{Command, ConnectArgs, CredentialArgs, ListenArgs, ServeArgs};
+use crate::client::RelayClient;
+use crate::client::connect::{self, ConnectSettings};
+use crate::client::listen::{self, ListenSettings, Targets};
+use crate::profile::{self, CredentialSources, EnvSources, ProfileStore};
+use crate::relay::{self, RelaySettings, config::DEFAULT_KEY_NAME};
+use crate::secret::Secret;
+
+/// Environment variable naming the directory for the throwaway relay's key and
+/// certificate (default: the platform data directory).
+pub const ENV_DATA_DIR: &str = "HYCO_DATA_DIR";
+
+/// The profile `hyco serve` writes for clients on the same machine.
+pub const LOCAL_PROFILE: &str = "local";
+
+/// Runs one subcommand until it ends or `shutdown` fires.
+pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args, shutdown).await,
+        Command::Listen(args) => listen(args, stats, shutdown).await,
+        Command::Connect(args) => connect(args, stats, shutdown).await,
+    }
+}
+
+/// The directory for the relay's generated key and certificate.
+pub fn data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(ENV_DATA_DIR).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let dirs = directories::ProjectDirs::from("", "", "hyco")
+        .context("no home directory for the relay's key; set HYCO_DATA_DIR")?;
+    Ok(dirs.data_dir().to_path_buf())
+}
+
+/// The throwaway relay's namespace key: read from `dir`, or generated there (0600).
+pub fn namespace_key(dir: &std::path::Path) -> anyhow::Result<Secret> {
+    let path = dir.join("namespace.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => {
+            if crate::fsutil::readable_by_others(&path) {
+                warn!("{} is readable by other users; chmod 600 it", path.display());
+            }
+            Ok(Secret::new(text.trim()))
+        }
+        _ => {
+            // 32 random bytes in base64, the shape of an Azure key.
+            let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+            crate::fsutil::write_private(&path, format!("{key}\n").as_bytes())?;
+            info!("generated a namespace key in {}", path.display());
+            Ok(Secret::new(key))
+        }
+    }
+}
+
+fn public_host(args: &ServeArgs) -> String {
+    if let Some(h) = &args.public_host {
+        return h.clone();
+    }
+    let ip = args.bind.ip();
+    if !ip.is_unspecified() {
+        return if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+    }
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let host = public_host(&args);
+    let throwaway = args.config.is_none();
+    let (settings, key) = match &args.config {
+        Some(path) => (RelaySettings::from_file(path)?, None),
+        None => {
+            let key = namespace_key(&data_dir()?)?;
+            (RelaySettings::with_namespace_key(DEFAULT_KEY_NAME, key.clone()), Some(key))
+        }
+    };
+    let (tls, fingerprint) = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
+        (Some(cert), Some(key), _) => {
+            let (config, print) = relay::tls::from_pem_files(cert, key)?;
+            (Some(config), Some(print))
+        }
+        (_, _, true) => {
+            let names = vec![host.trim_matches(['[', ']']).to_owned(), "localhost".into(), "127.0.0.1".into()];
+            let (config, print) = relay::tls::self_signed(&data_dir()?, &names)?;
+            (Some(config), Some(print))
+        }
+        _ => (None, None),
+    };
+    let listener = TcpListener::bind(args.bind).await.with_context(|| {
+        format!("cannot listen on {}: is another relay running? choose another with --bind", args.bind)
+    })?;
+    let port = listener.local_addr()?.port();
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let base = format!("{scheme}://{host}:{port}");
+    println!("hyco relay listening on {base} (bound to {})", listener.local_addr()?);
+    if let Some(print) = &fingerprint {
+        println!("TLS certificate SHA-256 fingerprint: {print}");
+    }
+    if let Some(key) = &key {
+        let emulator = if tls.is_none() { ";UseDevelopmentEmulator=true" } else { "" };
+        println!("On another machine, paste this (it holds the key; keep it private):");
+        println!(
+            "  export HYCO_CONNECTION_STRING='Endpoint=sb://{host}:{port}/;SharedAccessKeyName={DEFAULT_KEY_NAME};SharedAccessKey={}{emulator}'",
+            key.expose()
+        );
+        if let Some(print) = &fingerprint {
+            println!("  and pass --tls-fingerprint {print}");
+        }
+        if !args.no_profile {
+            let path = profile::default_path()?;
+            let local_base = format!(
+                "{scheme}://{}:{port}",
+                if args.bind.ip().is_unspecified() { "127.0.0.1".to_owned() } else { host.clone() }
+            );
+            profile::write_local_profile(
+                &path,
+                LOCAL_PROFILE,
+                &local_base,
+                DEFAULT_KEY_NAME,
+                key,
+                fingerprint.as_deref(),
+                true,
+            )?;
+            println!(
+                "Profile '{LOCAL_PROFILE}' written to {}: hyco listen/connect on this machine need no relay flags.",
+                path.display()
+            );
+        }
+    }
+    if throwaway {
+        println!("Hybrid connections are created when a listener first asks for them.");
+    }
+    relay::run(listener, settings, tls, shutdown).await
+}
+
+/// Resolves the relay and credential from flags, environment and profiles.
+pub fn resolve_client(args: &CredentialArgs) -> anyhow::Result<(RelayClient, Option<String>)> {
+    let path = profile::default_path()?;
+    let store = ProfileStore::load(&path)?;
+    for w in store.warnings() {
+        warn!("{w}");
+    }
+    let flags = CredentialSources {
+        profile: args.profile.clone(),
+        connection_string: args.connection_string.clone().map(Secret::new),
+        endpoint: args.endpoint.clone(),
+        key_name: args.key_name.clone(),
+        key: args.key.clone().map(Secret::new),
+        tls_fingerprint: args.tls_fingerprint.clone(),
+    };
+    let resolved = profile::resolve(&flags, &EnvSources::from_env(), &store)?;
+    info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
+    let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())?;
+    Ok((client, resolved.entity_path))
+}
+
+async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (client, _) = resolve_client(&args.credentials)?;
+    let mut settings = ListenSettings::new(args.hc.trim_matches('/'), Targets::parse(&args.targets)?);
+    settings.connections = usize::from(args.connections);
+    listen::run(client, settings, stats, shutdown).await
+}
+
+async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (client, _) = resolve_client(&args.credentials)?;
+    let settings = match &args.target {
+        Some(name) => ConnectSettings { hc: args.hc.trim_matches('/').to_owned(), suffix: Some(name.clone()) },
+        None => ConnectSettings::parse(&args.hc, 1)?,
+    };
+    if args.stdio {
+        return connect::run_stdio(client, settings, stats, shutdown).await;
+    }
+    let Some(bind) = &args.bind else { bail!("give --bind PORT or --stdio") };
+    let addr = crate::cli::parse_bind(bind)?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}: port in use?"))?;
+    info!("accepting on {}, bridging to {}", listener.local_addr()?, settings.hc);
+    eprintln!(
+        "hyco: {} -> {}{}",
+        listener.local_addr()?,
+        settings.hc,
+        settings.suffix.as_ref().map(|s| format!("/{s}")).unwrap_or_default()
+    );
+    connect::run_bind(client, settings, listener, stats, shutdown).await
+}

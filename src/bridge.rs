@@ -1,0 +1,242 @@
+//! Pumps bytes between a local byte stream (a TCP connection, or stdin/stdout) and a
+//! tunnel WebSocket, in both directions at once.
+//!
+//! Bytes travel as binary frames. Each direction ends on its own: a local EOF sends a
+//! Close 1000 and the other direction goes on (TCP half-close, end to end); a Close
+//! 1000 from the tunnel shuts the local write side. Anything else (a Close with another
+//! code, the tunnel vanishing, a local read error) is an abort, which the caller turns
+//! into a TCP reset or a non-zero exit: a dropped tunnel never looks like a clean end.
+//! Memory per tunnel is two fixed buffers; a slow reader on either side slows the writer.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::protocol::close;
+use crate::ws::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode};
+use crate::ws::stream::{FrameReader, FrameWriter, Role};
+
+/// Bytes read from the local side per frame, and written to it per piece.
+pub const CHUNK: usize = 32 * 1024;
+
+/// Counters shared by all tunnels of one command, for the status line and logs.
+#[derive(Debug)]
+pub struct Stats {
+    /// Live control channels (`hyco listen`); tests and the status line watch it.
+    pub channels: tokio::sync::watch::Sender<usize>,
+    pub active: AtomicU64,
+    pub total: AtomicU64,
+    pub failed: AtomicU64,
+    /// Bytes from the local side into the tunnel.
+    pub bytes_out: AtomicU64,
+    /// Bytes from the tunnel to the local side.
+    pub bytes_in: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            channels: tokio::sync::watch::channel(0).0,
+            active: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Marks a tunnel active for as long as it lives.
+pub struct ActiveGuard(Arc<Stats>);
+
+impl ActiveGuard {
+    pub fn new(stats: Arc<Stats>) -> Self {
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        stats.total.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How a tunnel ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both sides closed normally; every byte was delivered.
+    Clean,
+    /// The tunnel broke; the local side must see an error.
+    Aborted(String),
+}
+
+/// Pumps `local` (read and write halves) against the tunnel `ws` (client role) until both
+/// directions end, one aborts, or `cancel` fires (an abort).
+pub async fn pump<LR, LW, S>(
+    mut local_read: LR,
+    mut local_write: LW,
+    ws: S,
+    ws_initial: &[u8],
+    stats: &Stats,
+    cancel: &CancellationToken,
+) -> Outcome
+where
+    LR: AsyncRead + Unpin,
+    LW: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
+{
+    let (ws_read, ws_write) = tokio::io::split(ws);
+    let mut reader = FrameReader::new(ws_read, ws_initial, Role::Client);
+    let writer = Mutex::new(FrameWriter::new(ws_write, Role::Client));
+
+    let up = upstream(&mut local_read, &writer, stats);
+    let down = downstream(&mut reader, &mut local_write, &writer, stats);
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    let outcome = loop {
+        tokio::select! {
+            r = &mut up, if !up_done => match r {
+                Ok(()) => up_done = true,
+                Err(why) => break Outcome::Aborted(why),
+            },
+            r = &mut down, if !down_done => match r {
+                Ok(()) => down_done = true,
+                Err(why) => break Outcome::Aborted(why),
+            },
+            () = cancel.cancelled() => break Outcome::Aborted("shutting down".into()),
+        }
+        if up_done && down_done {
+            break Outcome::Clean;
+        }
+    };
+    // `up` and `down` are dropped here, so the writer is free; a frame cut short by the
+    // abort would make a Close unreadable, so only the clean end gets a polite goodbye.
+    let mut writer = writer.lock().await;
+    match &outcome {
+        Outcome::Clean => {
+            let _ = writer.shutdown().await;
+        }
+        Outcome::Aborted(_) => {}
+    }
+    outcome
+}
+
+/// Pumps a local TCP connection against the tunnel `ws`, counting it in `stats`; an
+/// aborted tunnel resets the TCP connection, so its application sees an error.
+pub async fn pump_tcp<S>(
+    mut tcp: TcpStream,
+    ws: S,
+    ws_initial: &[u8],
+    stats: &Arc<Stats>,
+    cancel: &CancellationToken,
+) -> Outcome
+where
+    S: AsyncRead + AsyncWrite,
+{
+    let _active = ActiveGuard::new(stats.clone());
+    let (read, write) = tcp.split();
+    let outcome = pump(read, write, ws, ws_initial, stats, cancel).await;
+    match &outcome {
+        Outcome::Clean => debug!("tunnel closed"),
+        Outcome::Aborted(why) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            warn!("tunnel aborted: {why}");
+            crate::net::reset(tcp);
+        }
+    }
+    outcome
+}
+
+/// Local bytes into binary frames; local EOF becomes Close 1000.
+async fn upstream<LR, W>(local: &mut LR, writer: &Mutex<FrameWriter<W>>, stats: &Stats) -> Result<(), String>
+where
+    LR: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0; MAX_HEADER_LEN + CHUNK].into_boxed_slice();
+    loop {
+        let n = match local.read(&mut buf[MAX_HEADER_LEN..]).await {
+            Ok(n) => n,
+            Err(e) => {
+                let mut w = writer.lock().await;
+                let _ = w.send_close(Some(&CloseFrame::new(close::INTERNAL_ERROR, "local connection failed"))).await;
+                return Err(format!("local connection failed: {e}"));
+            }
+        };
+        let mut w = writer.lock().await;
+        if n == 0 {
+            return w
+                .send_close(Some(&CloseFrame::new(close::NORMAL, "")))
+                .await
+                .map_err(|e| format!("relay connection lost: {e}"));
+        }
+        let header = FrameHeader { fin: true, opcode: OpCode::Binary, mask: None, len: n as u64 };
+        w.send_with_header(header, &mut buf, n).await.map_err(|e| format!("relay connection lost: {e}"))?;
+        w.flush().await.map_err(|e| format!("relay connection lost: {e}"))?;
+        stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Frames from the tunnel to local bytes; Close 1000 shuts the local write side.
+async fn downstream<R, LW, W>(
+    reader: &mut FrameReader<R>,
+    local: &mut LW,
+    writer: &Mutex<FrameWriter<W>>,
+    stats: &Stats,
+) -> Result<(), String>
+where
+    R: AsyncRead + Unpin,
+    LW: AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let lost = |e: io::Error| format!("relay connection lost: {e}");
+    let mut buf = vec![0; CHUNK].into_boxed_slice();
+    loop {
+        let Some(header) = reader.header().await.map_err(lost)? else {
+            return Err("relay connection lost without a close".into());
+        };
+        match header.opcode {
+            OpCode::Binary | OpCode::Text | OpCode::Continuation => loop {
+                let n = reader.payload(&mut buf).await.map_err(lost)?;
+                if n == 0 {
+                    break;
+                }
+                local.write_all(&buf[..n]).await.map_err(|e| format!("local connection failed: {e}"))?;
+                stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            },
+            OpCode::Ping => {
+                let payload = reader.control_payload().await.map_err(lost)?;
+                writer.lock().await.send(OpCode::Pong, &payload).await.map_err(lost)?;
+            }
+            OpCode::Pong => {
+                reader.control_payload().await.map_err(lost)?;
+            }
+            OpCode::Close => {
+                let payload = reader.control_payload().await.map_err(lost)?;
+                return match CloseFrame::parse(&payload) {
+                    Ok(None) => finish_local(local).await,
+                    Ok(Some(c)) if c.code == close::NORMAL => finish_local(local).await,
+                    Ok(Some(c)) if c.reason.is_empty() => Err(format!("tunnel closed with code {}", c.code)),
+                    Ok(Some(c)) => Err(format!("tunnel closed with code {}: {}", c.code, c.reason)),
+                    Err(e) => Err(format!("tunnel closed with a malformed close frame: {e}")),
+                };
+            }
+        }
+        local.flush().await.map_err(|e| format!("local connection failed: {e}"))?;
+    }
+}
+
+async fn finish_local<LW: AsyncWrite + Unpin>(local: &mut LW) -> Result<(), String> {
+    local.flush().await.map_err(|e| format!("local connection failed: {e}"))?;
+    // The peer may have gone already; its write side ending is what matters here.
+    let _ = local.shutdown().await;
+    Ok(())
+}

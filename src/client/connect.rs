@@ -1,0 +1,135 @@
+//! `hyco connect`: opens a sender WebSocket through the relay for every local TCP
+//! connection (`--bind`), or for stdin/stdout (`--stdio`, for ssh's ProxyCommand).
+//!
+//! A refused rendezvous shows the relay's or the listener's status and text: the local
+//! connection is reset (bind) or the process exits non-zero with the message (stdio).
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::{OpenError, Opened, RelayClient};
+use crate::bridge::{self, Outcome, Stats};
+use crate::protocol::{self, Action};
+
+/// What `hyco connect` reaches: an HC and, optionally, a named target on its listener.
+#[derive(Clone, Debug)]
+pub struct ConnectSettings {
+    pub hc: String,
+    /// The path suffix after the HC name (`ssh` in `myhc/ssh`).
+    pub suffix: Option<String>,
+}
+
+impl ConnectSettings {
+    /// Splits `hc[/name]`, where `hc` is the first segment; `hc_segments` says how many
+    /// segments the HC name has when it holds `/` itself.
+    pub fn parse(spec: &str, hc_segments: usize) -> anyhow::Result<Self> {
+        let segments: Vec<&str> = spec.split('/').filter(|s| !s.is_empty()).collect();
+        if segments.len() < hc_segments || hc_segments == 0 {
+            anyhow::bail!("{spec:?} does not name a hybrid connection");
+        }
+        let suffix = segments[hc_segments..].join("/");
+        Ok(Self { hc: segments[..hc_segments].join("/"), suffix: (!suffix.is_empty()).then_some(suffix) })
+    }
+}
+
+/// Opens one sender WebSocket for `settings`.
+pub async fn open_sender(client: &RelayClient, settings: &ConnectSettings) -> anyhow::Result<Opened> {
+    let token = client.token(&settings.hc)?.map(|(t, _)| t);
+    let url = client.url(&settings.hc, settings.suffix.as_deref(), Action::Connect, Some(&protocol::new_guid()));
+    client.open(&url, token.as_ref(), &[]).await.map_err(|e| describe(e, settings))
+}
+
+fn describe(e: OpenError, settings: &ConnectSettings) -> anyhow::Error {
+    let target = match &settings.suffix {
+        Some(s) => format!("{}/{}", settings.hc, s),
+        None => settings.hc.clone(),
+    };
+    match e {
+        OpenError::Rejected { status, text } => anyhow::anyhow!("{target}: {status} {text}"),
+        other => anyhow::anyhow!("{target}: {other}"),
+    }
+}
+
+/// Accepts local connections on `listener` until `shutdown`, bridging each through
+/// the relay. Live tunnels are aborted at shutdown.
+pub async fn run_bind(
+    client: RelayClient,
+    settings: ConnectSettings,
+    listener: TcpListener,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tunnels = TaskTracker::new();
+    let mut backoff = std::time::Duration::from_millis(5);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => { backoff = std::time::Duration::from_millis(5); a }
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (client, settings, stats, cancel) = (client.clone(), settings.clone(), stats.clone(), shutdown.clone());
+        tunnels.spawn(
+            async move {
+                match open_sender(&client, &settings).await {
+                    Ok(opened) => {
+                        debug!("tunnel open");
+                        bridge::pump_tcp(tcp, opened.stream, &opened.initial, &stats, &cancel).await;
+                    }
+                    Err(e) => {
+                        stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        warn!("{e:#}");
+                        crate::net::reset(tcp);
+                    }
+                }
+            }
+            .instrument(info_span!("local", %peer)),
+        );
+    }
+    tunnels.close();
+    tunnels.wait().await;
+    Ok(())
+}
+
+/// Bridges stdin/stdout through one sender WebSocket. `Err` (exit non-zero) when the
+/// rendezvous fails or the tunnel ends abnormally.
+pub async fn run_stdio(
+    client: RelayClient,
+    settings: ConnectSettings,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let opened = open_sender(&client, &settings).await?;
+    info!("tunnel open");
+    let _active = bridge::ActiveGuard::new(stats.clone());
+    match bridge::pump(tokio::io::stdin(), tokio::io::stdout(), opened.stream, &opened.initial, &stats, &shutdown).await
+    {
+        Outcome::Clean => Ok(()),
+        Outcome::Aborted(why) => anyhow::bail!("tunnel aborted: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hc_and_target_name_split() {
+        let s = ConnectSettings::parse("myhc/ssh", 1).unwrap();
+        assert_eq!((s.hc.as_str(), s.suffix.as_deref()), ("myhc", Some("ssh")));
+        let s = ConnectSettings::parse("team/db", 2).unwrap();
+        assert_eq!((s.hc.as_str(), s.suffix), ("team/db", None));
+        assert!(ConnectSettings::parse("", 1).is_err());
+    }
+}

@@ -1,0 +1,403 @@
+//! `hyco listen`: keeps control channels to the relay and bridges every accepted
+//! connection to a local TCP target.
+//!
+//! Each control channel renews its token at half its lifetime, pings the relay and
+//! treats silence as a dead channel, and reconnects with backoff (PROTOCOL.md 5.6). A
+//! sender naming an unknown target, or a target that refuses, is rejected with a status
+//! and text the sender sees.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::{OpenError, RelayClient, split_url};
+use crate::bridge::{self, Stats};
+use crate::encoding::encode_component;
+use crate::protocol::{self, Accept, Action, HcAddress, ListenerMessage, RelayMessage, RenewToken, close};
+
+/// Waits between reconnects, in seconds; the last repeats (PROTOCOL.md 5.6).
+pub const BACKOFF_SECS: [u64; 6] = [0, 1, 2, 5, 10, 30];
+/// A control channel up this long resets the backoff.
+pub const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
+/// Time to open a TCP connection to a target.
+pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most control channels one listener keeps (the relay's per-HC limit).
+pub const MAX_CONNECTIONS: usize = protocol::MAX_LISTENERS_PER_HC;
+
+/// Where accepted connections go: by name (the sender's path suffix), or one unnamed
+/// target for everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Targets {
+    pub named: BTreeMap<String, String>,
+    pub default: Option<String>,
+}
+
+impl Targets {
+    /// Parses `--to` values: `host:port` or `name=host:port`.
+    pub fn parse<S: AsRef<str>>(specs: &[S]) -> anyhow::Result<Self> {
+        let mut t = Self::default();
+        for spec in specs {
+            let spec = spec.as_ref();
+            let (name, addr) = match spec.split_once('=') {
+                Some((n, a)) => (Some(n), a),
+                None => (None, spec),
+            };
+            if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+                bail!("target {spec:?} is not host:port or name=host:port");
+            }
+            match name {
+                Some(n) if n.is_empty() || n.contains(['/', '?', '#', ' ']) => {
+                    bail!("target name {n:?} is not a path segment")
+                }
+                Some(n) if t.named.insert(n.to_owned(), addr.to_owned()).is_some() => bail!("target {n:?} given twice"),
+                Some(_) => {}
+                None if t.default.replace(addr.to_owned()).is_some() => bail!("only one unnamed target may be given"),
+                None => {}
+            }
+        }
+        if t.named.is_empty() && t.default.is_none() {
+            bail!("give at least one target with --to");
+        }
+        Ok(t)
+    }
+
+    /// The target for a sender's path suffix (first segment names the target).
+    pub fn pick(&self, suffix: &[String]) -> Result<&str, String> {
+        match suffix.first() {
+            Some(name) => self.named.get(name).or(self.default.as_ref()).map(String::as_str).ok_or_else(|| {
+                let known: Vec<&str> = self.named.keys().map(String::as_str).collect();
+                format!("No target named '{name}' (this listener has: {})", known.join(", "))
+            }),
+            None => self.default.as_deref().ok_or_else(|| {
+                let known: Vec<&str> = self.named.keys().map(String::as_str).collect();
+                format!("Name a target in the path (this listener has: {})", known.join(", "))
+            }),
+        }
+    }
+}
+
+/// What `hyco listen` does.
+#[derive(Clone, Debug)]
+pub struct ListenSettings {
+    pub hc: String,
+    pub targets: Targets,
+    /// Control channels to keep open (1 to [`MAX_CONNECTIONS`]).
+    pub connections: usize,
+    pub ping_interval: Duration,
+    /// How long live tunnels may finish after shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl ListenSettings {
+    pub fn new(hc: impl Into<String>, targets: Targets) -> Self {
+        Self {
+            hc: hc.into(),
+            targets,
+            connections: 1,
+            ping_interval: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs the listener until `shutdown` fires (then `Ok`) or the relay refuses it for
+/// good (401, 403, 404: `Err` saying what to do).
+pub async fn run(
+    client: RelayClient,
+    settings: ListenSettings,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if !(1..=MAX_CONNECTIONS).contains(&settings.connections) {
+        bail!("--connections must be between 1 and {MAX_CONNECTIONS}");
+    }
+    let tunnels = TaskTracker::new();
+    let force = CancellationToken::new();
+    let ctx = Arc::new(Ctx { client, settings, stats, tunnels: tunnels.clone(), force: force.clone() });
+    let mut channels = tokio::task::JoinSet::new();
+    for index in 0..ctx.settings.connections {
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        channels.spawn(async move { ctx.keep_channel(shutdown).instrument(info_span!("control", index)).await });
+    }
+    let mut result = Ok(());
+    while let Some(joined) = channels.join_next().await {
+        if let Err(e) = joined.context("control channel task failed").and_then(|r| r) {
+            result = Err(e);
+            shutdown.cancel();
+        }
+    }
+    tunnels.close();
+    if tokio::time::timeout(ctx.settings.drain_timeout, tunnels.wait()).await.is_err() {
+        force.cancel();
+        tunnels.wait().await;
+    }
+    result
+}
+
+struct Ctx {
+    client: RelayClient,
+    settings: ListenSettings,
+    stats: Arc<Stats>,
+    tunnels: TaskTracker,
+    force: CancellationToken,
+}
+
+/// How a control channel ended.
+enum ChannelEnd {
+    Shutdown,
+    Lost(String),
+}
+
+impl Ctx {
+    async fn keep_channel(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let hc = &self.settings.hc;
+        let mut attempt = 0;
+        loop {
+            let (token, expiry) = self.client.token(hc)?.map_or((None, None), |(t, e)| (Some(t), Some(e)));
+            let url = self.client.url(hc, None, Action::Listen, Some(&protocol::new_guid()));
+            let opened = tokio::select! {
+                o = self.client.open(&url, token.as_ref(), &[]) => o,
+                () = shutdown.cancelled() => return Ok(()),
+            };
+            match opened {
+                Ok(opened) => {
+                    let started = Instant::now();
+                    info!(hc = %hc, relay = %self.client.endpoint.ws_base(), "listening");
+                    match self.run_channel(opened, expiry, &shutdown).await {
+                        ChannelEnd::Shutdown => return Ok(()),
+                        ChannelEnd::Lost(why) => warn!("control channel lost: {why}"),
+                    }
+                    if started.elapsed() >= HEALTHY_PERIOD {
+                        attempt = 0;
+                    }
+                }
+                Err(e) => {
+                    if let Some(err) = permanent(&e, hc, &self.client) {
+                        return Err(err);
+                    }
+                    warn!("cannot listen: {e}");
+                }
+            }
+            let delay = Duration::from_secs(BACKOFF_SECS[attempt.min(BACKOFF_SECS.len() - 1)]);
+            attempt += 1;
+            if !delay.is_zero() {
+                info!("reconnecting in {} s", delay.as_secs());
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    async fn run_channel(
+        &self,
+        opened: super::Opened,
+        mut expiry: Option<u64>,
+        shutdown: &CancellationToken,
+    ) -> ChannelEnd {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .max_message_size(Some(protocol::MAX_CONTROL_MESSAGE))
+            .max_frame_size(Some(protocol::MAX_CONTROL_MESSAGE));
+        let mut ws =
+            WebSocketStream::from_partially_read(opened.stream, opened.initial, Role::Client, Some(config)).await;
+        let _live = LiveChannel::new(self.stats.clone());
+        let interval = self.settings.ping_interval;
+        let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+        let mut last_heard = Instant::now();
+        let renew_at = |expiry: Option<u64>| {
+            let left = expiry.map_or(u64::MAX / 4, |e| e.saturating_sub(protocol::unix_now()));
+            Instant::now() + Duration::from_secs(left / 2).max(Duration::from_secs(1))
+        };
+        let mut renew = renew_at(expiry.filter(|_| self.client.can_renew()));
+        loop {
+            tokio::select! {
+                msg = ws.next() => {
+                    last_heard = Instant::now();
+                    match msg {
+                        Some(Ok(Message::Text(text))) => match serde_json::from_str::<RelayMessage>(&text) {
+                            Ok(RelayMessage::Accept(accept)) => self.spawn_accept(accept),
+                            Err(e) => debug!("ignoring a control message this listener does not handle: {e}"),
+                        },
+                        Some(Ok(Message::Close(frame))) => {
+                            let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                            return ChannelEnd::Lost(format!("the relay closed it ({code} {reason})"));
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return ChannelEnd::Lost(e.to_string()),
+                        None => return ChannelEnd::Lost("connection closed".into()),
+                    }
+                }
+                () = tokio::time::sleep_until(renew) => {
+                    match self.client.token(&self.settings.hc) {
+                        Ok(Some((token, new_expiry))) => {
+                            let msg = ListenerMessage::RenewToken(RenewToken { token: token.expose().to_owned() });
+                            let json = serde_json::to_string(&msg).expect("control messages serialize");
+                            if let Err(e) = ws.send(Message::text(json)).await {
+                                return ChannelEnd::Lost(e.to_string());
+                            }
+                            debug!("token renewed");
+                            expiry = Some(new_expiry);
+                        }
+                        Ok(None) => expiry = None,
+                        Err(e) => warn!("cannot renew the token: {e:#}"),
+                    }
+                    renew = renew_at(expiry);
+                }
+                _ = ticker.tick() => {
+                    if last_heard.elapsed() >= interval * 2 {
+                        return ChannelEnd::Lost(format!("no answer from the relay for {} s", last_heard.elapsed().as_secs()));
+                    }
+                    if let Err(e) = ws.send(Message::Ping(Bytes::new())).await {
+                        return ChannelEnd::Lost(e.to_string());
+                    }
+                }
+                () = shutdown.cancelled() => {
+                    let frame = CloseFrame { code: close::NORMAL.into(), reason: "listener stopping".into() };
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+                    return ChannelEnd::Shutdown;
+                }
+            }
+        }
+    }
+
+    fn spawn_accept(&self, accept: Accept) {
+        let span = info_span!("tunnel", id = %accept.id);
+        let client = self.client.clone();
+        let hc_segments = self.settings.hc.split('/').filter(|s| !s.is_empty()).count();
+        let targets = self.settings.targets.clone();
+        let stats = self.stats.clone();
+        let force = self.force.clone();
+        self.tunnels.spawn(
+            async move {
+                let suffix = split_url(&accept.address)
+                    .and_then(|(_, _, _, target)| HcAddress::parse(&target).ok())
+                    .map(|a| a.segments.into_iter().skip(hc_segments).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                let target = match targets.pick(&suffix) {
+                    Ok(t) => t.to_owned(),
+                    Err(text) => return reject(&client, &accept, 404, &text).await,
+                };
+                let tcp = match tokio::time::timeout(TARGET_CONNECT_TIMEOUT, TcpStream::connect(&target)).await {
+                    Ok(Ok(tcp)) => tcp,
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        return reject(&client, &accept, 502, &format!("Connection to {target} refused")).await;
+                    }
+                    Ok(Err(e)) => {
+                        return reject(&client, &accept, 502, &format!("Connection to {target} failed: {e}")).await;
+                    }
+                    Err(_) => return reject(&client, &accept, 504, &format!("Connection to {target} timed out")).await,
+                };
+                let _ = tcp.set_nodelay(true);
+                // Official clients pick the first subprotocol the sender offered.
+                let protocol = accept
+                    .connect_headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("Sec-WebSocket-Protocol"))
+                    .and_then(|(_, v)| v.split(',').next())
+                    .map(|p| vec![("Sec-WebSocket-Protocol".to_owned(), p.trim().to_owned())])
+                    .unwrap_or_default();
+                let opened = match client.open(&accept.address, None, &protocol).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        warn!("accepting failed: {e}");
+                        crate::net::reset(tcp);
+                        return;
+                    }
+                };
+                debug!(%target, "tunnel open");
+                bridge::pump_tcp(tcp, opened.stream, &opened.initial, &stats, &force).await;
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn reject(client: &RelayClient, accept: &Accept, status: u16, text: &str) {
+    info!(status, "rejecting: {text}");
+    let sep = if accept.address.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{sep}{}={status}&{}={}",
+        accept.address,
+        protocol::PARAM_STATUS_CODE,
+        protocol::PARAM_STATUS_DESCRIPTION,
+        encode_component(text)
+    );
+    match client.open(&url, None, &[]).await {
+        Err(OpenError::Rejected { status: 410, .. }) => {}
+        Err(e) => debug!("reject not confirmed: {e}"),
+        Ok(_) => debug!("reject not confirmed: the relay accepted the rejection upgrade"),
+    }
+}
+
+/// The error for a relay answer that retrying cannot fix.
+fn permanent(e: &OpenError, hc: &str, client: &RelayClient) -> Option<anyhow::Error> {
+    if !e.is_permanent() {
+        return None;
+    }
+    let relay = client.endpoint.ws_base();
+    Some(match e {
+        OpenError::Rejected { status: 401, text } => {
+            anyhow::anyhow!(
+                "{relay} refused the credentials (401 {text}); check the key name and key, or the token's expiry"
+            )
+        }
+        OpenError::Rejected { status: 403, text } => {
+            anyhow::anyhow!(
+                "{relay} refused to let this key listen on {hc} (403 {text}); use a key with the Listen right"
+            )
+        }
+        OpenError::Rejected { status: 404, text } => anyhow::anyhow!(
+            "hybrid connection {hc} does not exist on {relay} (404 {text}); create it first (Azure) or check the name"
+        ),
+        other => anyhow::anyhow!("{relay}: {other}"),
+    })
+}
+
+/// Counts a live control channel for as long as it lives.
+struct LiveChannel(Arc<Stats>);
+
+impl LiveChannel {
+    fn new(stats: Arc<Stats>) -> Self {
+        stats.channels.send_modify(|n| *n += 1);
+        Self(stats)
+    }
+}
+
+impl Drop for LiveChannel {
+    fn drop(&mut self) {
+        self.0.channels.send_modify(|n| *n -= 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_pick() {
+        let t = Targets::parse(&["ssh=127.0.0.1:22", "web=127.0.0.1:8080"]).unwrap();
+        assert_eq!(t.pick(&["ssh".into()]), Ok("127.0.0.1:22"));
+        assert!(t.pick(&["db".into()]).unwrap_err().contains("No target named 'db'"));
+        assert!(t.pick(&[]).is_err());
+        let t = Targets::parse(&["127.0.0.1:9"]).unwrap();
+        assert_eq!(t.pick(&["anything".into()]), Ok("127.0.0.1:9"));
+        assert_eq!(t.pick(&[]), Ok("127.0.0.1:9"));
+        for bad in [&["x"][..], &["a=1:2", "a=1:3"], &["1:2", "1:3"], &[], &["=1:2"], &["h:99999"]] {
+            assert!(Targets::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

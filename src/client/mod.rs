@@ -1,0 +1,232 @@
+//! The clients, `hyco listen` and `hyco connect`: how to reach a relay (endpoint,
+//! credential, TLS), opening WebSockets to it, and tokens. The byte pump is
+//! [`crate::bridge`]; the roles are in [`listen`] and [`connect`].
+
+pub mod connect;
+pub mod listen;
+pub mod tls;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpStream;
+
+use crate::connstr::{Credential, Endpoint};
+use crate::net::ClientStream;
+use crate::protocol::{self, Action};
+use crate::sas;
+use crate::secret::Secret;
+use crate::ws::handshake::{self, HandshakeError, Response};
+
+/// Time to open a connection to the relay: TCP, TLS and the upgrade.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The largest upgrade response head a client reads.
+pub const MAX_RESPONSE_HEAD: usize = 32 * 1024;
+
+/// How a client reaches a relay.
+#[derive(Clone)]
+pub struct RelayClient {
+    pub endpoint: Endpoint,
+    pub credential: Credential,
+    /// TLS settings for `wss://` endpoints (and accept addresses).
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Lifetime of the tokens this client mints.
+    pub token_ttl: Duration,
+}
+
+impl fmt::Debug for RelayClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayClient").field("endpoint", &self.endpoint.ws_base()).finish_non_exhaustive()
+    }
+}
+
+impl RelayClient {
+    /// A client for `endpoint`. `wss://` endpoints verify the relay against the system's
+    /// roots, or against `tls_fingerprint` when given.
+    pub fn new(endpoint: Endpoint, credential: Credential, tls_fingerprint: Option<&str>) -> anyhow::Result<Self> {
+        let tls = match tls_fingerprint {
+            Some(print) => Some(tls::pinned(print)?),
+            None if endpoint.secure => Some(tls::system_roots()?),
+            None => None,
+        };
+        Ok(Self { endpoint, credential, tls, token_ttl: protocol::DEFAULT_TOKEN_TTL })
+    }
+
+    /// The token to present for `hc`: minted from a key (with its expiry), or the given
+    /// token, or none. A given token that has expired is an error.
+    pub fn token(&self, hc: &str) -> anyhow::Result<Option<(Secret, u64)>> {
+        match &self.credential {
+            Credential::None => Ok(None),
+            Credential::Key { name, key } => {
+                let expiry = protocol::unix_now() + self.token_ttl.as_secs();
+                let audience = protocol::token_audience(&self.endpoint.host, hc);
+                Ok(Some((sas::mint(&audience, name, key, expiry), expiry)))
+            }
+            Credential::Token(token) => {
+                let parsed = sas::parse(token.expose()).context("the configured SAS token is malformed")?;
+                if parsed.is_expired(protocol::unix_now(), 0) {
+                    anyhow::bail!(
+                        "the configured SAS token expired at {}; ask its issuer for a new one (`hyco token`)",
+                        protocol::rfc3339(parsed.expiry())
+                    );
+                }
+                Ok(Some((token.clone(), parsed.expiry())))
+            }
+        }
+    }
+
+    /// Whether tokens can be renewed (a key is at hand).
+    pub fn can_renew(&self) -> bool {
+        matches!(self.credential, Credential::Key { .. })
+    }
+
+    /// `ws[s]://host:port/$hc/{hc}[/{suffix}]?…sb-hc-action=…`
+    pub fn url(&self, hc: &str, suffix: Option<&str>, action: Action, id: Option<&str>) -> String {
+        protocol::client_url(&self.endpoint.ws_base(), hc, suffix, "", action, id)
+    }
+
+    /// Opens a WebSocket to `url` with the token (if any) in `ServiceBusAuthorization`.
+    pub async fn open(
+        &self,
+        url: &str,
+        token: Option<&Secret>,
+        extra: &[(String, String)],
+    ) -> Result<Opened, OpenError> {
+        let mut headers = extra.to_vec();
+        if let Some(t) = token {
+            headers.push((protocol::TOKEN_HEADER.to_owned(), t.expose().to_owned()));
+        }
+        tokio::time::timeout(CONNECT_TIMEOUT, open_ws(url, self.tls.as_ref(), &headers))
+            .await
+            .unwrap_or(Err(OpenError::Timeout))
+    }
+}
+
+/// An open WebSocket to the relay, before any frame.
+pub struct Opened {
+    pub stream: ClientStream,
+    pub response: Response,
+    /// Bytes that arrived after the 101 response.
+    pub initial: Vec<u8>,
+}
+
+/// Why a WebSocket to the relay could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    BadUrl(String),
+    Connect {
+        addr: String,
+        error: std::io::Error,
+    },
+    Tls(std::io::Error),
+    /// The relay (or a listener, through it) answered with this status and text.
+    Rejected {
+        status: u16,
+        text: String,
+    },
+    Handshake(String),
+    Timeout,
+}
+
+impl OpenError {
+    /// A status the user cannot fix by waiting: bad credentials, missing HC, bad request.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Rejected { status: 400 | 401 | 403 | 404, .. } | Self::BadUrl(_))
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadUrl(u) => write!(f, "bad relay address {u}"),
+            Self::Connect { addr, error } => write!(f, "cannot reach the relay at {addr}: {error}"),
+            Self::Tls(e) => write!(f, "TLS handshake with the relay failed: {e}"),
+            Self::Rejected { status, text } => write!(f, "{status} {text}"),
+            Self::Handshake(e) => write!(f, "WebSocket handshake with the relay failed: {e}"),
+            Self::Timeout => write!(f, "no answer from the relay within {} s", CONNECT_TIMEOUT.as_secs()),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Splits `ws[s]://host[:port]/target` into (secure, host, port, target).
+pub fn split_url(url: &str) -> Option<(bool, String, u16, String)> {
+    let (secure, rest) =
+        if let Some(r) = url.strip_prefix("wss://") { (true, r) } else { (false, url.strip_prefix("ws://")?) };
+    let (authority, target) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_owned()),
+    };
+    let default_port = if secure { 443 } else { 80 };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        (h.to_owned(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), p.parse().ok()?),
+            None => (authority.to_owned(), default_port),
+        }
+    };
+    (!host.is_empty()).then_some((secure, host, port, target))
+}
+
+async fn open_ws(
+    url: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    headers: &[(String, String)],
+) -> Result<Opened, OpenError> {
+    let (secure, host, port, target) = split_url(url).ok_or_else(|| OpenError::BadUrl(url.to_owned()))?;
+    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let tcp = TcpStream::connect(&addr).await.map_err(|error| OpenError::Connect { addr: addr.clone(), error })?;
+    let _ = tcp.set_nodelay(true);
+    let mut stream = if secure {
+        let config = match tls {
+            Some(c) => c.clone(),
+            None => tls::system_roots().map_err(|e| OpenError::Tls(std::io::Error::other(e.to_string())))?,
+        };
+        let name =
+            rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| OpenError::BadUrl(url.to_owned()))?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        ClientStream::Tls(Box::new(connector.connect(name, tcp).await.map_err(OpenError::Tls)?))
+    } else {
+        ClientStream::Plain(tcp)
+    };
+    let default_port = if secure { 443 } else { 80 };
+    let host_header = match (host.contains(':'), port == default_port) {
+        (true, true) => format!("[{host}]"),
+        (true, false) => format!("[{host}]:{port}"),
+        (false, true) => host.clone(),
+        (false, false) => format!("{host}:{port}"),
+    };
+    match handshake::client(&mut stream, &host_header, &target, headers, MAX_RESPONSE_HEAD).await {
+        Ok((response, initial)) => Ok(Opened { stream, response, initial }),
+        Err(HandshakeError::Rejected { status, reason }) => Err(OpenError::Rejected { status, text: reason }),
+        Err(e) => Err(OpenError::Handshake(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split() {
+        assert_eq!(split_url("ws://h:1/$hc/a?x=1"), Some((false, "h".into(), 1, "/$hc/a?x=1".into())));
+        assert_eq!(split_url("wss://h/$hc/a"), Some((true, "h".into(), 443, "/$hc/a".into())));
+        assert_eq!(split_url("ws://[::1]:9/p"), Some((false, "::1".into(), 9, "/p".into())));
+        assert_eq!(split_url("ws://h?q"), Some((false, "h".into(), 80, "/?q".into())));
+        assert_eq!(split_url("http://h/"), None);
+        assert_eq!(split_url("ws://h:x/"), None);
+        assert_eq!(split_url("ws:///p"), None);
+    }
+}
