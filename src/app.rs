@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::bridge::Stats;
-use crate::cli::{Command, ConnectArgs, CredentialArgs, ListenArgs, ServeArgs};
+use crate::cli::{Command, ConnectArgs, CredentialArgs, DemoArgs, ListenArgs, ServeArgs};
 use crate::client::RelayClient;
 use crate::client::connect::{self, ConnectSettings};
 use crate::client::listen::{self, ListenSettings, Targets};
@@ -33,6 +33,7 @@ pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToke
         Command::Serve(args) => serve(args, shutdown).await,
         Command::Listen(args) => listen(args, stats, shutdown).await,
         Command::Connect(args) => connect(args, stats, shutdown).await,
+        Command::Demo(args) => demo(args, stats, shutdown).await,
     }
 }
 
@@ -199,4 +200,87 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
         settings.suffix.as_ref().map(|s| format!("/{s}")).unwrap_or_default()
     );
     connect::run_bind(client, settings, listener, stats, shutdown).await
+}
+
+/// Echoes every byte back until the peer's EOF, then closes (the demo's default target).
+async fn echo_service(listener: TcpListener, shutdown: CancellationToken) {
+    loop {
+        let mut conn = tokio::select! {
+            a = listener.accept() => match a { Ok((c, _)) => c, Err(_) => continue },
+            () = shutdown.cancelled() => return,
+        };
+        tokio::spawn(async move {
+            let (mut r, mut w) = conn.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
+    }
+}
+
+async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = Secret::new(base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()));
+    let relay_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let relay_addr = relay_listener.local_addr()?;
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(relay::run(
+        relay_listener,
+        RelaySettings::with_namespace_key(DEFAULT_KEY_NAME, key.clone()),
+        None,
+        shutdown.clone(),
+    ));
+    let echo = args.target.is_none();
+    let target = match args.target {
+        Some(t) => t,
+        None => {
+            let echo = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = echo.local_addr()?.to_string();
+            tasks.spawn(echo_service(echo, shutdown.clone()));
+            addr
+        }
+    };
+    let endpoint = crate::connstr::parse_endpoint(&format!("ws://{relay_addr}"), false)?;
+    let credential = crate::connstr::Credential::Key { name: DEFAULT_KEY_NAME.into(), key };
+    let client = RelayClient::new(endpoint, credential, None)?;
+    let local_addr = crate::cli::parse_bind(&args.bind)?;
+    let local = TcpListener::bind(local_addr)
+        .await
+        .with_context(|| format!("cannot listen on {local_addr}: choose another with --bind"))?;
+    let local_addr = local.local_addr()?;
+    let mut channels = stats.channels.subscribe();
+    let listen_task = tasks.spawn(listen::run(
+        client.clone(),
+        ListenSettings::new("demo", Targets::parse(&[&target])?),
+        stats.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(connect::run_bind(
+        client,
+        ConnectSettings { hc: "demo".into(), suffix: None },
+        local,
+        stats.clone(),
+        shutdown.clone(),
+    ));
+    tokio::select! {
+        r = channels.wait_for(|n| *n > 0) => { r?; }
+        r = listen_task => { r??; bail!("the listener stopped"); }
+    }
+    println!("relay     ws://{relay_addr} (in this process, hybrid connection 'demo')");
+    println!("listener  bridges to {target}");
+    println!("connector {local_addr} -> relay -> listener -> {target}");
+    // Prove the path once, so a broken setup says so now rather than at first use.
+    if echo {
+        let started = std::time::Instant::now();
+        let mut probe = tokio::net::TcpStream::connect(local_addr).await?;
+        probe.write_all(b"ping").await?;
+        probe.shutdown().await?;
+        let mut back = Vec::new();
+        probe.read_to_end(&mut back).await?;
+        anyhow::ensure!(back == b"ping", "the probe came back as {back:?}");
+        println!("probe     4 bytes there and back in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!("ready: connect to {local_addr} (Ctrl-C to stop)");
+    shutdown.cancelled().await;
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
 }

@@ -38,6 +38,19 @@ pub enum Command {
     Listen(ListenArgs),
     /// Bridge local TCP connections (or stdin/stdout) through the relay to a listener.
     Connect(ConnectArgs),
+    /// Run a relay, a listener and a connector in one process: a local port that reaches
+    /// a target through the relay, with no account and no setup.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where tunnelled connections go (default: a built-in echo service).
+    #[arg(long = "to", value_name = "HOST:PORT")]
+    pub target: Option<String>,
+    /// Local port that reaches the target through the relay: `PORT` or `ADDR:PORT`.
+    #[arg(long, default_value = "127.0.0.1:9401", value_name = "[ADDR:]PORT")]
+    pub bind: String,
 }
 
 #[derive(Debug, Args)]
