@@ -141,7 +141,8 @@ impl OpenError {
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadUrl(u) => write!(f, "bad relay address {u}"),
+            // Without the query: an accept address carries its rendezvous secret there.
+            Self::BadUrl(u) => write!(f, "bad relay address {}", u.split('?').next().unwrap_or_default()),
             Self::Connect { addr, error } => write!(f, "cannot reach the relay at {addr}: {error}"),
             Self::Tls(e) => write!(f, "TLS handshake with the relay failed: {e}"),
             Self::Rejected { status, text } => write!(f, "{status} {text}"),

@@ -180,7 +180,12 @@ impl Relay {
             }
             Err(e) => return deny(&mut stream, 400, &e.to_string(), &protocol::new_guid()).await,
         };
-        let tracking_id = addr.id.clone().unwrap_or_else(protocol::new_guid);
+        // An accept address's id ends in the rendezvous secret: keep that out of logs and texts.
+        let tracking_id = match (&addr.id, addr.action) {
+            (Some(id), Action::Accept) => id.rsplit_once('_').map_or(id.as_str(), |(t, _)| t).to_owned(),
+            (Some(id), _) => id.clone(),
+            (None, _) => protocol::new_guid(),
+        };
         if let Err(why) = websocket_key(&req) {
             return deny(&mut stream, 400, why, &tracking_id).await;
         }
