@@ -16,6 +16,7 @@ use crate::cli::{Command, ConnectArgs, CredentialArgs, DemoArgs, ListenArgs, Ser
 use crate::client::RelayClient;
 use crate::client::connect::{self, ConnectSettings};
 use crate::client::listen::{self, ListenSettings, Targets};
+use crate::error::{Kind, failure};
 use crate::profile::{self, CredentialSources, EnvSources, ProfileStore};
 use crate::relay::{self, RelaySettings, config::DEFAULT_KEY_NAME};
 use crate::secret::Secret;
@@ -87,7 +88,9 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let host = public_host(&args);
     let throwaway = args.config.is_none();
     let (settings, key) = match &args.config {
-        Some(path) => (RelaySettings::from_file(path)?, None),
+        Some(path) => {
+            (RelaySettings::from_file(path).map_err(|e| config_failure(e, "fix the relay configuration"))?, None)
+        }
         None => {
             let key = namespace_key(&data_dir()?)?;
             (RelaySettings::with_namespace_key(DEFAULT_KEY_NAME, key.clone()), Some(key))
@@ -95,7 +98,8 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     };
     let (tls, fingerprint) = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
         (Some(cert), Some(key), _) => {
-            let (config, print) = relay::tls::from_pem_files(cert, key)?;
+            let (config, print) = relay::tls::from_pem_files(cert, key)
+                .map_err(|e| config_failure(e, "check --tls-cert and --tls-key"))?;
             (Some(config), Some(print))
         }
         (_, _, true) => {
@@ -105,8 +109,11 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
         }
         _ => (None, None),
     };
-    let listener = TcpListener::bind(args.bind).await.with_context(|| {
-        format!("cannot listen on {}: is another relay running? choose another with --bind", args.bind)
+    let listener = TcpListener::bind(args.bind).await.map_err(|e| {
+        failure(
+            Kind::LocalPort,
+            format!("cannot listen on {}: {e}; is another relay running? choose another with --bind", args.bind),
+        )
     })?;
     let port = listener.local_addr()?.port();
     let scheme = if tls.is_some() { "wss" } else { "ws" };
@@ -154,8 +161,8 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
 
 /// Resolves the relay and credential from flags, environment and profiles.
 pub fn resolve_client(args: &CredentialArgs) -> anyhow::Result<(RelayClient, Option<String>)> {
-    let path = profile::default_path()?;
-    let store = ProfileStore::load(&path)?;
+    let path = profile::default_path().map_err(|e| config_failure(e, "set HYCO_CONFIG"))?;
+    let store = ProfileStore::load(&path).map_err(|e| config_failure(e, "fix or remove the profile file"))?;
     for w in store.warnings() {
         warn!("{w}");
     }
@@ -167,15 +174,18 @@ pub fn resolve_client(args: &CredentialArgs) -> anyhow::Result<(RelayClient, Opt
         key: args.key.clone().map(Secret::new),
         tls_fingerprint: args.tls_fingerprint.clone(),
     };
-    let resolved = profile::resolve(&flags, &EnvSources::from_env(), &store)?;
+    let resolved =
+        profile::resolve(&flags, &EnvSources::from_env(), &store).map_err(|e| failure(Kind::Config, e.to_string()))?;
     info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
-    let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())?;
+    let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())
+        .map_err(|e| config_failure(e, "check the TLS settings"))?;
     Ok((client, resolved.entity_path))
 }
 
 async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (client, _) = resolve_client(&args.credentials)?;
-    let mut settings = ListenSettings::new(args.hc.trim_matches('/'), Targets::parse(&args.targets)?);
+    let targets = Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?;
+    let mut settings = ListenSettings::new(args.hc.trim_matches('/'), targets);
     settings.connections = usize::from(args.connections);
     listen::run(client, settings, stats, shutdown).await
 }
@@ -184,14 +194,16 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     let (client, _) = resolve_client(&args.credentials)?;
     let settings = match &args.target {
         Some(name) => ConnectSettings { hc: args.hc.trim_matches('/').to_owned(), suffix: Some(name.clone()) },
-        None => ConnectSettings::parse(&args.hc, 1)?,
+        None => ConnectSettings::parse(&args.hc, 1).map_err(|e| failure(Kind::Config, e.to_string()))?,
     };
     if args.stdio {
         return connect::run_stdio(client, settings, stats, shutdown).await;
     }
     let Some(bind) = &args.bind else { bail!("give --bind PORT or --stdio") };
-    let addr = crate::cli::parse_bind(bind)?;
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}: port in use?"))?;
+    let addr = crate::cli::parse_bind(bind).map_err(|e| failure(Kind::Config, e.to_string()))?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with --bind"))
+    })?;
     info!("accepting on {}, bridging to {}", listener.local_addr()?, settings.hc);
     eprintln!(
         "hyco: {} -> {}{}",
@@ -283,4 +295,9 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
     tasks.close();
     tasks.wait().await;
     Ok(())
+}
+
+/// A configuration error with what to do about it, keeping the cause's own words.
+fn config_failure(e: anyhow::Error, fix: &str) -> anyhow::Error {
+    failure(Kind::Config, format!("{e:#}; {fix}"))
 }

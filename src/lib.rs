@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod connstr;
 pub mod encoding;
+pub mod error;
 pub mod fsutil;
 pub mod net;
 pub mod profile;

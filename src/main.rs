@@ -63,7 +63,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hyco: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(hyco::error::exit_code(&e))
         }
     }
 }

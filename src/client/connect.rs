@@ -13,6 +13,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{OpenError, Opened, RelayClient};
 use crate::bridge::{self, Outcome, Stats};
+use crate::error::{Kind, failure};
 use crate::protocol::{self, Action};
 
 /// What `hyco connect` reaches: an HC and, optionally, a named target on its listener.
@@ -48,10 +49,13 @@ fn describe(e: OpenError, settings: &ConnectSettings) -> anyhow::Error {
         Some(s) => format!("{}/{}", settings.hc, s),
         None => settings.hc.clone(),
     };
-    match e {
-        OpenError::Rejected { status, text } => anyhow::anyhow!("{target}: {status} {text}"),
-        other => anyhow::anyhow!("{target}: {other}"),
-    }
+    let hint = match e.kind() {
+        Kind::Denied => "; check the key or token and that it has the Send right",
+        Kind::NotFound => "; is a listener running for it?",
+        Kind::Unreachable => "; is the relay running, and is the endpoint right?",
+        _ => "",
+    };
+    failure(e.kind(), format!("{target}: {e}{hint}"))
 }
 
 /// Accepts local connections on `listener` until `shutdown`, bridging each through

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -24,6 +25,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::{OpenError, RelayClient, split_url};
 use crate::bridge::{self, Stats};
 use crate::encoding::encode_component;
+use crate::error::{Kind, failure};
 use crate::protocol::{self, Accept, Action, HcAddress, ListenerMessage, RelayMessage, RenewToken, close};
 
 /// Waits between reconnects, in seconds; the last repeats (PROTOCOL.md 5.6).
@@ -120,11 +122,18 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     if !(1..=MAX_CONNECTIONS).contains(&settings.connections) {
-        bail!("--connections must be between 1 and {MAX_CONNECTIONS}");
+        return Err(failure(Kind::Config, format!("--connections must be between 1 and {MAX_CONNECTIONS}")));
     }
     let tunnels = TaskTracker::new();
     let force = CancellationToken::new();
-    let ctx = Arc::new(Ctx { client, settings, stats, tunnels: tunnels.clone(), force: force.clone() });
+    let ctx = Arc::new(Ctx {
+        client,
+        settings,
+        stats,
+        tunnels: tunnels.clone(),
+        force: force.clone(),
+        ever_connected: AtomicBool::new(false),
+    });
     let mut channels = tokio::task::JoinSet::new();
     for index in 0..ctx.settings.connections {
         let ctx = ctx.clone();
@@ -152,6 +161,8 @@ struct Ctx {
     stats: Arc<Stats>,
     tunnels: TaskTracker,
     force: CancellationToken,
+    /// Whether any control channel has been open yet.
+    ever_connected: AtomicBool,
 }
 
 /// How a control channel ended.
@@ -173,6 +184,7 @@ impl Ctx {
             };
             match opened {
                 Ok(opened) => {
+                    self.ever_connected.store(true, Ordering::Relaxed);
                     let started = Instant::now();
                     info!(hc = %hc, relay = %self.client.endpoint.ws_base(), "listening");
                     match self.run_channel(opened, expiry, &shutdown).await {
@@ -186,6 +198,15 @@ impl Ctx {
                 Err(e) => {
                     if let Some(err) = permanent(&e, hc, &self.client) {
                         return Err(err);
+                    }
+                    // Never connected yet: most likely a wrong endpoint, so say so now
+                    // (a service manager restarts us if this was a passing outage).
+                    if !self.ever_connected.load(Ordering::Relaxed) && e.kind() == Kind::Unreachable {
+                        let relay = self.client.endpoint.ws_base();
+                        return Err(failure(
+                            Kind::Unreachable,
+                            format!("{e}; is the relay at {relay} running, and is the endpoint right?"),
+                        ));
                     }
                     warn!("cannot listen: {e}");
                 }
@@ -349,22 +370,21 @@ fn permanent(e: &OpenError, hc: &str, client: &RelayClient) -> Option<anyhow::Er
         return None;
     }
     let relay = client.endpoint.ws_base();
-    Some(match e {
+    let message = match e {
         OpenError::Rejected { status: 401, text } => {
-            anyhow::anyhow!(
-                "{relay} refused the credentials (401 {text}); check the key name and key, or the token's expiry"
-            )
+            format!("{relay} refused the credentials (401 {text}); check the key name and key, or the token's expiry")
         }
         OpenError::Rejected { status: 403, text } => {
-            anyhow::anyhow!(
-                "{relay} refused to let this key listen on {hc} (403 {text}); use a key with the Listen right"
+            format!("{relay} refused to let this key listen on {hc} (403 {text}); use a key with the Listen right")
+        }
+        OpenError::Rejected { status: 404, text } => {
+            format!(
+                "hybrid connection {hc} does not exist on {relay} (404 {text}); create it first (Azure) or check the name"
             )
         }
-        OpenError::Rejected { status: 404, text } => anyhow::anyhow!(
-            "hybrid connection {hc} does not exist on {relay} (404 {text}); create it first (Azure) or check the name"
-        ),
-        other => anyhow::anyhow!("{relay}: {other}"),
-    })
+        other => format!("{relay}: {other}"),
+    };
+    Some(failure(e.kind(), message))
 }
 
 /// Counts a live control channel for as long as it lives.

@@ -10,10 +10,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpStream;
 
 use crate::connstr::{Credential, Endpoint};
+use crate::error::{Kind, failure};
 use crate::net::ClientStream;
 use crate::protocol::{self, Action};
 use crate::sas;
@@ -66,12 +66,16 @@ impl RelayClient {
                 Ok(Some((sas::mint(&audience, name, key, expiry), expiry)))
             }
             Credential::Token(token) => {
-                let parsed = sas::parse(token.expose()).context("the configured SAS token is malformed")?;
+                let parsed = sas::parse(token.expose())
+                    .map_err(|e| failure(Kind::Config, format!("the configured SAS token is malformed: {e}")))?;
                 if parsed.is_expired(protocol::unix_now(), 0) {
-                    anyhow::bail!(
-                        "the configured SAS token expired at {}; ask its issuer for a new one (`hyco token`)",
-                        protocol::rfc3339(parsed.expiry())
-                    );
+                    return Err(failure(
+                        Kind::Denied,
+                        format!(
+                            "the configured SAS token expired at {}; ask its issuer for a new one (`hyco token`)",
+                            protocol::rfc3339(parsed.expiry())
+                        ),
+                    ));
                 }
                 Ok(Some((token.clone(), parsed.expiry())))
             }
@@ -135,6 +139,17 @@ impl OpenError {
     /// A status the user cannot fix by waiting: bad credentials, missing HC, bad request.
     pub fn is_permanent(&self) -> bool {
         matches!(self, Self::Rejected { status: 400 | 401 | 403 | 404, .. } | Self::BadUrl(_))
+    }
+
+    /// What kind of failure this is, for the exit code.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::BadUrl(_) | Self::Rejected { status: 400, .. } => Kind::Config,
+            Self::Rejected { status: 401 | 403, .. } => Kind::Denied,
+            Self::Rejected { status: 404, .. } => Kind::NotFound,
+            Self::Rejected { .. } => Kind::Rejected,
+            Self::Connect { .. } | Self::Tls(_) | Self::Handshake(_) | Self::Timeout => Kind::Unreachable,
+        }
     }
 }
 
