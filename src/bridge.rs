@@ -97,34 +97,33 @@ where
     let mut reader = FrameReader::new(ws_read, ws_initial, Role::Client);
     let writer = Mutex::new(FrameWriter::new(ws_write, Role::Client));
 
-    let up = upstream(&mut local_read, &writer, stats);
-    let down = downstream(&mut reader, &mut local_write, &writer, stats);
-    tokio::pin!(up, down);
-    let (mut up_done, mut down_done) = (false, false);
-    let outcome = loop {
-        tokio::select! {
-            r = &mut up, if !up_done => match r {
-                Ok(()) => up_done = true,
-                Err(why) => break Outcome::Aborted(why),
-            },
-            r = &mut down, if !down_done => match r {
-                Ok(()) => down_done = true,
-                Err(why) => break Outcome::Aborted(why),
-            },
-            () = cancel.cancelled() => break Outcome::Aborted("shutting down".into()),
-        }
-        if up_done && down_done {
-            break Outcome::Clean;
+    let outcome = {
+        let up = upstream(&mut local_read, &writer, stats);
+        let down = downstream(&mut reader, &mut local_write, &writer, stats);
+        tokio::pin!(up, down);
+        let (mut up_done, mut down_done) = (false, false);
+        loop {
+            tokio::select! {
+                r = &mut up, if !up_done => match r {
+                    Ok(()) => up_done = true,
+                    Err(why) => break Outcome::Aborted(why),
+                },
+                r = &mut down, if !down_done => match r {
+                    Ok(()) => down_done = true,
+                    Err(why) => break Outcome::Aborted(why),
+                },
+                () = cancel.cancelled() => break Outcome::Aborted("shutting down".into()),
+            }
+            if up_done && down_done {
+                break Outcome::Clean;
+            }
         }
     };
-    // `up` and `down` are dropped here, so the writer is free; a frame cut short by the
-    // abort would make a Close unreadable, so only the clean end gets a polite goodbye.
-    let mut writer = writer.lock().await;
-    match &outcome {
-        Outcome::Clean => {
-            let _ = writer.shutdown().await;
-        }
-        Outcome::Aborted(_) => {}
+    // `up` and `down` were dropped with the block above, so the writer is free even if
+    // one was stalled mid-write holding it. A frame cut short by an abort would make a
+    // Close unreadable, so only the clean end gets a polite goodbye.
+    if outcome == Outcome::Clean {
+        let _ = writer.lock().await.shutdown().await;
     }
     outcome
 }
