@@ -38,6 +38,18 @@ pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToke
     }
 }
 
+/// The log filter: `rust_log` (`RUST_LOG`) when given and valid, else `hyco={level},warn`.
+/// Either way tungstenite stays at `debug` or quieter: at `trace` it logs whole control
+/// messages, and those carry secrets (a `renewToken`'s signature, an accept address).
+pub fn log_filter(level: &str, rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    let filter = rust_log
+        .filter(|s| !s.is_empty())
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| EnvFilter::new(format!("hyco={level},warn")));
+    filter.add_directive("tungstenite=debug".parse().expect("a valid directive"))
+}
+
 /// The directory for the relay's generated key and certificate.
 pub fn data_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os(ENV_DATA_DIR).filter(|d| !d.is_empty()) {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 use hyco::bridge::Stats;
 use hyco::cli::{Cli, Command, LogFormat};
@@ -20,7 +19,7 @@ fn main() -> ExitCode {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("hyco={level},warn")));
+    let filter = hyco::app::log_filter(level, std::env::var("RUST_LOG").ok().as_deref());
     let stats = Arc::new(Stats::default());
     let status = match &cli.command {
         Command::Listen(_) | Command::Connect(_) if std::io::stderr().is_terminal() && !cli.quiet => {
