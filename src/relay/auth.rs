@@ -47,9 +47,10 @@ const fn denied(status: u16, text: &'static str) -> Denied {
     Denied { status, text }
 }
 
-/// Checks `token` for `need` on the HC at `hc_path`, against the HC's own rules and then
-/// the namespace's. Returns the token's expiry. The token's host is not compared (the
-/// same relay is reached by many names); its path must cover the HC.
+/// Checks `token` for `need` on the resource at `hc_path` (an HC name, plus a sender's
+/// path suffix), against the HC's own rules and then the namespace's. Returns the token's
+/// expiry. The token's host is not compared (the same relay is reached by many names);
+/// its path must be a prefix of `hc_path`.
 pub fn check(
     token: &str,
     hc_path: &str,

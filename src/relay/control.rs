@@ -67,7 +67,13 @@ pub(super) async fn run(
                     },
                     Some(Ok(Message::Binary(_))) => break Some((close::UNSUPPORTED_DATA, "Binary messages are not control messages".into())),
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite has queued the answering Close; send it, so that the
+                        // listener's close handshake completes. Bounded like the close below.
+                        let _ = tokio::time::timeout(Duration::from_secs(5), ws.flush()).await;
+                        break None;
+                    }
+                    None => break None,
                     Some(Err(e)) => {
                         debug!("control channel error: {e}");
                         let size = matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_));
@@ -89,7 +95,11 @@ pub(super) async fn run(
                     info!("control channel silent for {silent:?}; dropping it");
                     break None;
                 }
-                if silent >= limits.ping_interval && ws.send(Message::Ping(Bytes::new())).await.is_err() {
+                // Ticks come every `ping_interval`, so a channel last heard just after one tick
+                // is silent for a little less than that at the next: half an interval is the
+                // threshold, or a listener that only answers pings (hyco-ws) would get no ping
+                // in the two intervals before it is dropped.
+                if silent >= limits.ping_interval / 2 && ws.send(Message::Ping(Bytes::new())).await.is_err() {
                     break None;
                 }
             }
@@ -99,11 +109,15 @@ pub(super) async fn run(
     if let Some((code, text)) = reason {
         info!(code, "closing control channel: {text}");
         let frame = CloseFrame { code: CloseCode::from(code), reason: text.into() };
-        // Best effort, bounded: a peer that never reads must not hold the task.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        // Best effort, bounded: a peer that never reads must not hold the task, nor the
+        // relay's shutdown past its drain period.
+        let closing = tokio::time::timeout(Duration::from_secs(5), async {
             let _ = ws.close(Some(frame)).await;
             while let Some(Ok(_)) = ws.next().await {}
-        })
-        .await;
+        });
+        tokio::select! {
+            _ = closing => {}
+            () = relay.force.cancelled() => {}
+        }
     }
 }

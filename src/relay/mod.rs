@@ -218,9 +218,11 @@ impl Relay {
         let hc_rules = self.hc_rules(hc);
         let token = auth::token_of(header(&req.headers, protocol::TOKEN_HEADER), addr.token.as_deref())
             .ok_or(auth::Denied { status: 401, text: "Missing token" })?;
+        // The audience must cover the requested resource, a sender's path suffix included
+        // (PROTOCOL.md 3; hyco-ws signs the whole path); the rules are the HC's.
         auth::check(
             token,
-            hc,
+            &addr.segments.join("/"),
             need,
             &hc_rules,
             &self.settings.rules,
@@ -314,76 +316,98 @@ impl Relay {
                 m
             },
         );
-        // Pick a listener at random and hand it the accept message; a full or closed queue
-        // means that listener is stuck or leaving, so try the others.
-        let pending = {
+        let deadline = tokio::time::Instant::now() + self.settings.limits.accept_window;
+        // Reserve a waiting slot and register the rendezvous before any listener hears of it.
+        let reserved = {
             let mut hcs = self.hcs.lock().expect("hcs lock");
             let hc = hcs.get_mut(&name).expect("resolved above");
             if hc.pending_senders >= self.settings.limits.max_pending_senders_per_hc {
-                Err(())
+                Err((503, "Too many senders waiting on this hybrid connection"))
+            } else if hc.listeners.is_empty() {
+                Err((404, "No listener is online for this hybrid connection"))
             } else {
-                let mut order: Vec<usize> = (0..hc.listeners.len()).collect();
-                rand::seq::SliceRandom::shuffle(&mut order[..], &mut rand::rng());
-                let mut sent = false;
-                for i in order {
-                    let l = &hc.listeners[i];
-                    let mut address = format!("{}/$hc/{}", l.base, encode_path(&name));
-                    if !suffix.is_empty() {
-                        address.push('/');
-                        address.push_str(&encode_path(&suffix));
-                    }
-                    address.push('?');
-                    for q in &addr.app_query {
-                        address.push_str(q);
-                        address.push('&');
-                    }
-                    address.push_str(&format!(
-                        "{}=accept&{}={}",
-                        protocol::PARAM_ACTION,
-                        protocol::PARAM_ID,
-                        encode_component(&format!("{tracking_id}_{secret}"))
-                    ));
-                    let msg = RelayMessage::Accept(Accept {
-                        address,
-                        id: tracking_id.clone(),
-                        connect_headers: headers.clone(),
-                        remote_endpoint: Some(RemoteEndpoint { address: peer.ip().to_string(), port: peer.port() }),
-                    });
-                    if l.tx.try_send(msg).is_ok() {
-                        debug!(listener = l.id, "accept sent");
-                        sent = true;
-                        break;
-                    }
-                }
-                if sent {
-                    hc.pending_senders += 1;
-                    self.pending.lock().expect("pending lock").insert(secret.clone(), tx);
-                    Ok(Some(PendingGuard { relay: self.clone(), hc: name.clone(), secret }))
-                } else {
-                    Ok(None)
-                }
+                hc.pending_senders += 1;
+                self.pending.lock().expect("pending lock").insert(secret.clone(), tx);
+                let guard = PendingGuard { relay: self.clone(), hc: name.clone(), secret: secret.clone() };
+                let mut candidates: Vec<(u64, String, mpsc::Sender<RelayMessage>)> =
+                    hc.listeners.iter().map(|l| (l.id, l.base.clone(), l.tx.clone())).collect();
+                rand::seq::SliceRandom::shuffle(&mut candidates[..], &mut rand::rng());
+                Ok((candidates, guard))
             }
         };
-        let _pending = match pending {
-            Ok(Some(guard)) => guard,
-            Ok(None) => {
-                return deny(&mut stream, 404, "No listener is online for this hybrid connection", &tracking_id).await;
-            }
-            Err(()) => {
-                return deny(&mut stream, 503, "Too many senders waiting on this hybrid connection", &tracking_id)
-                    .await;
-            }
+        let (candidates, pending) = match reserved {
+            Ok(r) => r,
+            Err((status, text)) => return deny(&mut stream, status, text, &tracking_id).await,
         };
+        let accept_for = |base: &str| {
+            let mut address = format!("{base}/$hc/{}", encode_path(&name));
+            if !suffix.is_empty() {
+                address.push('/');
+                address.push_str(&encode_path(&suffix));
+            }
+            address.push('?');
+            for q in &addr.app_query {
+                address.push_str(q);
+                address.push('&');
+            }
+            address.push_str(&format!(
+                "{}=accept&{}={}",
+                protocol::PARAM_ACTION,
+                protocol::PARAM_ID,
+                encode_component(&format!("{tracking_id}_{secret}"))
+            ));
+            RelayMessage::Accept(Accept {
+                address,
+                id: tracking_id.clone(),
+                connect_headers: headers.clone(),
+                remote_endpoint: Some(RemoteEndpoint { address: peer.ip().to_string(), port: peer.port() }),
+            })
+        };
+        // The first listener (in random order) with room in its queue gets the accept; if
+        // every queue is full (a burst), wait for room at one of them within the window.
+        let mut sent = candidates.iter().any(|(id, base, tx)| {
+            let ok = tx.try_send(accept_for(base)).is_ok();
+            if ok {
+                debug!(listener = id, "accept sent");
+            }
+            ok
+        });
+        if !sent && let Some((id, base, tx)) = candidates.iter().find(|(_, _, tx)| !tx.is_closed()) {
+            tokio::select! {
+                r = tx.send(accept_for(base)) => {
+                    sent = r.is_ok();
+                    debug!(listener = id, "accept sent after a wait");
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    drop(pending);
+                    return deny(&mut stream, 504, "Every listener was too busy to take the connection", &tracking_id).await;
+                }
+                () = self.shutdown.cancelled() => {
+                    drop(pending);
+                    return deny(&mut stream, 503, "Relay shutting down", &tracking_id).await;
+                }
+            }
+        }
+        if !sent {
+            drop(pending);
+            return deny(&mut stream, 404, "No listener is online for this hybrid connection", &tracking_id).await;
+        }
         let answer = tokio::select! {
             a = rx => a.ok(),
-            () = tokio::time::sleep(self.settings.limits.accept_window) => {
-                let text = format!("The listener did not answer within {} s", self.settings.limits.accept_window.as_secs());
+            () = tokio::time::sleep_until(deadline) => {
+                // Retire the accept address before answering, so that it is dead by the
+                // time the sender hears 504.
+                drop(pending);
+                let window = self.settings.limits.accept_window.as_secs_f64();
+                let text = format!("The listener did not answer within {window} s");
                 return deny(&mut stream, 504, &text, &tracking_id).await;
             }
             () = self.shutdown.cancelled() => {
+                drop(pending);
                 return deny(&mut stream, 503, "Relay shutting down", &tracking_id).await;
             }
         };
+        drop(pending);
         match answer {
             Some(Answer::Accepted { stream: listener, initial: listener_initial, protocol }) => {
                 let offered = header(&req.headers, "Sec-WebSocket-Protocol").unwrap_or_default();
@@ -420,6 +444,8 @@ impl Relay {
             return deny(&mut stream, 403, "Rendezvous address unknown, used or expired", &tracking_id).await;
         };
         if let Some(status) = addr.status_code {
+            // Only an error status makes sense to a sender waiting for its upgrade.
+            let status = if (400..=599).contains(&status) { status } else { 502 };
             let text = addr.status_description.unwrap_or_else(|| "Rejected by the listener".into());
             let _ = sender.send(Answer::Rejected { status, text });
             return deny(&mut stream, 410, "Rejection delivered", &tracking_id).await;
