@@ -1,0 +1,235 @@
+//! The real `hyco` binary (`CARGO_BIN_EXE_hyco`) end to end: `connect --stdio`, the
+//! profile `serve` writes and `listen`/`connect` pick up with no relay flags, credential
+//! precedence, and secrets kept out of every log. Each child gets its own temp
+//! `HYCO_CONFIG`/`HYCO_DATA_DIR` and a cleared environment, and is killed on drop.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use common::bridge::*;
+use common::*;
+use tokio::io::AsyncWriteExt;
+
+/// `ws://127.0.0.1:PORT` from serve's "hyco relay listening on ws://…" line.
+async fn serve_base(serve: &Proc) -> String {
+    let line =
+        serve.stdout.wait_for(PROC_STEP, "serve's listening line", |l| l.starts_with("hyco relay listening on ")).await;
+    line.trim_start_matches("hyco relay listening on ").split_whitespace().next().expect("a URL").to_owned()
+}
+
+/// Starts `hyco serve --bind 127.0.0.1:0` in `home`; returns it with its `ws://` base once
+/// it has written its profile.
+async fn start_serve(home: &Path, extra: &[&str]) -> (Proc, String) {
+    let mut cmd = hyco(home);
+    cmd.args(["serve", "--bind", "127.0.0.1:0"]).args(extra);
+    let serve = Proc::spawn(cmd);
+    let base = serve_base(&serve).await;
+    serve.stdout.wait_for(PROC_STEP, "serve's profile line", |l| l.starts_with("Profile 'local' written")).await;
+    (serve, base)
+}
+
+/// Starts `hyco listen HC --to TARGET` in `home` and waits until its control channel is up.
+async fn start_listen(home: &Path, hc: &str, target: &str, extra: &[&str]) -> Proc {
+    let mut cmd = hyco(home);
+    cmd.args(["listen", hc, "--to", target]).args(extra);
+    let listen = Proc::spawn(cmd);
+    listen
+        .stderr
+        .wait_for(PROC_STEP, "the listener's 'listening' log", |l| l.contains(" listening") && l.contains("hc="))
+        .await;
+    listen
+}
+
+/// Starts `hyco connect HC --bind 127.0.0.1:0` in `home`; returns it with its local address.
+async fn start_connect(home: &Path, hc: &str, extra: &[&str]) -> (Proc, std::net::SocketAddr) {
+    let mut cmd = hyco(home);
+    cmd.args(["connect", hc, "--bind", "127.0.0.1:0"]).args(extra);
+    let connect = Proc::spawn(cmd);
+    let line = connect.stderr.wait_for(PROC_STEP, "connect's bind line", |l| l.starts_with("hyco: 127.0.0.1:")).await;
+    let addr = line.trim_start_matches("hyco: ").split_whitespace().next().expect("an address");
+    (connect, addr.parse().expect("a socket address"))
+}
+
+/// Runs `hyco connect … --stdio` with `input` on stdin; returns it after it exits.
+async fn run_stdio(mut cmd: tokio::process::Command, input: &[u8]) -> (Proc, std::process::ExitStatus) {
+    cmd.stdin(Stdio::piped());
+    let mut proc = Proc::spawn(cmd);
+    let mut stdin = proc.child.stdin.take().expect("piped stdin");
+    within("writing stdin", stdin.write_all(input)).await.expect("write stdin");
+    drop(stdin);
+    let status = proc.exit(PROC_STEP).await;
+    (proc, status)
+}
+
+fn report(p: &Proc) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", p.stdout.text(), p.stderr.text())
+}
+
+/// A round trip through `hyco connect --bind` at `addr`.
+async fn echo_via(addr: std::net::SocketAddr, msg: &str) {
+    let mut tcp = within("connect to hyco connect", tokio::net::TcpStream::connect(addr)).await.expect("connect");
+    let got = within_for(PROC_STEP, "a round trip", round_trip(&mut tcp, msg.as_bytes())).await.expect("round trip");
+    assert_eq!(String::from_utf8_lossy(&got), msg);
+}
+
+// ---------------------------------------------------------------------------------------
+// connect --stdio
+
+#[tokio::test]
+async fn connect_stdio_bridges_stdin_and_stdout() {
+    let home = TempDir::new("stdio");
+    let relay = TestRelay::start(settings()).await;
+    let target = Target::upper_after_eof().await;
+    let _listening = Listening::start(client(relay.addr), listen_settings("hc", &[target.spec()])).await;
+
+    let mut cmd = hyco(home.path());
+    cmd.args(["connect", "hc", "--stdio", "--endpoint", &relay.base(), "--key-name", KEY_NAME, "--key", KEY]);
+    let (proc, status) = run_stdio(cmd, b"hello over stdio\nsecond line\n").await;
+    assert!(status.success(), "exit {status}\n{}", report(&proc));
+    assert_eq!(proc.stdout.text(), "HELLO OVER STDIO\nSECOND LINE", "{}", report(&proc));
+}
+
+#[tokio::test]
+async fn connect_stdio_exits_non_zero_with_the_502_when_the_target_refuses() {
+    let home = TempDir::new("stdio-refused");
+    let relay = TestRelay::start(settings()).await;
+    let dead = closed_port().await;
+    let _listening = Listening::start(client(relay.addr), listen_settings("hc", &[dead.to_string()])).await;
+
+    let mut cmd = hyco(home.path());
+    cmd.args(["connect", "hc", "--stdio", "--endpoint", &relay.base(), "--key-name", KEY_NAME, "--key", KEY]);
+    let (proc, status) = run_stdio(cmd, b"anyone there?\n").await;
+    assert_eq!(status.code(), Some(8), "a refused tunnel exits 8 (rejected)\n{}", report(&proc));
+    let stderr = proc.stderr.text();
+    assert!(stderr.contains("502") && stderr.contains("refused"), "{}", report(&proc));
+    assert_eq!(proc.stdout.text(), "", "nothing on stdout");
+}
+
+// ---------------------------------------------------------------------------------------
+// Profiles
+
+#[tokio::test]
+async fn serve_writes_a_private_profile_that_listen_and_connect_use() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = TempDir::new("profile");
+    let (_serve, base) = start_serve(home.path(), &[]).await;
+    assert!(base.starts_with("ws://127.0.0.1:"), "{base}");
+
+    let profile = home.path().join("config.toml");
+    let mode = std::fs::metadata(&profile).expect("the profile file").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "profile file mode {mode:o}");
+    let text = std::fs::read_to_string(&profile).expect("read the profile");
+    assert!(text.contains(&base), "the profile names the relay:\n{text}");
+
+    // No relay flags at all: both find the relay through the default profile.
+    let target = Target::echo().await;
+    let _listen = start_listen(home.path(), "hc", &target.spec(), &[]).await;
+    let (_connect, addr) = start_connect(home.path(), "hc", &[]).await;
+    echo_via(addr, "through the local profile").await;
+}
+
+#[tokio::test]
+async fn profile_flag_beats_the_environment_and_a_missing_profile_is_named() {
+    let home = TempDir::new("precedence");
+    let (_serve, _base) = start_serve(home.path(), &[]).await;
+    let target = Target::upper_after_eof().await;
+    let _listen = start_listen(home.path(), "hc", &target.spec(), &[]).await;
+    let dead = closed_port().await;
+    let bogus =
+        format!("Endpoint=sb://{dead}/;SharedAccessKeyName=bogus;SharedAccessKey=bogus;UseDevelopmentEmulator=true");
+
+    // The bogus variable is in force without --profile (it beats the default profile)...
+    let mut cmd = hyco(home.path());
+    cmd.env("HYCO_CONNECTION_STRING", &bogus).args(["connect", "hc", "--stdio"]);
+    let (proc, status) = run_stdio(cmd, b"x").await;
+    assert!(!status.success(), "{}", report(&proc));
+    assert!(proc.stderr.text().contains(&dead.to_string()), "the variable's relay was tried\n{}", report(&proc));
+
+    // ...and ignored with --profile.
+    let mut cmd = hyco(home.path());
+    cmd.env("HYCO_CONNECTION_STRING", &bogus).args(["connect", "hc", "--stdio", "--profile", "local"]);
+    let (proc, status) = run_stdio(cmd, b"profile wins\n").await;
+    assert!(status.success(), "exit {status}\n{}", report(&proc));
+    assert_eq!(proc.stdout.text(), "PROFILE WINS");
+
+    // HYCO_PROFILE naming a profile that does not exist.
+    let mut cmd = hyco(home.path());
+    cmd.env("HYCO_PROFILE", "missing").args(["connect", "hc", "--stdio"]);
+    let (proc, status) = run_stdio(cmd, b"").await;
+    assert!(!status.success(), "{}", report(&proc));
+    let stderr = proc.stderr.text();
+    assert!(
+        stderr.contains("HYCO_PROFILE") && stderr.contains("no profile named 'missing'") && stderr.contains("local"),
+        "{}",
+        report(&proc)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets
+
+#[tokio::test]
+async fn keys_and_signatures_stay_out_of_the_logs() {
+    let home = TempDir::new("secrets");
+    let loud = |mut cmd: tokio::process::Command| {
+        cmd.env("RUST_LOG", "trace").arg("-vv");
+        cmd
+    };
+    let mut cmd = loud(hyco(home.path()));
+    cmd.args(["serve", "--bind", "127.0.0.1:0"]);
+    let mut serve = Proc::spawn(cmd);
+    serve_base(&serve).await;
+    serve.stdout.wait_for(PROC_STEP, "serve's profile line", |l| l.starts_with("Profile 'local' written")).await;
+    let key = std::fs::read_to_string(home.path().join("data/namespace.key")).expect("the namespace key");
+    let key = key.trim().to_owned();
+    assert!(serve.stdout.text().contains(&key), "serve prints the key for the user (so this test can see it)");
+
+    let target = Target::echo().await;
+    let mut cmd = loud(hyco(home.path()));
+    cmd.args(["listen", "hc", "--to", &target.spec()]);
+    let mut listen = Proc::spawn(cmd);
+    listen.stderr.wait_for(PROC_STEP, "'listening'", |l| l.contains(" listening") && l.contains("hc=")).await;
+    let mut cmd = loud(hyco(home.path()));
+    cmd.args(["connect", "hc", "--bind", "127.0.0.1:0"]);
+    let mut connect = Proc::spawn(cmd);
+    let line = connect.stderr.wait_for(PROC_STEP, "connect's bind line", |l| l.starts_with("hyco: 127.0.0.1:")).await;
+    let addr = line.trim_start_matches("hyco: ").split_whitespace().next().expect("an address").parse().expect("addr");
+    echo_via(addr, "a full session").await;
+    echo_via(addr, "and another").await;
+
+    connect.terminate().await;
+    listen.terminate().await;
+    serve.terminate().await;
+
+    let encoded_key = hyco::encoding::encode_component(&key);
+    let logs = [
+        ("serve stderr", serve.stderr.text()),
+        ("listen stdout", listen.stdout.text()),
+        ("listen stderr", listen.stderr.text()),
+        ("connect stdout", connect.stdout.text()),
+        ("connect stderr", connect.stderr.text()),
+    ];
+    for (name, text) in &logs {
+        if std::env::var_os("HYCO_TEST_SHOW_LOGS").is_some() {
+            eprintln!("==== {name}\n{text}");
+        }
+        for secret in [key.as_str(), encoded_key.as_str(), "sig=", "sig%3D", "SharedAccessSignature"] {
+            // Frame payloads reach trace logs as hex, so look for that form too.
+            let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+            for form in [secret, hex.as_str()] {
+                if let Some(line) = text.lines().find(|l| l.contains(form)) {
+                    panic!("{name} shows {secret:?} (as {form:?}):\n{line}");
+                }
+            }
+        }
+    }
+    // The logs were loud enough to have leaked: trace output from each role, tunnels included.
+    for (name, text) in &logs[..] {
+        if name.ends_with("stderr") {
+            assert!(text.contains("TRACE") || text.contains("DEBUG"), "{name} has no debug output:\n{text}");
+        }
+    }
+    assert!(logs[4].1.contains("tunnel open"), "connect logged its tunnels:\n{}", logs[4].1);
+}

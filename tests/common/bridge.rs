@@ -1,0 +1,444 @@
+//! Helpers for the end-to-end client tests (`tests/bridge.rs`, `tests/cli.rs`,
+//! `tests/interop_bridge.rs`): TCP targets, `hyco listen` and `hyco connect --bind` run
+//! in-process against a [`super::TestRelay`], the real binary as a child process, temp
+//! directories, and a fast deterministic byte stream for bulk transfers.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyco::bridge::Stats;
+use hyco::client::RelayClient;
+use hyco::client::connect::{self, ConnectSettings};
+use hyco::client::listen::{self, ListenSettings, Targets};
+use hyco::connstr::{Credential, Endpoint};
+use hyco::secret::Secret;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::{KEY, KEY_NAME, within};
+
+// ---------------------------------------------------------------------------------------
+// Targets: the TCP servers behind a listener
+
+/// A TCP server on `127.0.0.1:0`; every connection runs `handler`. Dropping it aborts the
+/// accept loop and every connection it started.
+pub struct Target {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Target {
+    pub async fn spawn<F, Fut>(handler: F) -> Self
+    where
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a target");
+        let addr = listener.local_addr().expect("target address");
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                conns.spawn(handler(tcp));
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        Self { addr, task }
+    }
+
+    /// Echoes every byte back; ends its write side at EOF.
+    pub async fn echo() -> Self {
+        Self::spawn(|mut tcp| async move {
+            let (mut r, mut w) = tcp.split();
+            if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+                let _ = w.shutdown().await;
+            }
+        })
+        .await
+    }
+
+    /// Reads everything until EOF, then answers with it upper-cased and closes: it only
+    /// replies after the client's half-close.
+    pub async fn upper_after_eof() -> Self {
+        Self::spawn(|mut tcp| async move {
+            let mut all = Vec::new();
+            if tcp.read_to_end(&mut all).await.is_ok() {
+                let _ = tcp.write_all(&all.to_ascii_uppercase()).await;
+                let _ = tcp.shutdown().await;
+            }
+        })
+        .await
+    }
+
+    /// Sends `name` and a newline, then echoes.
+    pub async fn greeter(name: &'static str) -> Self {
+        Self::spawn(move |mut tcp| async move {
+            if tcp.write_all(format!("{name}\n").as_bytes()).await.is_ok() {
+                let (mut r, mut w) = tcp.split();
+                if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+                    let _ = w.shutdown().await;
+                }
+            }
+        })
+        .await
+    }
+
+    /// The `host:port` spec for [`Targets::parse`].
+    pub fn spec(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An address on 127.0.0.1 where nothing listens (bound, then closed), so a connect is refused.
+pub async fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    addr
+}
+
+/// Ends `tcp` with a reset (SO_LINGER 0), as a crashing process would.
+pub fn abort_socket(tcp: TcpStream) {
+    socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO)).expect("SO_LINGER 0");
+    drop(tcp);
+}
+
+// ---------------------------------------------------------------------------------------
+// hyco listen / hyco connect, in-process
+
+/// A client for the relay at `relay` with the test namespace key.
+pub fn client(relay: SocketAddr) -> RelayClient {
+    let endpoint = Endpoint { secure: false, host: relay.ip().to_string(), port: relay.port() };
+    let credential = Credential::Key { name: KEY_NAME.into(), key: Secret::new(KEY) };
+    RelayClient::new(endpoint, credential, None).expect("relay client")
+}
+
+/// Listen settings for `hc` with `--to` specs.
+pub fn listen_settings(hc: &str, to: &[String]) -> ListenSettings {
+    ListenSettings::new(hc, Targets::parse(to).expect("targets"))
+}
+
+/// `listen::run` in a task. Dropping it signals shutdown.
+pub struct Listening {
+    pub stats: Arc<Stats>,
+    pub shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Listening {
+    /// Starts a listener and returns once its first control channel is registered.
+    pub async fn start(client: RelayClient, settings: ListenSettings) -> Self {
+        let stats = Arc::new(Stats::default());
+        let shutdown = CancellationToken::new();
+        let mut task = tokio::spawn(listen::run(client, settings, stats.clone(), shutdown.clone()));
+        let mut channels = stats.channels.subscribe();
+        within("the listener's control channel", async {
+            tokio::select! {
+                r = channels.wait_for(|n| *n >= 1) => { r.expect("stats alive"); }
+                r = &mut task => panic!("listener ended before registering: {r:?}"),
+            }
+        })
+        .await;
+        Self { stats, shutdown, task: Some(task) }
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let task = self.task.take().expect("running");
+        within("listen::run to return", task).await.expect("listener task panicked")
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// `connect::run_bind` on `127.0.0.1:0` in a task. Dropping it signals shutdown.
+pub struct Bound {
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    pub shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Bound {
+    pub async fn start(client: RelayClient, hc: &str, suffix: Option<&str>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind connect's port");
+        let addr = listener.local_addr().expect("addr");
+        let settings = ConnectSettings { hc: hc.into(), suffix: suffix.map(Into::into) };
+        let stats = Arc::new(Stats::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(connect::run_bind(client, settings, listener, stats.clone(), shutdown.clone()));
+        Self { addr, stats, shutdown, task: Some(task) }
+    }
+
+    pub async fn connect(&self) -> TcpStream {
+        within("connect to hyco connect's port", TcpStream::connect(self.addr)).await.expect("connect")
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let task = self.task.take().expect("running");
+        within("run_bind to return", task).await.expect("connect task panicked")
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Sends `data`, half-closes, and reads everything back until EOF.
+pub async fn round_trip(tcp: &mut TcpStream, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let (mut r, mut w) = tcp.split();
+    let write = async {
+        w.write_all(data).await?;
+        w.shutdown().await
+    };
+    let mut got = Vec::new();
+    let (wrote, read) = tokio::join!(write, r.read_to_end(&mut got));
+    wrote?;
+    read?;
+    Ok(got)
+}
+
+/// Reads until EOF or an error; returns the bytes read and how it ended.
+pub async fn read_until_end<R: AsyncRead + Unpin>(r: &mut R) -> (u64, std::io::Result<()>) {
+    let mut buf = vec![0; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) => return (total, Ok(())),
+            Ok(n) => total += n as u64,
+            Err(e) => return (total, Err(e)),
+        }
+    }
+}
+
+/// Waits until every tunnel counted in `stats.active` has ended.
+pub async fn until_idle(what: &str, stats: &Stats) {
+    within(what, async {
+        while stats.active.load(Ordering::Relaxed) != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Bulk data
+
+/// A deterministic pseudo-random byte stream (xorshift64*), fast enough in debug builds.
+pub struct Noise(u64);
+
+impl Noise {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        let mut chunks = buf.chunks_exact_mut(8);
+        for c in &mut chunks {
+            c.copy_from_slice(&self.next().to_le_bytes());
+        }
+        let rest = chunks.into_remainder();
+        let last = self.next().to_le_bytes();
+        let n = rest.len();
+        rest.copy_from_slice(&last[..n]);
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// The SHA-256 of `len` bytes of [`Noise`] from `seed`, written in pieces of `piece`.
+pub fn noise_digest(seed: u64, len: usize, piece: usize) -> [u8; 32] {
+    let mut noise = Noise::new(seed);
+    let mut buf = vec![0; piece];
+    let mut hash = Sha256::new();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(piece);
+        noise.fill(&mut buf[..n]);
+        hash.update(&buf[..n]);
+        left -= n;
+    }
+    hash.finalize().into()
+}
+
+// ---------------------------------------------------------------------------------------
+// The real binary
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let dir = std::env::temp_dir().join(format!("hyco-test-{tag}-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `hyco` with a clean environment: only `HYCO_CONFIG` and `HYCO_DATA_DIR` (inside `home`)
+/// and `HOME`, so the developer's own profiles and variables never leak in.
+pub fn hyco(home: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hyco"));
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("HYCO_CONFIG", home.join("config.toml"))
+        .env("HYCO_DATA_DIR", home.join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Lines a child printed on one stream, as they arrive.
+#[derive(Clone)]
+pub struct Lines {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Bumped on every line; dropped (closed) at EOF.
+    seen: watch::Receiver<usize>,
+}
+
+impl Lines {
+    fn collect<R: AsyncRead + Unpin + Send + 'static>(stream: R) -> Self {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, seen) = watch::channel(0);
+        let store = lines.clone();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = r.next_line().await {
+                store.lock().expect("lines").push(line);
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        Self { lines, seen }
+    }
+
+    /// Everything so far, one line each.
+    pub fn text(&self) -> String {
+        self.lines.lock().expect("lines").join("\n")
+    }
+
+    /// Waits (up to `limit`) for a line matching `pred` and returns it. Panics with all the
+    /// output if the stream ends or the time runs out first.
+    pub async fn wait_for(&self, limit: Duration, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let mut seen = self.seen.clone();
+        let found = tokio::time::timeout(limit, async {
+            loop {
+                if let Some(l) = self.lines.lock().expect("lines").iter().find(|l| pred(l)) {
+                    return Some(l.clone());
+                }
+                if seen.changed().await.is_err() {
+                    // Closed: one last look at what arrived before EOF.
+                    return self.lines.lock().expect("lines").iter().find(|l| pred(l)).cloned();
+                }
+            }
+        })
+        .await;
+        match found {
+            Ok(Some(l)) => l,
+            Ok(None) => panic!("output ended without {what}:\n{}", self.text()),
+            Err(_) => panic!("no {what} within {limit:?}:\n{}", self.text()),
+        }
+    }
+
+    /// Waits until the stream has ended (the child closed it or exited).
+    pub async fn closed(&self) {
+        let mut seen = self.seen.clone();
+        while seen.changed().await.is_ok() {}
+    }
+}
+
+/// A running `hyco` child; killed on drop.
+pub struct Proc {
+    pub child: tokio::process::Child,
+    pub stdout: Lines,
+    pub stderr: Lines,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: tokio::process::Command) -> Self {
+        let mut child = cmd.spawn().expect("spawn hyco");
+        let stdout = Lines::collect(child.stdout.take().expect("piped stdout"));
+        let stderr = Lines::collect(child.stderr.take().expect("piped stderr"));
+        Self { child, stdout, stderr }
+    }
+
+    /// Asks the child to stop (SIGTERM, a graceful shutdown) and waits for it to exit and
+    /// for its output to be read to the end.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM via kill(1): std offers only SIGKILL.
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+        let status = within("hyco to exit after SIGTERM", self.child.wait()).await.expect("wait");
+        within("hyco's output to end", async {
+            self.stdout.closed().await;
+            self.stderr.closed().await;
+        })
+        .await;
+        status
+    }
+
+    /// Waits for the child to exit by itself, and for its output to end.
+    pub async fn exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let status = match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(s) => s.expect("wait"),
+            Err(_) => panic!(
+                "hyco did not exit within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                self.stdout.text(),
+                self.stderr.text()
+            ),
+        };
+        within("hyco's output to end", async {
+            self.stdout.closed().await;
+            self.stderr.closed().await;
+        })
+        .await;
+        status
+    }
+}
+
+/// The longest a step involving a child process (start-up, a session) may take.
+pub const PROC_STEP: Duration = Duration::from_secs(15);
