@@ -133,6 +133,16 @@ pub fn mint(resource_uri: &str, key_name: &str, key: &Secret, expiry: u64) -> Se
     ))
 }
 
+/// A key derived from `root` for the rule `rule_name`: base64 of HMAC-SHA256 keyed with
+/// the root key's text over the rule name. `hyco serve`'s throwaway relay declares such
+/// rules (Send only, Listen only), so that whoever holds the root key can mint tokens
+/// that carry fewer rights (`hyco token --rights`).
+pub fn derive_key(root: &Secret, rule_name: &str) -> Secret {
+    let mut mac = Hmac::<Sha256>::new_from_slice(root.expose().as_bytes()).expect("HMAC takes any key length");
+    mac.update(rule_name.as_bytes());
+    Secret::new(base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+}
+
 /// A parsed SAS token. `Debug` masks the signature.
 #[derive(Clone)]
 pub struct SasToken {
@@ -310,6 +320,16 @@ pub fn audience_covers(sr: &str, hc_path: &str, host: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_keys_differ_by_rule_and_root() {
+        let root = Secret::new("root-key");
+        let send = derive_key(&root, "hyco-send");
+        assert_eq!(send, derive_key(&root, "hyco-send"), "deterministic");
+        assert_ne!(send, derive_key(&root, "hyco-listen"));
+        assert_ne!(send, derive_key(&Secret::new("other"), "hyco-send"));
+        assert_eq!(send.expose().len(), 44, "32 bytes in base64, an Azure key's shape");
+    }
 
     const KEY: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg=";
     const SKN: &str = "RootManageSharedAccessKey";

@@ -14,6 +14,10 @@ use crate::secret::Secret;
 
 /// The key name the throwaway default creates, as Azure names a namespace's first rule.
 pub const DEFAULT_KEY_NAME: &str = "RootManageSharedAccessKey";
+/// The throwaway default's Send-only rule, its key derived from the root key.
+pub const SEND_KEY_NAME: &str = "hyco-send";
+/// The throwaway default's Listen-only rule, its key derived from the root key.
+pub const LISTEN_KEY_NAME: &str = "hyco-listen";
 
 /// Bounds on everything a peer controls. Each has a test that exceeds it.
 #[derive(Clone, Debug)]
@@ -76,10 +80,20 @@ pub struct RelaySettings {
 }
 
 impl RelaySettings {
-    /// A relay with one namespace-wide Manage key that creates HCs on first listen.
+    /// A relay with one namespace-wide Manage key that creates HCs on first listen, plus
+    /// Send-only and Listen-only rules whose keys derive from it ([`crate::sas::derive_key`]).
     pub fn with_namespace_key(name: &str, key: Secret) -> Self {
+        let derived = |rule: &str, right| Rule {
+            name: rule.into(),
+            key: crate::sas::derive_key(&key, rule),
+            rights: vec![right],
+        };
         Self {
-            rules: vec![Rule { name: name.into(), key, rights: vec![Right::Manage] }],
+            rules: vec![
+                derived(SEND_KEY_NAME, Right::Send),
+                derived(LISTEN_KEY_NAME, Right::Listen),
+                Rule { name: name.into(), key: key.clone(), rights: vec![Right::Manage] },
+            ],
             hcs: Vec::new(),
             auto_create: true,
             limits: Limits::default(),
