@@ -4,11 +4,12 @@
 //! a task that reads its upgrade request within the handshake limits and then becomes a
 //! control channel (`listen`), a waiting sender (`connect`) or a listener's answer to a
 //! sender (`accept`). A failing connection ends its own task, never the accept loop.
-//! HTTP mode (PROTOCOL.md 7) is not served here.
+//! HTTP mode (PROTOCOL.md 7) is not served here. What happens is counted in [`Metrics`].
 
 pub mod auth;
 pub mod config;
 mod control;
+pub mod metrics;
 pub mod stream;
 pub mod tls;
 pub mod tunnel;
@@ -26,8 +27,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 pub use config::{HcSettings, Limits, RelaySettings};
+pub use metrics::{Metrics, serve_metrics};
 
 use self::auth::Right;
+use self::metrics::{Flow, Rejection};
 use self::stream::RelayStream;
 use crate::encoding::encode_component;
 use crate::protocol::{self, Accept, Action, HcAddress, RelayMessage, RemoteEndpoint};
@@ -53,8 +56,18 @@ struct Hc {
 
 /// What a listener answered a sender.
 enum Answer {
-    Accepted { stream: RelayStream, initial: Vec<u8>, protocol: Option<String> },
-    Rejected { status: u16, text: String },
+    /// The listener's connection, with its slot against the connection limit: a tunnel
+    /// holds two connections and counts as two.
+    Accepted {
+        stream: RelayStream,
+        initial: Vec<u8>,
+        protocol: Option<String>,
+        permit: OwnedSemaphorePermit,
+    },
+    Rejected {
+        status: u16,
+        text: String,
+    },
 }
 
 /// Shared state of a running relay.
@@ -68,6 +81,7 @@ struct Relay {
     /// Fires after the drain period: live tunnels end at once.
     force: CancellationToken,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    metrics: Arc<Metrics>,
 }
 
 /// Serves the relay on `listener` until `shutdown` fires; then closes control channels
@@ -78,6 +92,20 @@ pub async fn run(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with_metrics(listener, settings, tls, shutdown, Arc::new(Metrics::new())).await
+}
+
+/// [`run`], counting into `metrics` (serve them with [`serve_metrics`]).
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    settings: RelaySettings,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    for hc in &settings.hcs {
+        metrics.set_listeners(&hc.name, 0);
+    }
     let hcs = settings
         .hcs
         .iter()
@@ -92,6 +120,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         force: CancellationToken::new(),
         tls: tls.map(tokio_rustls::TlsAcceptor::from),
+        metrics,
     });
     let tracker = TaskTracker::new();
     let mut backoff = Duration::from_millis(5);
@@ -113,6 +142,7 @@ pub async fn run(
             () = shutdown.cancelled() => break,
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
+            relay.metrics.reject(Rejection::ConnectionLimit);
             let _ = tcp.try_write(handshake::error_response(503, "Relay at its connection limit").as_bytes());
             debug!(%peer, "refused: connection limit");
             continue;
@@ -120,6 +150,8 @@ pub async fn run(
         let relay = relay.clone();
         tracker.spawn(
             async move {
+                let metrics = relay.metrics.clone();
+                let _open = metrics.connection_opened();
                 relay.serve_connection(tcp, peer, permit).await;
             }
             .instrument(info_span!("conn", %peer)),
@@ -142,18 +174,28 @@ async fn deny(stream: &mut RelayStream, status: u16, text: &str, tracking_id: &s
 }
 
 impl Relay {
-    async fn serve_connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, _permit: OwnedSemaphorePermit) {
+    async fn serve_connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
         let _ = tcp.set_nodelay(true);
         let limits = &self.settings.limits;
         let handshake = async {
             let mut stream = match &self.tls {
                 None => RelayStream::Plain(tcp),
-                Some(acceptor) => RelayStream::Tls(Box::new(acceptor.accept(tcp).await.ok()?)),
+                Some(acceptor) => match acceptor.accept(tcp).await {
+                    Ok(tls) => RelayStream::Tls(Box::new(tls)),
+                    Err(_) => {
+                        self.metrics.reject(Rejection::Tls);
+                        return None;
+                    }
+                },
             };
             match handshake::read_request(&mut stream, limits.max_header_bytes).await {
                 Ok((req, initial)) => Some(Ok((stream, req, initial))),
-                Err(handshake::HandshakeError::TooLarge) => Some(Err((stream, 431, "Request header fields too large"))),
-                Err(handshake::HandshakeError::Malformed(_)) => Some(Err((stream, 400, "Malformed request"))),
+                Err(handshake::HandshakeError::TooLarge) => {
+                    Some(Err((stream, Rejection::TooLarge, 431, "Request header fields too large")))
+                }
+                Err(handshake::HandshakeError::Malformed(_)) => {
+                    Some(Err((stream, Rejection::BadRequest, 400, "Malformed request")))
+                }
                 Err(_) => None,
             }
         };
@@ -163,22 +205,28 @@ impl Relay {
         };
         let (mut stream, req, initial) = match outcome {
             Ok(Some(Ok(parts))) => parts,
-            Ok(Some(Err((mut stream, status, text)))) => {
-                deny(&mut stream, status, text, &protocol::new_guid()).await;
+            Ok(Some(Err((mut stream, why, status, text)))) => {
+                self.refuse(&mut stream, why, status, text, &protocol::new_guid()).await;
                 return;
             }
             Ok(None) => return,
             Err(_) => {
                 debug!("handshake timed out");
+                self.metrics.reject(Rejection::Timeout);
                 return;
             }
         };
         let addr = match HcAddress::parse(&req.target) {
             Ok(a) => a,
             Err(protocol::AddressError::NotHc) => {
-                return deny(&mut stream, 404, "Not a hybrid connection address", &protocol::new_guid()).await;
+                let text = "Not a hybrid connection address";
+                return self.refuse(&mut stream, Rejection::NotFound, 404, text, &protocol::new_guid()).await;
             }
-            Err(e) => return deny(&mut stream, 400, &e.to_string(), &protocol::new_guid()).await,
+            Err(e) => {
+                return self
+                    .refuse(&mut stream, Rejection::BadRequest, 400, &e.to_string(), &protocol::new_guid())
+                    .await;
+            }
         };
         // An accept address's id ends in the rendezvous secret: keep that out of logs and texts.
         let tracking_id = match (&addr.id, addr.action) {
@@ -187,18 +235,27 @@ impl Relay {
             (None, _) => protocol::new_guid(),
         };
         if let Err(why) = websocket_key(&req) {
-            return deny(&mut stream, 400, why, &tracking_id).await;
+            return self.refuse(&mut stream, Rejection::BadRequest, 400, why, &tracking_id).await;
         }
         let span = info_span!("hc", action = addr.action.as_str(), id = %tracking_id);
         let task = async {
             match addr.action {
                 Action::Listen => self.listen(stream, req, initial, addr, tracking_id).await,
                 Action::Connect => self.connect(stream, req, initial, addr, peer, tracking_id).await,
-                Action::Accept => self.accept(stream, req, initial, addr, tracking_id).await,
-                Action::Request => deny(&mut stream, 400, "HTTP mode is not served by this relay", &tracking_id).await,
+                Action::Accept => self.accept(stream, req, initial, addr, tracking_id, permit).await,
+                Action::Request => {
+                    let text = "HTTP mode is not served by this relay";
+                    self.refuse(&mut stream, Rejection::BadRequest, 400, text, &tracking_id).await;
+                }
             }
         };
         task.instrument(span).await;
+    }
+
+    /// Counts a refused handshake, then refuses it.
+    async fn refuse(&self, stream: &mut RelayStream, why: Rejection, status: u16, text: &str, tracking_id: &str) {
+        self.metrics.reject(why);
+        deny(stream, status, text, tracking_id).await;
     }
 
     /// The HC a path names, longest registered name first, and the suffix after it.
@@ -252,7 +309,9 @@ impl Relay {
         let name = addr.segments.join("/");
         let expiry = match self.authorize(&name, &req, &addr, Right::Listen) {
             Ok(e) => e,
-            Err(d) => return deny(&mut stream, d.status, d.text, &tracking_id).await,
+            Err(d) => {
+                return self.refuse(&mut stream, Rejection::of_auth(d.status), d.status, d.text, &tracking_id).await;
+            }
         };
         let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
         let id = self.next_listener_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -267,18 +326,21 @@ impl Relay {
             }
             let max = self.settings.limits.max_listeners_per_hc;
             match hcs.get_mut(&name) {
-                None => Some((404, "Endpoint does not exist".to_owned())),
-                Some(hc) if hc.listeners.len() >= max => {
-                    Some((403, format!("Listener limit of {max} reached for this hybrid connection")))
-                }
+                None => Some((Rejection::NotFound, 404, "Endpoint does not exist".to_owned())),
+                Some(hc) if hc.listeners.len() >= max => Some((
+                    Rejection::ListenerLimit,
+                    403,
+                    format!("Listener limit of {max} reached for this hybrid connection"),
+                )),
                 Some(hc) => {
                     hc.listeners.push(ListenerEntry { id, tx, base });
+                    self.metrics.set_listeners(&name, hc.listeners.len());
                     None
                 }
             }
         };
-        if let Some((status, text)) = refused {
-            return deny(&mut stream, status, &text, &tracking_id).await;
+        if let Some((why, status, text)) = refused {
+            return self.refuse(&mut stream, why, status, &text, &tracking_id).await;
         }
         let _registration = Registration { relay: self.clone(), hc: name.clone(), id };
         let key = websocket_key(&req).unwrap_or_default();
@@ -299,13 +361,15 @@ impl Relay {
         peer: SocketAddr,
         tracking_id: String,
     ) {
+        // The rendezvous time counts from here, right after the upgrade request was read.
+        let started = tokio::time::Instant::now();
         let Some((name, suffix)) = self.resolve(&addr.segments) else {
-            return deny(&mut stream, 404, "Endpoint does not exist", &tracking_id).await;
+            return self.refuse(&mut stream, Rejection::NotFound, 404, "Endpoint does not exist", &tracking_id).await;
         };
         let needs_token =
             self.hcs.lock().expect("hcs lock").get(&name).is_none_or(|h| h.settings.requires_client_authorization);
         if needs_token && let Err(d) = self.authorize(&name, &req, &addr, Right::Send) {
-            return deny(&mut stream, d.status, d.text, &tracking_id).await;
+            return self.refuse(&mut stream, Rejection::of_auth(d.status), d.status, d.text, &tracking_id).await;
         }
         let secret: String = rand::random::<[u8; 16]>().iter().map(|b| format!("{b:02x}")).collect();
         let (tx, rx) = oneshot::channel();
@@ -322,9 +386,9 @@ impl Relay {
             let mut hcs = self.hcs.lock().expect("hcs lock");
             let hc = hcs.get_mut(&name).expect("resolved above");
             if hc.pending_senders >= self.settings.limits.max_pending_senders_per_hc {
-                Err((503, "Too many senders waiting on this hybrid connection"))
+                Err((Rejection::PendingLimit, 503, "Too many senders waiting on this hybrid connection"))
             } else if hc.listeners.is_empty() {
-                Err((404, "No listener is online for this hybrid connection"))
+                Err((Rejection::NoListener, 404, "No listener is online for this hybrid connection"))
             } else {
                 hc.pending_senders += 1;
                 self.pending.lock().expect("pending lock").insert(secret.clone(), tx);
@@ -337,7 +401,7 @@ impl Relay {
         };
         let (candidates, pending) = match reserved {
             Ok(r) => r,
-            Err((status, text)) => return deny(&mut stream, status, text, &tracking_id).await,
+            Err((why, status, text)) => return self.refuse(&mut stream, why, status, text, &tracking_id).await,
         };
         let accept_for = |base: &str| {
             let mut address = format!("{base}/$hc/{}", encode_path(&name));
@@ -380,17 +444,19 @@ impl Relay {
                 }
                 () = tokio::time::sleep_until(deadline) => {
                     drop(pending);
-                    return deny(&mut stream, 504, "Every listener was too busy to take the connection", &tracking_id).await;
+                    let text = "Every listener was too busy to take the connection";
+                    return self.refuse(&mut stream, Rejection::AcceptTimeout, 504, text, &tracking_id).await;
                 }
                 () = self.shutdown.cancelled() => {
                     drop(pending);
-                    return deny(&mut stream, 503, "Relay shutting down", &tracking_id).await;
+                    return self.refuse(&mut stream, Rejection::ShuttingDown, 503, "Relay shutting down", &tracking_id).await;
                 }
             }
         }
         if !sent {
             drop(pending);
-            return deny(&mut stream, 404, "No listener is online for this hybrid connection", &tracking_id).await;
+            let text = "No listener is online for this hybrid connection";
+            return self.refuse(&mut stream, Rejection::NoListener, 404, text, &tracking_id).await;
         }
         let answer = tokio::select! {
             a = rx => a.ok(),
@@ -400,16 +466,24 @@ impl Relay {
                 drop(pending);
                 let window = self.settings.limits.accept_window.as_secs_f64();
                 let text = format!("The listener did not answer within {window} s");
-                return deny(&mut stream, 504, &text, &tracking_id).await;
+                return self.refuse(&mut stream, Rejection::AcceptTimeout, 504, &text, &tracking_id).await;
             }
             () = self.shutdown.cancelled() => {
                 drop(pending);
-                return deny(&mut stream, 503, "Relay shutting down", &tracking_id).await;
+                return self.refuse(&mut stream, Rejection::ShuttingDown, 503, "Relay shutting down", &tracking_id).await;
             }
         };
         drop(pending);
         match answer {
-            Some(Answer::Accepted { stream: listener, initial: listener_initial, protocol }) => {
+            Some(Answer::Accepted {
+                stream: listener,
+                initial: listener_initial,
+                protocol,
+                permit: _listener_slot,
+            }) => {
+                // Counted before the sender's 101, so that a sender who has it sees the count.
+                self.metrics.observe_rendezvous(started.elapsed());
+                let _tunnel = self.metrics.tunnel_opened();
                 let offered = header(&req.headers, "Sec-WebSocket-Protocol").unwrap_or_default();
                 let protocol = protocol.filter(|p| offered.split(',').any(|o| o.trim() == p));
                 let key = websocket_key(&req).unwrap_or_default();
@@ -418,14 +492,16 @@ impl Relay {
                     return;
                 }
                 info!(hc = %name, "tunnel open");
-                tunnel::join(stream, &initial, listener, &listener_initial, self.force.clone()).await;
+                let relayed = [Flow::SenderToListener, Flow::ListenerToSender].map(|f| self.metrics.relayed_counter(f));
+                tunnel::join(stream, &initial, listener, &listener_initial, self.force.clone(), relayed).await;
                 info!("tunnel closed");
             }
             Some(Answer::Rejected { status, text }) => {
                 debug!(status, "listener rejected");
+                self.metrics.reject(Rejection::ListenerRejected);
                 reject(&mut stream, status, &text).await;
             }
-            None => deny(&mut stream, 500, "Rendezvous failed", &tracking_id).await,
+            None => self.refuse(&mut stream, Rejection::Internal, 500, "Rendezvous failed", &tracking_id).await,
         }
     }
 
@@ -436,12 +512,14 @@ impl Relay {
         initial: Vec<u8>,
         addr: HcAddress,
         tracking_id: String,
+        permit: OwnedSemaphorePermit,
     ) {
         let secret =
             addr.id.as_deref().and_then(|id| id.rsplit_once('_')).map(|(_, s)| s.to_owned()).unwrap_or_default();
         let waiting = self.pending.lock().expect("pending lock").remove(&secret);
         let Some(sender) = waiting else {
-            return deny(&mut stream, 403, "Rendezvous address unknown, used or expired", &tracking_id).await;
+            let text = "Rendezvous address unknown, used or expired";
+            return self.refuse(&mut stream, Rejection::BadAcceptAddress, 403, text, &tracking_id).await;
         };
         if let Some(status) = addr.status_code {
             // Only an error status makes sense to a sender waiting for its upgrade.
@@ -459,7 +537,7 @@ impl Relay {
             let _ = sender.send(Answer::Rejected { status: 502, text: "The listener's connection failed".into() });
             return;
         }
-        let _ = sender.send(Answer::Accepted { stream, initial, protocol });
+        let _ = sender.send(Answer::Accepted { stream, initial, protocol, permit });
     }
 }
 
@@ -479,6 +557,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(hc) = self.relay.hcs.lock().expect("hcs lock").get_mut(&self.hc) {
             hc.listeners.retain(|l| l.id != self.id);
+            self.relay.metrics.set_listeners(&self.hc, hc.listeners.len());
         }
     }
 }

@@ -6,8 +6,10 @@
 //! ends when both have closed (half-close, PROTOCOL.md 5.3). A side that vanishes
 //! without a Close, or breaks the framing rules, ends the tunnel abnormally: the other
 //! side gets a 1011 Close, or an abrupt end if it was in the middle of a frame.
+//! Data frame payload bytes are added to a counter per direction as they are forwarded.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
@@ -30,17 +32,19 @@ enum End {
 }
 
 /// One direction: frames read from `from` are written to `to`.
-struct Direction<R, W> {
+struct Direction<'a, R, W> {
     from: FrameReader<R>,
     to: FrameWriter<W>,
     /// Whether `to` is inside a frame, so that no Close can be written to it now.
     mid_frame: bool,
     buf: Box<[u8]>,
+    /// Data payload bytes forwarded, counted before each piece is written.
+    relayed: &'a AtomicU64,
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<R, W> {
-    fn new(from: FrameReader<R>, to: FrameWriter<W>) -> Self {
-        Self { from, to, mid_frame: false, buf: vec![0; MAX_HEADER_LEN + CHUNK].into_boxed_slice() }
+impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<'a, R, W> {
+    fn new(from: FrameReader<R>, to: FrameWriter<W>, relayed: &'a AtomicU64) -> Self {
+        Self { from, to, mid_frame: false, buf: vec![0; MAX_HEADER_LEN + CHUNK].into_boxed_slice(), relayed }
     }
 
     async fn run(&mut self) -> End {
@@ -67,11 +71,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<R, W> {
     async fn forward(&mut self, header: FrameHeader) -> Result<(), End> {
         let lost_source = |_| End::Broken { reason: "peer connection lost", to_source: None };
         let lost_dest = |_| End::Broken { reason: "peer connection lost", to_source: Some(close::INTERNAL_ERROR) };
+        let relayed = (!header.opcode.is_control()).then_some(self.relayed);
         let first = self.read_chunk().await.map_err(lost_source)?;
+        if let Some(c) = relayed {
+            c.fetch_add(first as u64, Ordering::Relaxed);
+        }
         self.mid_frame = true;
         self.to.send_with_header(header, &mut self.buf, first).await.map_err(lost_dest)?;
         while self.from.remaining() > 0 {
             let n = self.read_chunk().await.map_err(lost_source)?;
+            if let Some(c) = relayed {
+                c.fetch_add(n as u64, Ordering::Relaxed);
+            }
             self.to.continue_payload(&mut self.buf[MAX_HEADER_LEN..MAX_HEADER_LEN + n]).await.map_err(lost_dest)?;
         }
         self.mid_frame = false;
@@ -94,20 +105,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<R, W> {
     }
 }
 
-type Half<S> = Direction<ReadHalf<S>, WriteHalf<S>>;
+type Half<'a, S> = Direction<'a, ReadHalf<S>, WriteHalf<S>>;
 
 /// Relays frames between `a` and `b` until both have closed, one breaks, or `force` fires
-/// (then both get 1001). `a_initial`/`b_initial` are bytes read past each handshake.
-pub async fn join<S>(a: S, a_initial: &[u8], b: S, b_initial: &[u8], force: CancellationToken)
+/// (then both get 1001). `a_initial`/`b_initial` are bytes read past each handshake;
+/// `relayed` gets the data payload bytes forwarded `[a to b, b to a]`.
+pub async fn join<S>(a: S, a_initial: &[u8], b: S, b_initial: &[u8], force: CancellationToken, relayed: [&AtomicU64; 2])
 where
     S: AsyncRead + AsyncWrite,
 {
     let (ar, aw) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
     let mut a_to_b: Half<S> =
-        Direction::new(FrameReader::new(ar, a_initial, Role::Server), FrameWriter::new(bw, Role::Server));
+        Direction::new(FrameReader::new(ar, a_initial, Role::Server), FrameWriter::new(bw, Role::Server), relayed[0]);
     let mut b_to_a: Half<S> =
-        Direction::new(FrameReader::new(br, b_initial, Role::Server), FrameWriter::new(aw, Role::Server));
+        Direction::new(FrameReader::new(br, b_initial, Role::Server), FrameWriter::new(aw, Role::Server), relayed[1]);
 
     let outcome = {
         let ab = a_to_b.run();

@@ -62,6 +62,10 @@ pub fn settings() -> RelaySettings {
 pub struct TestRelay {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
+    /// What the relay counts.
+    pub metrics: Arc<hyco::relay::Metrics>,
+    /// Where `/metrics` is served, if [`TestRelay::start_with_metrics`] started it.
+    pub metrics_addr: Option<SocketAddr>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     scheme: &'static str,
 }
@@ -76,8 +80,18 @@ impl TestRelay {
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
         let scheme = if tls.is_some() { "wss" } else { "ws" };
-        let task = tokio::spawn(hyco::relay::run(listener, settings, tls, shutdown.clone()));
-        Self { addr, shutdown, task: Some(task), scheme }
+        let metrics = Arc::new(hyco::relay::Metrics::new());
+        let run = hyco::relay::run_with_metrics(listener, settings, tls, shutdown.clone(), metrics.clone());
+        Self { addr, shutdown, metrics, metrics_addr: None, task: Some(tokio::spawn(run)), scheme }
+    }
+
+    /// A plain relay that also serves its metrics on another `127.0.0.1:0` listener.
+    pub async fn start_with_metrics(settings: RelaySettings) -> Self {
+        let mut relay = Self::start(settings).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        relay.metrics_addr = Some(listener.local_addr().expect("local addr"));
+        tokio::spawn(hyco::relay::serve_metrics(listener, relay.metrics.clone(), relay.shutdown.clone()));
+        relay
     }
 
     /// `ws://127.0.0.1:PORT` (or `wss://localhost:PORT` with TLS).

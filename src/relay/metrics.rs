@@ -1,0 +1,468 @@
+//! The relay's counters and gauges, and a small HTTP endpoint that serves them in the
+//! Prometheus text exposition format 0.0.4 (`hyco serve --metrics ADDR`).
+//!
+//! Counting is atomics only: the relay bumps a counter where something happens, before
+//! the peer hears of it, so a scrape after a peer's answer sees it. Label values are HC
+//! names the relay registered and a fixed set of reasons, never text a peer chose. The
+//! endpoint answers `GET /metrics` (and `HEAD`), one bounded request per connection,
+//! plain HTTP: bind it to loopback or a private address.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::ws::handshake::{self, HandshakeError};
+
+/// Upper bounds (seconds) of the `hyco_rendezvous_seconds` buckets; `+Inf` follows.
+pub const RENDEZVOUS_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Bytes of a scrape's request head.
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// Time from connect to a complete request head; then 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time to write the answer to a scraper that reads slowly.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Scrape connections served at once; more get 503.
+pub const MAX_SCRAPE_CONNECTIONS: usize = 8;
+/// After a refusal, how much of the rest of the request is read (and how long for), so
+/// that closing does not reset the connection before the client reads the answer.
+const LINGER_BYTES: usize = 64 * 1024;
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Why the relay refused a handshake: the fixed label set of
+/// `hyco_rejected_handshakes_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not a well-formed upgrade, bad address or query, HTTP mode (400).
+    BadRequest,
+    /// Request head over the limit (431).
+    TooLarge,
+    /// No complete request within the handshake timeout.
+    Timeout,
+    /// The TLS handshake failed.
+    Tls,
+    /// Token missing, malformed, forged, expired or for another audience (401).
+    Unauthorized,
+    /// Token lacks the right for the action (403).
+    Forbidden,
+    /// Not a hybrid connection address, or no such HC (404).
+    NotFound,
+    /// A sender for an HC with no listener online (404).
+    NoListener,
+    /// The HC already has its maximum of listeners (403).
+    ListenerLimit,
+    /// The relay has its maximum of connections (503).
+    ConnectionLimit,
+    /// The HC has its maximum of waiting senders (503).
+    PendingLimit,
+    /// The listener rejected the sender, with its own status.
+    ListenerRejected,
+    /// No listener answered within the accept window (504).
+    AcceptTimeout,
+    /// An accept for an unknown, used or expired rendezvous address (403).
+    BadAcceptAddress,
+    /// A waiting sender when the relay shut down (503).
+    ShuttingDown,
+    /// The rendezvous failed inside the relay (500).
+    Internal,
+}
+
+impl Rejection {
+    pub const ALL: [Self; 16] = [
+        Self::BadRequest,
+        Self::TooLarge,
+        Self::Timeout,
+        Self::Tls,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::NoListener,
+        Self::ListenerLimit,
+        Self::ConnectionLimit,
+        Self::PendingLimit,
+        Self::ListenerRejected,
+        Self::AcceptTimeout,
+        Self::BadAcceptAddress,
+        Self::ShuttingDown,
+        Self::Internal,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::TooLarge => "too_large",
+            Self::Timeout => "timeout",
+            Self::Tls => "tls",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::NoListener => "no_listener",
+            Self::ListenerLimit => "listener_limit",
+            Self::ConnectionLimit => "connection_limit",
+            Self::PendingLimit => "pending_limit",
+            Self::ListenerRejected => "listener_rejected",
+            Self::AcceptTimeout => "accept_timeout",
+            Self::BadAcceptAddress => "bad_accept_address",
+            Self::ShuttingDown => "shutting_down",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The reason for an authorization refusal with `status` (401 or 403).
+    pub(crate) fn of_auth(status: u16) -> Self {
+        if status == 403 { Self::Forbidden } else { Self::Unauthorized }
+    }
+}
+
+/// A direction of tunnel payload: the `direction` label of `hyco_relayed_bytes_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    SenderToListener,
+    ListenerToSender,
+}
+
+impl Flow {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::SenderToListener => "sender_to_listener",
+            Self::ListenerToSender => "listener_to_sender",
+        }
+    }
+}
+
+/// Counts per bucket (not cumulative; the last is `+Inf`) and the sum of observations.
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; RENDEZVOUS_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+/// Everything `hyco serve` counts. Shared by the relay and the metrics endpoint.
+#[derive(Default)]
+pub struct Metrics {
+    /// Control channels per HC; an HC stays listed (at 0) once the relay knows it.
+    listeners: Mutex<BTreeMap<String, u64>>,
+    tunnels_active: AtomicU64,
+    tunnels_total: AtomicU64,
+    /// Indexed by `Flow as usize`.
+    relayed: [AtomicU64; 2],
+    rendezvous: Histogram,
+    /// Indexed by `Rejection as usize`.
+    rejected: [AtomicU64; Rejection::ALL.len()],
+    connections_open: AtomicU64,
+}
+
+/// Decrements a gauge when dropped.
+pub(crate) struct GaugeGuard<'a>(&'a AtomicU64);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn set_listeners(&self, hc: &str, count: usize) {
+        let mut map = self.listeners.lock().expect("metrics lock");
+        match map.get_mut(hc) {
+            Some(n) => *n = count as u64,
+            None => {
+                map.insert(hc.to_owned(), count as u64);
+            }
+        }
+    }
+
+    /// Counts an open connection until the guard drops.
+    pub(crate) fn connection_opened(&self) -> GaugeGuard<'_> {
+        self.connections_open.fetch_add(1, Relaxed);
+        GaugeGuard(&self.connections_open)
+    }
+
+    /// Counts a tunnel, and an active one until the guard drops.
+    pub(crate) fn tunnel_opened(&self) -> GaugeGuard<'_> {
+        self.tunnels_total.fetch_add(1, Relaxed);
+        self.tunnels_active.fetch_add(1, Relaxed);
+        GaugeGuard(&self.tunnels_active)
+    }
+
+    pub(crate) fn observe_rendezvous(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let i = RENDEZVOUS_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(RENDEZVOUS_BUCKETS.len());
+        self.rendezvous.buckets[i].fetch_add(1, Relaxed);
+        self.rendezvous.sum_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    pub(crate) fn reject(&self, why: Rejection) {
+        self.rejected[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// The counter a tunnel adds `flow`'s data payload bytes to.
+    pub(crate) fn relayed_counter(&self, flow: Flow) -> &AtomicU64 {
+        &self.relayed[flow as usize]
+    }
+
+    /// Control channels open for `hc` (0 if the relay never knew it).
+    pub fn listeners(&self, hc: &str) -> u64 {
+        self.listeners.lock().expect("metrics lock").get(hc).copied().unwrap_or(0)
+    }
+
+    pub fn tunnels_active(&self) -> u64 {
+        self.tunnels_active.load(Relaxed)
+    }
+
+    pub fn tunnels_total(&self) -> u64 {
+        self.tunnels_total.load(Relaxed)
+    }
+
+    pub fn relayed_bytes(&self, flow: Flow) -> u64 {
+        self.relayed[flow as usize].load(Relaxed)
+    }
+
+    pub fn rendezvous_count(&self) -> u64 {
+        self.rendezvous.buckets.iter().map(|b| b.load(Relaxed)).sum()
+    }
+
+    pub fn rejected(&self, why: Rejection) -> u64 {
+        self.rejected[why as usize].load(Relaxed)
+    }
+
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Relaxed)
+    }
+
+    /// The exposition text (format 0.0.4). Every series is present, at 0 if need be.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            &mut out,
+            "hyco_connections_open",
+            "gauge",
+            "Connections counted against the connection limit, handshakes included.",
+        );
+        let _ = writeln!(out, "hyco_connections_open {}", self.connections_open());
+
+        family(&mut out, "hyco_listeners", "gauge", "Listener control channels open, per hybrid connection.");
+        for (hc, n) in self.listeners.lock().expect("metrics lock").iter() {
+            let _ = writeln!(out, "hyco_listeners{{hc=\"{}\"}} {n}", escape_label(hc));
+        }
+
+        family(&mut out, "hyco_tunnels_active", "gauge", "Tunnels between a sender and a listener now open.");
+        let _ = writeln!(out, "hyco_tunnels_active {}", self.tunnels_active());
+        family(&mut out, "hyco_tunnels_total", "counter", "Tunnels opened.");
+        let _ = writeln!(out, "hyco_tunnels_total {}", self.tunnels_total());
+
+        family(&mut out, "hyco_relayed_bytes_total", "counter", "Data frame payload bytes relayed through tunnels.");
+        for flow in [Flow::SenderToListener, Flow::ListenerToSender] {
+            let _ = writeln!(
+                out,
+                "hyco_relayed_bytes_total{{direction=\"{}\"}} {}",
+                flow.label(),
+                self.relayed_bytes(flow)
+            );
+        }
+
+        family(
+            &mut out,
+            "hyco_rendezvous_seconds",
+            "histogram",
+            "Time from a sender's upgrade request to its listener's accept.",
+        );
+        let mut cumulative = 0;
+        for (i, bucket) in self.rendezvous.buckets.iter().enumerate() {
+            cumulative += bucket.load(Relaxed);
+            let le = RENDEZVOUS_BUCKETS.get(i).map_or_else(|| "+Inf".to_owned(), f64::to_string);
+            let _ = writeln!(out, "hyco_rendezvous_seconds_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.rendezvous.sum_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "hyco_rendezvous_seconds_sum {sum}\nhyco_rendezvous_seconds_count {cumulative}");
+
+        family(&mut out, "hyco_rejected_handshakes_total", "counter", "Handshakes the relay refused, by reason.");
+        for why in Rejection::ALL {
+            let _ =
+                writeln!(out, "hyco_rejected_handshakes_total{{reason=\"{}\"}} {}", why.label(), self.rejected(why));
+        }
+        out
+    }
+}
+
+/// Escapes a label value: backslash, double quote and line feed (format 0.0.4).
+fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` fires. Other paths get 404,
+/// other methods 405; a request head over [`MAX_REQUEST_BYTES`] gets 431, one not
+/// complete within [`REQUEST_TIMEOUT`] 408. Accept errors never end the loop.
+pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_SCRAPE_CONNECTIONS));
+    let tracker = TaskTracker::new();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => { backoff = Duration::from_millis(5); tcp }
+                Err(e) => {
+                    warn!("metrics accept failed: {e}; retrying in {backoff:?}");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let _ = tcp.try_write(handshake::error_response(503, "Too many scrapes at once").as_bytes());
+            continue;
+        };
+        let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = scrape(tcp, &metrics) => {}
+                () = shutdown.cancelled() => {}
+            }
+            drop(permit);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Answers one request on `tcp`, then closes it.
+async fn scrape(mut tcp: TcpStream, metrics: &Metrics) {
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, handshake::read_request(&mut tcp, MAX_REQUEST_BYTES)).await;
+    // Ok: the request to answer with the metrics; Err: the status and text to refuse with.
+    let outcome = match request {
+        Ok(Ok((req, _))) => {
+            let path = req.target.split_once('?').map_or(req.target.as_str(), |(p, _)| p);
+            match (req.method.as_str(), path) {
+                ("GET" | "HEAD", "/metrics") => Ok(req),
+                ("GET" | "HEAD", _) => Err((404, "Not found; try /metrics")),
+                _ => Err((405, "Only GET /metrics is served")),
+            }
+        }
+        Ok(Err(HandshakeError::TooLarge)) => Err((431, "Request header fields too large")),
+        Ok(Err(HandshakeError::Malformed(_))) => Err((400, "Malformed request")),
+        Ok(Err(_)) => return,
+        Err(_) => Err((408, "Request timeout")),
+    };
+    let answer = match &outcome {
+        Ok(req) => {
+            let body = metrics.render();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            if req.method == "HEAD" { head } else { head + &body }
+        }
+        Err((status, text)) => {
+            debug!(status, "metrics request refused");
+            handshake::error_response(*status, text)
+        }
+    };
+    let _ = tokio::time::timeout(RESPONSE_TIMEOUT, async {
+        let _ = tcp.write_all(answer.as_bytes()).await;
+        let _ = tcp.shutdown().await;
+    })
+    .await;
+    if outcome.is_err() {
+        // The client may still be sending (an oversize head): read some of it, so that
+        // closing with unread data does not reset the connection under the answer.
+        let _ = tokio::time::timeout(LINGER, async {
+            let mut buf = [0; 4096];
+            let mut left = LINGER_BYTES;
+            while left > 0 {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_series_with_cumulative_buckets() {
+        let m = Metrics::new();
+        m.set_listeners("b\"x\\y\nz", 2);
+        m.set_listeners("a", 0);
+        let _open = m.connection_opened();
+        drop(m.tunnel_opened());
+        m.relayed_counter(Flow::ListenerToSender).fetch_add(7, Relaxed);
+        m.observe_rendezvous(Duration::from_micros(500));
+        m.observe_rendezvous(Duration::from_millis(20));
+        m.observe_rendezvous(Duration::from_secs(60));
+        m.reject(Rejection::NoListener);
+        let text = m.render();
+        for line in [
+            "hyco_connections_open 1",
+            "hyco_listeners{hc=\"a\"} 0",
+            "hyco_listeners{hc=\"b\\\"x\\\\y\\nz\"} 2",
+            "hyco_tunnels_active 0",
+            "hyco_tunnels_total 1",
+            "hyco_relayed_bytes_total{direction=\"sender_to_listener\"} 0",
+            "hyco_relayed_bytes_total{direction=\"listener_to_sender\"} 7",
+            "hyco_rendezvous_seconds_bucket{le=\"0.001\"} 1",
+            "hyco_rendezvous_seconds_bucket{le=\"0.0025\"} 1",
+            "hyco_rendezvous_seconds_bucket{le=\"0.025\"} 2",
+            "hyco_rendezvous_seconds_bucket{le=\"30\"} 2",
+            "hyco_rendezvous_seconds_bucket{le=\"+Inf\"} 3",
+            "hyco_rendezvous_seconds_sum 60.0205",
+            "hyco_rendezvous_seconds_count 3",
+            "hyco_rejected_handshakes_total{reason=\"no_listener\"} 1",
+            "hyco_rejected_handshakes_total{reason=\"bad_request\"} 0",
+            "# TYPE hyco_rendezvous_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert_eq!(text.matches("hyco_rejected_handshakes_total{").count(), Rejection::ALL.len());
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn every_rejection_has_a_distinct_label_at_its_index() {
+        for (i, why) in Rejection::ALL.iter().enumerate() {
+            assert_eq!(*why as usize, i);
+            assert!(why.label().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+        let mut labels: Vec<_> = Rejection::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Rejection::ALL.len());
+    }
+}
