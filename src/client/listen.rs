@@ -99,6 +99,8 @@ pub struct ListenSettings {
     pub ping_interval: Duration,
     /// How long live tunnels may finish after shutdown.
     pub drain_timeout: Duration,
+    /// Time to open a TCP connection to a target (a target that never accepts is a 504).
+    pub target_connect_timeout: Duration,
 }
 
 impl ListenSettings {
@@ -109,6 +111,7 @@ impl ListenSettings {
             connections: 1,
             ping_interval: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
+            target_connect_timeout: TARGET_CONNECT_TIMEOUT,
         }
     }
 }
@@ -302,6 +305,7 @@ impl Ctx {
         let targets = self.settings.targets.clone();
         let stats = self.stats.clone();
         let force = self.force.clone();
+        let connect_timeout = self.settings.target_connect_timeout;
         self.tunnels.spawn(
             async move {
                 let suffix = split_url(&accept.address)
@@ -312,7 +316,7 @@ impl Ctx {
                     Ok(t) => t.to_owned(),
                     Err(text) => return reject(&client, &accept, 404, &text).await,
                 };
-                let tcp = match tokio::time::timeout(TARGET_CONNECT_TIMEOUT, TcpStream::connect(&target)).await {
+                let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(&target)).await {
                     Ok(Ok(tcp)) => tcp,
                     Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                         return reject(&client, &accept, 502, &format!("Connection to {target} refused")).await;

@@ -141,9 +141,12 @@ impl OpenError {
         matches!(self, Self::Rejected { status: 400 | 401 | 403 | 404, .. } | Self::BadUrl(_))
     }
 
-    /// What kind of failure this is, for the exit code.
+    /// What kind of failure this is, for the exit code. The relay's own refusals carry a
+    /// tracking id (Azure's and hyco's alike); a listener's rejection, passed on with the
+    /// listener's status and text, does not.
     pub fn kind(&self) -> Kind {
         match self {
+            Self::Rejected { text, .. } if !text.contains("TrackingId:") => Kind::Rejected,
             Self::BadUrl(_) | Self::Rejected { status: 400, .. } => Kind::Config,
             Self::Rejected { status: 401 | 403, .. } => Kind::Denied,
             Self::Rejected { status: 404, .. } => Kind::NotFound,

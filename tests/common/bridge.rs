@@ -442,3 +442,125 @@ impl Proc {
 
 /// The longest a step involving a child process (start-up, a session) may take.
 pub const PROC_STEP: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------------------------------
+// A real relay process, clients for its key, and process memory
+
+/// `hyco serve --no-profile` running as a child, its bound address and the namespace key
+/// it keeps in `HYCO_DATA_DIR` (so a restart in the same home keeps the key).
+pub struct ServeProc {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub key: String,
+}
+
+impl ServeProc {
+    /// Starts `hyco serve --bind BIND` in `home`; `Err` with its output if it exits (a
+    /// port still in use) before it says where it listens.
+    pub async fn try_start(home: &Path, bind: &str) -> Result<Self, String> {
+        let mut cmd = hyco(home);
+        cmd.args(["serve", "--no-profile", "--bind", bind]);
+        let mut proc = Proc::spawn(cmd);
+        let started = std::time::Instant::now();
+        let addr = loop {
+            let bound = proc.stdout.text().lines().find_map(|l| {
+                l.split_once("(bound to ").and_then(|(_, rest)| rest.trim_end_matches(')').parse::<SocketAddr>().ok())
+            });
+            if let Some(addr) = bound {
+                break addr;
+            }
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), proc.stderr.closed()).await;
+                return Err(format!("hyco serve exited ({status}):\n{}", proc.stderr.text()));
+            }
+            assert!(started.elapsed() < PROC_STEP, "hyco serve did not start:\n{}", proc.stderr.text());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let key = std::fs::read_to_string(home.join("data/namespace.key")).expect("the relay's key file");
+        Ok(Self { proc, addr, key: key.trim().to_owned() })
+    }
+
+    /// Starts a relay on `127.0.0.1:0` in `home`.
+    pub async fn start(home: &Path) -> Self {
+        Self::try_start(home, "127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a relay on a port that was just in use: retries while the bind fails.
+    pub async fn restart_on(home: &Path, addr: SocketAddr) -> Self {
+        let started = std::time::Instant::now();
+        loop {
+            match Self::try_start(home, &addr.to_string()).await {
+                Ok(s) => return s,
+                Err(e) if started.elapsed() < Duration::from_secs(5) && e.contains("cannot listen") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("restarting the relay on {addr}: {e}"),
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.child.id().expect("the relay is running")
+    }
+
+    /// A client of this relay with its namespace key.
+    pub fn client(&self) -> RelayClient {
+        key_client(self.addr, &self.key)
+    }
+
+    /// A token for `hc` signed with this relay's key, valid for an hour.
+    pub fn token(&self, hc: &str) -> String {
+        super::token_with(hc, KEY_NAME, &self.key, hyco::protocol::unix_now() + 3600)
+    }
+}
+
+/// A client for the relay at `relay` with the namespace key `key`.
+pub fn key_client(relay: SocketAddr, key: &str) -> RelayClient {
+    let endpoint = Endpoint { secure: false, host: relay.ip().to_string(), port: relay.port() };
+    let credential = Credential::Key { name: KEY_NAME.into(), key: Secret::new(key) };
+    RelayClient::new(endpoint, credential, None).expect("relay client")
+}
+
+/// A `kB` field (`VmRSS`, `VmHWM`, …) of `/proc/{pid}/status`, in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Raises this process's open-file limit as far as allowed and returns it: the load tests
+/// hold thousands of sockets.
+pub fn raise_fd_limit(need: u64) -> u64 {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let (soft, _) = rlimit::Resource::NOFILE.get().expect("RLIMIT_NOFILE");
+    assert!(soft >= need, "RLIMIT_NOFILE is {soft}; this test needs {need}");
+    soft
+}
+
+/// SHA-256 fast enough for gigabytes in a debug build: `ring`'s assembly through rustls
+/// (the `sha2` crate unoptimized manages about 25 MiB/s).
+pub struct FastSha256(Box<dyn rustls::crypto::hash::Context>);
+
+impl FastSha256 {
+    pub fn new() -> Self {
+        let suite = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256.tls13().expect("a TLS 1.3 suite");
+        Self(suite.common.hash_provider.start())
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finish().as_ref().try_into().expect("32 bytes")
+    }
+}
+
+impl Default for FastSha256 {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,211 @@
+//! Every failure a user can cause makes the real binary exit with its documented code
+//! (see `hyco --help`) and one line on stderr that says what went wrong and what to do.
+
+mod common;
+
+use common::bridge::*;
+use common::*;
+
+/// Runs `hyco ARGS` in `home` to completion; returns (exit code, stderr).
+async fn run(home: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let mut cmd = hyco(home);
+    cmd.args(args);
+    let out = within_for(PROC_STEP, "hyco to exit", cmd.output()).await.expect("run hyco");
+    (out.status.code().expect("an exit code"), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The last line of stderr: the error line.
+fn error_line(stderr: &str) -> &str {
+    stderr.lines().rev().find(|l| l.starts_with("hyco: ")).unwrap_or_else(|| panic!("no error line in:\n{stderr}"))
+}
+
+fn assert_fails(code: i32, stderr: &str, want_code: i32, words: &[&str]) {
+    assert_eq!(code, want_code, "exit code; stderr:\n{stderr}");
+    let line = error_line(stderr);
+    for w in words {
+        assert!(line.contains(w), "{w:?} missing from {line:?}");
+    }
+}
+
+/// A relay started by the real binary; its key, its `ws://` base and its home.
+async fn serve(home: &TempDir, extra: &[&str]) -> (Proc, String) {
+    let mut cmd = hyco(home.path());
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--no-profile"]).args(extra);
+    let serve = Proc::spawn(cmd);
+    let line =
+        serve.stdout.wait_for(PROC_STEP, "serve's listening line", |l| l.starts_with("hyco relay listening on ")).await;
+    let base = line.trim_start_matches("hyco relay listening on ").split_whitespace().next().unwrap().to_owned();
+    (serve, base)
+}
+
+fn key(home: &TempDir) -> String {
+    std::fs::read_to_string(home.path().join("data/namespace.key")).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn a_bad_connection_string_is_a_configuration_error() {
+    let home = TempDir::new("err-connstr");
+    let (code, err) =
+        run(home.path(), &["connect", "hc", "--stdio", "--connection-string", "Endpoint=sb://x/;Bogus=1"]).await;
+    assert_fails(code, &err, 3, &["connection string", "Bogus"]);
+}
+
+#[tokio::test]
+async fn a_missing_profile_is_a_configuration_error() {
+    let home = TempDir::new("err-profile");
+    let (code, err) = run(home.path(), &["listen", "hc", "--to", "127.0.0.1:1", "--profile", "nope"]).await;
+    assert_fails(code, &err, 3, &["no profile named 'nope'"]);
+    let (code, err) = run(home.path(), &["listen", "hc", "--to", "127.0.0.1:1"]).await;
+    assert_fails(code, &err, 3, &["no relay configured", "hyco serve"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_relay_says_so() {
+    let home = TempDir::new("err-unreachable");
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let endpoint = format!("ws://127.0.0.1:{port}");
+    let creds = ["--endpoint", &endpoint, "--key-name", "k", "--key", "v"];
+    let (code, err) = run(home.path(), &[&["listen", "hc", "--to", "127.0.0.1:1"][..], &creds].concat()).await;
+    assert_fails(code, &err, 4, &["cannot reach the relay", "is the relay"]);
+    let (code, err) = run(home.path(), &[&["connect", "hc", "--stdio"][..], &creds].concat()).await;
+    assert_fails(code, &err, 4, &["cannot reach the relay"]);
+}
+
+#[tokio::test]
+async fn wrong_key_wrong_right_and_missing_hc_are_401_403_404() {
+    let home = TempDir::new("err-auth");
+    let (_serve, base) = serve(&home, &[]).await;
+    let root = key(&home);
+    let (code, err) = run(
+        home.path(),
+        &[
+            "listen",
+            "hc",
+            "--to",
+            "127.0.0.1:1",
+            "--endpoint",
+            &base,
+            "--key-name",
+            "RootManageSharedAccessKey",
+            "--key",
+            "wrong",
+        ],
+    )
+    .await;
+    assert_fails(code, &err, 5, &["401", "check the key"]);
+    assert!(!err.contains(&root));
+    // The relay's Send-only rule may not listen.
+    let send_key = hyco::sas::derive_key(&hyco::secret::Secret::new(root.clone()), "hyco-send");
+    let (code, err) = run(
+        home.path(),
+        &[
+            "listen",
+            "hc",
+            "--to",
+            "127.0.0.1:1",
+            "--endpoint",
+            &base,
+            "--key-name",
+            "hyco-send",
+            "--key",
+            send_key.expose(),
+        ],
+    )
+    .await;
+    assert_fails(code, &err, 5, &["403", "Listen right"]);
+    let (code, err) = run(
+        home.path(),
+        &[
+            "connect",
+            "nobody-here",
+            "--stdio",
+            "--endpoint",
+            &base,
+            "--key-name",
+            "RootManageSharedAccessKey",
+            "--key",
+            &root,
+        ],
+    )
+    .await;
+    assert_fails(code, &err, 6, &["404", "is a listener running"]);
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_a_local_port_error() {
+    let home = TempDir::new("err-port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err) = run(home.path(), &["serve", "--bind", &addr, "--no-profile"]).await;
+    assert_fails(code, &err, 7, &["cannot listen on", "--bind"]);
+    let (code, err) = run(
+        home.path(),
+        &["connect", "hc", "--bind", &addr, "--endpoint", "ws://127.0.0.1:9", "--key-name", "k", "--key", "v"],
+    )
+    .await;
+    assert_fails(code, &err, 7, &["cannot listen on", "--bind"]);
+}
+
+#[tokio::test]
+async fn a_certificate_that_does_not_match_the_pin_is_refused() {
+    let home = TempDir::new("err-cert");
+    let (_serve, base) = serve(&home, &["--tls-self-signed"]).await;
+    assert!(base.starts_with("wss://"), "{base}");
+    let wrong = ["AB"; 32].join(":");
+    let (code, err) = run(
+        home.path(),
+        &[
+            "listen",
+            "hc",
+            "--to",
+            "127.0.0.1:1",
+            "--endpoint",
+            &base,
+            "--key-name",
+            "RootManageSharedAccessKey",
+            "--key",
+            &key(&home),
+            "--tls-fingerprint",
+            &wrong,
+        ],
+    )
+    .await;
+    assert_fails(code, &err, 4, &["fingerprint mismatch"]);
+    // Without a pin the self-signed certificate is not trusted either: no "verify nothing".
+    let (code, err) = run(
+        home.path(),
+        &[
+            "listen",
+            "hc",
+            "--to",
+            "127.0.0.1:1",
+            "--endpoint",
+            &base,
+            "--key-name",
+            "RootManageSharedAccessKey",
+            "--key",
+            &key(&home),
+        ],
+    )
+    .await;
+    assert_fails(code, &err, 4, &["TLS"]);
+}
+
+#[tokio::test]
+async fn a_refused_target_is_exit_8() {
+    let home = TempDir::new("err-target");
+    let (_serve, base) = serve(&home, &[]).await;
+    let root = key(&home);
+    let creds = ["--endpoint", base.as_str(), "--key-name", "RootManageSharedAccessKey", "--key", root.as_str()];
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let target = format!("web=127.0.0.1:{port}");
+    let mut cmd = hyco(home.path());
+    cmd.args(["listen", "box", "--to", &target]).args(creds);
+    let listen = Proc::spawn(cmd);
+    listen.stderr.wait_for(PROC_STEP, "the listener", |l| l.contains(" listening")).await;
+    let (code, err) = run(home.path(), &[&["connect", "box/web", "--stdio"][..], &creds].concat()).await;
+    assert_fails(code, &err, 8, &["502", "refused"]);
+    let (code, err) = run(home.path(), &[&["connect", "box/db", "--stdio"][..], &creds].concat()).await;
+    assert_fails(code, &err, 8, &["404", "No target named 'db'"]);
+}
