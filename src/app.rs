@@ -35,6 +35,12 @@ pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToke
         Command::Listen(args) => listen(args, stats, shutdown).await,
         Command::Connect(args) => connect(args, stats, shutdown).await,
         Command::Demo(args) => demo(args, stats, shutdown).await,
+        Command::Profile(command) => crate::manage::profile(command, &mut std::io::stdout()),
+        Command::Token(args) => crate::manage::token(args, &mut std::io::stdout()),
+        Command::Completions { shell } => {
+            crate::manage::completions(shell, &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
@@ -127,6 +133,12 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
             format!("cannot listen on {}: {e}; is another relay running? choose another with --bind", args.bind),
         )
     })?;
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            failure(Kind::LocalPort, format!("cannot listen on {addr} for metrics: {e}; choose another with --metrics"))
+        })?),
+        None => None,
+    };
     let port = listener.local_addr()?.port();
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     let base = format!("{scheme}://{host}:{port}");
@@ -168,11 +180,31 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     if throwaway {
         println!("Hybrid connections are created when a listener first asks for them.");
     }
-    relay::run(listener, settings, tls, shutdown).await
+    let Some(metrics_listener) = metrics_listener else {
+        return relay::run(listener, settings, tls, shutdown).await;
+    };
+    println!("Prometheus metrics on http://{}/metrics", metrics_listener.local_addr()?);
+    let metrics = Arc::new(relay::Metrics::new());
+    // Scrapes go on through the drain period and stop when the relay has.
+    let stop_metrics = CancellationToken::new();
+    let scrapes = tokio::spawn(relay::serve_metrics(metrics_listener, metrics.clone(), stop_metrics.clone()));
+    let result = relay::run_with_metrics(listener, settings, tls, shutdown, metrics).await;
+    stop_metrics.cancel();
+    let _ = scrapes.await;
+    result
 }
 
 /// Resolves the relay and credential from flags, environment and profiles.
 pub fn resolve_client(args: &CredentialArgs) -> anyhow::Result<(RelayClient, Option<String>)> {
+    let resolved = resolve_relay(args)?;
+    info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
+    let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())
+        .map_err(|e| config_failure(e, "check the TLS settings"))?;
+    Ok((client, resolved.entity_path))
+}
+
+/// Resolves which relay and credential the flags, environment and profiles name.
+pub fn resolve_relay(args: &CredentialArgs) -> anyhow::Result<profile::Resolved> {
     let path = profile::default_path().map_err(|e| config_failure(e, "set HYCO_CONFIG"))?;
     let store = ProfileStore::load(&path).map_err(|e| config_failure(e, "fix or remove the profile file"))?;
     for w in store.warnings() {
@@ -186,12 +218,7 @@ pub fn resolve_client(args: &CredentialArgs) -> anyhow::Result<(RelayClient, Opt
         key: args.key.clone().map(Secret::new),
         tls_fingerprint: args.tls_fingerprint.clone(),
     };
-    let resolved =
-        profile::resolve(&flags, &EnvSources::from_env(), &store).map_err(|e| failure(Kind::Config, e.to_string()))?;
-    info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
-    let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())
-        .map_err(|e| config_failure(e, "check the TLS settings"))?;
-    Ok((client, resolved.entity_path))
+    profile::resolve(&flags, &EnvSources::from_env(), &store).map_err(|e| failure(Kind::Config, e.to_string()))
 }
 
 async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {

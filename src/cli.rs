@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Reach a TCP port behind NAT through an Azure Relay Hybrid Connections relay, or run
 /// that relay yourself.
 #[derive(Debug, Parser)]
-#[command(name = "hyco", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "hyco", version, propagate_version = true, max_term_width = 100, after_long_help = EXIT_CODES)]
 pub struct Cli {
     /// More log output (repeat for more); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -23,6 +23,19 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The exit codes, as the man page and `--help` list them (see `crate::error::Kind`).
+pub const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  any other failure (for example a tunnel that broke in --stdio mode)
+  2  usage error (unknown flag, missing argument)
+  3  configuration: bad connection string, profile, config file, certificate file or flag value
+  4  the relay cannot be reached: refused, timeout, TLS failure or certificate mismatch
+  5  the relay refused the credentials (401) or their rights (403), or the token expired
+  6  not found (404): the hybrid connection does not exist, or no listener is online
+  7  a local address could not be bound (port in use, no permission)
+  8  the listener refused the connection (unknown target, target refused)";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -41,6 +54,108 @@ pub enum Command {
     /// Run a relay, a listener and a connector in one process: a local port that reaches
     /// a target through the relay, with no account and no setup.
     Demo(DemoArgs),
+    /// Manage the profiles that hold relay endpoints and keys.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Mint a SAS token for one hybrid connection, to hand out instead of a key.
+    Token(TokenArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Add or replace a profile. Keys and tokens are read from a file or stdin (`-`), never
+    /// from the command line, so they stay out of shell history and `ps`.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["endpoint", "connection_string_file"])))]
+    Add(ProfileAddArgs),
+    /// List profiles; `*` marks the default.
+    List,
+    /// Show a profile, keys masked.
+    Show {
+        name: String,
+        /// Print keys and tokens in full.
+        #[arg(long)]
+        show_secret: bool,
+    },
+    /// Remove a profile.
+    Remove { name: String },
+    /// Make a profile the default.
+    Default { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileAddArgs {
+    /// Profile name (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Key name (SAS rule); the key comes from --key-file.
+    #[arg(long, value_name = "NAME", requires = "key_file", requires = "endpoint")]
+    pub key_name: Option<String>,
+    /// File holding the key, or `-` for stdin.
+    #[arg(long, value_name = "FILE", requires = "key_name")]
+    pub key_file: Option<PathBuf>,
+    /// File holding a SAS token (instead of a key), or `-` for stdin.
+    #[arg(long, value_name = "FILE", requires = "endpoint", conflicts_with = "key_file")]
+    pub token_file: Option<PathBuf>,
+    /// File holding a connection string, or `-` for stdin.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["endpoint", "key_file", "token_file"])]
+    pub connection_string_file: Option<PathBuf>,
+    /// SHA-256 fingerprint of a self-signed relay certificate to trust.
+    #[arg(long, value_name = "HEX")]
+    pub tls_fingerprint: Option<String>,
+    /// Make it the default profile.
+    #[arg(long)]
+    pub default: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TokenRights {
+    Send,
+    Listen,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Hybrid connection the token is for (its audience).
+    pub hc: String,
+    /// Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: std::time::Duration,
+    /// Sign with the relay's Send-only or Listen-only rule, derived from the root key of
+    /// a `hyco serve` relay. Without it the token carries the rights of the key it is
+    /// signed with. Azure keys carry their policy's rights: sign with a key whose policy
+    /// grants only what you mean to hand out.
+    #[arg(long, value_enum)]
+    pub rights: Option<TokenRights>,
+    /// Print a connection string (endpoint, token, hybrid connection) instead of the token.
+    #[arg(long)]
+    pub as_connection_string: bool,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+}
+
+/// Parses `90`, `90s`, `15m`, `1h`, `7d`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) =
+        text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 1h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    };
+    match secs {
+        Some(s) if s > 0 && s <= 10 * 365 * 86_400 => Ok(std::time::Duration::from_secs(s)),
+        _ => Err(format!("{text:?} is not a duration between 1s and 10 years (90s, 15m, 1h, 7d)")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +195,10 @@ pub struct ServeArgs {
     /// Do not write the `local` profile for clients on this machine.
     #[arg(long)]
     pub no_profile: bool,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (plain HTTP, no auth: keep it
+    /// on loopback or a private network), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Where the relay is and how to authenticate: flags beat the environment, which beats
@@ -157,6 +276,17 @@ mod tests {
     #[test]
     fn definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
+        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 604_800);
+        for bad in ["", "0", "1w", "h", "-1h", "99999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod connstr;
 pub mod encoding;
 pub mod error;
 pub mod fsutil;
+pub mod manage;
 pub mod net;
 pub mod profile;
 pub mod protocol;

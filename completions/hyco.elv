@@ -1,0 +1,284 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[hyco] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'hyco'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'hyco'= {
+            cand --log-format 'Log line format on stderr'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
+            cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
+            cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
+            cand profile 'Manage the profiles that hold relay endpoints and keys'
+            cand token 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'hyco;serve'= {
+            cand --bind 'Address and port to listen on'
+            cand --config 'Relay configuration (TOML: rules, hybrid connections, limits). Without it, a throwaway relay with a generated key that creates hybrid connections on first listen'
+            cand --tls-cert 'TLS certificate chain (PEM); needs --tls-key'
+            cand --tls-key 'TLS private key (PEM)'
+            cand --public-host 'Host name other machines use to reach this relay, for the printed connection string and the self-signed certificate (default: the bind address, or this machine''s host name when bound to all interfaces)'
+            cand --metrics 'Serve Prometheus metrics at http://ADDR:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464'
+            cand --log-format 'Log line format on stderr'
+            cand --tls-self-signed 'Serve TLS with a self-signed certificate (kept in the data directory) and print its SHA-256 fingerprint for clients to pin'
+            cand --no-profile 'Do not write the `local` profile for clients on this machine'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;listen'= {
+            cand --to 'Target for accepted connections: `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`). Repeatable'
+            cand --connections 'Control channels to keep open, for availability (1-25)'
+            cand --profile 'Profile name in the config file'
+            cand --connection-string 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users'
+            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'
+            cand --key-name 'Key name (SAS rule)'
+            cand --key 'Key. Prefer a profile: arguments are visible to other users'
+            cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
+            cand --log-format 'Log line format on stderr'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;connect'= {
+            cand --target 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name'
+            cand --bind 'Local port to accept connections on: `PORT` or `ADDR:PORT` (default address 127.0.0.1)'
+            cand --profile 'Profile name in the config file'
+            cand --connection-string 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users'
+            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'
+            cand --key-name 'Key name (SAS rule)'
+            cand --key 'Key. Prefer a profile: arguments are visible to other users'
+            cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
+            cand --log-format 'Log line format on stderr'
+            cand --stdio 'Bridge stdin/stdout instead (for `ssh -o ProxyCommand=''hyco connect HC/ssh --stdio''`)'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;demo'= {
+            cand --to 'Where tunnelled connections go (default: a built-in echo service)'
+            cand --bind 'Local port that reaches the target through the relay: `PORT` or `ADDR:PORT`'
+            cand --log-format 'Log line format on stderr'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;profile'= {
+            cand --log-format 'Log line format on stderr'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Add or replace a profile. Keys and tokens are read from a file or stdin (`-`), never from the command line, so they stay out of shell history and `ps`'
+            cand list 'List profiles; `*` marks the default'
+            cand show 'Show a profile, keys masked'
+            cand remove 'Remove a profile'
+            cand default 'Make a profile the default'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'hyco;profile;add'= {
+            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'
+            cand --key-name 'Key name (SAS rule); the key comes from --key-file'
+            cand --key-file 'File holding the key, or `-` for stdin'
+            cand --token-file 'File holding a SAS token (instead of a key), or `-` for stdin'
+            cand --connection-string-file 'File holding a connection string, or `-` for stdin'
+            cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
+            cand --log-format 'Log line format on stderr'
+            cand --default 'Make it the default profile'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;profile;list'= {
+            cand --log-format 'Log line format on stderr'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;profile;show'= {
+            cand --log-format 'Log line format on stderr'
+            cand --show-secret 'Print keys and tokens in full'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;profile;remove'= {
+            cand --log-format 'Log line format on stderr'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;profile;default'= {
+            cand --log-format 'Log line format on stderr'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;profile;help'= {
+            cand add 'Add or replace a profile. Keys and tokens are read from a file or stdin (`-`), never from the command line, so they stay out of shell history and `ps`'
+            cand list 'List profiles; `*` marks the default'
+            cand show 'Show a profile, keys masked'
+            cand remove 'Remove a profile'
+            cand default 'Make a profile the default'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'hyco;profile;help;add'= {
+        }
+        &'hyco;profile;help;list'= {
+        }
+        &'hyco;profile;help;show'= {
+        }
+        &'hyco;profile;help;remove'= {
+        }
+        &'hyco;profile;help;default'= {
+        }
+        &'hyco;profile;help;help'= {
+        }
+        &'hyco;token'= {
+            cand --ttl 'Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`)'
+            cand --rights 'Sign with the relay''s Send-only or Listen-only rule, derived from the root key of a `hyco serve` relay. Without it the token carries the rights of the key it is signed with. Azure keys carry their policy''s rights: sign with a key whose policy grants only what you mean to hand out'
+            cand --profile 'Profile name in the config file'
+            cand --connection-string 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users'
+            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'
+            cand --key-name 'Key name (SAS rule)'
+            cand --key 'Key. Prefer a profile: arguments are visible to other users'
+            cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
+            cand --log-format 'Log line format on stderr'
+            cand --as-connection-string 'Print a connection string (endpoint, token, hybrid connection) instead of the token'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;completions'= {
+            cand --log-format 'Log line format on stderr'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;help'= {
+            cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
+            cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
+            cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
+            cand profile 'Manage the profiles that hold relay endpoints and keys'
+            cand token 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'hyco;help;serve'= {
+        }
+        &'hyco;help;listen'= {
+        }
+        &'hyco;help;connect'= {
+        }
+        &'hyco;help;demo'= {
+        }
+        &'hyco;help;profile'= {
+            cand add 'Add or replace a profile. Keys and tokens are read from a file or stdin (`-`), never from the command line, so they stay out of shell history and `ps`'
+            cand list 'List profiles; `*` marks the default'
+            cand show 'Show a profile, keys masked'
+            cand remove 'Remove a profile'
+            cand default 'Make a profile the default'
+        }
+        &'hyco;help;profile;add'= {
+        }
+        &'hyco;help;profile;list'= {
+        }
+        &'hyco;help;profile;show'= {
+        }
+        &'hyco;help;profile;remove'= {
+        }
+        &'hyco;help;profile;default'= {
+        }
+        &'hyco;help;token'= {
+        }
+        &'hyco;help;completions'= {
+        }
+        &'hyco;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,182 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_hyco_global_optspecs
+    string join \n v/verbose q/quiet log-format= h/help V/version
+end
+
+function __fish_hyco_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_hyco_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_hyco_using_subcommand
+    set -l cmd (__fish_hyco_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c hyco -n "__fish_hyco_needs_command" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_needs_command" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_needs_command" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hyco -n "__fish_hyco_needs_command" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "serve" -d 'Run a Hybrid Connections relay (Azure-compatible)'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "listen" -d 'Accept connections for a hybrid connection and bridge them to local TCP targets'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "connect" -d 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "demo" -d 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "profile" -d 'Manage the profiles that hold relay endpoints and keys'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "token" -d 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l bind -d 'Address and port to listen on' -r
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l config -d 'Relay configuration (TOML: rules, hybrid connections, limits). Without it, a throwaway relay with a generated key that creates hybrid connections on first listen' -r -F
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l tls-cert -d 'TLS certificate chain (PEM); needs --tls-key' -r -F
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l tls-key -d 'TLS private key (PEM)' -r -F
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l public-host -d 'Host name other machines use to reach this relay, for the printed connection string and the self-signed certificate (default: the bind address, or this machine\'s host name when bound to all interfaces)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464' -r
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l tls-self-signed -d 'Serve TLS with a self-signed certificate (kept in the data directory) and print its SHA-256 fingerprint for clients to pin'
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l no-profile -d 'Do not write the `local` profile for clients on this machine'
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `host:port`, or `name=host:port` chosen by the sender\'s path (`hyco connect HC/name`). Repeatable' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connections -d 'Control channels to keep open, for availability (1-25)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l profile -d 'Profile name in the config file' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l key-name -d 'Key name (SAS rule)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l key -d 'Key. Prefer a profile: arguments are visible to other users' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l target -d 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l bind -d 'Local port to accept connections on: `PORT` or `ADDR:PORT` (default address 127.0.0.1)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l profile -d 'Profile name in the config file' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l key-name -d 'Key name (SAS rule)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l key -d 'Key. Prefer a profile: arguments are visible to other users' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l stdio -d 'Bridge stdin/stdout instead (for `ssh -o ProxyCommand=\'hyco connect HC/ssh --stdio\'`)'
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand demo" -l to -d 'Where tunnelled connections go (default: a built-in echo service)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand demo" -l bind -d 'Local port that reaches the target through the relay: `PORT` or `ADDR:PORT`' -r
+complete -c hyco -n "__fish_hyco_using_subcommand demo" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand demo" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand demo" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand demo" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand demo" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "add" -d 'Add or replace a profile. Keys and tokens are read from a file or stdin (`-`), never from the command line, so they stay out of shell history and `ps`'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "list" -d 'List profiles; `*` marks the default'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "show" -d 'Show a profile, keys masked'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "remove" -d 'Remove a profile'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "default" -d 'Make a profile the default'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l key-name -d 'Key name (SAS rule); the key comes from --key-file' -r
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l key-file -d 'File holding the key, or `-` for stdin' -r -F
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l token-file -d 'File holding a SAS token (instead of a key), or `-` for stdin' -r -F
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l connection-string-file -d 'File holding a connection string, or `-` for stdin' -r -F
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l default -d 'Make it the default profile'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -l show-secret -d 'Print keys and tokens in full'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add or replace a profile. Keys and tokens are read from a file or stdin (`-`), never from the command line, so they stay out of shell history and `ps`'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "list" -d 'List profiles; `*` marks the default'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a profile, keys masked'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove a profile'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "default" -d 'Make a profile the default'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l ttl -d 'Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l rights -d 'Sign with the relay\'s Send-only or Listen-only rule, derived from the root key of a `hyco serve` relay. Without it the token carries the rights of the key it is signed with. Azure keys carry their policy\'s rights: sign with a key whose policy grants only what you mean to hand out' -r -f -a "send\t''
+listen\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l profile -d 'Profile name in the config file' -r
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l key-name -d 'Key name (SAS rule)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l key -d 'Key. Prefer a profile: arguments are visible to other users' -r
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l as-connection-string -d 'Print a connection string (endpoint, token, hybrid connection) instead of the token'
+complete -c hyco -n "__fish_hyco_using_subcommand token" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand token" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand token" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand token" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand completions" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand completions" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand completions" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "serve" -d 'Run a Hybrid Connections relay (Azure-compatible)'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "listen" -d 'Accept connections for a hybrid connection and bridge them to local TCP targets'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "connect" -d 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "demo" -d 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "profile" -d 'Manage the profiles that hold relay endpoints and keys'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "token" -d 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "add" -d 'Add or replace a profile. Keys and tokens are read from a file or stdin (`-`), never from the command line, so they stay out of shell history and `ps`'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "list" -d 'List profiles; `*` marks the default'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "show" -d 'Show a profile, keys masked'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "remove" -d 'Remove a profile'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "default" -d 'Make a profile the default'
