@@ -37,10 +37,15 @@ impl ConnectSettings {
     }
 }
 
-/// Opens one sender WebSocket for `settings`.
+/// Opens one sender WebSocket for `settings`, with a new tracking id.
 pub async fn open_sender(client: &RelayClient, settings: &ConnectSettings) -> anyhow::Result<Opened> {
+    open_sender_as(client, settings, &protocol::new_guid()).await
+}
+
+/// Opens one sender WebSocket for `settings`, with `id` as its tracking id (`sb-hc-id`).
+pub async fn open_sender_as(client: &RelayClient, settings: &ConnectSettings, id: &str) -> anyhow::Result<Opened> {
     let token = client.token(&settings.hc)?.map(|(t, _)| t);
-    let url = client.url(&settings.hc, settings.suffix.as_deref(), Action::Connect, Some(&protocol::new_guid()));
+    let url = client.url(&settings.hc, settings.suffix.as_deref(), Action::Connect, Some(id));
     client.open(&url, token.as_ref(), &[]).await.map_err(|e| describe(e, settings))
 }
 
@@ -84,9 +89,11 @@ pub async fn run_bind(
         };
         let _ = tcp.set_nodelay(true);
         let (client, settings, stats, cancel) = (client.clone(), settings.clone(), stats.clone(), shutdown.clone());
+        let id = protocol::new_guid();
+        let span = info_span!("tunnel", hc = %settings.hc, %id, %peer);
         tunnels.spawn(
             async move {
-                match open_sender(&client, &settings).await {
+                match open_sender_as(&client, &settings, &id).await {
                     Ok(opened) => {
                         debug!("tunnel open");
                         bridge::pump_tcp(tcp, opened.stream, &opened.initial, &stats, &cancel).await;
@@ -98,7 +105,7 @@ pub async fn run_bind(
                     }
                 }
             }
-            .instrument(info_span!("local", %peer)),
+            .instrument(span),
         );
     }
     tunnels.close();
@@ -114,14 +121,21 @@ pub async fn run_stdio(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let opened = open_sender(&client, &settings).await?;
-    info!("tunnel open");
-    let _active = bridge::ActiveGuard::new(stats.clone());
-    match bridge::pump(tokio::io::stdin(), tokio::io::stdout(), opened.stream, &opened.initial, &stats, &shutdown).await
-    {
-        Outcome::Clean => Ok(()),
-        Outcome::Aborted(why) => anyhow::bail!("tunnel aborted: {why}"),
+    let id = protocol::new_guid();
+    let span = info_span!("tunnel", hc = %settings.hc, %id);
+    async {
+        let opened = open_sender_as(&client, &settings, &id).await?;
+        info!("tunnel open");
+        let _active = bridge::ActiveGuard::new(stats.clone());
+        match bridge::pump(tokio::io::stdin(), tokio::io::stdout(), opened.stream, &opened.initial, &stats, &shutdown)
+            .await
+        {
+            Outcome::Clean => Ok(()),
+            Outcome::Aborted(why) => anyhow::bail!("tunnel aborted: {why}"),
+        }
     }
+    .instrument(span)
+    .await
 }
 
 #[cfg(test)]

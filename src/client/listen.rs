@@ -299,7 +299,7 @@ impl Ctx {
     }
 
     fn spawn_accept(&self, accept: Accept) {
-        let span = info_span!("tunnel", id = %accept.id);
+        let span = info_span!("tunnel", hc = %self.settings.hc, id = %accept.id);
         let client = self.client.clone();
         let hc_segments = self.settings.hc.split('/').filter(|s| !s.is_empty()).count();
         let targets = self.settings.targets.clone();

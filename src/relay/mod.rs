@@ -237,7 +237,7 @@ impl Relay {
         if let Err(why) = websocket_key(&req) {
             return self.refuse(&mut stream, Rejection::BadRequest, 400, why, &tracking_id).await;
         }
-        let span = info_span!("hc", action = addr.action.as_str(), id = %tracking_id);
+        let span = info_span!("tunnel", action = addr.action.as_str(), hc = tracing::field::Empty, id = %tracking_id);
         let task = async {
             match addr.action {
                 Action::Listen => self.listen(stream, req, initial, addr, tracking_id).await,
@@ -307,6 +307,7 @@ impl Relay {
         tracking_id: String,
     ) {
         let name = addr.segments.join("/");
+        tracing::Span::current().record("hc", name.as_str());
         let expiry = match self.authorize(&name, &req, &addr, Right::Listen) {
             Ok(e) => e,
             Err(d) => {
@@ -366,6 +367,7 @@ impl Relay {
         let Some((name, suffix)) = self.resolve(&addr.segments) else {
             return self.refuse(&mut stream, Rejection::NotFound, 404, "Endpoint does not exist", &tracking_id).await;
         };
+        tracing::Span::current().record("hc", name.as_str());
         let needs_token =
             self.hcs.lock().expect("hcs lock").get(&name).is_none_or(|h| h.settings.requires_client_authorization);
         if needs_token && let Err(d) = self.authorize(&name, &req, &addr, Right::Send) {
