@@ -70,6 +70,8 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Key. Prefer a profile: arguments are visible to other users')
             [CompletionResult]::new('--tls-fingerprint', '--tls-fingerprint', [CompletionResultType]::ParameterName, 'SHA-256 fingerprint of a self-signed relay certificate to trust')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--http', '--http', [CompletionResultType]::ParameterName, 'Also answer plain HTTP requests for the hybrid connection (`https://relay/HC/…`) by calling the target over HTTP/1.1, with `/HC` taken off the path. WebSocket senders keep reaching the same target. Without it, HTTP requests get 501')
+            [CompletionResult]::new('--keep-path-prefix', '--keep-path-prefix', [CompletionResultType]::ParameterName, 'With --http: pass the path on as the client sent it, `/HC` included')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (repeat for more); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (repeat for more); RUST_LOG overrides')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors')

@@ -430,7 +430,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__listen)
-            opts="-v -q -h -V --to --connections --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --to --connections --http --keep-path-prefix --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

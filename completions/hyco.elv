@@ -65,6 +65,8 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --key 'Key. Prefer a profile: arguments are visible to other users'
             cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
             cand --log-format 'Log line format on stderr'
+            cand --http 'Also answer plain HTTP requests for the hybrid connection (`https://relay/HC/…`) by calling the target over HTTP/1.1, with `/HC` taken off the path. WebSocket senders keep reaching the same target. Without it, HTTP requests get 501'
+            cand --keep-path-prefix 'With --http: pass the path on as the client sent it, `/HC` included'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
             cand -q 'Only errors'

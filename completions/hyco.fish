@@ -62,6 +62,8 @@ complete -c hyco -n "__fish_hyco_using_subcommand listen" -l key -d 'Key. Prefer
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l http -d 'Also answer plain HTTP requests for the hybrid connection (`https://relay/HC/…`) by calling the target over HTTP/1.1, with `/HC` taken off the path. WebSocket senders keep reaching the same target. Without it, HTTP requests get 501'
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l keep-path-prefix -d 'With --http: pass the path on as the client sent it, `/HC` included'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s h -l help -d 'Print help'

@@ -226,6 +226,8 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     let targets = Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?;
     let mut settings = ListenSettings::new(args.hc.trim_matches('/'), targets);
     settings.connections = usize::from(args.connections);
+    settings.http = args.http;
+    settings.keep_path_prefix = args.keep_path_prefix;
     listen::run(client, settings, stats, shutdown).await
 }
 

@@ -237,6 +237,14 @@ pub struct ListenArgs {
     /// Control channels to keep open, for availability (1-25).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=25))]
     pub connections: u8,
+    /// Also answer plain HTTP requests for the hybrid connection (`https://relay/HC/…`) by
+    /// calling the target over HTTP/1.1, with `/HC` taken off the path. WebSocket senders
+    /// keep reaching the same target. Without it, HTTP requests get 501.
+    #[arg(long)]
+    pub http: bool,
+    /// With --http: pass the path on as the client sent it, `/HC` included.
+    #[arg(long, requires = "http")]
+    pub keep_path_prefix: bool,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }

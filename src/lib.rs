@@ -2,7 +2,7 @@
 //! or run that relay yourself.
 //!
 //! - Pure protocol pieces: [`encoding`], [`secret`], [`sas`], [`connstr`], [`protocol`],
-//!   and the WebSocket layer [`ws`].
+//!   the WebSocket layer [`ws`], and HTTP/1.1 framing for HTTP mode [`http1`].
 //! - The relay (`hyco serve`): [`relay::run`].
 //! - The clients (`hyco listen`, `hyco connect`): [`client`], moving bytes with [`bridge`].
 //! - Around them: [`profile`] (credentials), [`cli`] and [`app`] (the commands),
@@ -17,6 +17,7 @@ pub mod connstr;
 pub mod encoding;
 pub mod error;
 pub mod fsutil;
+pub mod http1;
 pub mod manage;
 pub mod net;
 pub mod profile;

@@ -1,4 +1,4 @@
-//! The Hybrid Connections wire vocabulary (PROTOCOL.md 2, 5, 6): addresses, query
+//! The Hybrid Connections wire vocabulary (PROTOCOL.md 2, 5, 6, 7): addresses, query
 //! parameters, control messages, status and close codes, and the limits both sides
 //! keep. Pure: no sockets here; the relay and the clients share these types.
 
@@ -26,6 +26,13 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_RENEW_GRACE: Duration = Duration::from_secs(300);
 /// Clock skew allowed when checking a token's expiry.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// HTTP mode: the largest body that travels inline with its `request` or `response` on
+/// the control channel (the official clients' buffers); larger ones take a rendezvous.
+pub const MAX_INLINE_BODY: usize = 64 * 1024;
+/// HTTP mode: how long a relay waits for a listener's `response` (Azure's 60 s).
+pub const HTTP_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// HTTP mode: the largest request body the relay forwards by default.
+pub const MAX_HTTP_REQUEST_BODY: u64 = 64 * 1024 * 1024;
 
 /// The HTTP header the official clients put their token in.
 pub const TOKEN_HEADER: &str = "ServiceBusAuthorization";
@@ -43,6 +50,8 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
     pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A text message that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// Token expired or invalid renewal.
     pub const POLICY_VIOLATION: u16 = 1008;
     pub const MESSAGE_TOO_BIG: u16 = 1009;
@@ -250,11 +259,110 @@ pub struct RenewToken {
     pub token: String,
 }
 
+/// `request` (relay to listener, HTTP mode, PROTOCOL.md 7; interop/NOTES-https.md).
+///
+/// Complete (`method` and `body` present, the body following as one binary message when
+/// `body` is true), or address-only (`address` and `id`): the listener then fetches the
+/// request over a rendezvous to `address`. hyco-https tells the two apart by `method`,
+/// .NET by `body`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRequest {
+    /// The rendezvous (`sb-hc-action=request`) for this request: where an address-only
+    /// request is fetched, and where a response too large for the control channel goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub id: String,
+    /// Path and query as the HTTP client sent them, the HC's name included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub request_headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_endpoint: Option<RemoteEndpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<bool>,
+    /// Relay-internal, never on the wire: the bytes of the binary message that follows a
+    /// complete request with `body: true` on the control channel.
+    #[serde(skip)]
+    pub inline_body: InlineBody,
+}
+
+impl HttpRequest {
+    /// Whether the request is all here (else: fetch it from `address`).
+    pub fn is_complete(&self) -> bool {
+        self.method.is_some()
+    }
+}
+
+/// A body carried next to a message inside the relay; `Debug` shows only its length.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct InlineBody(pub Vec<u8>);
+
+impl fmt::Debug for InlineBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
+}
+
+/// `response` (listener to relay, HTTP mode). A body follows as one binary message (maybe
+/// fragmented; its FIN ends the body) when `body` is true.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpResponse {
+    #[serde(default)]
+    pub request_id: String,
+    /// A number (hyco-https) or a numeric string (.NET's documented form).
+    #[serde(deserialize_with = "number_or_string")]
+    pub status_code: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_description: Option<String>,
+    /// One value per name; numbers and booleans are taken as text, an array's items are
+    /// joined with `, `, `null` is dropped (hyco-https passes `setHeader` values through).
+    #[serde(default, deserialize_with = "header_map", skip_serializing_if = "BTreeMap::is_empty")]
+    pub response_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: bool,
+}
+
+fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| D::Error::custom("statusCode must be a number from 0 to 65535"))
+}
+
+fn header_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    use serde_json::Value;
+    fn text(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Array(items) => {
+                let parts: Vec<String> = items.iter().filter_map(text).collect();
+                (!parts.is_empty()).then(|| parts.join(", "))
+            }
+            Value::Null | Value::Object(_) => None,
+        }
+    }
+    let map = Option::<serde_json::Map<String, Value>>::deserialize(d)?.unwrap_or_default();
+    Ok(map.iter().filter_map(|(k, v)| Some((k.clone(), text(v)?))).collect())
+}
+
 /// Messages the relay sends on a control channel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RelayMessage {
     #[serde(rename = "accept")]
     Accept(Accept),
+    #[serde(rename = "request")]
+    Request(HttpRequest),
 }
 
 /// Messages a listener sends on its control channel.
@@ -262,6 +370,8 @@ pub enum RelayMessage {
 pub enum ListenerMessage {
     #[serde(rename = "renewToken")]
     RenewToken(RenewToken),
+    #[serde(rename = "response")]
+    Response(HttpResponse),
 }
 
 /// A random GUID (version 4), the form the official clients use for tracking ids.
@@ -363,13 +473,65 @@ mod tests {
             r#"{"accept":{"address":"wss://r/$hc/h?sb-hc-action=accept","id":"1","connectHeaders":{"Sec-WebSocket-Key":"k"},"remoteEndpoint":{"address":"1.2.3.4","port":5},"extra":1}}"#,
         )
         .unwrap();
-        let RelayMessage::Accept(a) = &m;
+        let RelayMessage::Accept(a) = &m else { panic!("{m:?}") };
         assert_eq!(a.remote_endpoint.as_ref().unwrap().port, 5);
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(json["accept"]["connectHeaders"]["Sec-WebSocket-Key"], "k");
         let r: ListenerMessage = serde_json::from_str(r#"{"renewToken":{"token":"t"}}"#).unwrap();
         assert_eq!(r, ListenerMessage::RenewToken(RenewToken { token: "t".into() }));
         assert!(serde_json::from_str::<ListenerMessage>(r#"{"bogus":{}}"#).is_err());
+    }
+
+    #[test]
+    fn http_mode_messages_have_the_wire_shape() {
+        // A complete request, as hyco-https and .NET read it: method and body both present.
+        let r = HttpRequest {
+            address: Some("ws://r/$hc/h?sb-hc-action=request&sb-hc-id=1_s".into()),
+            id: "1".into(),
+            request_target: Some("/h/x?q=1".into()),
+            method: Some("POST".into()),
+            request_headers: [("X-App".to_owned(), "1".to_owned())].into(),
+            remote_endpoint: Some(RemoteEndpoint { address: "1.2.3.4".into(), port: 5 }),
+            body: Some(true),
+            inline_body: InlineBody(b"secret body".to_vec()),
+        };
+        let json = serde_json::to_string(&RelayMessage::Request(r.clone())).unwrap();
+        assert_eq!(
+            json,
+            r#"{"request":{"address":"ws://r/$hc/h?sb-hc-action=request&sb-hc-id=1_s","id":"1","requestTarget":"/h/x?q=1","method":"POST","requestHeaders":{"X-App":"1"},"remoteEndpoint":{"address":"1.2.3.4","port":5},"body":true}}"#
+        );
+        assert!(format!("{r:?}").contains("<11 bytes>"), "bodies stay out of Debug");
+        // Address-only: neither method nor body.
+        let a = HttpRequest { address: Some("ws://r/x".into()), id: "2".into(), ..HttpRequest::default() };
+        let json = serde_json::to_string(&RelayMessage::Request(a)).unwrap();
+        assert_eq!(json, r#"{"request":{"address":"ws://r/x","id":"2"}}"#);
+        let RelayMessage::Request(back) = serde_json::from_str(&json).unwrap() else { panic!() };
+        assert!(!back.is_complete());
+
+        // hyco-https: a number, lowercased names, a number as a value, no description.
+        let m: ListenerMessage = serde_json::from_str(
+            r#"{"response":{"requestId":"1","statusCode":200,"responseHeaders":{"content-type":"text/plain","x-n":5,"x-null":null,"set-cookie":["a=1","b=2"]},"body":true}}"#,
+        )
+        .unwrap();
+        let ListenerMessage::Response(resp) = m else { panic!("{m:?}") };
+        assert_eq!((resp.status_code, resp.body, resp.status_description), (200, true, None));
+        assert_eq!(resp.response_headers["x-n"], "5");
+        assert_eq!(resp.response_headers["set-cookie"], "a=1, b=2");
+        assert!(!resp.response_headers.contains_key("x-null"));
+        // .NET's documented form: a string status.
+        let m: ListenerMessage = serde_json::from_str(
+            r#"{"response":{"requestId":"1","statusCode":"404","statusDescription":"Not Found","body":false}}"#,
+        )
+        .unwrap();
+        let ListenerMessage::Response(resp) = m else { panic!("{m:?}") };
+        assert_eq!(resp.status_code, 404);
+        for bad in [
+            r#"{"response":{"requestId":"1","statusCode":"abc","body":true}}"#,
+            r#"{"response":{"requestId":"1","statusCode":70000,"body":true}}"#,
+            r#"{"response":{"requestId":"1","body":true}}"#,
+        ] {
+            assert!(serde_json::from_str::<ListenerMessage>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

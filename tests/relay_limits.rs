@@ -321,9 +321,11 @@ async fn tls_listener_and_sender_meet_end_to_end() {
     let mut control =
         within("listen over TLS", tls_ws(relay.url("hc", Action::Listen), vec![auth(&token("hc"))])).await;
     let sender = tokio::spawn(tls_ws(relay.url("hc", Action::Connect), vec![auth(&token("hc"))]));
-    let protocol::RelayMessage::Accept(a) = match next_message(&mut control).await {
-        Message::Text(t) => serde_json::from_str(&t).expect("accept JSON"),
+    let Ok(protocol::RelayMessage::Accept(a)) = (match next_message(&mut control).await {
+        Message::Text(t) => serde_json::from_str(&t),
         other => panic!("expected an accept, got {other:?}"),
+    }) else {
+        panic!("expected an accept message")
     };
     let base = format!("wss://localhost:{}/$hc/hc?", relay.addr.port());
     assert!(a.address.starts_with(&base), "{}", a.address);

@@ -94,9 +94,11 @@ pub async fn run_bind(
         tunnels.spawn(
             async move {
                 match open_sender_as(&client, &settings, &id).await {
-                    Ok(opened) => {
+                    Ok(Opened { stream, initial, response }) => {
                         debug!("tunnel open");
-                        bridge::pump_tcp(tcp, opened.stream, &opened.initial, &stats, &cancel).await;
+                        // A tunnel may live for days: let go of what only the rendezvous needed.
+                        drop((response, client, settings));
+                        bridge::pump_tcp(tcp, stream, &initial, &stats, &cancel).await;
                     }
                     Err(e) => {
                         stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -4,7 +4,8 @@
 //! Each control channel renews its token at half its lifetime, pings the relay and
 //! treats silence as a dead channel, and reconnects with backoff (PROTOCOL.md 5.6). A
 //! sender naming an unknown target, or a target that refuses, is rejected with a status
-//! and text the sender sees.
+//! and text the sender sees. With `--http`, HTTP-mode requests are answered by calling the
+//! same target over HTTP/1.1 ([`super::http`]); without it they get 501.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -22,11 +24,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::http::{self, ControlReply, HttpEnv};
 use super::{OpenError, RelayClient, split_url};
 use crate::bridge::{self, Stats};
 use crate::encoding::encode_component;
 use crate::error::{Kind, failure};
-use crate::protocol::{self, Accept, Action, HcAddress, ListenerMessage, RelayMessage, RenewToken, close};
+use crate::protocol::{self, Accept, Action, HcAddress, HttpRequest, ListenerMessage, RelayMessage, RenewToken, close};
 
 /// Waits between reconnects, in seconds; the last repeats (PROTOCOL.md 5.6).
 pub const BACKOFF_SECS: [u64; 6] = [0, 1, 2, 5, 10, 30];
@@ -101,6 +104,10 @@ pub struct ListenSettings {
     pub drain_timeout: Duration,
     /// Time to open a TCP connection to a target (a target that never accepts is a 504).
     pub target_connect_timeout: Duration,
+    /// Answer HTTP-mode requests by calling the target over HTTP (`--http`).
+    pub http: bool,
+    /// With `http`: pass the request path on with the `/{hc}` prefix (`--keep-path-prefix`).
+    pub keep_path_prefix: bool,
 }
 
 impl ListenSettings {
@@ -112,6 +119,8 @@ impl ListenSettings {
             ping_interval: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             target_connect_timeout: TARGET_CONNECT_TIMEOUT,
+            http: false,
+            keep_path_prefix: false,
         }
     }
 }
@@ -129,7 +138,16 @@ pub async fn run(
     }
     let tunnels = TaskTracker::new();
     let force = CancellationToken::new();
+    let http = Arc::new(HttpEnv {
+        client: client.clone(),
+        hc: settings.hc.clone(),
+        targets: settings.targets.clone(),
+        serve: settings.http,
+        keep_prefix: settings.keep_path_prefix,
+        connect_timeout: settings.target_connect_timeout,
+    });
     let ctx = Arc::new(Ctx {
+        http,
         client,
         settings,
         stats,
@@ -159,6 +177,8 @@ pub async fn run(
 }
 
 struct Ctx {
+    /// What HTTP-mode requests need.
+    http: Arc<HttpEnv>,
     client: RelayClient,
     settings: ListenSettings,
     stats: Arc<Stats>,
@@ -247,14 +267,41 @@ impl Ctx {
             Instant::now() + Duration::from_secs(left / 2).max(Duration::from_secs(1))
         };
         let mut renew = renew_at(expiry.filter(|_| self.client.can_renew()));
+        // HTTP mode: responses for this channel, and a request whose body comes next.
+        let (replies_tx, mut replies_rx) = mpsc::channel::<ControlReply>(16);
+        let mut awaiting_body: Option<HttpRequest> = None;
         loop {
             tokio::select! {
+                Some((response, body)) = replies_rx.recv() => {
+                    // A response, and its body as the next message (PROTOCOL.md 7).
+                    let has_body = response.body;
+                    let json = serde_json::to_string(&ListenerMessage::Response(response)).expect("control messages serialize");
+                    if let Err(e) = ws.send(Message::text(json)).await {
+                        return ChannelEnd::Lost(e.to_string());
+                    }
+                    if has_body && let Err(e) = ws.send(Message::binary(body)).await {
+                        return ChannelEnd::Lost(e.to_string());
+                    }
+                }
                 msg = ws.next() => {
                     last_heard = Instant::now();
                     match msg {
-                        Some(Ok(Message::Text(text))) => match serde_json::from_str::<RelayMessage>(&text) {
-                            Ok(RelayMessage::Accept(accept)) => self.spawn_accept(accept),
-                            Err(e) => debug!("ignoring a control message this listener does not handle: {e}"),
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(request) = awaiting_body.take() {
+                                // A body announced but not sent: an empty one.
+                                self.spawn_request(request, Some(Vec::new()), &replies_tx);
+                            }
+                            match serde_json::from_str::<RelayMessage>(&text) {
+                                Ok(RelayMessage::Accept(accept)) => self.spawn_accept(accept),
+                                // A complete request's body is the next message (PROTOCOL.md 7).
+                                Ok(RelayMessage::Request(r)) if r.is_complete() && r.body == Some(true) => awaiting_body = Some(r),
+                                Ok(RelayMessage::Request(r)) => self.spawn_request(r, None, &replies_tx),
+                                Err(e) => debug!("ignoring a control message this listener does not handle: {e}"),
+                            }
+                        }
+                        Some(Ok(Message::Binary(body))) => match awaiting_body.take() {
+                            Some(request) => self.spawn_request(request, Some(body.to_vec()), &replies_tx),
+                            None => debug!("ignoring a binary message on the control channel"),
                         },
                         Some(Ok(Message::Close(frame))) => {
                             let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
@@ -296,6 +343,20 @@ impl Ctx {
                 }
             }
         }
+    }
+
+    fn spawn_request(&self, request: HttpRequest, body: Option<Vec<u8>>, replies: &mpsc::Sender<ControlReply>) {
+        let span = info_span!("http", hc = %self.settings.hc, id = %request.id);
+        let (env, replies, force) = (self.http.clone(), replies.clone(), self.force.clone());
+        self.tunnels.spawn(
+            async move {
+                tokio::select! {
+                    () = http::answer(env, request, body, replies) => {}
+                    () = force.cancelled() => {}
+                }
+            }
+            .instrument(span),
+        );
     }
 
     fn spawn_accept(&self, accept: Accept) {
@@ -344,7 +405,10 @@ impl Ctx {
                     }
                 };
                 debug!(%target, "tunnel open");
-                bridge::pump_tcp(tcp, opened.stream, &opened.initial, &stats, &force).await;
+                // A tunnel may live for days: let go of what only the rendezvous needed.
+                let super::Opened { stream, initial, response } = opened;
+                drop((response, accept, targets, client, protocol, suffix, target));
+                bridge::pump_tcp(tcp, stream, &initial, &stats, &force).await;
             }
             .instrument(span),
         );

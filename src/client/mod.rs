@@ -3,6 +3,7 @@
 //! [`crate::bridge`]; the roles are in [`listen`] and [`connect`].
 
 pub mod connect;
+pub mod http;
 pub mod listen;
 pub mod tls;
 

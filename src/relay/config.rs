@@ -41,6 +41,11 @@ pub struct Limits {
     pub ping_interval: Duration,
     /// How long live tunnels may drain at shutdown.
     pub drain_timeout: Duration,
+    /// HTTP mode: the largest request body forwarded (413 over it).
+    pub max_http_request_body: u64,
+    /// HTTP mode: how long a listener may take to answer a request (504 after it), and
+    /// how long either side of a relayed body may stall.
+    pub http_response_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -56,6 +61,8 @@ impl Default for Limits {
             renew_grace: protocol::DEFAULT_RENEW_GRACE,
             ping_interval: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
+            max_http_request_body: protocol::MAX_HTTP_REQUEST_BODY,
+            http_response_timeout: protocol::HTTP_RESPONSE_TIMEOUT,
         }
     }
 }
@@ -138,6 +145,8 @@ impl RelaySettings {
         limits.renew_grace = secs(l.renew_grace_secs, limits.renew_grace);
         limits.ping_interval = secs(l.ping_interval_secs, limits.ping_interval);
         limits.drain_timeout = secs(l.drain_timeout_secs, limits.drain_timeout);
+        limits.max_http_request_body = l.max_http_request_body.unwrap_or(limits.max_http_request_body);
+        limits.http_response_timeout = secs(l.http_response_timeout_secs, limits.http_response_timeout);
         if rules.is_empty() && hcs.iter().all(|h| h.rules.is_empty()) {
             bail!("no authorization rules: declare at least one [[rules]] entry");
         }
@@ -216,6 +225,8 @@ struct FileLimits {
     renew_grace_secs: Option<u64>,
     ping_interval_secs: Option<u64>,
     drain_timeout_secs: Option<u64>,
+    max_http_request_body: Option<u64>,
+    http_response_timeout_secs: Option<u64>,
 }
 
 #[cfg(test)]
@@ -241,6 +252,8 @@ mod tests {
             [limits]
             max_listeners_per_hc = 3
             accept_window_secs = 5
+            max_http_request_body = 1048576
+            http_response_timeout_secs = 7
             "#,
             Path::new("."),
         )
@@ -249,6 +262,8 @@ mod tests {
         assert!(!s.hcs[0].requires_client_authorization);
         assert_eq!(s.limits.max_listeners_per_hc, 3);
         assert_eq!(s.limits.accept_window, Duration::from_secs(5));
+        assert_eq!(s.limits.max_http_request_body, 1 << 20);
+        assert_eq!(s.limits.http_response_timeout, Duration::from_secs(7));
         assert!(!format!("{s:?}").contains("k1"), "keys stay out of Debug");
     }
 

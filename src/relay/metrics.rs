@@ -43,7 +43,7 @@ const LINGER: Duration = Duration::from_secs(1);
 /// `hyco_rejected_handshakes_total{reason}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {
-    /// Not a well-formed upgrade, bad address or query, HTTP mode (400).
+    /// Not a well-formed upgrade, bad address or query, a malformed HTTP-mode request (400).
     BadRequest,
     /// Request head over the limit (431).
     TooLarge,

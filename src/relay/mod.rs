@@ -4,11 +4,13 @@
 //! a task that reads its upgrade request within the handshake limits and then becomes a
 //! control channel (`listen`), a waiting sender (`connect`) or a listener's answer to a
 //! sender (`accept`). A failing connection ends its own task, never the accept loop.
-//! HTTP mode (PROTOCOL.md 7) is not served here. What happens is counted in [`Metrics`].
+//! A plain HTTP request outside `/$hc/` is HTTP mode (PROTOCOL.md 7, [`http`]), served to
+//! a listener as a `request` message. What happens is counted in [`Metrics`].
 
 pub mod auth;
 pub mod config;
 mod control;
+mod http;
 pub mod metrics;
 pub mod stream;
 pub mod tls;
@@ -82,6 +84,8 @@ struct Relay {
     force: CancellationToken,
     tls: Option<tokio_rustls::TlsAcceptor>,
     metrics: Arc<Metrics>,
+    /// HTTP-mode requests waiting for their listener's answer.
+    http: http::HttpWaiters,
 }
 
 /// Serves the relay on `listener` until `shutdown` fires; then closes control channels
@@ -121,6 +125,7 @@ pub async fn run_with_metrics(
         force: CancellationToken::new(),
         tls: tls.map(tokio_rustls::TlsAcceptor::from),
         metrics,
+        http: http::HttpWaiters::default(),
     });
     let tracker = TaskTracker::new();
     let mut backoff = Duration::from_millis(5);
@@ -216,6 +221,9 @@ impl Relay {
                 return;
             }
         };
+        if http::is_http_mode(&req) {
+            return self.serve_http(stream, req, initial, peer).await;
+        }
         let addr = match HcAddress::parse(&req.target) {
             Ok(a) => a,
             Err(protocol::AddressError::NotHc) => {
@@ -230,7 +238,9 @@ impl Relay {
         };
         // An accept address's id ends in the rendezvous secret: keep that out of logs and texts.
         let tracking_id = match (&addr.id, addr.action) {
-            (Some(id), Action::Accept) => id.rsplit_once('_').map_or(id.as_str(), |(t, _)| t).to_owned(),
+            (Some(id), Action::Accept | Action::Request) => {
+                id.rsplit_once('_').map_or(id.as_str(), |(t, _)| t).to_owned()
+            }
             (Some(id), _) => id.clone(),
             (None, _) => protocol::new_guid(),
         };
@@ -243,10 +253,7 @@ impl Relay {
                 Action::Listen => self.listen(stream, req, initial, addr, tracking_id).await,
                 Action::Connect => self.connect(stream, req, initial, addr, peer, tracking_id).await,
                 Action::Accept => self.accept(stream, req, initial, addr, tracking_id, permit).await,
-                Action::Request => {
-                    let text = "HTTP mode is not served by this relay";
-                    self.refuse(&mut stream, Rejection::BadRequest, 400, text, &tracking_id).await;
-                }
+                Action::Request => self.request_rendezvous(stream, req, addr, initial, &tracking_id, permit).await,
             }
         };
         task.instrument(span).await;
@@ -349,7 +356,7 @@ impl Relay {
             return;
         }
         info!(hc = %name, "listener connected");
-        control::run(self.clone(), stream, initial, name, rx, expiry).await;
+        control::run(self.clone(), stream, initial, name, id, rx, expiry).await;
         info!("listener gone");
     }
 
@@ -429,6 +436,18 @@ impl Relay {
                 remote_endpoint: Some(RemoteEndpoint { address: peer.ip().to_string(), port: peer.port() }),
             })
         };
+        // An accept a listener cannot take would only knock it off its control channel (or
+        // leave the sender to time out): the path suffix and id grow up to threefold in the
+        // address, header values up to twofold in JSON, so a head within the limit can make one.
+        let max_head = self.settings.limits.max_header_bytes;
+        let mut bases: Vec<&str> = candidates.iter().map(|(_, base, _)| base.as_str()).collect();
+        bases.sort_unstable();
+        bases.dedup();
+        if bases.iter().any(|base| !accept_fits(&accept_for(base), max_head)) {
+            drop(pending);
+            let text = "The accept message for this request would be too large for a listener";
+            return self.refuse(&mut stream, Rejection::TooLarge, 431, text, &tracking_id).await;
+        }
         // The first listener (in random order) with room in its queue gets the accept; if
         // every queue is full (a burst), wait for room at one of them within the window.
         let mut sent = candidates.iter().any(|(id, base, tx)| {
@@ -494,6 +513,8 @@ impl Relay {
                     return;
                 }
                 info!(hc = %name, "tunnel open");
+                // A tunnel may live for days: let go of what only the handshake needed.
+                drop((req, addr, headers, candidates));
                 let relayed = [Flow::SenderToListener, Flow::ListenerToSender].map(|f| self.metrics.relayed_counter(f));
                 tunnel::join(stream, &initial, listener, &listener_initial, self.force.clone(), relayed).await;
                 info!("tunnel closed");
@@ -541,6 +562,21 @@ impl Relay {
         }
         let _ = sender.send(Answer::Accepted { stream, initial, protocol, permit });
     }
+}
+
+/// Room a listener's accept request needs besides the accept address: the request line's
+/// rest, `Host` and the upgrade headers.
+const ACCEPT_HEAD_ROOM: usize = 1024;
+
+/// Whether a listener can take `accept`: a control message within the official clients'
+/// 64 KiB, whose address fits in a request head of `max_head` bytes on its way back here.
+fn accept_fits(accept: &RelayMessage, max_head: usize) -> bool {
+    let address = match accept {
+        RelayMessage::Accept(a) => a.address.as_str(),
+        RelayMessage::Request(r) => r.address.as_deref().unwrap_or_default(),
+    };
+    address.len() + ACCEPT_HEAD_ROOM <= max_head
+        && serde_json::to_string(accept).is_ok_and(|json| json.len() <= protocol::MAX_CONTROL_MESSAGE)
 }
 
 /// Encodes a `/`-separated path segment by segment.

@@ -3,8 +3,11 @@
 //!
 //! The control channel uses tokio-tungstenite on top of [`handshake`]; tunnels use
 //! [`stream`], because tungstenite answers a Close frame at once, which would cut off the
-//! other direction of a half-closed tunnel.
+//! other direction of a half-closed tunnel. HTTP mode's rendezvous uses [`message`], whole
+//! messages over the same frame streams.
 
+pub mod chunk;
 pub mod frame;
 pub mod handshake;
+pub mod message;
 pub mod stream;

@@ -6,6 +6,8 @@
 
 /// End-to-end helpers for the clients (`hyco listen`, `hyco connect`, the binary).
 pub mod bridge;
+/// HTTP mode: a local HTTP server and a raw HTTP client.
+pub mod http;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -196,10 +198,10 @@ impl Listener {
         within("an accept message", async {
             loop {
                 match self.ws.next().await {
-                    Some(Ok(Message::Text(text))) => {
-                        let RelayMessage::Accept(a) = serde_json::from_str(&text).expect("accept JSON");
-                        return a;
-                    }
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str(&text).expect("accept JSON") {
+                        RelayMessage::Accept(a) => return a,
+                        other => panic!("expected an accept message, got {other:?}"),
+                    },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     other => panic!("expected an accept message, got {other:?}"),
                 }

@@ -1,0 +1,611 @@
+//! `hyco listen --http`: answers HTTP-mode `request` messages (PROTOCOL.md 7) by calling
+//! a local HTTP/1.1 server, one connection per request (`Connection: close`), bodies
+//! streamed both ways in bounded memory.
+//!
+//! A complete request arrives on the control channel (its body as the next binary
+//! message); an address-only one is fetched over a rendezvous to its address. A response
+//! whose body fits in 64 KiB goes back on the control channel; a larger one, or any
+//! response to a request that came over a rendezvous, is streamed on a rendezvous. The
+//! HTTP client is hand-written on [`crate::http1`], which the relay uses too: no second
+//! HTTP stack, and nothing to configure for a loopback server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::{debug, info, warn};
+
+use super::RelayClient;
+use super::listen::Targets;
+use crate::encoding::decode_component;
+use crate::http1::{self, BodyReader, Framing, LAST_CHUNK, connection_tokens, is_hop_by_hop};
+use crate::net::ClientStream;
+use crate::protocol::{
+    self, HttpRequest, HttpResponse, ListenerMessage, MAX_CONTROL_MESSAGE, MAX_INLINE_BODY, RelayMessage, close,
+};
+use crate::ws::frame::CloseFrame;
+use crate::ws::handshake::{HandshakeError, header};
+use crate::ws::message::{MessageReader, MessageWriter, Next};
+use crate::ws::stream::{FrameReader, FrameWriter, Role};
+
+/// How long the local server, or the relay, may stall a request or response.
+pub const STALL_TIMEOUT: Duration = protocol::HTTP_RESPONSE_TIMEOUT;
+/// The largest response head the local server may send.
+pub const MAX_LOCAL_HEAD: usize = 32 * 1024;
+/// Bytes moved per read when streaming a body.
+const PIECE: usize = 32 * 1024;
+
+/// A response for the control channel: the message and its whole body (at most 64 KiB).
+pub type ControlReply = (HttpResponse, Vec<u8>);
+
+/// What the listener needs to answer requests.
+pub struct HttpEnv {
+    pub client: RelayClient,
+    pub hc: String,
+    pub targets: Targets,
+    /// `--http`; without it every request gets 501.
+    pub serve: bool,
+    /// `--keep-path-prefix`: pass `/{hc}/…` on as is.
+    pub keep_prefix: bool,
+    pub connect_timeout: Duration,
+}
+
+/// A rendezvous with the relay for one request.
+type RvReader = MessageReader<ReadHalf<ClientStream>>;
+type RvWriter = MessageWriter<WriteHalf<ClientStream>>;
+
+/// Why a request failed before its response began: the status and text the client gets.
+#[derive(Debug)]
+struct Failure {
+    status: u16,
+    text: String,
+}
+
+fn failure(status: u16, text: impl Into<String>) -> Failure {
+    Failure { status, text: text.into() }
+}
+
+/// A plain-text response of the listener's own.
+fn text_response(id: &str, status: u16, text: &str) -> ControlReply {
+    let response = HttpResponse {
+        request_id: id.to_owned(),
+        status_code: status,
+        status_description: Some(http1::reason(status).to_owned()).filter(|r| !r.is_empty()),
+        response_headers: [("Content-Type".to_owned(), "text/plain; charset=utf-8".to_owned())].into(),
+        body: true,
+    };
+    (response, format!("{text}\n").into_bytes())
+}
+
+fn response_json(response: &HttpResponse) -> String {
+    serde_json::to_string(&ListenerMessage::Response(response.clone())).expect("responses serialize")
+}
+
+/// The local path for a relayed target: `/{hc}` (and a named target's segment) removed
+/// unless `keep_prefix`. Returns the target name the path picked, if any, and the path.
+fn local_target(
+    request_target: &str,
+    hc: &str,
+    targets: &Targets,
+    keep_prefix: bool,
+) -> Result<(String, String), String> {
+    let (path, query) = match request_target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (request_target, None),
+    };
+    let raw: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let hc_segments: Vec<&str> = hc.split('/').filter(|s| !s.is_empty()).collect();
+    let decoded = |s: &str| decode_component(s, false).unwrap_or_else(|_| s.to_owned());
+    let under_hc = raw.len() >= hc_segments.len() && raw.iter().zip(&hc_segments).all(|(r, h)| decoded(r) == *h);
+    let mut rest: &[&str] = if under_hc { &raw[hc_segments.len()..] } else { &raw[..] };
+    let suffix: Vec<String> = rest.iter().filter(|s| !s.is_empty()).map(|s| decoded(s)).collect();
+    let picked = targets.pick(&suffix)?.to_owned();
+    if suffix.first().is_some_and(|first| targets.named.contains_key(first)) {
+        rest = &rest[1..];
+    }
+    let mut out = if keep_prefix || !under_hc { path.to_owned() } else { format!("/{}", rest.join("/")) };
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok((picked, out))
+}
+
+/// The head sent to the local server.
+fn local_head(
+    request: &HttpRequest,
+    target: &str,
+    path: &str,
+    body: Option<u64>,
+    streamed: bool,
+) -> Result<String, Failure> {
+    let method = request.method.as_deref().unwrap_or("GET");
+    if !http1::is_token(method) || !http1::is_field_value(path) || path.contains(' ') {
+        return Err(failure(400, "Bad request line"));
+    }
+    let given: Vec<(String, String)> = request
+        .request_headers
+        .iter()
+        .filter(|(n, v)| http1::is_token(n) && http1::is_field_value(v))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    let conn = connection_tokens(&given);
+    let mut headers = vec![("Host".to_owned(), target.to_owned())];
+    let (mut forwarded_host, mut forwarded_for) = (None, None);
+    for (name, value) in &given {
+        let lower = name.to_ascii_lowercase();
+        match lower.as_str() {
+            "host" => forwarded_host = Some(value.clone()),
+            "x-forwarded-for" => forwarded_for = Some(value.clone()),
+            "content-length" | "expect" => {}
+            _ if is_hop_by_hop(name, &conn) => {}
+            _ => headers.push((name.clone(), value.clone())),
+        }
+    }
+    if let Some(host) = forwarded_host
+        && header(&given, "X-Forwarded-Host").is_none()
+    {
+        headers.push(("X-Forwarded-Host".to_owned(), host));
+    }
+    if let Some(remote) = &request.remote_endpoint {
+        let chain = forwarded_for.map_or_else(|| remote.address.clone(), |f| format!("{f}, {}", remote.address));
+        headers.push(("X-Forwarded-For".to_owned(), chain));
+    } else if let Some(f) = forwarded_for {
+        headers.push(("X-Forwarded-For".to_owned(), f));
+    }
+    match (body, streamed) {
+        (Some(n), _) => headers.push(("Content-Length".to_owned(), n.to_string())),
+        (None, true) => headers.push(("Transfer-Encoding".to_owned(), "chunked".to_owned())),
+        (None, false) if header(&given, "Content-Length").is_some() => {
+            headers.push(("Content-Length".to_owned(), "0".to_owned()));
+        }
+        (None, false) => {}
+    }
+    headers.push(("Connection".to_owned(), "close".to_owned()));
+    Ok(http1::head(&format!("{method} {path} HTTP/1.1"), &headers))
+}
+
+/// Where a request's body comes from.
+enum Source<'a> {
+    None,
+    Inline(Vec<u8>),
+    /// The binary message that follows the request on its rendezvous.
+    Rendezvous(&'a mut RvReader),
+}
+
+async fn write_local<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> Result<(), Failure> {
+    match timeout(STALL_TIMEOUT, w.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(failure(502, format!("Writing to the local server failed: {e}"))),
+        Err(_) => Err(failure(504, "The local server stopped reading the request")),
+    }
+}
+
+/// Sends the request body to the local server.
+async fn send_body<W: AsyncWrite + Unpin>(w: &mut W, source: Source<'_>, length: Option<u64>) -> Result<(), Failure> {
+    match source {
+        Source::None => Ok(()),
+        Source::Inline(body) => write_local(w, &body).await,
+        Source::Rendezvous(from) => {
+            let cut = || failure(502, "The request body from the relay was cut off");
+            match timeout(STALL_TIMEOUT, from.next(MAX_CONTROL_MESSAGE)).await {
+                Ok(Ok(Next::Binary)) => {}
+                _ => return Err(cut()),
+            }
+            let mut buf = vec![0; PIECE];
+            let mut sent = 0u64;
+            loop {
+                let n = match timeout(STALL_TIMEOUT, from.read_binary(&mut buf)).await {
+                    Ok(Ok(n)) => n,
+                    _ => return Err(cut()),
+                };
+                if n == 0 {
+                    break;
+                }
+                sent += n as u64;
+                match length {
+                    Some(len) if sent > len => return Err(failure(400, "Request body longer than its Content-Length")),
+                    Some(_) => write_local(w, &buf[..n]).await?,
+                    None => {
+                        let chunk = timeout(STALL_TIMEOUT, http1::write_chunk(w, &buf[..n])).await;
+                        chunk
+                            .map_err(|_| failure(504, "The local server stopped reading the request"))?
+                            .map_err(|e| failure(502, format!("Writing to the local server failed: {e}")))?;
+                    }
+                }
+            }
+            match length {
+                Some(len) if sent != len => Err(failure(400, "Request body shorter than its Content-Length")),
+                Some(_) => Ok(()),
+                None => write_local(w, LAST_CHUNK).await,
+            }
+        }
+    }
+}
+
+/// Reads the local server's final response head (interim 1xx answers skipped).
+async fn local_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<crate::ws::handshake::Response, Failure> {
+    loop {
+        let head = match timeout(STALL_TIMEOUT, http1::read_response_head(r, MAX_LOCAL_HEAD)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(HandshakeError::TooLarge)) => {
+                return Err(failure(502, "The local server's response head is too large"));
+            }
+            Ok(Err(e)) => return Err(failure(502, format!("Bad response from the local server: {e}"))),
+            Err(_) => return Err(failure(504, "The local server did not answer in time")),
+        };
+        match head.status {
+            101 => return Err(failure(502, "The local server switched protocols")),
+            100..=199 => continue,
+            _ => return Ok(head),
+        }
+    }
+}
+
+/// Answers one `request` message (and, for a complete request with a body, that body).
+pub async fn answer(
+    env: Arc<HttpEnv>,
+    request: HttpRequest,
+    body: Option<Vec<u8>>,
+    control: mpsc::Sender<ControlReply>,
+) {
+    let id = request.id.clone();
+    if !env.serve {
+        let text = "This listener does not serve HTTP requests (start hyco listen with --http)";
+        let _ = control.send(text_response(&id, 501, text)).await;
+        return;
+    }
+    // An address-only request is fetched from its rendezvous, which then carries the answer.
+    let (request, mut rendezvous) = if request.is_complete() {
+        (request, None)
+    } else {
+        let Some(address) = request.address.clone() else { return };
+        let opened = match env.client.open(&address, None, &[]).await {
+            Ok(o) => o,
+            Err(e) => return warn!("fetching a request failed: {e}"),
+        };
+        let (r, w) = tokio::io::split(opened.stream);
+        let mut reader = MessageReader::new(FrameReader::new(r, &opened.initial, Role::Client));
+        let writer = MessageWriter::new(FrameWriter::new(w, Role::Client));
+        let full = match timeout(STALL_TIMEOUT, reader.next(MAX_CONTROL_MESSAGE)).await {
+            Ok(Ok(Next::Text(text))) => serde_json::from_str::<RelayMessage>(&text).ok(),
+            _ => None,
+        };
+        let Some(RelayMessage::Request(full)) =
+            full.filter(|m| matches!(m, RelayMessage::Request(r) if r.is_complete()))
+        else {
+            return warn!("the relay sent no request on the request rendezvous");
+        };
+        (full, Some((reader, writer)))
+    };
+    let method = request.method.clone().unwrap_or_default();
+    let started = Instant::now();
+    let (reader, writer) = match &mut rendezvous {
+        Some((r, w)) => (Some(r), Some(w)),
+        None => (None, None),
+    };
+    let source = match (body, reader) {
+        (Some(b), _) => Source::Inline(b),
+        (None, Some(r)) if request.body == Some(true) => Source::Rendezvous(r),
+        _ => Source::None,
+    };
+    let mut writer = writer;
+    match exchange(&env, &request, source, &mut writer, &control).await {
+        Ok(status) => info!(%method, status, ms = started.elapsed().as_millis() as u64, "answered"),
+        Err((f, begun)) => {
+            info!(%method, status = f.status, "failed: {}", f.text);
+            if !begun {
+                let (response, body) = text_response(&id, f.status, &f.text);
+                match writer.as_deref_mut() {
+                    Some(w) => {
+                        let _ =
+                            send_on_rendezvous(w, &response, Framing::Length(body.len() as u64), &mut &body[..]).await;
+                    }
+                    None => {
+                        let _ = control.send((response, body)).await;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(w) = writer {
+        w.close(Some(CloseFrame::new(close::NORMAL, "Response complete"))).await;
+    }
+}
+
+/// Calls the local server and sends its answer; the error says whether the answer had begun.
+async fn exchange(
+    env: &HttpEnv,
+    request: &HttpRequest,
+    source: Source<'_>,
+    rendezvous: &mut Option<&mut RvWriter>,
+    control: &mpsc::Sender<ControlReply>,
+) -> Result<u16, (Failure, bool)> {
+    let early = |f: Failure| (f, false);
+    let (target, path) =
+        local_target(request.request_target.as_deref().unwrap_or("/"), &env.hc, &env.targets, env.keep_prefix)
+            .map_err(|text| early(failure(404, text)))?;
+    let declared = request
+        .request_headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+    let (length, streamed) = match &source {
+        Source::None => (None, false),
+        Source::Inline(b) => (Some(b.len() as u64), false),
+        Source::Rendezvous(_) => (declared, declared.is_none()),
+    };
+    let head = local_head(request, &target, &path, length, streamed).map_err(early)?;
+    let tcp = match timeout(env.connect_timeout, TcpStream::connect(&target)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(early(failure(502, format!("Connection to {target} refused"))));
+        }
+        Ok(Err(e)) => return Err(early(failure(502, format!("Connection to {target} failed: {e}")))),
+        Err(_) => return Err(early(failure(504, format!("Connection to {target} timed out")))),
+    };
+    let _ = tcp.set_nodelay(true);
+    let (tr, mut tw) = tcp.into_split();
+    let mut from_local = BufReader::with_capacity(PIECE, tr);
+    debug!(%target, %path, "calling the local server");
+    // The body goes up while an early answer is watched for.
+    let response = {
+        let sending = async {
+            write_local(&mut tw, head.as_bytes()).await?;
+            send_body(&mut tw, source, length).await?;
+            tw.flush().await.map_err(|e| failure(502, format!("Writing to the local server failed: {e}")))
+        };
+        let answered = local_response(&mut from_local);
+        tokio::pin!(sending, answered);
+        let mut sent = false;
+        let mut deadline = Instant::now() + STALL_TIMEOUT;
+        loop {
+            tokio::select! {
+                r = &mut sending, if !sent => {
+                    r.map_err(early)?;
+                    sent = true;
+                    deadline = Instant::now() + STALL_TIMEOUT;
+                }
+                r = &mut answered => break r.map_err(early)?,
+                () = sleep_until(deadline), if sent => return Err(early(failure(504, "The local server did not answer in time"))),
+            }
+        }
+    };
+    let head_request = request.method.as_deref() == Some("HEAD");
+    let framing = http1::response_framing(response.status, head_request, &response.headers)
+        .map_err(|e| early(failure(502, format!("Bad response from the local server: {e}"))))?;
+    let conn = connection_tokens(&response.headers);
+    let mut headers = std::collections::BTreeMap::<String, String>::new();
+    for (name, value) in &response.headers {
+        if is_hop_by_hop(name, &conn) {
+            continue;
+        }
+        // One value per name on the wire: repeated headers are joined (Set-Cookie too).
+        match headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, old)) => {
+                old.push_str(", ");
+                old.push_str(value);
+            }
+            None => {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    let mut message = HttpResponse {
+        request_id: request.id.clone(),
+        status_code: response.status,
+        status_description: Some(response.reason.clone()).filter(|r| !r.is_empty()),
+        response_headers: headers,
+        body: framing != Framing::Empty,
+    };
+    let status = response.status;
+    let mut body = BodyReader::new(framing);
+    if let Some(w) = rendezvous.as_deref_mut() {
+        return send_on_rendezvous(w, &message, framing, &mut Local(&mut body, &mut from_local)).await.map(|()| status);
+    }
+    // Small enough for the control channel? Read up to 64 KiB and a byte to know.
+    let mut prefix = Vec::new();
+    let mut buf = vec![0; PIECE];
+    while prefix.len() <= MAX_INLINE_BODY && !body.is_done() {
+        let n = read_local(&mut body, &mut from_local, &mut buf).await.map_err(early)?;
+        if n == 0 {
+            break;
+        }
+        prefix.extend_from_slice(&buf[..n]);
+    }
+    if body.is_done() && prefix.len() <= MAX_INLINE_BODY && response_json(&message).len() <= MAX_CONTROL_MESSAGE {
+        message.body = !prefix.is_empty();
+        if control.send((message.clone(), prefix)).await.is_ok() {
+            return Ok(status);
+        }
+        return Err((failure(502, "The control channel went away"), true));
+    }
+    // Too large: stream it on a rendezvous to the request's address.
+    let Some(address) = request.address.as_deref() else {
+        return Err(early(failure(
+            502,
+            "The response is too large for the control channel and the request has no address",
+        )));
+    };
+    let opened = env.client.open(address, None, &[]).await.map_err(|e| (failure(502, e.to_string()), true))?;
+    let (_, w) = tokio::io::split(opened.stream);
+    let mut w = MessageWriter::new(FrameWriter::new(w, Role::Client));
+    let mut rest = Prefixed { prefix, at: 0, rest: Local(&mut body, &mut from_local) };
+    let sent = send_on_rendezvous(&mut w, &message, framing, &mut rest).await;
+    w.close(Some(CloseFrame::new(close::NORMAL, "Response complete"))).await;
+    sent.map(|()| status)
+}
+
+async fn read_local<R: AsyncBufRead + Unpin>(
+    body: &mut BodyReader,
+    r: &mut R,
+    buf: &mut [u8],
+) -> Result<usize, Failure> {
+    match timeout(STALL_TIMEOUT, body.read(r, buf)).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(failure(502, format!("The local server's response body failed: {e}"))),
+        Err(_) => Err(failure(504, "The local server's response body stalled")),
+    }
+}
+
+/// A response body being read: pieces until 0.
+trait Pieces {
+    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, Failure>;
+}
+
+/// The local server's response body.
+struct Local<'a, R>(&'a mut BodyReader, &'a mut R);
+
+impl<R: AsyncBufRead + Unpin> Pieces for Local<'_, R> {
+    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, Failure> {
+        read_local(self.0, self.1, buf).await
+    }
+}
+
+/// Bytes already read, then the rest.
+struct Prefixed<P> {
+    prefix: Vec<u8>,
+    at: usize,
+    rest: P,
+}
+
+impl<P: Pieces> Pieces for Prefixed<P> {
+    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, Failure> {
+        if self.at < self.prefix.len() {
+            let n = buf.len().min(self.prefix.len() - self.at);
+            buf[..n].copy_from_slice(&self.prefix[self.at..self.at + n]);
+            self.at += n;
+            return Ok(n);
+        }
+        self.rest.piece(buf).await
+    }
+}
+
+impl Pieces for &[u8] {
+    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, Failure> {
+        let n = buf.len().min(self.len());
+        buf[..n].copy_from_slice(&self[..n]);
+        *self = &self[n..];
+        Ok(n)
+    }
+}
+
+/// Sends a response and its body on a rendezvous: one frame when the length is known,
+/// fragments otherwise; the FIN of the last ends the body.
+async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
+    to: &mut MessageWriter<W>,
+    response: &HttpResponse,
+    framing: Framing,
+    body: &mut P,
+) -> Result<(), (Failure, bool)> {
+    let lost = |_| (failure(502, "The rendezvous with the relay failed"), true);
+    let json = response_json(response);
+    timeout(STALL_TIMEOUT, to.send_text(&json))
+        .await
+        .map_err(|_| (failure(504, "The relay stopped reading"), true))?
+        .map_err(lost)?;
+    let mut buf = vec![0; PIECE];
+    match framing {
+        Framing::Empty => {}
+        Framing::Length(n) => {
+            to.begin_binary(n).await.map_err(lost)?;
+            let mut left = n;
+            while left > 0 {
+                let got = body.piece(&mut buf).await.map_err(|f| (f, true))?;
+                if got == 0 {
+                    return Err((failure(502, "The local server's response body was cut off"), true));
+                }
+                let got = got.min(usize::try_from(left).unwrap_or(usize::MAX));
+                timeout(STALL_TIMEOUT, to.write_payload(&buf[..got]))
+                    .await
+                    .map_err(|_| (failure(504, "The relay stopped reading"), true))?
+                    .map_err(lost)?;
+                left -= got as u64;
+            }
+        }
+        Framing::Chunked | Framing::UntilClose => {
+            let mut first = true;
+            loop {
+                let got = body.piece(&mut buf).await.map_err(|f| (f, true))?;
+                let fragment = to.send_fragment(first, got == 0, &buf[..got]);
+                timeout(STALL_TIMEOUT, fragment)
+                    .await
+                    .map_err(|_| (failure(504, "The relay stopped reading"), true))?
+                    .map_err(lost)?;
+                first = false;
+                if got == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    to.flush().await.map_err(lost)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(specs: &[&str]) -> Targets {
+        Targets::parse(specs).unwrap()
+    }
+
+    #[test]
+    fn the_hc_prefix_is_stripped_from_local_paths() {
+        let t = targets(&["127.0.0.1:3000"]);
+        let local = |target: &str, keep| local_target(target, "web", &t, keep).unwrap().1;
+        assert_eq!(local("/web/a/b?x=1", false), "/a/b?x=1");
+        assert_eq!(local("/web", false), "/");
+        assert_eq!(local("/web/", false), "/");
+        assert_eq!(local("/web?x", false), "/?x");
+        assert_eq!(local("/web/a/b?x=1", true), "/web/a/b?x=1");
+        assert_eq!(local("/other/a", false), "/other/a", "not under the HC: as is");
+        let l = local_target("/team/web%20app/x%2Fy", "team/web app", &t, false).unwrap();
+        assert_eq!(l, ("127.0.0.1:3000".to_owned(), "/x%2Fy".to_owned()), "encoded names, kept escapes");
+        let named = targets(&["api=127.0.0.1:1", "127.0.0.1:2"]);
+        assert_eq!(local_target("/web/api/v1", "web", &named, false).unwrap(), ("127.0.0.1:1".into(), "/v1".into()));
+        assert_eq!(local_target("/web/page", "web", &named, false).unwrap(), ("127.0.0.1:2".into(), "/page".into()));
+        assert!(local_target("/web/x", "web", &targets(&["api=127.0.0.1:1"]), false).is_err());
+    }
+
+    #[test]
+    fn local_heads_carry_the_request_and_forwarding_headers() {
+        let request = HttpRequest {
+            method: Some("POST".into()),
+            request_headers: [
+                ("Host", "relay.example"),
+                ("X-App", "1"),
+                ("Connection", "x-hop"),
+                ("X-Hop", "1"),
+                ("Content-Length", "5"),
+                ("X-Evil", "a\r\nInjected: 1"),
+            ]
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+            remote_endpoint: Some(protocol::RemoteEndpoint { address: "203.0.113.9".into(), port: 1 }),
+            body: Some(true),
+            ..HttpRequest::default()
+        };
+        let head = local_head(&request, "127.0.0.1:3000", "/x", Some(5), false).unwrap();
+        assert!(head.starts_with("POST /x HTTP/1.1\r\nHost: 127.0.0.1:3000\r\n"), "{head}");
+        for want in [
+            "X-App: 1\r\n",
+            "Content-Length: 5\r\n",
+            "X-Forwarded-Host: relay.example\r\n",
+            "X-Forwarded-For: 203.0.113.9\r\n",
+            "Connection: close\r\n",
+        ] {
+            assert!(head.contains(want), "{want:?} in {head}");
+        }
+        for gone in ["X-Hop", "Injected", "relay.example\r\nHost"] {
+            assert!(!head.contains(gone), "{gone:?} in {head}");
+        }
+        let chunked = local_head(&request, "h:1", "/x", None, true).unwrap();
+        assert!(chunked.contains("Transfer-Encoding: chunked\r\n") && !chunked.contains("Content-Length"));
+        assert!(local_head(&request, "h:1", "/a b", None, false).is_err());
+    }
+}
