@@ -6,7 +6,8 @@
 //! 1000 from the tunnel shuts the local write side. Anything else (a Close with another
 //! code, the tunnel vanishing, a local read error) is an abort, which the caller turns
 //! into a TCP reset or a non-zero exit: a dropped tunnel never looks like a clean end.
-//! Memory per tunnel is two fixed buffers; a slow reader on either side slows the writer.
+//! A quiet tunnel holds a 2 KiB read buffer; payload buffers ([`Chunk`]) are borrowed
+//! while data flows. A slow reader on either side slows the writer.
 
 use std::io;
 use std::sync::Arc;
@@ -18,12 +19,19 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::net::{ClientStream, ReadPart};
 use crate::protocol::close;
+use crate::ws::chunk::Chunk;
 use crate::ws::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode};
-use crate::ws::stream::{FrameReader, FrameWriter, Role};
+use crate::ws::stream::{FrameReader, FrameWriter, Role, try_read};
 
-/// Bytes read from the local side per frame, and written to it per piece.
-pub const CHUNK: usize = 32 * 1024;
+/// The tunnel's read half.
+type WsRead = ReadPart<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// Bytes read from the local side into one frame while the tunnel is quiet, into a
+/// buffer the tunnel keeps. A read that fills it means data is flowing: reads then go to
+/// a borrowed [`Chunk`] for as long as the local side has more at hand.
+pub const QUIET_READ: usize = 2 * 1024;
 
 /// Counters shared by all tunnels of one command, for the status line and logs.
 #[derive(Debug)]
@@ -80,10 +88,10 @@ pub enum Outcome {
 
 /// Pumps `local` (read and write halves) against the tunnel `ws` (client role) until both
 /// directions end, one aborts, or `cancel` fires (an abort).
-pub async fn pump<LR, LW, S>(
+pub async fn pump<LR, LW>(
     mut local_read: LR,
     mut local_write: LW,
-    ws: S,
+    ws: ClientStream,
     ws_initial: &[u8],
     stats: &Stats,
     cancel: &CancellationToken,
@@ -91,9 +99,8 @@ pub async fn pump<LR, LW, S>(
 where
     LR: AsyncRead + Unpin,
     LW: AsyncWrite + Unpin,
-    S: AsyncRead + AsyncWrite,
 {
-    let (ws_read, ws_write) = tokio::io::split(ws);
+    let (ws_read, ws_write) = ws.split();
     let mut reader = FrameReader::new(ws_read, ws_initial, Role::Client);
     let writer = Mutex::new(FrameWriter::new(ws_write, Role::Client));
 
@@ -130,16 +137,13 @@ where
 
 /// Pumps a local TCP connection against the tunnel `ws`, counting it in `stats`; an
 /// aborted tunnel resets the TCP connection, so its application sees an error.
-pub async fn pump_tcp<S>(
+pub async fn pump_tcp(
     mut tcp: TcpStream,
-    ws: S,
+    ws: ClientStream,
     ws_initial: &[u8],
     stats: &Arc<Stats>,
     cancel: &CancellationToken,
-) -> Outcome
-where
-    S: AsyncRead + AsyncWrite,
-{
+) -> Outcome {
     let _active = ActiveGuard::new(stats.clone());
     let (read, write) = tcp.split();
     let outcome = pump(read, write, ws, ws_initial, stats, cancel).await;
@@ -160,9 +164,21 @@ where
     LR: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0; MAX_HEADER_LEN + CHUNK].into_boxed_slice();
+    let mut quiet = [0; MAX_HEADER_LEN + QUIET_READ];
+    let mut flowing: Option<Chunk> = None;
     loop {
-        let n = match local.read(&mut buf[MAX_HEADER_LEN..]).await {
+        let read = match &mut flowing {
+            Some(chunk) => match try_read(local, &mut chunk[MAX_HEADER_LEN..]).await {
+                Some(read) => read,
+                None => {
+                    // Nothing more at hand: give the chunk back and wait with the small buffer.
+                    flowing = None;
+                    continue;
+                }
+            },
+            None => local.read(&mut quiet[MAX_HEADER_LEN..]).await,
+        };
+        let n = match read {
             Ok(n) => n,
             Err(e) => {
                 let mut w = writer.lock().await;
@@ -177,40 +193,46 @@ where
                 .await
                 .map_err(|e| format!("relay connection lost: {e}"));
         }
+        let buf: &mut [u8] = match &mut flowing {
+            Some(chunk) => chunk,
+            None => &mut quiet,
+        };
         let header = FrameHeader { fin: true, opcode: OpCode::Binary, mask: None, len: n as u64 };
-        w.send_with_header(header, &mut buf, n).await.map_err(|e| format!("relay connection lost: {e}"))?;
+        w.send_with_header(header, buf, n).await.map_err(|e| format!("relay connection lost: {e}"))?;
         w.flush().await.map_err(|e| format!("relay connection lost: {e}"))?;
         stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        if flowing.is_none() && n == QUIET_READ {
+            flowing = Some(Chunk::large());
+        }
     }
 }
 
 /// Frames from the tunnel to local bytes; Close 1000 shuts the local write side.
-async fn downstream<R, LW, W>(
-    reader: &mut FrameReader<R>,
+async fn downstream<LW, W>(
+    reader: &mut FrameReader<WsRead>,
     local: &mut LW,
     writer: &Mutex<FrameWriter<W>>,
     stats: &Stats,
 ) -> Result<(), String>
 where
-    R: AsyncRead + Unpin,
     LW: AsyncWrite + Unpin,
     W: AsyncWrite + Unpin,
 {
     let lost = |e: io::Error| format!("relay connection lost: {e}");
-    let mut buf = vec![0; CHUNK].into_boxed_slice();
     loop {
         let Some(header) = reader.header().await.map_err(lost)? else {
             return Err("relay connection lost without a close".into());
         };
         match header.opcode {
-            OpCode::Binary | OpCode::Text | OpCode::Continuation => loop {
-                let n = reader.payload(&mut buf).await.map_err(lost)?;
-                if n == 0 {
-                    break;
+            OpCode::Binary | OpCode::Text | OpCode::Continuation => {
+                let mut buf = None;
+                while reader.remaining() > 0 {
+                    let buf = buf.get_or_insert_with(|| Chunk::for_frame(header.len));
+                    let n = reader.payload(buf).await.map_err(lost)?;
+                    local.write_all(&buf[..n]).await.map_err(|e| format!("local connection failed: {e}"))?;
+                    stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                local.write_all(&buf[..n]).await.map_err(|e| format!("local connection failed: {e}"))?;
-                stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-            },
+            }
             OpCode::Ping => {
                 let payload = reader.control_payload().await.map_err(lost)?;
                 writer.lock().await.send(OpCode::Pong, &payload).await.map_err(lost)?;

@@ -94,3 +94,92 @@ pub fn reset(stream: TcpStream) {
     let _ = socket.set_linger(Some(std::time::Duration::ZERO));
     drop(stream);
 }
+
+/// The read half of a [`MaybeTls`]: a plain connection splits into halves that need no
+/// lock between them, and whose socket can be reached (for splicing).
+pub enum ReadPart<T> {
+    Plain(tokio::net::tcp::OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<MaybeTls<T>>),
+}
+
+/// The write half of a [`MaybeTls`].
+pub enum WritePart<T> {
+    Plain(tokio::net::tcp::OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<MaybeTls<T>>),
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> MaybeTls<T> {
+    /// Splits into halves that can be driven at once.
+    pub fn split(self) -> (ReadPart<T>, WritePart<T>) {
+        match self {
+            Self::Plain(s) => {
+                let (r, w) = s.into_split();
+                (ReadPart::Plain(r), WritePart::Plain(w))
+            }
+            tls => {
+                let (r, w) = tokio::io::split(tls);
+                (ReadPart::Tls(r), WritePart::Tls(w))
+            }
+        }
+    }
+}
+
+impl<T> ReadPart<T> {
+    /// The socket, when there is no TLS over it.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Self::Plain(r) => Some(r.as_ref()),
+            Self::Tls(_) => None,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ReadPart<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(r) => Pin::new(r).poll_read(cx, buf),
+            Self::Tls(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WritePart<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(w) => Pin::new(w).poll_write(cx, buf),
+            Self::Tls(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            Self::Tls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(w) => w.is_write_vectored(),
+            Self::Tls(w) => w.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(w) => Pin::new(w).poll_flush(cx),
+            Self::Tls(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(w) => Pin::new(w).poll_shutdown(cx),
+            Self::Tls(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}

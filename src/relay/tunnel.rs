@@ -1,25 +1,25 @@
 //! Joins a sender's WebSocket to a listener's, frame by frame, after the rendezvous.
 //!
 //! Frames are forwarded as they arrive, payloads in pieces, without reassembling
-//! messages: memory per tunnel is two fixed buffers whatever the peers send, and a slow
-//! reader slows the writer. A Close from one side ends only that direction; the tunnel
-//! ends when both have closed (half-close, PROTOCOL.md 5.3). A side that vanishes
-//! without a Close, or breaks the framing rules, ends the tunnel abnormally: the other
-//! side gets a 1011 Close, or an abrupt end if it was in the middle of a frame.
+//! messages: a direction borrows a payload buffer ([`Chunk`]) for one frame and gives it
+//! back after, so an idle tunnel holds none and a busy one at most two, whatever the
+//! peers send; a slow reader slows the writer. A Close from one side ends only that
+//! direction; the tunnel ends when both have closed (half-close, PROTOCOL.md 5.3). A side
+//! that vanishes without a Close, or breaks the framing rules, ends the tunnel abnormally:
+//! the other side gets a 1011 Close, or an abrupt end if it was in the middle of a frame.
 //! Data frame payload bytes are added to a counter per direction as they are forwarded.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use crate::net::{MaybeTls, ReadPart, WritePart};
 use crate::protocol::close;
+use crate::ws::chunk::Chunk;
 use crate::ws::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
-
-/// Payload bytes moved per read, each way.
-pub const CHUNK: usize = 32 * 1024;
 
 /// How one direction of a tunnel ended.
 #[derive(Debug)]
@@ -37,14 +37,13 @@ struct Direction<'a, R, W> {
     to: FrameWriter<W>,
     /// Whether `to` is inside a frame, so that no Close can be written to it now.
     mid_frame: bool,
-    buf: Box<[u8]>,
     /// Data payload bytes forwarded, counted before each piece is written.
     relayed: &'a AtomicU64,
 }
 
 impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<'a, R, W> {
     fn new(from: FrameReader<R>, to: FrameWriter<W>, relayed: &'a AtomicU64) -> Self {
-        Self { from, to, mid_frame: false, buf: vec![0; MAX_HEADER_LEN + CHUNK].into_boxed_slice(), relayed }
+        Self { from, to, mid_frame: false, relayed }
     }
 
     async fn run(&mut self) -> End {
@@ -72,27 +71,28 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<'a, R, W> {
         let lost_source = |_| End::Broken { reason: "peer connection lost", to_source: None };
         let lost_dest = |_| End::Broken { reason: "peer connection lost", to_source: Some(close::INTERNAL_ERROR) };
         let relayed = (!header.opcode.is_control()).then_some(self.relayed);
-        let first = self.read_chunk().await.map_err(lost_source)?;
+        let mut buf = Chunk::for_frame(header.len);
+        let first = self.read_piece(&mut buf).await.map_err(lost_source)?;
         if let Some(c) = relayed {
             c.fetch_add(first as u64, Ordering::Relaxed);
         }
         self.mid_frame = true;
-        self.to.send_with_header(header, &mut self.buf, first).await.map_err(lost_dest)?;
+        self.to.send_with_header(header, &mut buf, first).await.map_err(lost_dest)?;
         while self.from.remaining() > 0 {
-            let n = self.read_chunk().await.map_err(lost_source)?;
+            let n = self.read_piece(&mut buf).await.map_err(lost_source)?;
             if let Some(c) = relayed {
                 c.fetch_add(n as u64, Ordering::Relaxed);
             }
-            self.to.continue_payload(&mut self.buf[MAX_HEADER_LEN..MAX_HEADER_LEN + n]).await.map_err(lost_dest)?;
+            self.to.continue_payload(&mut buf[MAX_HEADER_LEN..MAX_HEADER_LEN + n]).await.map_err(lost_dest)?;
         }
         self.mid_frame = false;
         self.to.flush().await.map_err(lost_dest)
     }
 
-    /// Reads the next payload piece (possibly empty) into the buffer after the header room.
-    async fn read_chunk(&mut self) -> io::Result<usize> {
-        let want = CHUNK.min(usize::try_from(self.from.remaining()).unwrap_or(CHUNK));
-        self.from.payload(&mut self.buf[MAX_HEADER_LEN..MAX_HEADER_LEN + want]).await
+    /// Reads the next payload piece (possibly empty) into `buf` after the header room.
+    async fn read_piece(&mut self, buf: &mut Chunk) -> io::Result<usize> {
+        let want = buf.capacity().min(usize::try_from(self.from.remaining()).unwrap_or(usize::MAX));
+        self.from.payload(&mut buf[MAX_HEADER_LEN..MAX_HEADER_LEN + want]).await
     }
 
     /// Writes `frame` to this direction's destination if it is between frames, then ends
@@ -105,20 +105,26 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<'a, R, W> {
     }
 }
 
-type Half<'a, S> = Direction<'a, ReadHalf<S>, WriteHalf<S>>;
+type Half<'a, T> = Direction<'a, ReadPart<T>, WritePart<T>>;
 
 /// Relays frames between `a` and `b` until both have closed, one breaks, or `force` fires
 /// (then both get 1001). `a_initial`/`b_initial` are bytes read past each handshake;
 /// `relayed` gets the data payload bytes forwarded `[a to b, b to a]`.
-pub async fn join<S>(a: S, a_initial: &[u8], b: S, b_initial: &[u8], force: CancellationToken, relayed: [&AtomicU64; 2])
-where
-    S: AsyncRead + AsyncWrite,
+pub async fn join<T>(
+    a: MaybeTls<T>,
+    a_initial: &[u8],
+    b: MaybeTls<T>,
+    b_initial: &[u8],
+    force: CancellationToken,
+    relayed: [&AtomicU64; 2],
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
 {
-    let (ar, aw) = tokio::io::split(a);
-    let (br, bw) = tokio::io::split(b);
-    let mut a_to_b: Half<S> =
+    let (ar, aw) = a.split();
+    let (br, bw) = b.split();
+    let mut a_to_b: Half<T> =
         Direction::new(FrameReader::new(ar, a_initial, Role::Server), FrameWriter::new(bw, Role::Server), relayed[0]);
-    let mut b_to_a: Half<S> =
+    let mut b_to_a: Half<T> =
         Direction::new(FrameReader::new(br, b_initial, Role::Server), FrameWriter::new(aw, Role::Server), relayed[1]);
 
     let outcome = {

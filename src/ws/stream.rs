@@ -6,8 +6,10 @@
 //! frame size.
 
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::frame::{CloseFrame, FrameError, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, apply_mask};
 
@@ -18,17 +20,43 @@ pub enum Role {
     Server,
 }
 
-/// Bytes the reader keeps for headers and small frames.
-const READ_BUF_LEN: usize = 4096;
+/// Bytes the reader takes per read while looking for a header: the longest header and
+/// the start of its payload, so a small frame often arrives in one read. This is all a
+/// reader holds between frames; payloads go straight into the caller's buffer.
+const HEAD_BUF: usize = 2 * MAX_HEADER_LEN + 4;
 
 fn invalid(e: FrameError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// Bytes read past the handshake, not yet handed out.
+struct Early {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl Early {
+    /// Copies what is left into `out`; `None` once it is all gone (the memory is freed then).
+    fn take(&mut self, out: &mut [u8]) -> Option<usize> {
+        if self.at == self.bytes.len() {
+            return None;
+        }
+        let n = out.len().min(self.bytes.len() - self.at);
+        out[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+        self.at += n;
+        if self.at == self.bytes.len() {
+            *self = Self { bytes: Vec::new(), at: 0 };
+        }
+        Some(n)
+    }
+}
+
 /// Reads frames: a header, then its payload in pieces, unmasked.
 pub struct FrameReader<R> {
     inner: R,
-    buf: Box<[u8]>,
+    /// Bytes that arrived with the handshake, handed out before any read (usually none).
+    early: Early,
+    head: [u8; HEAD_BUF],
     start: usize,
     end: usize,
     /// Payload bytes of the current frame not yet handed out.
@@ -41,9 +69,17 @@ pub struct FrameReader<R> {
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// `initial` holds bytes that arrived with the handshake.
     pub fn new(inner: R, initial: &[u8], role: Role) -> Self {
-        let mut buf = vec![0; READ_BUF_LEN.max(initial.len())].into_boxed_slice();
-        buf[..initial.len()].copy_from_slice(initial);
-        Self { inner, buf, start: 0, end: initial.len(), remaining: 0, mask: None, offset: 0, role }
+        Self {
+            inner,
+            early: Early { bytes: initial.to_vec(), at: 0 },
+            head: [0; HEAD_BUF],
+            start: 0,
+            end: 0,
+            remaining: 0,
+            mask: None,
+            offset: 0,
+            role,
+        }
     }
 
     /// Reads the next frame header. `Ok(None)` is a clean end of stream between frames;
@@ -52,7 +88,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub async fn header(&mut self) -> io::Result<Option<FrameHeader>> {
         debug_assert_eq!(self.remaining, 0, "payload not drained");
         loop {
-            if let Some((h, n)) = FrameHeader::parse(&self.buf[self.start..self.end]).map_err(invalid)? {
+            if let Some((h, n)) = FrameHeader::parse(&self.head[self.start..self.end]).map_err(invalid)? {
                 self.start += n;
                 let masked = h.mask.is_some();
                 if masked != (self.role == Role::Server) {
@@ -67,11 +103,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Ok(Some(h));
             }
             if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
+                self.head.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
             }
-            let n = self.inner.read(&mut self.buf[self.end..]).await?;
+            let space = &mut self.head[self.end..];
+            let n = match self.early.take(space) {
+                Some(n) => n,
+                None => self.inner.read(space).await?,
+            };
             if n == 0 {
                 return if self.end == 0 { Ok(None) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
             }
@@ -92,15 +132,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Ok(0);
         }
         let n = if self.start < self.end {
-            let n = want.min(self.end - self.start);
-            out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+            let mut n = want.min(self.end - self.start);
+            out[..n].copy_from_slice(&self.head[self.start..self.start + n]);
             self.start += n;
             if self.start == self.end {
                 (self.start, self.end) = (0, 0);
+                // Add what the stream already has, so that the caller does not pass the
+                // few bytes that came with the header on as a piece of their own.
+                // An error shows again on the next read.
+                if n < want
+                    && self.early.at == self.early.bytes.len()
+                    && let Some(Ok(more)) = try_read(&mut self.inner, &mut out[n..want]).await
+                {
+                    n += more;
+                }
             }
             n
         } else {
-            let n = self.inner.read(&mut out[..want]).await?;
+            let n = match self.early.take(&mut out[..want]) {
+                Some(n) => n,
+                None => self.inner.read(&mut out[..want]).await?,
+            };
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
@@ -128,6 +180,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.inner
     }
+}
+
+/// Reads what `inner` has at hand without waiting: `None` if it would have to wait.
+pub async fn try_read<R: AsyncRead + Unpin>(inner: &mut R, out: &mut [u8]) -> Option<io::Result<usize>> {
+    std::future::poll_fn(|cx| {
+        let mut buf = ReadBuf::new(out);
+        match Pin::new(&mut *inner).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Ready(None),
+            Poll::Ready(r) => Poll::Ready(Some(r.map(|()| buf.filled().len()))),
+        }
+    })
+    .await
 }
 
 /// Writes frames, masking them in place in the client role.
@@ -256,6 +320,29 @@ mod tests {
         assert_eq!(r.payload(&mut out).await.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
         let mut r = FrameReader::new(&b"\x82"[..], &[], Role::Client);
         assert_eq!(r.header().await.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn many_frames_from_the_handshake_then_the_stream() {
+        // More than the reader's header buffer arrives with the handshake: three frames
+        // and the start of a fourth, whose rest comes from the stream.
+        let mut wire = Vec::new();
+        for i in 0..4u8 {
+            wire.extend_from_slice(&[0x82, 100]);
+            wire.extend(std::iter::repeat_n(i, 100));
+        }
+        let (initial, rest) = wire.split_at(350);
+        let mut r = FrameReader::new(rest, initial, Role::Client);
+        for i in 0..4u8 {
+            assert_eq!(r.header().await.unwrap().unwrap().len, 100);
+            let mut out = [0; 100];
+            let mut at = 0;
+            while at < 100 {
+                at += r.payload(&mut out[at..]).await.unwrap();
+            }
+            assert!(out.iter().all(|b| *b == i), "frame {i}");
+        }
+        assert!(r.header().await.unwrap().is_none());
     }
 
     #[tokio::test]

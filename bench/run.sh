@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# Loopback benchmark: hyco (connect -> serve -> listen) against direct TCP, bore and
+# rathole, all measured in the same run. Not part of `cargo test`; see README "Benchmark".
+#
+#   bash bench/run.sh            # about 10 minutes; writes bench/RESULTS.md
+#
+# Knobs (environment): BENCH_SECS (iperf3 seconds per run, 5), BENCH_ROUNDS (throughput
+# rounds, tools interleaved, median kept, 3), BENCH_LATENCY_N (connections, 1000),
+# BENCH_IDLE_N (idle tunnels for RSS, 5000), BENCH_MAX_N (hyco's concurrent tunnels,
+# 9000), BENCH_PORT_BASE (first of the ports used, 24100), BENCH_PEERS (where bore and
+# rathole are installed, bench/.peers), BENCH_HYCO (another hyco binary, to compare).
+# bore's control port is its fixed 7835.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+PEERS=${BENCH_PEERS:-$ROOT/bench/.peers}
+SECS=${BENCH_SECS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
+LAT_N=${BENCH_LATENCY_N:-1000}
+IDLE_N=${BENCH_IDLE_N:-5000}
+MAX_N=${BENCH_MAX_N:-9000}
+BASE=${BENCH_PORT_BASE:-24100}
+export DEBIAN_FRONTEND=noninteractive
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- tools
+say "tools"
+missing=()
+command -v iperf3 >/dev/null || missing+=(iperf3)
+command -v jq >/dev/null || missing+=(jq)
+command -v ss >/dev/null || missing+=(iproute2)
+if ((${#missing[@]})); then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[[ -x $PEERS/bin/bore ]] || cargo install --quiet --locked --root "$PEERS" bore-cli
+# rathole's default features include the WebSocket transport. Its lock file pins a `time`
+# that today's rustc rejects, so it resolves fresh versions.
+[[ -x $PEERS/bin/rathole ]] || cargo install --quiet --root "$PEERS" rathole
+cargo build --quiet --release --bin hyco --example probe
+HYCO=${BENCH_HYCO:-$ROOT/target/release/hyco}
+PROBE=$ROOT/target/release/examples/probe
+BORE=$PEERS/bin/bore
+RATHOLE=$PEERS/bin/rathole
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+(($(ulimit -n) >= 20000)) || die "needs 20000 open files (ulimit -n), have $(ulimit -n)"
+
+WORK=$(mktemp -d /tmp/hyco-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+spawn() { # name command...: runs in the background, logs to $WORK/name.log, sets LAST
+  local name=$1
+  shift
+  "$@" >"$WORK/$name.log" 2>&1 &
+  LAST=$!
+  PIDS+=("$LAST")
+}
+listening() { ss -Hltn "( sport = :$1 )" | grep -q .; }
+wait_listening() {
+  for _ in $(seq 200); do listening "$1" && return 0; sleep 0.05; done
+  die "nothing listens on port $1"
+}
+wait_tunnel() { # port: until an echo round trip through it works
+  for _ in $(seq 100); do "$PROBE" latency "127.0.0.1:$1" 1 >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die "no echo through port $1"
+}
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+alive() { kill -0 "$1" 2>/dev/null; }
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- targets and tunnels
+IPERF=$BASE ECHO=$((BASE + 1))
+say "targets: iperf3 on $IPERF, echo on $ECHO; work dir $WORK"
+spawn iperf3 iperf3 -s -B 127.0.0.1 -p "$IPERF"
+spawn echo "$PROBE" echo "127.0.0.1:$ECHO" 7200
+wait_listening "$IPERF"
+wait_listening "$ECHO"
+
+TOOLS=(direct bore rathole-tcp rathole-ws hyco)
+PEER_TOOLS=(bore rathole-tcp rathole-ws)
+declare -A IPORT EPORT SERVER CLIENTS
+IPORT[direct]=$IPERF EPORT[direct]=$ECHO
+
+say "bore"
+spawn bore-server "$BORE" server --bind-addr 127.0.0.1 --min-port $((BASE + 10)) --max-port $((BASE + 19))
+SERVER[bore]=$LAST
+wait_listening 7835
+spawn bore-iperf "$BORE" local "$IPERF" --local-host 127.0.0.1 --to 127.0.0.1 --port $((BASE + 10))
+CLIENTS[bore]=$LAST
+spawn bore-echo "$BORE" local "$ECHO" --local-host 127.0.0.1 --to 127.0.0.1 --port $((BASE + 11))
+CLIENTS[bore]+=" $LAST"
+IPORT[bore]=$((BASE + 10)) EPORT[bore]=$((BASE + 11))
+
+rathole() { # name control-port transport
+  local name=$1 port=$2 transport=$3 ws=""
+  [[ $transport == websocket ]] && ws=$'[X.transport]\ntype = "websocket"\n[X.transport.websocket]\ntls = false\n'
+  cat >"$WORK/$name-server.toml" <<EOF
+[server]
+bind_addr = "127.0.0.1:$port"
+default_token = "bench"
+${ws//X/server}
+[server.services.iperf]
+bind_addr = "127.0.0.1:$((port + 1))"
+[server.services.echo]
+bind_addr = "127.0.0.1:$((port + 2))"
+EOF
+  cat >"$WORK/$name-client.toml" <<EOF
+[client]
+remote_addr = "127.0.0.1:$port"
+default_token = "bench"
+${ws//X/client}
+[client.services.iperf]
+local_addr = "127.0.0.1:$IPERF"
+[client.services.echo]
+local_addr = "127.0.0.1:$ECHO"
+EOF
+  spawn "$name-server" "$RATHOLE" --server "$WORK/$name-server.toml"
+  SERVER[$name]=$LAST
+  wait_listening "$port"
+  spawn "$name-client" "$RATHOLE" --client "$WORK/$name-client.toml"
+  CLIENTS[$name]=$LAST
+  IPORT[$name]=$((port + 1)) EPORT[$name]=$((port + 2))
+}
+say "rathole (TCP and WebSocket transports)"
+rathole rathole-tcp $((BASE + 20)) tcp
+rathole rathole-ws $((BASE + 30)) websocket
+
+say "hyco"
+KEY=YmVuY2hiZW5jaGJlbmNoYmVuY2hiZW5jaGJlbmNoYmU=
+cat >"$WORK/relay.toml" <<EOF
+[[rules]]
+name = "bench"
+key = "$KEY"
+rights = ["Manage"]
+
+[[hybrid_connections]]
+name = "bench"
+
+[limits]
+max_connections = 19500
+max_pending_senders_per_hc = 10000
+EOF
+HYCO_ENV=(env HOME="$WORK" XDG_CONFIG_HOME="$WORK/config" HYCO_DATA_DIR="$WORK/data")
+CRED=(--endpoint "ws://127.0.0.1:$((BASE + 40))" --key-name bench --key "$KEY")
+spawn hyco-serve "${HYCO_ENV[@]}" "$HYCO" serve --bind "127.0.0.1:$((BASE + 40))" --config "$WORK/relay.toml"
+SERVER[hyco]=$LAST
+wait_listening $((BASE + 40))
+spawn hyco-listen "${HYCO_ENV[@]}" "$HYCO" listen bench --to "iperf=127.0.0.1:$IPERF" --to "echo=127.0.0.1:$ECHO" "${CRED[@]}"
+HYCO_LISTEN=$LAST
+spawn hyco-connect-iperf "${HYCO_ENV[@]}" "$HYCO" connect bench/iperf --bind "127.0.0.1:$((BASE + 41))" "${CRED[@]}"
+HYCO_CONNECT_IPERF=$LAST
+spawn hyco-connect-echo "${HYCO_ENV[@]}" "$HYCO" connect bench/echo --bind "127.0.0.1:$((BASE + 42))" "${CRED[@]}"
+HYCO_CONNECT=$LAST
+CLIENTS[hyco]="$HYCO_LISTEN $HYCO_CONNECT_IPERF $HYCO_CONNECT"
+IPORT[hyco]=$((BASE + 41)) EPORT[hyco]=$((BASE + 42))
+
+for t in "${TOOLS[@]}"; do
+  wait_listening "${IPORT[$t]}"
+  wait_tunnel "${EPORT[$t]}"
+done
+
+# ---------------------------------------------------------------- throughput and CPU
+declare -A R          # R[tool,metric]
+declare -A SAMPLES    # space-separated MB/s per tool,test
+declare -A BYTES TICKS TICKS_ALL
+sum_ticks() { local s=0; for p in "$@"; do s=$((s + $(cpu_ticks "$p"))); done; echo "$s"; }
+iperf_mbs() { # port args... -> "bytes MB/s"
+  local port=$1
+  shift
+  iperf3 -c 127.0.0.1 -p "$port" -t "$SECS" -J "$@" >"$WORK/iperf.json" || die "iperf3 through port $port failed"
+  jq -r '.end.sum_received | "\(.bytes) \(.bits_per_second / 8 / 1e6)"' "$WORK/iperf.json"
+}
+TESTS=(single reverse parallel)
+declare -A TEST_ARGS=([single]="" [reverse]="-R" [parallel]="-P 8")
+for round in $(seq "$ROUNDS"); do
+  for t in "${TOOLS[@]}"; do
+    say "throughput round $round/$ROUNDS: $t"
+    procs=(${SERVER[$t]:-} ${CLIENTS[$t]:-})
+    before=$( ((${#procs[@]})) && cpu_ticks "${procs[0]}" || echo 0)
+    before_all=$( ((${#procs[@]})) && sum_ticks "${procs[@]}" || echo 0)
+    for test in "${TESTS[@]}"; do
+      out=$(iperf_mbs "${IPORT[$t]}" ${TEST_ARGS[$test]})
+      read -r bytes mbs <<<"$out"
+      SAMPLES[$t,$test]+="$mbs "
+      BYTES[$t]=$((${BYTES[$t]:-0} + bytes))
+    done
+    if ((${#procs[@]})); then
+      TICKS[$t]=$((${TICKS[$t]:-0} + $(cpu_ticks "${procs[0]}") - before))
+      TICKS_ALL[$t]=$((${TICKS_ALL[$t]:-0} + $(sum_ticks "${procs[@]}") - before_all))
+    fi
+  done
+done
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+for t in "${TOOLS[@]}"; do
+  for test in "${TESTS[@]}"; do R[$t,$test]=$(echo "${SAMPLES[$t,$test]}" | median); done
+  if [[ -n ${SERVER[$t]:-} ]]; then
+    R[$t,cpu]=$(awk -v k="${TICKS[$t]}" -v b="${BYTES[$t]}" -v hz="$CLK_TCK" 'BEGIN {print k / hz / (b / 1e9)}')
+    R[$t,cpuall]=$(awk -v k="${TICKS_ALL[$t]}" -v b="${BYTES[$t]}" -v hz="$CLK_TCK" 'BEGIN {print k / hz / (b / 1e9)}')
+  fi
+done
+
+# ---------------------------------------------------------------- setup latency
+for t in "${TOOLS[@]}"; do
+  say "setup latency: $t ($LAT_N connections)"
+  "$PROBE" latency "127.0.0.1:${EPORT[$t]}" 20 >/dev/null
+  out=$("$PROBE" latency "127.0.0.1:${EPORT[$t]}" "$LAT_N")
+  read -r p50 p99 <<<"$out"
+  R[$t,p50]=$p50 R[$t,p99]=$p99
+done
+
+# ---------------------------------------------------------------- idle tunnels
+open_idle() { # name port n: opens n idle tunnels, sets LAST to the holder
+  spawn "$1" "$PROBE" idle "127.0.0.1:$2" "$3" 900
+  local holder=$LAST
+  for _ in $(seq 1200); do
+    grep -q '^open' "$WORK/$1.log" && { LAST=$holder; sleep 2; return 0; }
+    alive "$holder" || { cat "$WORK/$1.log" >&2; return 1; }
+    sleep 0.25
+  done
+  return 1
+}
+per_tunnel() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.1f", (b - a) / n}'; }
+for t in "${PEER_TOOLS[@]}" hyco; do
+  say "idle memory: $t ($IDLE_N tunnels)"
+  server=${SERVER[$t]}
+  before=$(rss_kb "$server")
+  [[ $t == hyco ]] && { c_before=$(rss_kb "$HYCO_CONNECT"); l_before=$(rss_kb "$HYCO_LISTEN"); }
+  if open_idle "idle-$t" "${EPORT[$t]}" "$IDLE_N"; then
+    holder=$LAST
+    R[$t,rss]=$(per_tunnel "$before" "$(rss_kb "$server")" "$IDLE_N")
+    if [[ $t == hyco ]]; then
+      R[hyco,rss_connect]=$(per_tunnel "$c_before" "$(rss_kb "$HYCO_CONNECT")" "$IDLE_N")
+      R[hyco,rss_listen]=$(per_tunnel "$l_before" "$(rss_kb "$HYCO_LISTEN")" "$IDLE_N")
+      more=$((MAX_N - IDLE_N))
+      say "hyco: $more more, $MAX_N concurrent tunnels"
+      if open_idle idle-hyco-more "${EPORT[hyco]}" "$more" && alive "$server" &&
+        "$PROBE" latency "127.0.0.1:${EPORT[hyco]}" 10 >/dev/null; then
+        R[hyco,max]="up, $MAX_N tunnels echoing, $(ls "/proc/$server/fd" | wc -l) fds, $(rss_kb "$server") KiB RSS"
+        kill "$LAST"
+      else
+        R[hyco,max]="FAILED at $MAX_N tunnels (relay $(alive "$server" && echo up || echo down))"
+      fi
+    fi
+    kill "$holder"
+  else
+    R[$t,rss]="failed"
+  fi
+  sleep 3
+done
+
+# ---------------------------------------------------------------- report
+best() { # metric lower|higher -> best peer value
+  local m=$1 dir=$2 v out=""
+  for p in "${PEER_TOOLS[@]}"; do
+    v=${R[$p,$m]:-}
+    [[ $v =~ ^[0-9.]+$ ]] || continue
+    if [[ -z $out ]] || awk -v a="$v" -v b="$out" -v d="$dir" 'BEGIN {exit !((d == "higher") ? a > b : a < b)}'; then out=$v; fi
+  done
+  echo "$out"
+}
+ratio() { [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "-"}' || echo "-"; }
+fmt() { [[ $1 =~ ^[0-9.]+$ ]] && awk -v v="$1" -v s="$2" 'BEGIN {printf "%.*f", s, v}' || echo "${1:--}"; }
+row() { # label metric lower|higher decimals divisor
+  local label=$1 m=$2 dir=$3 dec=$4 div=${5:-1} cells="" t v
+  for t in "${TOOLS[@]}"; do
+    v=${R[$t,$m]:-}
+    [[ $v =~ ^[0-9.]+$ ]] && v=$(awk -v v="$v" -v d="$div" 'BEGIN {print v / d}')
+    cells+=" $(fmt "$v" "$dec") |"
+  done
+  local b=${R[hyco,$m]:-} bp
+  bp=$(best "$m" "$dir")
+  printf '| %s |%s %s | %s |\n' "$label" "$cells" "$(ratio "$b" "$bp")" "$(ratio "$b" "${R[direct,$m]:-}")"
+}
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+{
+  echo "# hyco benchmark results"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($cpu_model), Linux $(uname -r), loopback."
+  echo "hyco $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+changes'),"
+  echo "$("$BORE" --version), $("$RATHOLE" --version 2>/dev/null | head -1), $(iperf3 --version | head -1 | cut -d' ' -f1-2)."
+  echo "Throughput: iperf3 -t $SECS, median of $ROUNDS rounds with the tools interleaved. Latency: $LAT_N"
+  echo "new connections each, connect until an echoed byte is back. Memory: relay (server) VmRSS"
+  echo "growth with $IDLE_N idle tunnels open, divided by $IDLE_N. CPU: relay utime+stime over all"
+  echo "throughput runs divided by the bytes moved; \"all processes\" adds the tunnel's clients."
+  echo
+  echo "| metric | direct | bore | rathole tcp | rathole ws | hyco | hyco / best peer | hyco / direct |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  row "single stream, MB/s" single higher 0
+  row "single stream reverse (-R), MB/s" reverse higher 0
+  row "8 streams total (-P 8), MB/s" parallel higher 0
+  row "setup latency p50, ms" p50 lower 3 1000
+  row "setup latency p99, ms" p99 lower 3 1000
+  row "relay RSS per idle tunnel, KiB" rss lower 1
+  row "relay CPU per GB, s" cpu lower 2
+  row "all processes' CPU per GB, s" cpuall lower 2
+  echo
+  echo "hyco clients, RSS per idle tunnel: connect ${R[hyco,rss_connect]:--} KiB, listen ${R[hyco,rss_listen]:--} KiB."
+  echo "hyco serve at $MAX_N concurrent tunnels (fd limit $(ulimit -n)): ${R[hyco,max]:--}."
+} >"$WORK/results.md"
+cat "$WORK/results.md"
+cp "$WORK/results.md" "$ROOT/bench/RESULTS.md"
+say "written to bench/RESULTS.md; logs in $WORK"

@@ -1,0 +1,121 @@
+//! Load probe for `bench/run.sh`: an echo target, connection setup latency, and many
+//! idle tunnels. Loopback only; every loop is bounded in count and time.
+//!
+//! ```text
+//! probe echo ADDR [SECS]        echo every byte back, for at most SECS (default 3600)
+//! probe latency ADDR N          N connections one after another: connect, send a byte,
+//!                               time until it comes back; prints `p50_us p99_us`
+//! probe idle ADDR N [SECS]      open N connections (64 at a time), check each with one
+//!                               echoed byte, print `open N`, hold them for SECS (default
+//!                               600) or until killed
+//! ```
+//!
+//! Only tokio: this is a tool for the benchmark, not part of hyco.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Time one connection may take to echo its byte before the probe gives up.
+const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(30);
+/// Connections opened at once by `idle`.
+const IDLE_CONCURRENCY: usize = 64;
+
+fn main() -> io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str);
+    let addr = |i: usize| -> io::Result<SocketAddr> {
+        arg(i).and_then(|a| a.parse().ok()).ok_or_else(|| io::Error::other(format!("argument {i}: ADDR:PORT")))
+    };
+    let number = |i: usize, default: Option<u64>| -> io::Result<u64> {
+        match arg(i) {
+            Some(n) => n.parse().map_err(|_| io::Error::other(format!("argument {i}: a number"))),
+            None => default.ok_or_else(|| io::Error::other(format!("argument {i}: a number"))),
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match arg(0) {
+        Some("echo") => runtime.block_on(echo(addr(1)?, Duration::from_secs(number(2, Some(3600))?))),
+        Some("latency") => runtime.block_on(latency(addr(1)?, number(2, None)? as usize)),
+        Some("idle") => runtime.block_on(idle(addr(1)?, number(2, None)? as usize, number(3, Some(600))?)),
+        _ => Err(io::Error::other("usage: probe echo ADDR [SECS] | latency ADDR N | idle ADDR N [SECS]")),
+    }
+}
+
+async fn echo(addr: SocketAddr, lifetime: Duration) -> io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    let serve = async {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    };
+    tokio::select! {
+        () = serve => Ok(()),
+        () = tokio::time::sleep(lifetime) => Ok(()),
+    }
+}
+
+/// Connects, sends one byte and waits for it to come back; returns the stream and the
+/// time from the start of the connect to the byte's return.
+async fn round_trip(addr: SocketAddr, byte: u8) -> io::Result<(TcpStream, Duration)> {
+    let started = Instant::now();
+    let attempt = async {
+        let mut tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        tcp.write_all(&[byte]).await?;
+        let mut back = [0];
+        tcp.read_exact(&mut back).await?;
+        if back[0] != byte {
+            return Err(io::Error::other("echo returned a different byte"));
+        }
+        Ok(tcp)
+    };
+    let tcp = tokio::time::timeout(ROUND_TRIP_LIMIT, attempt).await.map_err(|_| io::Error::other("no echo"))??;
+    Ok((tcp, started.elapsed()))
+}
+
+async fn latency(addr: SocketAddr, n: usize) -> io::Result<()> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let (tcp, took) = round_trip(addr, i as u8).await?;
+        times.push(took);
+        drop(tcp);
+    }
+    times.sort();
+    let at = |q: f64| times.get(((times.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied();
+    let us = |d: Option<Duration>| d.map_or(0, |d| d.as_micros());
+    println!("{} {}", us(at(0.50)), us(at(0.99)));
+    Ok(())
+}
+
+async fn idle(addr: SocketAddr, n: usize, hold_secs: u64) -> io::Result<()> {
+    let mut open = Vec::with_capacity(n);
+    let mut started = 0;
+    let mut running = tokio::task::JoinSet::new();
+    while open.len() < n {
+        while started < n && running.len() < IDLE_CONCURRENCY {
+            running.spawn(round_trip(addr, started as u8));
+            started += 1;
+        }
+        match running.join_next().await {
+            Some(joined) => open.push(joined.map_err(io::Error::other)??.0),
+            None => break,
+        }
+    }
+    println!("open {}", open.len());
+    // The script ends this process when it has measured; the hold time bounds it otherwise.
+    tokio::time::sleep(Duration::from_secs(hold_secs)).await;
+    drop(open);
+    Ok(())
+}
