@@ -2,7 +2,7 @@
 # Loopback benchmark: hyco (connect -> serve -> listen) against direct TCP, bore and
 # rathole, all measured in the same run. Not part of `cargo test`; see README "Benchmark".
 #
-#   bash bench/run.sh            # about 10 minutes; writes bench/RESULTS.md
+#   bash bench/run.sh            # ~6 minutes (installing the peers first: ~15 more); writes bench/RESULTS.md
 #
 # Knobs (environment): BENCH_SECS (iperf3 seconds per run, 5), BENCH_ROUNDS (throughput
 # rounds, tools interleaved, median kept, 3), BENCH_LATENCY_N (connections, 1000),
@@ -209,12 +209,17 @@ for t in "${TOOLS[@]}"; do
 done
 
 # ---------------------------------------------------------------- setup latency
+percentile() { sort -n "$1" | awk -v q="$2" '{a[NR] = $1} END {i = int(NR * q); if (i < NR * q) i++; print a[i]}'; }
+for t in "${TOOLS[@]}"; do "$PROBE" latency "127.0.0.1:${EPORT[$t]}" 20 >/dev/null; done
+for round in $(seq "$ROUNDS"); do
+  for t in "${TOOLS[@]}"; do
+    say "setup latency round $round/$ROUNDS: $t"
+    n=$((LAT_N / ROUNDS + (round <= LAT_N % ROUNDS ? 1 : 0)))
+    "$PROBE" latency "127.0.0.1:${EPORT[$t]}" "$n" "$WORK/latency-$t.txt" >/dev/null
+  done
+done
 for t in "${TOOLS[@]}"; do
-  say "setup latency: $t ($LAT_N connections)"
-  "$PROBE" latency "127.0.0.1:${EPORT[$t]}" 20 >/dev/null
-  out=$("$PROBE" latency "127.0.0.1:${EPORT[$t]}" "$LAT_N")
-  read -r p50 p99 <<<"$out"
-  R[$t,p50]=$p50 R[$t,p99]=$p99
+  R[$t,p50]=$(percentile "$WORK/latency-$t.txt" 0.50) R[$t,p99]=$(percentile "$WORK/latency-$t.txt" 0.99)
 done
 
 # ---------------------------------------------------------------- idle tunnels
@@ -286,11 +291,13 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($cpu_model), Linux $(uname -r), loopback."
   echo "hyco $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+changes'),"
-  echo "$("$BORE" --version), $("$RATHOLE" --version 2>/dev/null | head -1), $(iperf3 --version | head -1 | cut -d' ' -f1-2)."
+  echo "$("$BORE" --version), rathole $("$RATHOLE" --version 2>/dev/null | awk '/Build Version/ {print $3}'), $(iperf3 --version | head -1 | cut -d' ' -f1-2)."
   echo "Throughput: iperf3 -t $SECS, median of $ROUNDS rounds with the tools interleaved. Latency: $LAT_N"
-  echo "new connections each, connect until an echoed byte is back. Memory: relay (server) VmRSS"
-  echo "growth with $IDLE_N idle tunnels open, divided by $IDLE_N. CPU: relay utime+stime over all"
-  echo "throughput runs divided by the bytes moved; \"all processes\" adds the tunnel's clients."
+  echo "new connections each (in $ROUNDS interleaved rounds), connect until an echoed byte is back."
+  echo "Memory: relay (server) VmRSS growth with $IDLE_N idle tunnels open, divided by $IDLE_N."
+  echo "CPU: relay utime+stime over all throughput runs divided by the bytes moved; \"all"
+  echo "processes\" adds the tunnel's clients. Ratios above 1 are better for throughput, below 1"
+  echo "for the rest."
   echo
   echo "| metric | direct | bore | rathole tcp | rathole ws | hyco | hyco / best peer | hyco / direct |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
@@ -302,6 +309,13 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   row "relay RSS per idle tunnel, KiB" rss lower 1
   row "relay CPU per GB, s" cpu lower 2
   row "all processes' CPU per GB, s" cpuall lower 2
+  echo
+  echo "Throughput samples, MB/s (single, reverse, 8 streams; one per round):"
+  echo
+  for t in "${TOOLS[@]}"; do
+    printf -- '- %s: %s| %s| %s\n' "$t" "$(printf '%.0f ' ${SAMPLES[$t,single]})" \
+      "$(printf '%.0f ' ${SAMPLES[$t,reverse]})" "$(printf '%.0f ' ${SAMPLES[$t,parallel]})"
+  done
   echo
   echo "hyco clients, RSS per idle tunnel: connect ${R[hyco,rss_connect]:--} KiB, listen ${R[hyco,rss_listen]:--} KiB."
   echo "hyco serve at $MAX_N concurrent tunnels (fd limit $(ulimit -n)): ${R[hyco,max]:--}."

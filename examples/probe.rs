@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! probe echo ADDR [SECS]        echo every byte back, for at most SECS (default 3600)
-//! probe latency ADDR N          N connections one after another: connect, send a byte,
-//!                               time until it comes back; prints `p50_us p99_us`
+//! probe latency ADDR N [FILE]   N connections one after another: connect, send a byte,
+//!                               time until it comes back; prints `p50_us p99_us`, and
+//!                               appends each time (µs, one a line) to FILE if given
 //! probe idle ADDR N [SECS]      open N connections (64 at a time), check each with one
 //!                               echoed byte, print `open N`, hold them for SECS (default
 //!                               600) or until killed
@@ -39,9 +40,9 @@ fn main() -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match arg(0) {
         Some("echo") => runtime.block_on(echo(addr(1)?, Duration::from_secs(number(2, Some(3600))?))),
-        Some("latency") => runtime.block_on(latency(addr(1)?, number(2, None)? as usize)),
+        Some("latency") => runtime.block_on(latency(addr(1)?, number(2, None)? as usize, arg(3))),
         Some("idle") => runtime.block_on(idle(addr(1)?, number(2, None)? as usize, number(3, Some(600))?)),
-        _ => Err(io::Error::other("usage: probe echo ADDR [SECS] | latency ADDR N | idle ADDR N [SECS]")),
+        _ => Err(io::Error::other("usage: probe echo ADDR [SECS] | latency ADDR N [FILE] | idle ADDR N [SECS]")),
     }
 }
 
@@ -85,12 +86,17 @@ async fn round_trip(addr: SocketAddr, byte: u8) -> io::Result<(TcpStream, Durati
     Ok((tcp, started.elapsed()))
 }
 
-async fn latency(addr: SocketAddr, n: usize) -> io::Result<()> {
+async fn latency(addr: SocketAddr, n: usize, samples: Option<&str>) -> io::Result<()> {
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
         let (tcp, took) = round_trip(addr, i as u8).await?;
         times.push(took);
         drop(tcp);
+    }
+    if let Some(path) = samples {
+        let lines: String = times.iter().map(|t| format!("{}\n", t.as_micros())).collect();
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        std::io::Write::write_all(&mut file, lines.as_bytes())?;
     }
     times.sort();
     let at = |q: f64| times.get(((times.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied();
