@@ -362,3 +362,25 @@ async fn shutdown_closes_control_channels_with_1001_and_drains_tunnels() {
     assert!(took < Duration::from_millis(2000), "shutdown took {took:?} with a drain period of 800 ms");
     assert!(TcpStream::connect(addr).await.is_err(), "the relay still accepts connections");
 }
+
+#[tokio::test]
+async fn idle_tunnels_close_with_1001_while_busy_ones_stay() {
+    let mut s = settings();
+    s.limits.tunnel_idle_timeout = Some(Duration::from_millis(800));
+    let relay = TestRelay::start(s).await;
+    let mut l = listen(&relay, "hc").await;
+    let (mut sender, mut listener) = rendezvous(&relay, &mut l, "hc").await;
+    // Busy for three timeouts: a message every 200 ms keeps the tunnel open.
+    for i in 0..12 {
+        within("send", sender.send(Message::text(format!("m{i}")))).await.expect("send");
+        assert_eq!(next_message(&mut listener).await, Message::text(format!("m{i}")));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Then idle: both sides hear 1001.
+    let quiet = std::time::Instant::now();
+    let (to_sender, to_listener) = tokio::join!(next_close(&mut sender), next_close(&mut listener));
+    assert_eq!(to_sender.0, 1001, "{to_sender:?}");
+    assert_eq!(to_listener.0, 1001, "{to_listener:?}");
+    assert!(to_sender.1.contains("idle"), "{to_sender:?}");
+    assert!(quiet.elapsed() >= Duration::from_millis(500), "closed {:?} after the last message", quiet.elapsed());
+}

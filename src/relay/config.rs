@@ -41,6 +41,9 @@ pub struct Limits {
     pub ping_interval: Duration,
     /// How long live tunnels may drain at shutdown.
     pub drain_timeout: Duration,
+    /// A tunnel that forwards no frame either way for this long is closed with 1001
+    /// (a stalled peer counts as idle). `None`: tunnels may idle for ever.
+    pub tunnel_idle_timeout: Option<Duration>,
     /// HTTP mode: the largest request body forwarded (413 over it).
     pub max_http_request_body: u64,
     /// HTTP mode: how long a listener may take to answer a request (504 after it), and
@@ -61,6 +64,7 @@ impl Default for Limits {
             renew_grace: protocol::DEFAULT_RENEW_GRACE,
             ping_interval: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
+            tunnel_idle_timeout: None,
             max_http_request_body: protocol::MAX_HTTP_REQUEST_BODY,
             http_response_timeout: protocol::HTTP_RESPONSE_TIMEOUT,
         }
@@ -145,6 +149,9 @@ impl RelaySettings {
         limits.renew_grace = secs(l.renew_grace_secs, limits.renew_grace);
         limits.ping_interval = secs(l.ping_interval_secs, limits.ping_interval);
         limits.drain_timeout = secs(l.drain_timeout_secs, limits.drain_timeout);
+        if let Some(t) = l.tunnel_idle_timeout_secs {
+            limits.tunnel_idle_timeout = (t > 0).then(|| Duration::from_secs(t));
+        }
         limits.max_http_request_body = l.max_http_request_body.unwrap_or(limits.max_http_request_body);
         limits.http_response_timeout = secs(l.http_response_timeout_secs, limits.http_response_timeout);
         if rules.is_empty() && hcs.iter().all(|h| h.rules.is_empty()) {
@@ -225,6 +232,7 @@ struct FileLimits {
     renew_grace_secs: Option<u64>,
     ping_interval_secs: Option<u64>,
     drain_timeout_secs: Option<u64>,
+    tunnel_idle_timeout_secs: Option<u64>,
     max_http_request_body: Option<u64>,
     http_response_timeout_secs: Option<u64>,
 }

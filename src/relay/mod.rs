@@ -516,7 +516,16 @@ impl Relay {
                 // A tunnel may live for days: let go of what only the handshake needed.
                 drop((req, addr, headers, candidates));
                 let relayed = [Flow::SenderToListener, Flow::ListenerToSender].map(|f| self.metrics.relayed_counter(f));
-                tunnel::join(stream, &initial, listener, &listener_initial, self.force.clone(), relayed).await;
+                tunnel::join(
+                    stream,
+                    &initial,
+                    listener,
+                    &listener_initial,
+                    self.force.clone(),
+                    relayed,
+                    self.settings.limits.tunnel_idle_timeout,
+                )
+                .await;
                 info!("tunnel closed");
             }
             Some(Answer::Rejected { status, text }) => {

@@ -11,6 +11,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,9 @@ use crate::protocol::close;
 use crate::ws::chunk::Chunk;
 use crate::ws::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
+
+/// The longest the relay spends saying goodbye to one side of a finished tunnel.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How one direction of a tunnel ended.
 #[derive(Debug)]
@@ -39,11 +43,13 @@ struct Direction<'a, R, W> {
     mid_frame: bool,
     /// Data payload bytes forwarded, counted before each piece is written.
     relayed: &'a AtomicU64,
+    /// Frames forwarded in full, either way: the tunnel's sign of life for the idle timeout.
+    frames: &'a AtomicU64,
 }
 
 impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<'a, R, W> {
-    fn new(from: FrameReader<R>, to: FrameWriter<W>, relayed: &'a AtomicU64) -> Self {
-        Self { from, to, mid_frame: false, relayed }
+    fn new(from: FrameReader<R>, to: FrameWriter<W>, relayed: &'a AtomicU64, frames: &'a AtomicU64) -> Self {
+        Self { from, to, mid_frame: false, relayed, frames }
     }
 
     async fn run(&mut self) -> End {
@@ -86,7 +92,9 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<'a, R, W> {
             self.to.continue_payload(&mut buf[MAX_HEADER_LEN..MAX_HEADER_LEN + n]).await.map_err(lost_dest)?;
         }
         self.mid_frame = false;
-        self.to.flush().await.map_err(lost_dest)
+        self.to.flush().await.map_err(lost_dest)?;
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Reads the next payload piece (possibly empty) into `buf` after the header room.
@@ -96,12 +104,16 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<'a, R, W> {
     }
 
     /// Writes `frame` to this direction's destination if it is between frames, then ends
-    /// its write side. Errors are ignored: the tunnel is over.
+    /// its write side. Errors are ignored: the tunnel is over. Bounded in time, since the
+    /// destination may be a peer that stopped reading.
     async fn finish(&mut self, frame: Option<CloseFrame>) {
-        if let Some(f) = frame.filter(|_| !self.mid_frame) {
-            let _ = self.to.send_close(Some(&f)).await;
-        }
-        let _ = self.to.shutdown().await;
+        let _ = tokio::time::timeout(FINISH_TIMEOUT, async {
+            if let Some(f) = frame.filter(|_| !self.mid_frame) {
+                let _ = self.to.send_close(Some(&f)).await;
+            }
+            let _ = self.to.shutdown().await;
+        })
+        .await;
     }
 }
 
@@ -117,15 +129,30 @@ pub async fn join<T>(
     b_initial: &[u8],
     force: CancellationToken,
     relayed: [&AtomicU64; 2],
+    idle_timeout: Option<Duration>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let (ar, aw) = a.split();
     let (br, bw) = b.split();
-    let mut a_to_b: Half<T> =
-        Direction::new(FrameReader::new(ar, a_initial, Role::Server), FrameWriter::new(bw, Role::Server), relayed[0]);
-    let mut b_to_a: Half<T> =
-        Direction::new(FrameReader::new(br, b_initial, Role::Server), FrameWriter::new(aw, Role::Server), relayed[1]);
+    let frames = AtomicU64::new(0);
+    let mut a_to_b: Half<T> = Direction::new(
+        FrameReader::new(ar, a_initial, Role::Server),
+        FrameWriter::new(bw, Role::Server),
+        relayed[0],
+        &frames,
+    );
+    let mut b_to_a: Half<T> = Direction::new(
+        FrameReader::new(br, b_initial, Role::Server),
+        FrameWriter::new(aw, Role::Server),
+        relayed[1],
+        &frames,
+    );
+    // Idle: no frame forwarded in full, either way, for `idle_timeout` (checked at a
+    // quarter of it). A stalled peer counts as idle: its frames never complete.
+    let check = idle_timeout.map_or(Duration::from_secs(3600), |t| (t / 4).max(Duration::from_millis(10)));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + check, check);
+    let (mut seen, mut since) = (0, tokio::time::Instant::now());
 
     let outcome = {
         let ab = a_to_b.run();
@@ -143,6 +170,14 @@ pub async fn join<T>(
                     End::Broken { reason, to_source } => break Some((false, reason, to_source)),
                 },
                 () = force.cancelled() => break Some((true, "relay shutting down", Some(close::GOING_AWAY))),
+                _ = ticker.tick(), if idle_timeout.is_some() => {
+                    let now = frames.load(Ordering::Relaxed);
+                    if now != seen {
+                        (seen, since) = (now, tokio::time::Instant::now());
+                    } else if idle_timeout.is_some_and(|t| since.elapsed() >= t) {
+                        break Some((true, "tunnel idle timeout", Some(close::GOING_AWAY)));
+                    }
+                }
             }
             if ab_done && ba_done {
                 break None;
