@@ -262,6 +262,7 @@ mod tests {
             accept_window_secs = 5
             max_http_request_body = 1048576
             http_response_timeout_secs = 7
+            tunnel_idle_timeout_secs = 600
             "#,
             Path::new("."),
         )
@@ -270,6 +271,8 @@ mod tests {
         assert!(!s.hcs[0].requires_client_authorization);
         assert_eq!(s.limits.max_listeners_per_hc, 3);
         assert_eq!(s.limits.accept_window, Duration::from_secs(5));
+        assert_eq!(s.limits.tunnel_idle_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(Limits::default().tunnel_idle_timeout, None, "off unless configured");
         assert_eq!(s.limits.max_http_request_body, 1 << 20);
         assert_eq!(s.limits.http_response_timeout, Duration::from_secs(7));
         assert!(!format!("{s:?}").contains("k1"), "keys stay out of Debug");
