@@ -8,38 +8,17 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::bridge::*;
+use common::node::{interop_dir, node_available};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a node script may take to start and do its part (node's start-up included).
 const NODE_STEP: Duration = Duration::from_secs(15);
-
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop")
-}
-
-/// Whether the interop tests can run; panics if they must and cannot.
-fn node_available() -> bool {
-    let why = match std::process::Command::new("node").arg("--version").output() {
-        Err(e) => format!("node not runnable: {e}"),
-        Ok(out) if !out.status.success() => "node --version failed".to_owned(),
-        Ok(_) if !interop_dir().join("node_modules/hyco-ws/package.json").is_file() => {
-            "interop/node_modules/hyco-ws missing (run bash interop/setup.sh)".to_owned()
-        }
-        Ok(_) => return true,
-    };
-    if std::env::var("HYCO_REQUIRE_NODE_INTEROP").as_deref() == Ok("1") {
-        panic!("HYCO_REQUIRE_NODE_INTEROP=1 but {why}");
-    }
-    eprintln!("skipping hyco-ws interop test: {why}");
-    false
-}
 
 /// `node interop/<script> <args>`, killed on drop.
 fn node(script: &str, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
@@ -61,7 +40,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn hyco_listen_serves_a_hyco_ws_sender() {
-    if !node_available() {
+    if !node_available("hyco-ws") {
         return;
     }
     let relay = TestRelay::start(settings()).await;
@@ -100,7 +79,7 @@ async fn hyco_listen_serves_a_hyco_ws_sender() {
 
 #[tokio::test]
 async fn a_hyco_ws_listener_serves_hyco_connect() {
-    if !node_available() {
+    if !node_available("hyco-ws") {
         return;
     }
     let relay = TestRelay::start(settings()).await;

@@ -9,12 +9,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::bridge::{Listening, client, listen_settings, noise_digest};
 use common::http::{Body, HttpServer, PIECE, Reply, hex, request};
+use common::node::{interop_dir, node_available};
 use common::*;
 use hyco::http1::Framing;
 use hyco::protocol::TOKEN_HEADER;
@@ -23,28 +23,6 @@ use tokio::process::{Child, ChildStdout, Command};
 
 /// How long a node script may take to start and do its part (node's start-up included).
 const NODE_STEP: Duration = Duration::from_secs(20);
-
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop")
-}
-
-/// Whether the hyco-https tests can run; panics if they must and cannot.
-fn node_available() -> bool {
-    let node = std::process::Command::new("node").arg("--version").output();
-    let why = match node {
-        Err(e) => format!("node not runnable: {e}"),
-        Ok(out) if !out.status.success() => "node --version failed".to_owned(),
-        Ok(_) if !interop_dir().join("node_modules/hyco-https/package.json").is_file() => {
-            "interop/node_modules/hyco-https missing (run bash interop/setup.sh)".to_owned()
-        }
-        Ok(_) => return true,
-    };
-    if std::env::var("HYCO_REQUIRE_NODE_INTEROP").as_deref() == Ok("1") {
-        panic!("HYCO_REQUIRE_NODE_INTEROP=1 but {why}");
-    }
-    eprintln!("skipping hyco-https interop test: {why}");
-    false
-}
 
 /// A running `https-listener.js`; killed on drop.
 struct NodeHttpsListener {
@@ -103,7 +81,7 @@ fn pattern(n: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn hyco_https_listener_answers_http_clients_through_the_relay() {
-    if !node_available() {
+    if !node_available("hyco-https") {
         return;
     }
     let relay = TestRelay::start(settings()).await;

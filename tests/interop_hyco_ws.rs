@@ -7,10 +7,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::node::{interop_dir, node_available};
 use common::*;
 use futures_util::SinkExt;
 use hyco::protocol::Action;
@@ -20,28 +20,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// How long a node script may take to start and do its part (node's start-up included).
 const NODE_STEP: Duration = Duration::from_secs(15);
-
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop")
-}
-
-/// Whether the interop tests can run; panics if they must and cannot.
-fn node_available() -> bool {
-    let node = std::process::Command::new("node").arg("--version").output();
-    let why = match node {
-        Err(e) => format!("node not runnable: {e}"),
-        Ok(out) if !out.status.success() => "node --version failed".to_owned(),
-        Ok(_) if !interop_dir().join("node_modules/hyco-ws/package.json").is_file() => {
-            "interop/node_modules/hyco-ws missing (run bash interop/setup.sh)".to_owned()
-        }
-        Ok(_) => return true,
-    };
-    if std::env::var("HYCO_REQUIRE_NODE_INTEROP").as_deref() == Ok("1") {
-        panic!("HYCO_REQUIRE_NODE_INTEROP=1 but {why}");
-    }
-    eprintln!("skipping hyco-ws interop test: {why}");
-    false
-}
 
 fn node(script: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new("node");
@@ -123,7 +101,7 @@ fn accepted_json(line: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn hyco_ws_sender_and_listener_echo_through_the_relay() {
-    if !node_available() {
+    if !node_available("hyco-ws") {
         return;
     }
     let relay = TestRelay::start(relay_settings()).await;
@@ -145,7 +123,7 @@ async fn hyco_ws_sender_and_listener_echo_through_the_relay() {
 
 #[tokio::test]
 async fn hyco_ws_id_query_token_protocols_and_headers_reach_a_hyco_ws_listener() {
-    if !node_available() {
+    if !node_available("hyco-ws") {
         return;
     }
     let relay = TestRelay::start(relay_settings()).await;
@@ -173,7 +151,7 @@ async fn hyco_ws_id_query_token_protocols_and_headers_reach_a_hyco_ws_listener()
 
 #[tokio::test]
 async fn hyco_ws_sender_with_a_path_suffix_and_app_query() {
-    if !node_available() {
+    if !node_available("hyco-ws") {
         return;
     }
     let relay = TestRelay::start(relay_settings()).await;
@@ -190,7 +168,7 @@ async fn hyco_ws_sender_with_a_path_suffix_and_app_query() {
 
 #[tokio::test]
 async fn hyco_ws_sender_reaches_a_rust_listener() {
-    if !node_available() {
+    if !node_available("hyco-ws") {
         return;
     }
     let relay = TestRelay::start(relay_settings()).await;
@@ -219,7 +197,7 @@ async fn hyco_ws_sender_reaches_a_rust_listener() {
 
 #[tokio::test]
 async fn rust_sender_reaches_a_hyco_ws_listener() {
-    if !node_available() {
+    if !node_available("hyco-ws") {
         return;
     }
     let relay = TestRelay::start(relay_settings()).await;
@@ -239,7 +217,7 @@ async fn rust_sender_reaches_a_hyco_ws_listener() {
 
 #[tokio::test]
 async fn hyco_ws_listener_renews_its_token_and_stays() {
-    if !node_available() {
+    if !node_available("hyco-ws") {
         return;
     }
     let mut settings = relay_settings();

@@ -8,6 +8,8 @@
 pub mod bridge;
 /// HTTP mode: a local HTTP server and a raw HTTP client.
 pub mod http;
+/// Node.js peers (Microsoft's hyco-ws and hyco-https) for the interop tests.
+pub mod node;
 
 use std::future::Future;
 use std::net::SocketAddr;
