@@ -257,11 +257,7 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
 
 /// Echoes every byte back until the peer's EOF, then closes (the demo's default target).
 async fn echo_service(listener: TcpListener, shutdown: CancellationToken) {
-    loop {
-        let mut conn = tokio::select! {
-            a = listener.accept() => match a { Ok((c, _)) => c, Err(_) => continue },
-            () = shutdown.cancelled() => return,
-        };
+    while let Some((mut conn, _)) = crate::net::accept(&listener, &shutdown, "echo").await {
         tokio::spawn(async move {
             let (mut r, mut w) = conn.split();
             let _ = tokio::io::copy(&mut r, &mut w).await;

@@ -87,6 +87,31 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     }
 }
 
+/// Accepts the next connection on `listener`, or `None` once `shutdown` fires. Accept
+/// errors (out of descriptors and the like) are logged and retried after a pause that
+/// grows to a second: a failing accept never ends a server, nor spins it.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    shutdown: &tokio_util::sync::CancellationToken,
+    what: &str,
+) -> Option<(TcpStream, std::net::SocketAddr)> {
+    let mut backoff = std::time::Duration::from_millis(5);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => tracing::warn!("{what}: accept failed: {e}; retrying in {backoff:?}"),
+            },
+            () = shutdown.cancelled() => return None,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.cancelled() => return None,
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+    }
+}
+
 /// Ends a TCP connection with a reset rather than a FIN, so the application on the
 /// other end sees an error, not a clean end of data.
 pub fn reset(stream: TcpStream) {

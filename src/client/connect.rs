@@ -73,20 +73,7 @@ pub async fn run_bind(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let tunnels = TaskTracker::new();
-    let mut backoff = std::time::Duration::from_millis(5);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(a) => { backoff = std::time::Duration::from_millis(5); a }
-                Err(e) => {
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
+    while let Some((tcp, peer)) = crate::net::accept(&listener, &shutdown, "local port").await {
         let _ = tcp.set_nodelay(true);
         let (client, settings, stats, cancel) = (client.clone(), settings.clone(), stats.clone(), shutdown.clone());
         let id = protocol::new_guid();

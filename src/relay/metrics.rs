@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::ws::handshake::{self, HandshakeError};
 
@@ -323,23 +323,7 @@ fn escape_label(value: &str) -> String {
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_SCRAPE_CONNECTIONS));
     let tracker = TaskTracker::new();
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => { backoff = Duration::from_millis(5); tcp }
-                Err(e) => {
-                    warn!("metrics accept failed: {e}; retrying in {backoff:?}");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = shutdown.cancelled() => break,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
+    while let Some((tcp, _)) = crate::net::accept(&listener, &shutdown, "metrics").await {
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             let _ = tcp.try_write(handshake::error_response(503, "Too many scrapes at once").as_bytes());
             continue;

@@ -19,14 +19,13 @@ pub mod tunnel;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span};
 
 pub use config::{HcSettings, Limits, RelaySettings};
 pub use metrics::{Metrics, serve_metrics};
@@ -128,24 +127,7 @@ pub async fn run_with_metrics(
         http: http::HttpWaiters::default(),
     });
     let tracker = TaskTracker::new();
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => { backoff = Duration::from_millis(5); a }
-                Err(e) => {
-                    // Out of descriptors and the like: wait and go on, never die.
-                    warn!("accept failed: {e}; retrying in {backoff:?}");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = shutdown.cancelled() => break,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
+    while let Some((tcp, peer)) = crate::net::accept(&listener, &shutdown, "relay").await {
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             relay.metrics.reject(Rejection::ConnectionLimit);
             let _ = tcp.try_write(handshake::error_response(503, "Relay at its connection limit").as_bytes());
