@@ -38,6 +38,11 @@ async fn serve(home: &TempDir, extra: &[&str]) -> (Proc, String) {
     (serve, base)
 }
 
+/// The relay at `base` with its root key, as flags.
+fn root_flags<'a>(base: &'a str, key: &'a str) -> [&'a str; 6] {
+    ["--endpoint", base, "--key-name", "RootManageSharedAccessKey", "--key", key]
+}
+
 fn key(home: &TempDir) -> String {
     std::fs::read_to_string(home.path().join("data/namespace.key")).unwrap().trim().to_owned()
 }
@@ -77,22 +82,8 @@ async fn wrong_key_wrong_right_and_missing_hc_are_401_403_404() {
     let home = TempDir::new("err-auth");
     let (_serve, base) = serve(&home, &[]).await;
     let root = key(&home);
-    let (code, err) = run(
-        home.path(),
-        &[
-            "listen",
-            "hc",
-            "--to",
-            "127.0.0.1:1",
-            "--endpoint",
-            &base,
-            "--key-name",
-            "RootManageSharedAccessKey",
-            "--key",
-            "wrong",
-        ],
-    )
-    .await;
+    let (code, err) =
+        run(home.path(), &[&["listen", "hc", "--to", "127.0.0.1:1"][..], &root_flags(&base, "wrong")].concat()).await;
     assert_fails(code, &err, 5, &["401", "check the key"]);
     assert!(!err.contains(&root));
     // The relay's Send-only rule may not listen.
@@ -114,21 +105,8 @@ async fn wrong_key_wrong_right_and_missing_hc_are_401_403_404() {
     )
     .await;
     assert_fails(code, &err, 5, &["403", "Listen right"]);
-    let (code, err) = run(
-        home.path(),
-        &[
-            "connect",
-            "nobody-here",
-            "--stdio",
-            "--endpoint",
-            &base,
-            "--key-name",
-            "RootManageSharedAccessKey",
-            "--key",
-            &root,
-        ],
-    )
-    .await;
+    let (code, err) =
+        run(home.path(), &[&["connect", "nobody-here", "--stdio"][..], &root_flags(&base, &root)].concat()).await;
     assert_fails(code, &err, 6, &["404", "is a listener running"]);
 }
 
@@ -156,39 +134,18 @@ async fn a_certificate_that_does_not_match_the_pin_is_refused() {
     let (code, err) = run(
         home.path(),
         &[
-            "listen",
-            "hc",
-            "--to",
-            "127.0.0.1:1",
-            "--endpoint",
-            &base,
-            "--key-name",
-            "RootManageSharedAccessKey",
-            "--key",
-            &key(&home),
-            "--tls-fingerprint",
-            &wrong,
-        ],
+            &["listen", "hc", "--to", "127.0.0.1:1"][..],
+            &root_flags(&base, &key(&home)),
+            &["--tls-fingerprint", &wrong],
+        ]
+        .concat(),
     )
     .await;
     assert_fails(code, &err, 4, &["fingerprint mismatch"]);
     // Without a pin the self-signed certificate is not trusted either: no "verify nothing".
-    let (code, err) = run(
-        home.path(),
-        &[
-            "listen",
-            "hc",
-            "--to",
-            "127.0.0.1:1",
-            "--endpoint",
-            &base,
-            "--key-name",
-            "RootManageSharedAccessKey",
-            "--key",
-            &key(&home),
-        ],
-    )
-    .await;
+    let (code, err) =
+        run(home.path(), &[&["listen", "hc", "--to", "127.0.0.1:1"][..], &root_flags(&base, &key(&home))].concat())
+            .await;
     assert_fails(code, &err, 4, &["TLS"]);
 }
 
@@ -197,7 +154,7 @@ async fn a_refused_target_is_exit_8() {
     let home = TempDir::new("err-target");
     let (_serve, base) = serve(&home, &[]).await;
     let root = key(&home);
-    let creds = ["--endpoint", base.as_str(), "--key-name", "RootManageSharedAccessKey", "--key", root.as_str()];
+    let creds = root_flags(&base, &root);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let target = format!("web=127.0.0.1:{port}");
     let mut cmd = hyco(home.path());

@@ -8,31 +8,16 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::bridge::*;
-use common::node::{interop_dir, node_available};
+use common::node::{node, node_available};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a node script may take to start and do its part (node's start-up included).
 const NODE_STEP: Duration = Duration::from_secs(15);
-
-/// `node interop/<script> <args>`, killed on drop.
-fn node(script: &str, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(interop_dir().join(script))
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(interop_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -10,29 +10,16 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::node::{interop_dir, node_available};
+use common::node::{node, node_available};
 use common::*;
 use futures_util::SinkExt;
 use hyco::protocol::Action;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{Child, ChildStdout};
 use tokio_tungstenite::tungstenite::Message;
 
 /// How long a node script may take to start and do its part (node's start-up included).
 const NODE_STEP: Duration = Duration::from_secs(15);
-
-fn node(script: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new("node");
-    cmd.arg(interop_dir().join(script))
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(interop_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
 
 /// A running `listener.js`; killed on drop.
 struct NodeListener {
@@ -43,7 +30,10 @@ struct NodeListener {
 impl NodeListener {
     /// Starts `listener.js` for `hc` and waits for its `READY`.
     async fn start(relay: &TestRelay, hc: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = node("listener.js", &[&relay.base(), hc, KEY_NAME, KEY], env).spawn().expect("spawn node");
+        let mut child = node("listener.js", &[&relay.base(), hc, KEY_NAME, KEY], env)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn node");
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut l = Self { _child: child, lines };
         l.expect("READY").await;

@@ -1,6 +1,7 @@
 //! Node.js peers for the interop tests: where the harness lives, and whether it can run.
 
 use std::path::PathBuf;
+use std::process::Stdio;
 
 /// `interop/` in the repository: the scripts and their `node_modules`.
 pub fn interop_dir() -> PathBuf {
@@ -23,4 +24,19 @@ pub fn node_available(package: &str) -> bool {
     }
     eprintln!("skipping {package} interop test: {why}");
     false
+}
+
+/// `node interop/<script> <args>` with `env`, run in `interop/`, stdout and stderr piped,
+/// killed on drop.
+pub fn node(script: &str, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(interop_dir().join(script))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(interop_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
 }
