@@ -186,13 +186,17 @@ where
                 return Err(format!("local connection failed: {e}"));
             }
         };
-        let mut w = writer.lock().await;
         if n == 0 {
+            // Goodbyes wait their turn: a connection opened just after this one closed
+            // should not queue behind its teardown.
+            tokio::task::yield_now().await;
+            let mut w = writer.lock().await;
             return w
                 .send_close(Some(&CloseFrame::new(close::NORMAL, "")))
                 .await
                 .map_err(|e| format!("relay connection lost: {e}"));
         }
+        let mut w = writer.lock().await;
         let buf: &mut [u8] = match &mut flowing {
             Some(chunk) => chunk,
             None => &mut quiet,
@@ -242,6 +246,7 @@ where
             }
             OpCode::Close => {
                 let payload = reader.control_payload().await.map_err(lost)?;
+                tokio::task::yield_now().await; // teardown after other tunnels' data
                 return match CloseFrame::parse(&payload) {
                     Ok(None) => finish_local(local).await,
                     Ok(Some(c)) if c.code == close::NORMAL => finish_local(local).await,

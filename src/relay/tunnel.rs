@@ -65,6 +65,11 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<'a, R, W> {
                 }
                 Err(_) => return End::Broken { reason: "peer connection lost", to_source: None },
             };
+            if header.opcode == OpCode::Close {
+                // Teardown after other tunnels' data: a connection opened just after this
+                // one closed should not queue behind it.
+                tokio::task::yield_now().await;
+            }
             match self.forward(header).await {
                 Ok(()) if header.opcode == OpCode::Close => return End::Closed,
                 Ok(()) => {}
