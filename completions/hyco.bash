@@ -122,7 +122,7 @@ _hyco() {
 
     case "${cmd}" in
         hyco)
-            opts="-v -q -h -V --verbose --quiet --log-format --help --version serve listen connect demo profile token completions help"
+            opts="-v -q -h -V --verbose --quiet --log-format --threads --help --version serve listen connect demo profile token completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -130,6 +130,10 @@ _hyco() {
             case "${prev}" in
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -140,7 +144,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__completions)
-            opts="-v -q -h -V --verbose --quiet --log-format --help --version bash elvish fish powershell zsh"
+            opts="-v -q -h -V --verbose --quiet --log-format --threads --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -148,6 +152,10 @@ _hyco() {
             case "${prev}" in
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -158,7 +166,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__connect)
-            opts="-v -q -h -V --target --bind --stdio --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --target --bind --stdio --prewarm --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -169,6 +177,10 @@ _hyco() {
                     return 0
                     ;;
                 --bind)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prewarm)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -200,6 +212,10 @@ _hyco() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -208,7 +224,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__demo)
-            opts="-v -q -h -V --to --bind --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --to --bind --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -224,6 +240,10 @@ _hyco() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -430,7 +450,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__listen)
-            opts="-v -q -h -V --to --connections --http --keep-path-prefix --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --to --connections --http --keep-path-prefix --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -472,6 +492,10 @@ _hyco() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -480,7 +504,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__profile)
-            opts="-v -q -h -V --verbose --quiet --log-format --help --version add list show remove default help"
+            opts="-v -q -h -V --verbose --quiet --log-format --threads --help --version add list show remove default help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -488,6 +512,10 @@ _hyco() {
             case "${prev}" in
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -498,7 +526,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__profile__subcmd__add)
-            opts="-v -q -h -V --endpoint --key-name --key-file --token-file --connection-string-file --tls-fingerprint --default --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --endpoint --key-name --key-file --token-file --connection-string-file --tls-fingerprint --default --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -532,6 +560,10 @@ _hyco() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -540,7 +572,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__profile__subcmd__default)
-            opts="-v -q -h -V --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -548,6 +580,10 @@ _hyco() {
             case "${prev}" in
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -656,7 +692,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__profile__subcmd__list)
-            opts="-v -q -h -V --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -664,6 +700,10 @@ _hyco() {
             case "${prev}" in
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -674,7 +714,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__profile__subcmd__remove)
-            opts="-v -q -h -V --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -682,6 +722,10 @@ _hyco() {
             case "${prev}" in
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -692,7 +736,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__profile__subcmd__show)
-            opts="-v -q -h -V --show-secret --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --show-secret --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -700,6 +744,10 @@ _hyco() {
             case "${prev}" in
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -710,7 +758,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__serve)
-            opts="-v -q -h -V --bind --config --tls-cert --tls-key --tls-self-signed --public-host --no-profile --metrics --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --bind --config --tls-cert --tls-key --tls-self-signed --public-host --no-profile --metrics --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -744,6 +792,10 @@ _hyco() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -752,7 +804,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__token)
-            opts="-v -q -h -V --ttl --rights --as-connection-string --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --ttl --rights --as-connection-string --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -792,6 +844,10 @@ _hyco() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

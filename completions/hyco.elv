@@ -19,6 +19,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
     var completions = [
         &'hyco'= {
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
             cand -q 'Only errors'
@@ -44,6 +45,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --public-host 'Host name other machines use to reach this relay, for the printed connection string and the self-signed certificate (default: the bind address, or this machine''s host name when bound to all interfaces)'
             cand --metrics 'Serve Prometheus metrics at http://ADDR:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464'
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand --tls-self-signed 'Serve TLS with a self-signed certificate (kept in the data directory) and print its SHA-256 fingerprint for clients to pin'
             cand --no-profile 'Do not write the `local` profile for clients on this machine'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
@@ -65,6 +67,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --key 'Key. Prefer a profile: arguments are visible to other users'
             cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand --http 'Also answer plain HTTP requests for the hybrid connection (`https://relay/HC/…`) by calling the target over HTTP/1.1, with `/HC` taken off the path. WebSocket senders keep reaching the same target. Without it, HTTP requests get 501'
             cand --keep-path-prefix 'With --http: pass the path on as the client sent it, `/HC` included'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
@@ -79,6 +82,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;connect'= {
             cand --target 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name'
             cand --bind 'Local port to accept connections on: `PORT` or `ADDR:PORT` (default address 127.0.0.1)'
+            cand --prewarm 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off'
             cand --profile 'Profile name in the config file'
             cand --connection-string 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users'
             cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'
@@ -86,6 +90,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --key 'Key. Prefer a profile: arguments are visible to other users'
             cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand --stdio 'Bridge stdin/stdout instead (for `ssh -o ProxyCommand=''hyco connect HC/ssh --stdio''`)'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
@@ -100,6 +105,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --to 'Where tunnelled connections go (default: a built-in echo service)'
             cand --bind 'Local port that reaches the target through the relay: `PORT` or `ADDR:PORT`'
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
             cand -q 'Only errors'
@@ -111,6 +117,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         }
         &'hyco;profile'= {
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
             cand -q 'Only errors'
@@ -134,6 +141,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --connection-string-file 'File holding a connection string, or `-` for stdin'
             cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand --default 'Make it the default profile'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
@@ -146,6 +154,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         }
         &'hyco;profile;list'= {
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
             cand -q 'Only errors'
@@ -157,6 +166,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         }
         &'hyco;profile;show'= {
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand --show-secret 'Print keys and tokens in full'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
@@ -169,6 +179,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         }
         &'hyco;profile;remove'= {
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
             cand -q 'Only errors'
@@ -180,6 +191,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         }
         &'hyco;profile;default'= {
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
             cand -q 'Only errors'
@@ -219,6 +231,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --key 'Key. Prefer a profile: arguments are visible to other users'
             cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand --as-connection-string 'Print a connection string (endpoint, token, hybrid connection) instead of the token'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
@@ -231,6 +244,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         }
         &'hyco;completions'= {
             cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
             cand -q 'Only errors'

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_hyco_global_optspecs
-    string join \n v/verbose q/quiet log-format= h/help V/version
+    string join \n v/verbose q/quiet log-format= threads= h/help V/version
 end
 
 function __fish_hyco_needs_command
@@ -26,6 +26,7 @@ end
 
 complete -c hyco -n "__fish_hyco_needs_command" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_needs_command" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_needs_command" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_needs_command" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -46,6 +47,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand serve" -l public-host -d 'Host
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l tls-self-signed -d 'Serve TLS with a self-signed certificate (kept in the data directory) and print its SHA-256 fingerprint for clients to pin'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l no-profile -d 'Do not write the `local` profile for clients on this machine'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
@@ -62,6 +64,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand listen" -l key -d 'Key. Prefer
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l http -d 'Also answer plain HTTP requests for the hybrid connection (`https://relay/HC/…`) by calling the target over HTTP/1.1, with `/HC` taken off the path. WebSocket senders keep reaching the same target. Without it, HTTP requests get 501'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l keep-path-prefix -d 'With --http: pass the path on as the client sent it, `/HC` included'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
@@ -70,6 +73,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand listen" -s h -l help -d 'Print
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l target -d 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l bind -d 'Local port to accept connections on: `PORT` or `ADDR:PORT` (default address 127.0.0.1)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l prewarm -d 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l profile -d 'Profile name in the config file' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
@@ -78,6 +82,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand connect" -l key -d 'Key. Prefe
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l stdio -d 'Bridge stdin/stdout instead (for `ssh -o ProxyCommand=\'hyco connect HC/ssh --stdio\'`)'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -s q -l quiet -d 'Only errors'
@@ -87,12 +92,14 @@ complete -c hyco -n "__fish_hyco_using_subcommand demo" -l to -d 'Where tunnelle
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -l bind -d 'Local port that reaches the target through the relay: `PORT` or `ADDR:PORT`' -r
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand demo" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -s h -l help -d 'Print help'
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s h -l help -d 'Print help'
@@ -111,6 +118,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subco
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l default -d 'Make it the default profile'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Only errors'
@@ -118,12 +126,14 @@ complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subco
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -l show-secret -d 'Print keys and tokens in full'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Only errors'
@@ -131,12 +141,14 @@ complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subco
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s h -l help -d 'Print help'
@@ -158,6 +170,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand token" -l key -d 'Key. Prefer 
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l as-connection-string -d 'Print a connection string (endpoint, token, hybrid connection) instead of the token'
 complete -c hyco -n "__fish_hyco_using_subcommand token" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand token" -s q -l quiet -d 'Only errors'
@@ -165,6 +178,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand token" -s h -l help -d 'Print 
 complete -c hyco -n "__fish_hyco_using_subcommand token" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand completions" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s h -l help -d 'Print help'

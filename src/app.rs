@@ -16,6 +16,7 @@ use crate::cli::{Command, ConnectArgs, CredentialArgs, DemoArgs, ListenArgs, Ser
 use crate::client::RelayClient;
 use crate::client::connect::{self, ConnectSettings};
 use crate::client::listen::{self, ListenSettings, Targets};
+use crate::client::prewarm::Prewarm;
 use crate::error::{Kind, failure};
 use crate::profile::{self, CredentialSources, EnvSources, ProfileStore};
 use crate::relay::{self, RelaySettings, config::DEFAULT_KEY_NAME};
@@ -241,6 +242,7 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
         return connect::run_stdio(client, settings, stats, shutdown).await;
     }
     let Some(bind) = &args.bind else { bail!("give --bind PORT or --stdio") };
+    let prewarm = Prewarm { tunnels: usize::from(args.prewarm), ..Prewarm::default() };
     let addr = crate::cli::parse_bind(bind).map_err(|e| failure(Kind::Config, e.to_string()))?;
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with --bind"))
@@ -252,7 +254,7 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
         settings.hc,
         settings.suffix.as_ref().map(|s| format!("/{s}")).unwrap_or_default()
     );
-    connect::run_bind(client, settings, listener, stats, shutdown).await
+    connect::run_bind(client, settings, prewarm, listener, stats, shutdown).await
 }
 
 /// Echoes every byte back until the peer's EOF, then closes (the demo's default target).
@@ -305,6 +307,7 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
     tasks.spawn(connect::run_bind(
         client,
         ConnectSettings { hc: "demo".into(), suffix: None },
+        Prewarm::default(),
         local,
         stats.clone(),
         shutdown.clone(),

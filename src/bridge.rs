@@ -19,14 +19,37 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::net::{ClientStream, ReadPart};
+use crate::net::{ClientStream, ReadPart, WritePart};
 use crate::protocol::close;
 use crate::ws::chunk::Chunk;
 use crate::ws::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::ws::stream::{FrameReader, FrameWriter, Role, try_read};
 
 /// The tunnel's read half.
-type WsRead = ReadPart<tokio_rustls::client::TlsStream<TcpStream>>;
+pub type WsRead = ReadPart<tokio_rustls::client::TlsStream<TcpStream>>;
+/// The tunnel's write half.
+pub type WsWrite = WritePart<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// An open tunnel WebSocket (client role), split into its frame reader and writer.
+pub struct Tunnel {
+    pub reader: FrameReader<WsRead>,
+    pub writer: FrameWriter<WsWrite>,
+    /// A data frame whose header has been read but whose payload has not: the pump
+    /// delivers it first.
+    pub pending: Option<FrameHeader>,
+}
+
+impl Tunnel {
+    /// `initial` holds bytes that arrived after the 101 response.
+    pub fn new(ws: ClientStream, initial: &[u8]) -> Self {
+        let (read, write) = ws.split();
+        Self {
+            reader: FrameReader::new(read, initial, Role::Client),
+            writer: FrameWriter::new(write, Role::Client),
+            pending: None,
+        }
+    }
+}
 
 /// Bytes read from the local side into one frame while the tunnel is quiet, into a
 /// buffer the tunnel keeps. A read that fills it means data is flowing: reads then go to
@@ -86,13 +109,12 @@ pub enum Outcome {
     Aborted(String),
 }
 
-/// Pumps `local` (read and write halves) against the tunnel `ws` (client role) until both
-/// directions end, one aborts, or `cancel` fires (an abort).
+/// Pumps `local` (read and write halves) against `tunnel` until both directions end, one
+/// aborts, or `cancel` fires (an abort).
 pub async fn pump<LR, LW>(
     mut local_read: LR,
     mut local_write: LW,
-    ws: ClientStream,
-    ws_initial: &[u8],
+    tunnel: Tunnel,
     stats: &Stats,
     cancel: &CancellationToken,
 ) -> Outcome
@@ -100,13 +122,12 @@ where
     LR: AsyncRead + Unpin,
     LW: AsyncWrite + Unpin,
 {
-    let (ws_read, ws_write) = ws.split();
-    let mut reader = FrameReader::new(ws_read, ws_initial, Role::Client);
-    let writer = Mutex::new(FrameWriter::new(ws_write, Role::Client));
+    let Tunnel { mut reader, writer, pending } = tunnel;
+    let writer = Mutex::new(writer);
 
     let outcome = {
         let up = upstream(&mut local_read, &writer, stats);
-        let down = downstream(&mut reader, &mut local_write, &writer, stats);
+        let down = downstream(&mut reader, pending, &mut local_write, &writer, stats);
         tokio::pin!(up, down);
         let (mut up_done, mut down_done) = (false, false);
         loop {
@@ -135,18 +156,12 @@ where
     outcome
 }
 
-/// Pumps a local TCP connection against the tunnel `ws`, counting it in `stats`; an
-/// aborted tunnel resets the TCP connection, so its application sees an error.
-pub async fn pump_tcp(
-    mut tcp: TcpStream,
-    ws: ClientStream,
-    ws_initial: &[u8],
-    stats: &Arc<Stats>,
-    cancel: &CancellationToken,
-) -> Outcome {
+/// Pumps a local TCP connection against `tunnel`, counting it in `stats`; an aborted
+/// tunnel resets the TCP connection, so its application sees an error.
+pub async fn pump_tcp(mut tcp: TcpStream, tunnel: Tunnel, stats: &Arc<Stats>, cancel: &CancellationToken) -> Outcome {
     let _active = ActiveGuard::new(stats.clone());
     let (read, write) = tcp.split();
-    let outcome = pump(read, write, ws, ws_initial, stats, cancel).await;
+    let outcome = pump(read, write, tunnel, stats, cancel).await;
     match &outcome {
         Outcome::Clean => debug!("tunnel closed"),
         Outcome::Aborted(why) => {
@@ -214,6 +229,7 @@ where
 /// Frames from the tunnel to local bytes; Close 1000 shuts the local write side.
 async fn downstream<LW, W>(
     reader: &mut FrameReader<WsRead>,
+    mut pending: Option<FrameHeader>,
     local: &mut LW,
     writer: &Mutex<FrameWriter<W>>,
     stats: &Stats,
@@ -224,8 +240,12 @@ where
 {
     let lost = |e: io::Error| format!("relay connection lost: {e}");
     loop {
-        let Some(header) = reader.header().await.map_err(lost)? else {
-            return Err("relay connection lost without a close".into());
+        let header = match pending.take() {
+            Some(header) => header,
+            None => match reader.header().await.map_err(lost)? {
+                Some(header) => header,
+                None => return Err("relay connection lost without a close".into()),
+            },
         };
         match header.opcode {
             OpCode::Binary | OpCode::Text | OpCode::Continuation => {

@@ -20,9 +20,17 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Worker threads. Default: one per core for `serve` and `demo`, one for the rest
+    /// (a tunnel needs little CPU, and one thread wakes faster than several).
+    #[arg(long, global = true, env = "HYCO_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS))]
+    pub threads: Option<u16>,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The most worker threads `--threads` allows.
+pub const MAX_THREADS: i64 = 1024;
 
 /// The exit codes, as the man page and `--help` list them (see `crate::error::Kind`).
 pub const EXIT_CODES: &str = "\
@@ -264,9 +272,18 @@ pub struct ConnectArgs {
     /// Bridge stdin/stdout instead (for `ssh -o ProxyCommand='hyco connect HC/ssh --stdio'`).
     #[arg(long)]
     pub stdio: bool,
+    /// With --bind: tunnels to keep open ahead of need, so that a new connection does not
+    /// wait for the rendezvous (0 turns this off). A hyco listener reaches the target only
+    /// when a tunnel is used; with another listener this turns itself off.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PREWARM, conflicts_with = "stdio",
+          value_parser = clap::value_parser!(u8).range(0..=MAX_PREWARM))]
+    pub prewarm: u8,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }
+
+const DEFAULT_PREWARM: u8 = crate::client::prewarm::DEFAULT_TUNNELS as u8;
+const MAX_PREWARM: i64 = crate::client::prewarm::MAX_TUNNELS as i64;
 
 /// Parses `--bind` for connect: `PORT` or `ADDR:PORT`.
 pub fn parse_bind(text: &str) -> anyhow::Result<SocketAddr> {

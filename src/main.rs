@@ -38,7 +38,19 @@ fn main() -> ExitCode {
         LogFormat::Text => builder.init(),
     }
 
-    let runtime = match tokio::runtime::Runtime::new() {
+    let threads = cli.threads.map_or_else(
+        || match cli.command {
+            Command::Serve(_) | Command::Demo(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            _ => 1,
+        },
+        usize::from,
+    );
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hyco: cannot start: {e}");

@@ -112,6 +112,48 @@ pub async fn accept(
     }
 }
 
+/// Opens a TCP connection to `target` (`host:port`), with Nagle off, trying each address
+/// in turn like [`TcpStream::connect`]. A connection the kernel completes at once (a
+/// target on this host) is used without a trip through the reactor.
+pub async fn connect(target: &str) -> io::Result<TcpStream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(target).await? {
+        match connect_addr(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the name resolved to no address")))
+}
+
+async fn connect_addr(addr: std::net::SocketAddr) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if in_progress(&e) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
+    if stream.peer_addr().is_err() {
+        stream.writable().await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+        stream.peer_addr()?;
+    }
+    Ok(stream)
+}
+
+/// Whether a non-blocking connect's error only says "not yet".
+fn in_progress(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    return e.raw_os_error() == Some(libc::EINPROGRESS);
+    #[cfg(not(unix))]
+    return e.kind() == io::ErrorKind::WouldBlock;
+}
+
 /// Ends a TCP connection with a reset rather than a FIN, so the application on the
 /// other end sees an error, not a clean end of data.
 pub fn reset(stream: TcpStream) {

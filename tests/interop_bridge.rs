@@ -71,6 +71,13 @@ async fn a_hyco_ws_listener_serves_hyco_connect() {
     let listener = Proc::spawn(node("listener.js", &[&relay.base(), "interop", KEY_NAME, KEY], &[]));
     listener.stdout.wait_for(NODE_STEP, "listener.js READY", |l| l == "READY").await;
     let bound = Bound::start(client(relay.addr), "interop", None).await;
+    // hyco connect prewarms: its first tunnel offers `hyco.immediate, hyco.deferred`; the
+    // official listener takes the first, so the connector closes that one tunnel and opens
+    // one per connection from then on.
+    listener.stdout.wait_for(NODE_STEP, "the probe tunnel closed", |l| l.starts_with("CLOSED 1 ")).await;
+    let out = listener.stdout.text();
+    assert!(out.contains(r#""protocol":"hyco.immediate""#), "{out}");
+    assert!(out.lines().any(|l| l == "CLOSED 1 1000 prewarming not supported"), "{out}");
 
     // Several frames' worth (the bridge sends what each local read returns, up to 32 KiB);
     // the hyco-ws listener echoes each binary message.
@@ -82,12 +89,13 @@ async fn a_hyco_ws_listener_serves_hyco_connect() {
 
     // What listener.js saw: binary messages only, adding up to the data, then the Close
     // our half-close sent (ws 1.1.5 echoes it, which ended the tunnel cleanly above).
-    listener.stdout.wait_for(NODE_STEP, "listener.js CLOSED", |l| l.starts_with("CLOSED 1 ")).await;
+    listener.stdout.wait_for(NODE_STEP, "listener.js CLOSED", |l| l.starts_with("CLOSED 2 ")).await;
     let out = listener.stdout.text();
-    let received: String = out.lines().filter_map(|l| l.strip_prefix("RECV 1 binary ")).collect();
+    let received: String = out.lines().filter_map(|l| l.strip_prefix("RECV 2 binary ")).collect();
     assert!(received == hex(&data), "listener.js got other bytes:\n{}", &out[..out.len().min(2000)]);
-    assert!(!out.lines().any(|l| l.starts_with("RECV 1 text")), "hyco sends binary only");
-    assert!(out.lines().any(|l| l.starts_with("CLOSED 1 1000")), "{}", &out[out.len().saturating_sub(500)..]);
+    assert!(!out.lines().any(|l| l.starts_with("RECV 2 text") || l.starts_with("RECV 1 ")), "binary only, none early");
+    assert!(out.lines().any(|l| l.starts_with("CLOSED 2 1000")), "{}", &out[out.len().saturating_sub(500)..]);
+    assert!(!out.lines().any(|l| l.starts_with("ACCEPTED 3 ")), "no more prewarmed tunnels:\n{out}");
     until_idle("the connect side's tunnel to end", &bound.stats).await;
     assert_eq!(bound.stats.failed.load(Ordering::Relaxed), 0, "a clean end");
 }

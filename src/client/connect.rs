@@ -5,16 +5,20 @@
 //! connection is reset (bind) or the process exits non-zero with the message (stdio).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::prewarm::{self, OnDemand, OpenFailure, Pool, Prewarm};
 use super::{OpenError, Opened, RelayClient};
-use crate::bridge::{self, Outcome, Stats};
+use crate::bridge::{self, Outcome, Stats, Tunnel};
 use crate::error::{Kind, failure};
 use crate::protocol::{self, Action};
+use crate::ws::frame::CloseFrame;
+use crate::ws::handshake;
 
 /// What `hyco connect` reaches: an HC and, optionally, a named target on its listener.
 #[derive(Clone, Debug)]
@@ -44,9 +48,35 @@ pub async fn open_sender(client: &RelayClient, settings: &ConnectSettings) -> an
 
 /// Opens one sender WebSocket for `settings`, with `id` as its tracking id (`sb-hc-id`).
 pub async fn open_sender_as(client: &RelayClient, settings: &ConnectSettings, id: &str) -> anyhow::Result<Opened> {
+    open_sender_with(client, settings, id, &[]).await
+}
+
+/// Opens one sender WebSocket for `settings` with more upgrade headers.
+pub async fn open_sender_with(
+    client: &RelayClient,
+    settings: &ConnectSettings,
+    id: &str,
+    headers: &[(String, String)],
+) -> anyhow::Result<Opened> {
     let token = client.token(&settings.hc)?.map(|(t, _)| t);
     let url = client.url(&settings.hc, settings.suffix.as_deref(), Action::Connect, Some(id));
-    client.open(&url, token.as_ref(), &[]).await.map_err(|e| describe(e, settings))
+    client.open(&url, token.as_ref(), headers).await.map_err(|e| describe(e, settings))
+}
+
+/// Opens a tunnel that waits for its start (see [`prewarm`]).
+async fn open_prewarmed(client: &RelayClient, settings: &ConnectSettings, id: &str) -> Result<Tunnel, OpenFailure> {
+    let Opened { stream, initial, response } = open_sender_with(client, settings, id, &[prewarm::offer()])
+        .await
+        .map_err(|e| OpenFailure::Failed(format!("{e:#}")))?;
+    let mut tunnel = Tunnel::new(stream, &initial);
+    match prewarm::accepted(handshake::header(&response.headers, "Sec-WebSocket-Protocol")) {
+        Ok(()) => Ok(tunnel),
+        Err(why) => {
+            let frame = CloseFrame::new(protocol::close::NORMAL, "prewarming not supported");
+            let _ = tokio::time::timeout(Duration::from_secs(2), tunnel.writer.send_close(Some(&frame))).await;
+            Err(OpenFailure::Unsupported(why))
+        }
+    }
 }
 
 fn describe(e: OpenError, settings: &ConnectSettings) -> anyhow::Error {
@@ -64,42 +94,77 @@ fn describe(e: OpenError, settings: &ConnectSettings) -> anyhow::Error {
 }
 
 /// Accepts local connections on `listener` until `shutdown`, bridging each through
-/// the relay. Live tunnels are aborted at shutdown.
+/// the relay: through a prewarmed tunnel when one is ready, else through one opened for
+/// it. Live tunnels are aborted at shutdown.
 pub async fn run_bind(
     client: RelayClient,
     settings: ConnectSettings,
+    prewarm: Prewarm,
     listener: TcpListener,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let tunnels = TaskTracker::new();
+    let on_demand: OnDemand = {
+        let (client, settings, stats, shutdown, tunnels) =
+            (client.clone(), settings.clone(), stats.clone(), shutdown.clone(), tunnels.clone());
+        Arc::new(move |local| {
+            tunnels.spawn(on_demand(client.clone(), settings.clone(), local, stats.clone(), shutdown.clone()));
+        })
+    };
+    let pool = (prewarm.tunnels > 0).then(|| {
+        let hc = settings.hc.clone();
+        let (client, settings) = (client.clone(), settings.clone());
+        let open = move |id: String| {
+            let (client, settings) = (client.clone(), settings.clone());
+            async move { open_prewarmed(&client, &settings, &id).await }
+        };
+        Pool::start(prewarm, hc, open, on_demand.clone(), stats.clone(), &tunnels, shutdown.clone())
+    });
     while let Some((tcp, peer)) = crate::net::accept(&listener, &shutdown, "local port").await {
         let _ = tcp.set_nodelay(true);
-        let (client, settings, stats, cancel) = (client.clone(), settings.clone(), stats.clone(), shutdown.clone());
-        let id = protocol::new_guid();
-        let span = info_span!("tunnel", hc = %settings.hc, %id, %peer);
-        tunnels.spawn(
-            async move {
-                match open_sender_as(&client, &settings, &id).await {
-                    Ok(Opened { stream, initial, response }) => {
-                        debug!("tunnel open");
-                        // A tunnel may live for days: let go of what only the rendezvous needed.
-                        drop((response, client, settings));
-                        bridge::pump_tcp(tcp, stream, &initial, &stats, &cancel).await;
-                    }
-                    Err(e) => {
-                        stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        warn!("{e:#}");
-                        crate::net::reset(tcp);
-                    }
-                }
-            }
-            .instrument(span),
-        );
+        let local = match &pool {
+            Some(pool) => match pool.hand((tcp, peer)) {
+                None => continue,
+                Some(local) => local,
+            },
+            None => (tcp, peer),
+        };
+        on_demand(local);
     }
     tunnels.close();
     tunnels.wait().await;
     Ok(())
+}
+
+/// Opens a tunnel for one local connection and bridges it.
+async fn on_demand(
+    client: RelayClient,
+    settings: ConnectSettings,
+    (tcp, peer): prewarm::Local,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+) {
+    let id = protocol::new_guid();
+    let span = info_span!("tunnel", hc = %settings.hc, %id, %peer);
+    async move {
+        match open_sender_as(&client, &settings, &id).await {
+            Ok(Opened { stream, initial, response }) => {
+                debug!("tunnel open");
+                // A tunnel may live for days: let go of what only the rendezvous needed.
+                let tunnel = Tunnel::new(stream, &initial);
+                drop((response, initial, client, settings));
+                bridge::pump_tcp(tcp, tunnel, &stats, &cancel).await;
+            }
+            Err(e) => {
+                stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                warn!("{e:#}");
+                crate::net::reset(tcp);
+            }
+        }
+    }
+    .instrument(span)
+    .await;
 }
 
 /// Bridges stdin/stdout through one sender WebSocket. `Err` (exit non-zero) when the
@@ -116,9 +181,8 @@ pub async fn run_stdio(
         let opened = open_sender_as(&client, &settings, &id).await?;
         info!("tunnel open");
         let _active = bridge::ActiveGuard::new(stats.clone());
-        match bridge::pump(tokio::io::stdin(), tokio::io::stdout(), opened.stream, &opened.initial, &stats, &shutdown)
-            .await
-        {
+        let tunnel = Tunnel::new(opened.stream, &opened.initial);
+        match bridge::pump(tokio::io::stdin(), tokio::io::stdout(), tunnel, &stats, &shutdown).await {
             Outcome::Clean => Ok(()),
             Outcome::Aborted(why) => anyhow::bail!("tunnel aborted: {why}"),
         }

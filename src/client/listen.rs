@@ -25,11 +25,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::http::{self, ControlReply, HttpEnv};
-use super::{OpenError, RelayClient, split_url};
-use crate::bridge::{self, Stats};
+use super::{OpenError, RelayClient, prewarm, split_url};
+use crate::bridge::{self, Stats, Tunnel};
 use crate::encoding::encode_component;
 use crate::error::{Kind, failure};
 use crate::protocol::{self, Accept, Action, HcAddress, HttpRequest, ListenerMessage, RelayMessage, RenewToken, close};
+use crate::ws::frame::CloseFrame as WsClose;
 
 /// Waits between reconnects, in seconds; the last repeats (PROTOCOL.md 5.6).
 pub const BACKOFF_SECS: [u64; 6] = [0, 1, 2, 5, 10, 30];
@@ -108,6 +109,8 @@ pub struct ListenSettings {
     pub http: bool,
     /// With `http`: pass the request path on with the `/{hc}` prefix (`--keep-path-prefix`).
     pub keep_path_prefix: bool,
+    /// How long a prewarmed tunnel may wait for its start ([`prewarm`]).
+    pub prewarm_start_timeout: Duration,
 }
 
 impl ListenSettings {
@@ -121,6 +124,7 @@ impl ListenSettings {
             target_connect_timeout: TARGET_CONNECT_TIMEOUT,
             http: false,
             keep_path_prefix: false,
+            prewarm_start_timeout: prewarm::START_TIMEOUT,
         }
     }
 }
@@ -153,6 +157,7 @@ pub async fn run(
         stats,
         tunnels: tunnels.clone(),
         force: force.clone(),
+        shutdown: shutdown.clone(),
         ever_connected: AtomicBool::new(false),
     });
     let mut channels = tokio::task::JoinSet::new();
@@ -184,6 +189,8 @@ struct Ctx {
     stats: Arc<Stats>,
     tunnels: TaskTracker,
     force: CancellationToken,
+    /// Graceful shutdown: prewarmed tunnels not yet started end at once.
+    shutdown: CancellationToken,
     /// Whether any control channel has been open yet.
     ever_connected: AtomicBool,
 }
@@ -365,8 +372,9 @@ impl Ctx {
         let hc_segments = self.settings.hc.split('/').filter(|s| !s.is_empty()).count();
         let targets = self.settings.targets.clone();
         let stats = self.stats.clone();
-        let force = self.force.clone();
+        let (force, shutdown) = (self.force.clone(), self.shutdown.clone());
         let connect_timeout = self.settings.target_connect_timeout;
+        let start_timeout = self.settings.prewarm_start_timeout;
         self.tunnels.spawn(
             async move {
                 let suffix = split_url(&accept.address)
@@ -377,42 +385,93 @@ impl Ctx {
                     Ok(t) => t.to_owned(),
                     Err(text) => return reject(&client, &accept, 404, &text).await,
                 };
-                let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(&target)).await {
-                    Ok(Ok(tcp)) => tcp,
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                        return reject(&client, &accept, 502, &format!("Connection to {target} refused")).await;
-                    }
-                    Ok(Err(e)) => {
-                        return reject(&client, &accept, 502, &format!("Connection to {target} failed: {e}")).await;
-                    }
-                    Err(_) => return reject(&client, &accept, 504, &format!("Connection to {target} timed out")).await,
-                };
-                let _ = tcp.set_nodelay(true);
-                // Official clients pick the first subprotocol the sender offered.
-                let protocol = accept
+                let offered = accept
                     .connect_headers
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case("Sec-WebSocket-Protocol"))
-                    .and_then(|(_, v)| v.split(',').next())
-                    .map(|p| vec![("Sec-WebSocket-Protocol".to_owned(), p.trim().to_owned())])
+                    .map(|(_, v)| v.as_str())
                     .unwrap_or_default();
-                let opened = match client.open(&accept.address, None, &protocol).await {
-                    Ok(o) => o,
-                    Err(e) => {
-                        warn!("accepting failed: {e}");
-                        crate::net::reset(tcp);
+                if prewarm::requested(offered) {
+                    // The target is reached when the sender starts the tunnel.
+                    let Some(tunnel) = accept_rendezvous(&client, &accept, Some(prewarm::DEFERRED)).await else {
                         return;
-                    }
+                    };
+                    drop((accept, targets, client, suffix));
+                    return deferred(tunnel, &target, connect_timeout, start_timeout, &stats, &shutdown, &force).await;
+                }
+                let tcp = match connect_target(&target, connect_timeout).await {
+                    Ok(tcp) => tcp,
+                    Err((status, text)) => return reject(&client, &accept, status, &text).await,
+                };
+                // Official clients pick the first subprotocol the sender offered.
+                let first = offered.split(',').next().map(str::trim).filter(|p| !p.is_empty());
+                let Some(tunnel) = accept_rendezvous(&client, &accept, first).await else {
+                    crate::net::reset(tcp);
+                    return;
                 };
                 debug!(%target, "tunnel open");
                 // A tunnel may live for days: let go of what only the rendezvous needed.
-                let super::Opened { stream, initial, response } = opened;
-                drop((response, accept, targets, client, protocol, suffix, target));
-                bridge::pump_tcp(tcp, stream, &initial, &stats, &force).await;
+                drop((accept, targets, client, suffix, target));
+                bridge::pump_tcp(tcp, tunnel, &stats, &force).await;
             }
             .instrument(span),
         );
     }
+}
+
+/// Opens a TCP connection to `target`; a failure is the status and text to reject with.
+async fn connect_target(target: &str, timeout: Duration) -> Result<TcpStream, (u16, String)> {
+    match tokio::time::timeout(timeout, crate::net::connect(target)).await {
+        Ok(Ok(tcp)) => Ok(tcp),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err((502, format!("Connection to {target} refused")))
+        }
+        Ok(Err(e)) => Err((502, format!("Connection to {target} failed: {e}"))),
+        Err(_) => Err((504, format!("Connection to {target} timed out"))),
+    }
+}
+
+/// Accepts: opens the rendezvous WebSocket at the accept's address, choosing `protocol`.
+/// `None` (logged) when the relay would not have it.
+async fn accept_rendezvous(client: &RelayClient, accept: &Accept, protocol: Option<&str>) -> Option<Tunnel> {
+    let headers: Vec<_> = protocol.map(|p| ("Sec-WebSocket-Protocol".to_owned(), p.to_owned())).into_iter().collect();
+    match client.open(&accept.address, None, &headers).await {
+        Ok(super::Opened { stream, initial, .. }) => Some(Tunnel::new(stream, &initial)),
+        Err(e) => {
+            warn!("accepting failed: {e}");
+            None
+        }
+    }
+}
+
+/// A prewarmed tunnel ([`prewarm`]): waits for the sender's start, then
+/// connects to `target`. A target that cannot be reached closes the tunnel with 1011 and
+/// the reason, which the sender's application sees as a reset.
+async fn deferred(
+    mut tunnel: Tunnel,
+    target: &str,
+    connect_timeout: Duration,
+    start_timeout: Duration,
+    stats: &Arc<Stats>,
+    shutdown: &CancellationToken,
+    force: &CancellationToken,
+) {
+    if let Err(e) = prewarm::await_start(&mut tunnel, start_timeout, shutdown).await {
+        debug!("prewarmed tunnel ended unused: {e:?}");
+        return;
+    }
+    let tcp = match connect_target(target, connect_timeout).await {
+        Ok(tcp) => tcp,
+        Err((_, text)) => {
+            warn!("{text}");
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            let frame = WsClose::new(close::INTERNAL_ERROR, text);
+            let _ = tokio::time::timeout(Duration::from_secs(2), tunnel.writer.send_close(Some(&frame))).await;
+            return;
+        }
+    };
+    debug!(%target, "tunnel open (prewarmed)");
+    bridge::pump_tcp(tcp, tunnel, stats, force).await;
 }
 
 async fn reject(client: &RelayClient, accept: &Accept, status: u16, text: &str) {

@@ -5,13 +5,12 @@
 pub mod connect;
 pub mod http;
 pub mod listen;
+pub mod prewarm;
 pub mod tls;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::net::TcpStream;
 
 use crate::connstr::{Credential, Endpoint};
 use crate::error::{Kind, failure};
@@ -207,8 +206,7 @@ async fn open_ws(
 ) -> Result<Opened, OpenError> {
     let (secure, host, port, target) = split_url(url).ok_or_else(|| OpenError::BadUrl(url.to_owned()))?;
     let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let tcp = TcpStream::connect(&addr).await.map_err(|error| OpenError::Connect { addr: addr.clone(), error })?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = crate::net::connect(&addr).await.map_err(|error| OpenError::Connect { addr: addr.clone(), error })?;
     let mut stream = if secure {
         let config = match tls {
             Some(c) => c.clone(),

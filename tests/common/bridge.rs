@@ -15,6 +15,7 @@ use hyco::bridge::Stats;
 use hyco::client::RelayClient;
 use hyco::client::connect::{self, ConnectSettings};
 use hyco::client::listen::{self, ListenSettings, Targets};
+use hyco::client::prewarm::Prewarm;
 use hyco::connstr::{Credential, Endpoint};
 use hyco::secret::Secret;
 use sha2::{Digest, Sha256};
@@ -179,13 +180,19 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// With the default prewarming, as `hyco connect --bind` runs.
     pub async fn start(client: RelayClient, hc: &str, suffix: Option<&str>) -> Self {
+        Self::start_with(client, hc, suffix, Prewarm::default()).await
+    }
+
+    pub async fn start_with(client: RelayClient, hc: &str, suffix: Option<&str>, prewarm: Prewarm) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind connect's port");
         let addr = listener.local_addr().expect("addr");
         let settings = ConnectSettings { hc: hc.into(), suffix: suffix.map(Into::into) };
         let stats = Arc::new(Stats::default());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(connect::run_bind(client, settings, listener, stats.clone(), shutdown.clone()));
+        let task =
+            tokio::spawn(connect::run_bind(client, settings, prewarm, listener, stats.clone(), shutdown.clone()));
         Self { addr, stats, shutdown, task: Some(task) }
     }
 

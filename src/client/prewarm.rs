@@ -1,0 +1,405 @@
+//! Prewarmed tunnels: `hyco connect --bind` keeps a few tunnels open ahead of need and
+//! hands one to each new local connection, so a connection does not wait for the
+//! rendezvous (a WebSocket to the relay, an accept on the listener's control channel, the
+//! listener's WebSocket back, two 101s).
+//!
+//! A tunnel opened ahead of need must not reach the target before it is used: the
+//! target would see idle connections, and a server that speaks first would talk to
+//! nobody. So the sender offers two WebSocket subprotocols, [`IMMEDIATE`] first and
+//! [`DEFERRED`] second; they reach the listener in the accept's `connectHeaders`, and
+//! the listener's choice comes back in the sender's 101 (PROTOCOL.md 5.3). A hyco
+//! listener picks [`DEFERRED`]: it picks the target as usual (an unknown name is still
+//! rejected with 404), accepts, and connects to the target when the sender's first frame
+//! arrives. That frame, *start*, is sent when a local connection takes the tunnel: the
+//! connection's first bytes if it has sent any, else an empty binary frame. A target
+//! that cannot be reached then closes the tunnel with 1011 and the reason, and the local
+//! connection is reset.
+//!
+//! Other listeners (the official clients, an older hyco) pick the first subprotocol,
+//! [`IMMEDIATE`], and connect to their target at once: the sender closes that one tunnel
+//! and opens a tunnel per connection from then on. Nothing here needs the relay's help,
+//! so it works through any relay, Azure's included.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span};
+
+use crate::bridge::{self, Stats, Tunnel};
+use crate::protocol::close;
+use crate::ws::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode};
+
+/// The subprotocol a listener that connects at once picks (offered first).
+pub const IMMEDIATE: &str = "hyco.immediate";
+/// The subprotocol a hyco listener picks to defer the target until *start*.
+pub const DEFERRED: &str = "hyco.deferred";
+/// Tunnels `hyco connect --bind` keeps open ahead of need, unless told otherwise.
+pub const DEFAULT_TUNNELS: usize = 8;
+/// The most tunnels `--prewarm` may keep open.
+pub const MAX_TUNNELS: usize = 64;
+/// An unused prewarmed tunnel is closed and replaced after this long (relays and the
+/// networks between drop quiet connections sooner or later).
+pub const MAX_IDLE: Duration = Duration::from_secs(60);
+/// How long a listener holds a deferred tunnel that is never started.
+pub const START_TIMEOUT: Duration = Duration::from_secs(300);
+/// Waits after failing to open a prewarmed tunnel, in seconds; the last repeats.
+const BACKOFF_SECS: [u64; 5] = [1, 2, 5, 10, 30];
+
+/// The `Sec-WebSocket-Protocol` offer of a sender that asks for a deferred start.
+pub fn offer() -> (String, String) {
+    ("Sec-WebSocket-Protocol".to_owned(), format!("{IMMEDIATE}, {DEFERRED}"))
+}
+
+/// Whether a sender's subprotocol offer (the accept's `Sec-WebSocket-Protocol`) asks for a
+/// deferred start.
+pub fn requested(offered: &str) -> bool {
+    offered.split(',').any(|p| p.trim() == DEFERRED)
+}
+
+/// How `hyco connect --bind` prewarms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prewarm {
+    /// Tunnels kept open ahead of need (0: none).
+    pub tunnels: usize,
+    /// An unused tunnel is replaced after this long.
+    pub max_idle: Duration,
+}
+
+impl Default for Prewarm {
+    fn default() -> Self {
+        Self { tunnels: DEFAULT_TUNNELS, max_idle: MAX_IDLE }
+    }
+}
+
+impl Prewarm {
+    /// No prewarming: a tunnel is opened when a connection arrives.
+    pub fn off() -> Self {
+        Self { tunnels: 0, ..Self::default() }
+    }
+}
+
+/// A local connection waiting for its tunnel.
+pub type Local = (TcpStream, SocketAddr);
+
+/// Opens a tunnel on demand for a local connection (the caller's usual path); used when a
+/// prewarmed tunnel is lost just as a connection is handed to it.
+pub type OnDemand = Arc<dyn Fn(Local) + Send + Sync>;
+
+/// Why a prewarmed tunnel could not be opened.
+pub enum OpenFailure {
+    /// The listener connected at once instead of deferring: prewarming cannot work.
+    Unsupported(String),
+    /// Anything else (no listener yet, relay down): try again later.
+    Failed(String),
+}
+
+/// Tunnels ready for local connections, kept topped up by a background task.
+pub struct Pool {
+    ready: Mutex<VecDeque<oneshot::Sender<Local>>>,
+    /// The hybrid connection, for the tunnels' log lines.
+    hc: String,
+    permits: Arc<Semaphore>,
+    failures: AtomicUsize,
+    prewarm: Prewarm,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    on_demand: OnDemand,
+}
+
+impl Pool {
+    /// Starts keeping `prewarm.tunnels` tunnels open with `open` (which offers the
+    /// subprotocols and checks the listener's choice with [`accepted`]), in tasks on
+    /// `tasks`, until `shutdown`.
+    pub fn start<F, Fut>(
+        prewarm: Prewarm,
+        hc: String,
+        open: F,
+        on_demand: OnDemand,
+        stats: Arc<Stats>,
+        tasks: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Arc<Self>
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Tunnel, OpenFailure>> + Send + 'static,
+    {
+        let pool = Arc::new(Self {
+            ready: Mutex::new(VecDeque::new()),
+            hc,
+            permits: Arc::new(Semaphore::new(prewarm.tunnels)),
+            failures: AtomicUsize::new(0),
+            prewarm,
+            stats,
+            shutdown,
+            on_demand,
+        });
+        tasks.spawn(pool.clone().keep(Arc::new(open), tasks.clone()));
+        pool
+    }
+
+    /// Keeps the pool topped up until shutdown, or until the listener turns out not to
+    /// defer. One tunnel goes first, to learn that (another listener sees one short-lived
+    /// connection, not a pool's worth); then the rest of the pool; then refills in batches
+    /// of half the pool: opened together, tunnels share the processes' wake-ups, and the
+    /// connections in between find the path quiet.
+    async fn keep<F, Fut>(self: Arc<Self>, open: Arc<F>, tasks: TaskTracker)
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Tunnel, OpenFailure>> + Send + 'static,
+    {
+        loop {
+            let Some(permit) = self.permits(1).await else { return };
+            let id = crate::protocol::new_guid();
+            let opened = tokio::select! {
+                o = open(id.clone()) => o,
+                () = self.shutdown.cancelled() => return,
+            };
+            if opened.is_ok() {
+                tasks.spawn(self.clone().opened(id, opened, permit));
+                break;
+            }
+            self.clone().opened(id, opened, permit).await;
+            if self.permits.is_closed() {
+                return; // the listener does not defer
+            }
+        }
+        let batch = self.prewarm.tunnels.div_ceil(2);
+        let mut want = self.prewarm.tunnels - 1;
+        loop {
+            if want > 0 {
+                let Some(mut permits) = self.permits(want).await else { return };
+                while let Some(permit) = permits.split(1) {
+                    let (pool, open) = (self.clone(), open.clone());
+                    tasks.spawn(async move {
+                        let id = crate::protocol::new_guid();
+                        let opened = tokio::select! {
+                            o = open(id.clone()) => o,
+                            () = pool.shutdown.cancelled() => return,
+                        };
+                        pool.opened(id, opened, permit).await;
+                    });
+                }
+            }
+            want = batch;
+        }
+    }
+
+    /// Waits for `n` free places in the pool; `None` at shutdown or once prewarming is off.
+    async fn permits(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        tokio::select! {
+            p = self.permits.clone().acquire_many_owned(n) => p.ok(),
+            () = self.shutdown.cancelled() => None,
+        }
+    }
+
+    /// Hands `local` to a ready tunnel; gives it back when none is ready.
+    pub fn hand(&self, mut local: Local) -> Option<Local> {
+        loop {
+            let Some(slot) = self.ready.lock().expect("pool lock").pop_front() else {
+                return Some(local);
+            };
+            match slot.send(local) {
+                Ok(()) => return None,
+                Err(back) => local = back, // that tunnel has just gone: try the next
+            }
+        }
+    }
+
+    async fn opened(self: Arc<Self>, id: String, opened: Result<Tunnel, OpenFailure>, permit: OwnedSemaphorePermit) {
+        match opened {
+            Ok(tunnel) => {
+                self.failures.store(0, Ordering::Relaxed);
+                let (tx, rx) = oneshot::channel();
+                self.ready.lock().expect("pool lock").push_back(tx);
+                debug!(%id, "prewarmed tunnel ready");
+                self.wait(id, tunnel, rx, permit).await;
+            }
+            Err(OpenFailure::Unsupported(why)) => {
+                info!("the listener does not support prewarmed tunnels ({why}); opening a tunnel per connection");
+                self.permits.close();
+            }
+            Err(OpenFailure::Failed(why)) => {
+                let failures = self.failures.fetch_add(1, Ordering::Relaxed);
+                let delay = Duration::from_secs(BACKOFF_SECS[failures.min(BACKOFF_SECS.len() - 1)]);
+                debug!("cannot prewarm a tunnel: {why}; retrying in {} s", delay.as_secs());
+                // The permit is held through the wait, so that failures do not spin.
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = self.shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+
+    /// Holds a ready tunnel until a local connection takes it, the listener or relay
+    /// closes it, it has been idle for `max_idle`, or shutdown.
+    async fn wait(
+        &self,
+        id: String,
+        mut tunnel: Tunnel,
+        mut rx: oneshot::Receiver<Local>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let idle = tokio::time::sleep(self.prewarm.max_idle);
+        tokio::pin!(idle);
+        let goodbye = loop {
+            tokio::select! {
+                biased;
+                taken = &mut rx => match taken {
+                    Ok(local) => {
+                        drop(permit); // a replacement may open now
+                        return self.begin(id, tunnel, local).await;
+                    }
+                    Err(_) => break Some(CloseFrame::new(close::GOING_AWAY, "")),
+                },
+                frame = tunnel.reader.header() => match idle_frame(&mut tunnel, frame).await {
+                    Ok(()) => {}
+                    Err(goodbye) => break goodbye,
+                },
+                () = &mut idle => break Some(CloseFrame::new(close::NORMAL, "prewarmed tunnel not used")),
+                () = self.shutdown.cancelled() => break Some(CloseFrame::new(close::GOING_AWAY, "connector stopping")),
+            }
+        };
+        rx.close();
+        drop(permit);
+        if let Some(frame) = goodbye {
+            let _ = tokio::time::timeout(Duration::from_secs(2), tunnel.writer.send_close(Some(&frame))).await;
+        }
+        debug!(%id, "prewarmed tunnel closed unused");
+        // A connection handed over just as the tunnel went: give it a tunnel of its own.
+        if let Ok(local) = rx.try_recv() {
+            (self.on_demand)(local);
+        }
+    }
+
+    /// Starts a tunnel for `local`: *start* (with the bytes the connection has already
+    /// sent, if any), then the pump.
+    async fn begin(&self, id: String, mut tunnel: Tunnel, (tcp, peer): Local) {
+        let span = info_span!("tunnel", hc = %self.hc, %id, %peer);
+        async {
+            let mut first = [0; MAX_HEADER_LEN + bridge::QUIET_READ];
+            let n = match tcp.try_read(&mut first[MAX_HEADER_LEN..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                Err(e) => {
+                    debug!("local connection failed before its tunnel started: {e}");
+                    let _ = tunnel.writer.send_close(Some(&CloseFrame::new(close::GOING_AWAY, ""))).await;
+                    return crate::net::reset(tcp);
+                }
+            };
+            let header = FrameHeader { fin: true, opcode: OpCode::Binary, mask: None, len: n as u64 };
+            if let Err(e) = tunnel.writer.send_with_header(header, &mut first, n).await {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("tunnel aborted: relay connection lost: {e}");
+                return crate::net::reset(tcp);
+            }
+            self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            debug!("tunnel open (prewarmed)");
+            bridge::pump_tcp(tcp, tunnel, &self.stats, &self.shutdown).await;
+        }
+        .instrument(span)
+        .await;
+    }
+}
+
+/// A frame on a tunnel that is not in use: answer pings; a Close or anything else ends
+/// it (`Err` with the Close to send back, if any).
+async fn idle_frame(
+    tunnel: &mut Tunnel,
+    frame: std::io::Result<Option<FrameHeader>>,
+) -> Result<(), Option<CloseFrame>> {
+    let header = match frame {
+        Ok(Some(h)) => h,
+        Ok(None) | Err(_) => return Err(None),
+    };
+    match header.opcode {
+        OpCode::Ping => {
+            let payload = tunnel.reader.control_payload().await.map_err(|_| None)?;
+            tunnel.writer.send(OpCode::Pong, &payload).await.map_err(|_| None)
+        }
+        OpCode::Pong => tunnel.reader.control_payload().await.map(drop).map_err(|_| None),
+        OpCode::Close => {
+            let payload = tunnel.reader.control_payload().await.unwrap_or_default();
+            let code = CloseFrame::parse(&payload).ok().flatten().map_or(close::NORMAL, |c| c.code);
+            debug!(code, "prewarmed tunnel closed by the other side");
+            Err(Some(CloseFrame::new(close::NORMAL, "")))
+        }
+        _ => Err(Some(CloseFrame::new(close::PROTOCOL_ERROR, "data on a tunnel not started"))),
+    }
+}
+
+/// Sender side: whether the listener picked [`DEFERRED`] (from the 101's
+/// `Sec-WebSocket-Protocol`). `Err` with what it picked instead.
+pub fn accepted(chosen: Option<&str>) -> Result<(), String> {
+    match chosen {
+        Some(p) if p.trim() == DEFERRED => Ok(()),
+        Some(p) => Err(format!("it chose the subprotocol {p:?}")),
+        None => Err("it chose no subprotocol".into()),
+    }
+}
+
+/// An empty, final binary frame: *start* without data.
+fn is_signal(h: &FrameHeader) -> bool {
+    h.fin && h.opcode == OpCode::Binary && h.len == 0
+}
+
+/// How a deferred tunnel on the listener's side ended before reaching the target.
+#[derive(Debug)]
+pub enum NotStarted {
+    /// The sender closed it (an unused prewarmed tunnel), or it broke.
+    Closed(String),
+    /// Not started within the time allowed, or the listener is stopping.
+    Abandoned,
+}
+
+/// Listener side: waits up to `timeout` for *start*: an empty binary frame, or a data
+/// frame, which stays pending for the pump. Pings are answered meanwhile.
+pub async fn await_start(tunnel: &mut Tunnel, timeout: Duration, stop: &CancellationToken) -> Result<(), NotStarted> {
+    let lost = |e: std::io::Error| NotStarted::Closed(format!("relay connection lost: {e}"));
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        let header = tokio::select! {
+            h = tunnel.reader.header() => h.map_err(lost)?.ok_or_else(|| NotStarted::Closed("connection closed".into()))?,
+            () = &mut deadline => return Err(abandon(tunnel, "not started in time").await),
+            () = stop.cancelled() => return Err(abandon(tunnel, "listener stopping").await),
+        };
+        match header.opcode {
+            OpCode::Ping => {
+                let payload = tunnel.reader.control_payload().await.map_err(lost)?;
+                tunnel.writer.send(OpCode::Pong, &payload).await.map_err(lost)?;
+            }
+            OpCode::Pong => drop(tunnel.reader.control_payload().await.map_err(lost)?),
+            OpCode::Close => {
+                let payload = tunnel.reader.control_payload().await.unwrap_or_default();
+                let _ = tunnel.writer.send_close(Some(&CloseFrame::new(close::NORMAL, ""))).await;
+                let why = match CloseFrame::parse(&payload) {
+                    Ok(Some(c)) if !c.reason.is_empty() => format!("closed by the sender ({} {})", c.code, c.reason),
+                    Ok(Some(c)) => format!("closed by the sender ({})", c.code),
+                    _ => "closed by the sender".into(),
+                };
+                return Err(NotStarted::Closed(why));
+            }
+            _ => {
+                if !is_signal(&header) {
+                    tunnel.pending = Some(header);
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn abandon(tunnel: &mut Tunnel, reason: &str) -> NotStarted {
+    let frame = CloseFrame::new(close::GOING_AWAY, reason);
+    let _ = tokio::time::timeout(Duration::from_secs(2), tunnel.writer.send_close(Some(&frame))).await;
+    NotStarted::Abandoned
+}
