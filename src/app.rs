@@ -54,7 +54,10 @@ pub fn log_filter(level: &str, rust_log: Option<&str>) -> tracing_subscriber::En
         .filter(|s| !s.is_empty())
         .and_then(|s| EnvFilter::try_new(s).ok())
         .unwrap_or_else(|| EnvFilter::new(format!("hyco={level},warn")));
-    filter.add_directive("tungstenite=debug".parse().expect("a valid directive"))
+    // The cap only where trace could be on: added always, it would raise tungstenite to
+    // debug from the default warn.
+    let may_trace = level == "trace" || rust_log.is_some_and(|s| s.to_ascii_lowercase().contains("trace"));
+    if may_trace { filter.add_directive("tungstenite=debug".parse().expect("a valid directive")) } else { filter }
 }
 
 /// The directory for the relay's generated key and certificate.
@@ -273,11 +276,13 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
     let relay_listener = TcpListener::bind("127.0.0.1:0").await?;
     let relay_addr = relay_listener.local_addr()?;
     let tasks = tokio_util::task::TaskTracker::new();
-    tasks.spawn(relay::run(
+    // The relay stops last, so that the listener and connector say goodbye to it.
+    let relay_stop = CancellationToken::new();
+    let relay_task = tokio::spawn(relay::run(
         relay_listener,
         RelaySettings::with_namespace_key(DEFAULT_KEY_NAME, key.clone()),
         None,
-        shutdown.clone(),
+        relay_stop.clone(),
     ));
     let echo = args.target.is_none();
     let target = match args.target {
@@ -304,6 +309,11 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
         stats.clone(),
         shutdown.clone(),
     ));
+    tokio::select! {
+        r = channels.wait_for(|n| *n > 0) => { r?; }
+        r = listen_task => { r??; bail!("the listener stopped"); }
+    }
+    // After the listener is online, so that the first prewarmed tunnel finds it.
     tasks.spawn(connect::run_bind(
         client,
         ConnectSettings { hc: "demo".into(), suffix: None },
@@ -312,10 +322,6 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
         stats.clone(),
         shutdown.clone(),
     ));
-    tokio::select! {
-        r = channels.wait_for(|n| *n > 0) => { r?; }
-        r = listen_task => { r??; bail!("the listener stopped"); }
-    }
     println!("relay     ws://{relay_addr} (in this process, hybrid connection 'demo')");
     println!("listener  bridges to {target}");
     println!("connector {local_addr} -> relay -> listener -> {target}");
@@ -334,10 +340,29 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
     shutdown.cancelled().await;
     tasks.close();
     tasks.wait().await;
+    relay_stop.cancel();
+    relay_task.await??;
     Ok(())
 }
 
 /// A configuration error with what to do about it, keeping the cause's own words.
 fn config_failure(e: anyhow::Error, fix: &str) -> anyhow::Error {
     failure(Kind::Config, format!("{e:#}; {fix}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn tungstenite_is_capped_at_debug_and_not_raised() {
+        assert_eq!(log_filter("info", None).max_level_hint(), Some(LevelFilter::INFO));
+        assert_eq!(log_filter("debug", None).max_level_hint(), Some(LevelFilter::DEBUG));
+        for (level, rust_log) in [("trace", None), ("info", Some("trace")), ("info", Some("tungstenite=TRACE"))] {
+            let filter = log_filter(level, rust_log).to_string();
+            assert!(filter.contains("tungstenite=debug"), "{level} {rust_log:?}: {filter}");
+        }
+        assert!(!log_filter("info", Some("hyco=debug")).to_string().contains("tungstenite"));
+    }
 }

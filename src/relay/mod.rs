@@ -494,7 +494,9 @@ impl Relay {
                 {
                     return;
                 }
-                info!(hc = %name, "tunnel open");
+                // Per tunnel at debug: a busy relay (or a connector's prewarmed tunnels,
+                // replaced every minute) would drown the log; the metrics count them.
+                debug!(hc = %name, "tunnel open");
                 // A tunnel may live for days: let go of what only the handshake needed.
                 drop((req, addr, headers, candidates));
                 let relayed = [Flow::SenderToListener, Flow::ListenerToSender].map(|f| self.metrics.relayed_counter(f));
@@ -508,7 +510,7 @@ impl Relay {
                     self.settings.limits.tunnel_idle_timeout,
                 )
                 .await;
-                info!("tunnel closed");
+                debug!("tunnel closed");
             }
             Some(Answer::Rejected { status, text }) => {
                 debug!(status, "listener rejected");
