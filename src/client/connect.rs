@@ -137,14 +137,15 @@ pub async fn run_bind(
     Ok(())
 }
 
-/// Opens a tunnel for one local connection and bridges it.
-async fn on_demand(
+/// Opens a tunnel for one local connection and bridges it. (Not an `async fn`: one that
+/// wraps this block would hold its arguments twice for the tunnel's life.)
+fn on_demand(
     client: RelayClient,
     settings: ConnectSettings,
     (tcp, peer): prewarm::Local,
     stats: Arc<Stats>,
     cancel: CancellationToken,
-) {
+) -> impl Future<Output = ()> {
     let id = protocol::new_guid();
     let span = info_span!("tunnel", hc = %settings.hc, %id, %peer);
     async move {
@@ -164,7 +165,6 @@ async fn on_demand(
         }
     }
     .instrument(span)
-    .await;
 }
 
 /// Bridges stdin/stdout through one sender WebSocket. `Err` (exit non-zero) when the

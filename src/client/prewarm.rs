@@ -285,29 +285,47 @@ impl Pool {
     async fn begin(&self, id: String, mut tunnel: Tunnel, (tcp, peer): Local) {
         let span = info_span!("tunnel", hc = %self.hc, %id, %peer);
         async {
-            let mut first = [0; MAX_HEADER_LEN + bridge::QUIET_READ];
-            let n = match tcp.try_read(&mut first[MAX_HEADER_LEN..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-                Err(e) => {
+            match start(&mut tunnel, &tcp).await {
+                Ok(n) => {
+                    self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(StartError::Local(e)) => {
                     debug!("local connection failed before its tunnel started: {e}");
                     let _ = tunnel.writer.send_close(Some(&CloseFrame::new(close::GOING_AWAY, ""))).await;
                     return crate::net::reset(tcp);
                 }
-            };
-            let header = FrameHeader { fin: true, opcode: OpCode::Binary, mask: None, len: n as u64 };
-            if let Err(e) = tunnel.writer.send_with_header(header, &mut first, n).await {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("tunnel aborted: relay connection lost: {e}");
-                return crate::net::reset(tcp);
+                Err(StartError::Relay(e)) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("tunnel aborted: relay connection lost: {e}");
+                    return crate::net::reset(tcp);
+                }
             }
-            self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
             debug!("tunnel open (prewarmed)");
             bridge::pump_tcp(tcp, tunnel, &self.stats, &self.shutdown).await;
         }
         .instrument(span)
         .await;
     }
+}
+
+/// Why *start* could not be sent.
+enum StartError {
+    Local(std::io::Error),
+    Relay(std::io::Error),
+}
+
+/// Sends *start*: what `tcp` has already sent (up to [`bridge::QUIET_READ`] bytes), or
+/// nothing; returns the bytes sent. (A function of its own, so that its buffer is not
+/// kept for the tunnel's life.)
+async fn start(tunnel: &mut Tunnel, tcp: &tokio::net::TcpStream) -> Result<usize, StartError> {
+    let mut first = [0; MAX_HEADER_LEN + bridge::QUIET_READ];
+    let n = match tcp.try_read(&mut first[MAX_HEADER_LEN..]) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(StartError::Local(e)),
+    };
+    let header = FrameHeader { fin: true, opcode: OpCode::Binary, mask: None, len: n as u64 };
+    tunnel.writer.send_with_header(header, &mut first, n).await.map(|()| n).map_err(StartError::Relay)
 }
 
 /// A frame on a tunnel that is not in use: answer pings; a Close or anything else ends
