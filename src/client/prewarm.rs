@@ -218,7 +218,11 @@ impl Pool {
             Ok(tunnel) => {
                 self.failures.store(0, Ordering::Relaxed);
                 let (tx, rx) = oneshot::channel();
-                self.ready.lock().expect("pool lock").push_back(tx);
+                {
+                    let mut ready = self.ready.lock().expect("pool lock");
+                    ready.retain(|slot| !slot.is_closed()); // tunnels gone unused
+                    ready.push_back(tx);
+                }
                 debug!(%id, "prewarmed tunnel ready");
                 self.wait(id, tunnel, rx, permit).await;
             }
@@ -420,4 +424,45 @@ async fn abandon(tunnel: &mut Tunnel, reason: &str) -> NotStarted {
     let frame = CloseFrame::new(close::GOING_AWAY, reason);
     let _ = tokio::time::timeout(Duration::from_secs(2), tunnel.writer.send_close(Some(&frame))).await;
     NotStarted::Abandoned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::MaybeTls;
+    use tokio::net::{TcpListener, TcpStream};
+
+    #[tokio::test]
+    async fn tunnels_replaced_unused_leave_no_slots_behind() {
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let opened = Arc::new(AtomicUsize::new(0));
+        let (keep, count) = (peers.clone(), opened.clone());
+        let open = move |_id: String| {
+            let (keep, count) = (keep.clone(), count.clone());
+            async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let near = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+                let (far, _) = listener.accept().await.expect("accept");
+                keep.lock().expect("peers").push(far); // the other end stays open: only max_idle ends it
+                count.fetch_add(1, Ordering::SeqCst);
+                Ok(Tunnel::new(MaybeTls::Plain(near), &[]))
+            }
+        };
+        let prewarm = Prewarm { tunnels: 3, max_idle: Duration::from_millis(40) };
+        let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let on_demand: OnDemand = Arc::new(|_| panic!("nothing is handed over here"));
+        let pool = Pool::start(prewarm, "hc".into(), open, on_demand, Arc::default(), &tasks, shutdown.clone());
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while opened.load(Ordering::SeqCst) < 30 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("ten generations of tunnels");
+        let slots = pool.ready.lock().expect("pool lock").len();
+        assert!(slots <= 3, "{slots} slots kept for 3 tunnels");
+        shutdown.cancel();
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await.expect("the pool's tasks end at shutdown");
+    }
 }
