@@ -304,6 +304,20 @@ mod tests {
     }
 
     #[test]
+    fn threads_and_prewarm_have_limits() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["hyco"], args].concat());
+        assert_eq!(parse(&["--threads", "1", "serve"]).unwrap().threads, Some(1));
+        assert_eq!(parse(&["--threads", &MAX_THREADS.to_string(), "serve"]).unwrap().threads, Some(1024));
+        for bad in ["0", &(MAX_THREADS + 1).to_string()] {
+            assert!(parse(&["--threads", bad, "serve"]).is_err(), "--threads {bad}");
+        }
+        let connect = |n: &str| parse(&["connect", "hc", "--bind", "9000", "--prewarm", n]);
+        assert!(connect(&MAX_PREWARM.to_string()).is_ok());
+        assert!(connect(&(MAX_PREWARM + 1).to_string()).is_err());
+        assert!(parse(&["connect", "hc", "--stdio", "--prewarm", "2"]).is_err(), "prewarming is for --bind");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
         assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
