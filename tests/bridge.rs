@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::bridge::*;
 use common::*;
 use hyco::client::connect::{ConnectSettings, open_sender};
+use hyco::client::prewarm::Prewarm;
 use hyco::connstr::Credential;
 use hyco::secret::Secret;
 use sha2::{Digest, Sha256};
@@ -192,7 +193,8 @@ async fn a_refused_target_is_a_502_for_the_sender_and_a_reset_locally() {
     let text = format!("{err:#}");
     assert!(text.contains("502") && text.contains("refused"), "{text}");
 
-    let bound = Bound::start(client(relay.addr), "hc", None).await;
+    // A tunnel opened for the connection (prewarmed ones: tests/prewarm.rs).
+    let bound = Bound::start_with(client(relay.addr), "hc", None, Prewarm::off()).await;
     let mut tcp = bound.connect().await;
     let (n, end) = within("the local connection to end", read_until_end(&mut tcp)).await;
     assert_eq!(n, 0, "no data from a refused tunnel");
