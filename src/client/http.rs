@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{debug, info, warn};
@@ -339,15 +338,9 @@ async fn exchange(
         Source::Rendezvous(_) => (declared, declared.is_none()),
     };
     let head = local_head(request, &target, &path, length, streamed).map_err(early)?;
-    let tcp = match timeout(env.connect_timeout, TcpStream::connect(&target)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(early(failure(502, format!("Connection to {target} refused"))));
-        }
-        Ok(Err(e)) => return Err(early(failure(502, format!("Connection to {target} failed: {e}")))),
-        Err(_) => return Err(early(failure(504, format!("Connection to {target} timed out")))),
-    };
-    let _ = tcp.set_nodelay(true);
+    let tcp = super::connect_target(&target, env.connect_timeout)
+        .await
+        .map_err(|(status, text)| early(failure(status, text)))?;
     let (tr, mut tw) = tcp.into_split();
     let mut from_local = BufReader::with_capacity(PIECE, tr);
     debug!(%target, %path, "calling the local server");

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -25,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::http::{self, ControlReply, HttpEnv};
-use super::{OpenError, RelayClient, prewarm, split_url};
+use super::{OpenError, RelayClient, connect_target, prewarm, split_url};
 use crate::bridge::{self, Stats, Tunnel};
 use crate::encoding::encode_component;
 use crate::error::{Kind, failure};
@@ -416,18 +415,6 @@ impl Ctx {
             }
             .instrument(span),
         );
-    }
-}
-
-/// Opens a TCP connection to `target`; a failure is the status and text to reject with.
-async fn connect_target(target: &str, timeout: Duration) -> Result<TcpStream, (u16, String)> {
-    match tokio::time::timeout(timeout, crate::net::connect(target)).await {
-        Ok(Ok(tcp)) => Ok(tcp),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err((502, format!("Connection to {target} refused")))
-        }
-        Ok(Err(e)) => Err((502, format!("Connection to {target} failed: {e}"))),
-        Err(_) => Err((504, format!("Connection to {target} timed out"))),
     }
 }
 

@@ -12,6 +12,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpStream;
+
 use crate::connstr::{Credential, Endpoint};
 use crate::error::{Kind, failure};
 use crate::net::ClientStream;
@@ -171,6 +173,19 @@ impl fmt::Display for OpenError {
 }
 
 impl std::error::Error for OpenError {}
+
+/// Opens a listener's TCP connection to its `target`; a failure is the HTTP status and
+/// text to answer the sender with (502 refused or failed, 504 timed out).
+pub(crate) async fn connect_target(target: &str, timeout: Duration) -> Result<TcpStream, (u16, String)> {
+    match tokio::time::timeout(timeout, crate::net::connect(target)).await {
+        Ok(Ok(tcp)) => Ok(tcp),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err((502, format!("Connection to {target} refused")))
+        }
+        Ok(Err(e)) => Err((502, format!("Connection to {target} failed: {e}"))),
+        Err(_) => Err((504, format!("Connection to {target} timed out"))),
+    }
+}
 
 /// Splits `ws[s]://host[:port]/target` into (secure, host, port, target).
 pub fn split_url(url: &str) -> Option<(bool, String, u16, String)> {
