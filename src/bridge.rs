@@ -12,6 +12,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -49,7 +50,17 @@ impl Tunnel {
             pending: None,
         }
     }
+
+    /// Sends `frame` as the tunnel's last word, for at most [`GOODBYE_TIMEOUT`]; errors
+    /// are ignored, the tunnel being over.
+    pub async fn goodbye(&mut self, frame: &CloseFrame) {
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.writer.send_close(Some(frame))).await;
+    }
 }
+
+/// The longest a client spends sending a Close: a peer that stopped reading does not
+/// hold up the end of a tunnel (or of a control channel).
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bytes read from the local side into one frame while the tunnel is quiet, into a
 /// buffer the tunnel keeps. A read that fills it means data is flowing: reads then go to

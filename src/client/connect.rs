@@ -5,7 +5,6 @@
 //! connection is reset (bind) or the process exits non-zero with the message (stdio).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -72,8 +71,7 @@ async fn open_prewarmed(client: &RelayClient, settings: &ConnectSettings, id: &s
     match prewarm::accepted(handshake::header(&response.headers, "Sec-WebSocket-Protocol")) {
         Ok(()) => Ok(tunnel),
         Err(why) => {
-            let frame = CloseFrame::new(protocol::close::NORMAL, "prewarming not supported");
-            let _ = tokio::time::timeout(Duration::from_secs(2), tunnel.writer.send_close(Some(&frame))).await;
+            tunnel.goodbye(&CloseFrame::new(protocol::close::NORMAL, "prewarming not supported")).await;
             Err(OpenFailure::Unsupported(why))
         }
     }

@@ -344,7 +344,7 @@ impl Ctx {
                 }
                 () = shutdown.cancelled() => {
                     let frame = CloseFrame { code: close::NORMAL.into(), reason: "listener stopping".into() };
-                    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+                    let _ = tokio::time::timeout(bridge::GOODBYE_TIMEOUT, ws.close(Some(frame))).await;
                     return ChannelEnd::Shutdown;
                 }
             }
@@ -452,8 +452,7 @@ async fn deferred(
         Err((_, text)) => {
             warn!("{text}");
             stats.failed.fetch_add(1, Ordering::Relaxed);
-            let frame = WsClose::new(close::INTERNAL_ERROR, text);
-            let _ = tokio::time::timeout(Duration::from_secs(2), tunnel.writer.send_close(Some(&frame))).await;
+            tunnel.goodbye(&WsClose::new(close::INTERNAL_ERROR, text)).await;
             return;
         }
     };

@@ -265,8 +265,13 @@ impl Pool {
                     Err(_) => break Some(CloseFrame::new(close::GOING_AWAY, "")),
                 },
                 frame = tunnel.reader.header() => match idle_frame(&mut tunnel, frame).await {
-                    Ok(()) => {}
-                    Err(goodbye) => break goodbye,
+                    Idle::Control => {}
+                    Idle::Closed(why) => {
+                        debug!(%id, "prewarmed tunnel {why}");
+                        break None;
+                    }
+                    Idle::Data(_) => break Some(CloseFrame::new(close::PROTOCOL_ERROR, "data on a tunnel not started")),
+                    Idle::Lost(_) => break None,
                 },
                 () = &mut idle => break Some(CloseFrame::new(close::NORMAL, "prewarmed tunnel not used")),
                 () = self.shutdown.cancelled() => break Some(CloseFrame::new(close::GOING_AWAY, "connector stopping")),
@@ -275,7 +280,7 @@ impl Pool {
         rx.close();
         drop(permit);
         if let Some(frame) = goodbye {
-            let _ = tokio::time::timeout(Duration::from_secs(2), tunnel.writer.send_close(Some(&frame))).await;
+            tunnel.goodbye(&frame).await;
         }
         debug!(%id, "prewarmed tunnel closed unused");
         // A connection handed over just as the tunnel went: give it a tunnel of its own.
@@ -332,29 +337,48 @@ async fn start(tunnel: &mut Tunnel, tcp: &tokio::net::TcpStream) -> Result<usize
     tunnel.writer.send_with_header(header, &mut first, n).await.map(|()| n).map_err(StartError::Relay)
 }
 
-/// A frame on a tunnel that is not in use: answer pings; a Close or anything else ends
-/// it (`Err` with the Close to send back, if any).
-async fn idle_frame(
-    tunnel: &mut Tunnel,
-    frame: std::io::Result<Option<FrameHeader>>,
-) -> Result<(), Option<CloseFrame>> {
+/// What arrived on a tunnel that is not in use (yet).
+enum Idle {
+    /// A ping (answered) or a pong.
+    Control,
+    /// The other side closed it (answered with a Close 1000); how, for the log.
+    Closed(String),
+    /// A data frame, its payload not read.
+    Data(FrameHeader),
+    /// The connection broke.
+    Lost(String),
+}
+
+/// Handles `frame`, the next frame on a tunnel that is not in use: on the connector's
+/// side waiting to be taken, on the listener's waiting for *start*.
+async fn idle_frame(tunnel: &mut Tunnel, frame: std::io::Result<Option<FrameHeader>>) -> Idle {
+    let lost = |e: std::io::Error| Idle::Lost(format!("relay connection lost: {e}"));
     let header = match frame {
         Ok(Some(h)) => h,
-        Ok(None) | Err(_) => return Err(None),
+        Ok(None) => return Idle::Lost("connection closed".into()),
+        Err(e) => return lost(e),
+    };
+    let payload = match header.opcode {
+        OpCode::Ping | OpCode::Pong | OpCode::Close => match tunnel.reader.control_payload().await {
+            Ok(payload) => payload,
+            Err(e) => return lost(e),
+        },
+        _ => return Idle::Data(header),
     };
     match header.opcode {
-        OpCode::Ping => {
-            let payload = tunnel.reader.control_payload().await.map_err(|_| None)?;
-            tunnel.writer.send(OpCode::Pong, &payload).await.map_err(|_| None)
+        OpCode::Ping => match tunnel.writer.send(OpCode::Pong, &payload).await {
+            Ok(()) => Idle::Control,
+            Err(e) => lost(e),
+        },
+        OpCode::Pong => Idle::Control,
+        _ => {
+            tunnel.goodbye(&CloseFrame::new(close::NORMAL, "")).await;
+            Idle::Closed(match CloseFrame::parse(&payload) {
+                Ok(Some(c)) if !c.reason.is_empty() => format!("closed by the other side ({} {})", c.code, c.reason),
+                Ok(Some(c)) => format!("closed by the other side ({})", c.code),
+                _ => "closed by the other side".into(),
+            })
         }
-        OpCode::Pong => tunnel.reader.control_payload().await.map(drop).map_err(|_| None),
-        OpCode::Close => {
-            let payload = tunnel.reader.control_payload().await.unwrap_or_default();
-            let code = CloseFrame::parse(&payload).ok().flatten().map_or(close::NORMAL, |c| c.code);
-            debug!(code, "prewarmed tunnel closed by the other side");
-            Err(Some(CloseFrame::new(close::NORMAL, "")))
-        }
-        _ => Err(Some(CloseFrame::new(close::PROTOCOL_ERROR, "data on a tunnel not started"))),
     }
 }
 
@@ -385,32 +409,18 @@ pub enum NotStarted {
 /// Listener side: waits up to `timeout` for *start*: an empty binary frame, or a data
 /// frame, which stays pending for the pump. Pings are answered meanwhile.
 pub async fn await_start(tunnel: &mut Tunnel, timeout: Duration, stop: &CancellationToken) -> Result<(), NotStarted> {
-    let lost = |e: std::io::Error| NotStarted::Closed(format!("relay connection lost: {e}"));
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     loop {
-        let header = tokio::select! {
-            h = tunnel.reader.header() => h.map_err(lost)?.ok_or_else(|| NotStarted::Closed("connection closed".into()))?,
+        let frame = tokio::select! {
+            h = tunnel.reader.header() => h,
             () = &mut deadline => return Err(abandon(tunnel, "not started in time").await),
             () = stop.cancelled() => return Err(abandon(tunnel, "listener stopping").await),
         };
-        match header.opcode {
-            OpCode::Ping => {
-                let payload = tunnel.reader.control_payload().await.map_err(lost)?;
-                tunnel.writer.send(OpCode::Pong, &payload).await.map_err(lost)?;
-            }
-            OpCode::Pong => drop(tunnel.reader.control_payload().await.map_err(lost)?),
-            OpCode::Close => {
-                let payload = tunnel.reader.control_payload().await.unwrap_or_default();
-                let _ = tunnel.writer.send_close(Some(&CloseFrame::new(close::NORMAL, ""))).await;
-                let why = match CloseFrame::parse(&payload) {
-                    Ok(Some(c)) if !c.reason.is_empty() => format!("closed by the sender ({} {})", c.code, c.reason),
-                    Ok(Some(c)) => format!("closed by the sender ({})", c.code),
-                    _ => "closed by the sender".into(),
-                };
-                return Err(NotStarted::Closed(why));
-            }
-            _ => {
+        match idle_frame(tunnel, frame).await {
+            Idle::Control => {}
+            Idle::Closed(why) | Idle::Lost(why) => return Err(NotStarted::Closed(why)),
+            Idle::Data(header) => {
                 if !is_signal(&header) {
                     tunnel.pending = Some(header);
                 }
@@ -421,8 +431,7 @@ pub async fn await_start(tunnel: &mut Tunnel, timeout: Duration, stop: &Cancella
 }
 
 async fn abandon(tunnel: &mut Tunnel, reason: &str) -> NotStarted {
-    let frame = CloseFrame::new(close::GOING_AWAY, reason);
-    let _ = tokio::time::timeout(Duration::from_secs(2), tunnel.writer.send_close(Some(&frame))).await;
+    tunnel.goodbye(&CloseFrame::new(close::GOING_AWAY, reason)).await;
     NotStarted::Abandoned
 }
 
