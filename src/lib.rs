@@ -16,6 +16,7 @@ pub mod client;
 pub mod connstr;
 pub mod encoding;
 pub mod error;
+pub mod fingerprint;
 pub mod fsutil;
 pub mod http1;
 pub mod manage;

@@ -25,6 +25,7 @@ use anyhow::{Context, anyhow};
 use serde::{Deserialize, Serialize};
 
 use crate::connstr::{self, ConnStrError, Credential, Endpoint};
+use crate::fingerprint::{self, NotAFingerprint};
 use crate::fsutil;
 use crate::sas;
 use crate::secret::Secret;
@@ -107,7 +108,7 @@ impl Profile {
         };
         let fingerprint = match &self.tls_fingerprint {
             None => None,
-            Some(f) => Some(normalize_fingerprint(f).ok_or(ProfileError::Fingerprint)?),
+            Some(f) => Some(fingerprint::normalize(f).map_err(|_| ProfileError::Fingerprint)?),
         };
         Ok((endpoint, credential, fingerprint))
     }
@@ -146,33 +147,18 @@ impl fmt::Display for ProfileError {
             ProfileError::KeyWithoutKeyName => f.write_str("key is set but key_name is missing"),
             ProfileError::TokenWithKey => f.write_str("token cannot be combined with key_name/key"),
             ProfileError::Token(e) => write!(f, "token: {e}"),
-            ProfileError::Fingerprint => f.write_str(FINGERPRINT_HELP),
+            ProfileError::Fingerprint => write!(f, "tls_fingerprint: {NotAFingerprint}"),
         }
     }
 }
 
 impl std::error::Error for ProfileError {}
 
-const FINGERPRINT_HELP: &str =
-    "tls_fingerprint must be a SHA-256 fingerprint: 64 hex digits, optionally colon-separated";
-
 /// Whether `name` can name a profile: 1 to [`MAX_NAME_LEN`] of `A-Za-z0-9-_.`.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// Normalizes a SHA-256 fingerprint to colon-separated uppercase hex (`AB:CD:…`, the form
-/// `openssl x509 -fingerprint -sha256` prints); accepts any case, with or without colons.
-pub fn normalize_fingerprint(s: &str) -> Option<String> {
-    let hex: String = s.chars().filter(|&c| c != ':').collect();
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let hex = hex.to_ascii_uppercase();
-    let pairs: Vec<&str> = (0..32).map(|i| &hex[2 * i..2 * i + 2]).collect();
-    Some(pairs.join(":"))
 }
 
 /// A profile name that is not in the store.
@@ -487,9 +473,7 @@ impl fmt::Display for ResolveError {
                 f.write_str("--key needs --key-name (the chosen relay has no key name to keep)")
             }
             ResolveError::EmptyFlag(flag) => write!(f, "{flag} is empty"),
-            ResolveError::Fingerprint => f.write_str(
-                "--tls-fingerprint must be a SHA-256 fingerprint: 64 hex digits, optionally colon-separated",
-            ),
+            ResolveError::Fingerprint => write!(f, "--tls-fingerprint: {NotAFingerprint}"),
             ResolveError::UnknownProfile(origin, e) => write!(f, "{origin}: {e}"),
             ResolveError::InvalidProfile(name, e) => write!(f, "profile '{name}': {e}"),
             ResolveError::NotConfigured => f.write_str(
@@ -585,7 +569,7 @@ pub fn resolve(flags: &CredentialSources, env: &EnvSources, store: &ProfileStore
         }
     }
     if let Some(f) = &flags.tls_fingerprint {
-        resolved.tls_fingerprint = Some(normalize_fingerprint(f).ok_or(ResolveError::Fingerprint)?);
+        resolved.tls_fingerprint = Some(fingerprint::normalize(f).map_err(|_| ResolveError::Fingerprint)?);
     }
     Ok(resolved)
 }
@@ -890,17 +874,6 @@ endpoint = "wss://relay.example:8443"
         let err = resolve(&CredentialSources::default(), &EnvSources::default(), &store).unwrap_err();
         assert!(matches!(err, ResolveError::UnknownProfile(ProfileOrigin::Default, _)), "{err:?}");
         assert!(err.to_string().contains("known profiles: a"), "{err}");
-    }
-
-    #[test]
-    fn fingerprints_normalize() {
-        let compact = FP.replace(':', "").to_lowercase();
-        assert_eq!(normalize_fingerprint(&compact).as_deref(), Some(FP));
-        assert_eq!(normalize_fingerprint(&FP.to_lowercase()).as_deref(), Some(FP));
-        assert_eq!(normalize_fingerprint(FP).as_deref(), Some(FP));
-        for bad in ["", "AB:CD", &format!("{FP}:00"), &FP.replace('A', "G")] {
-            assert_eq!(normalize_fingerprint(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -298,7 +298,7 @@ async fn tls_listener_and_sender_meet_end_to_end() {
 
     use rustls::pki_types::pem::PemObject;
     let cert = rustls::pki_types::CertificateDer::from_pem_file(dir.join("self-signed.crt")).expect("cert file");
-    assert_eq!(tls::fingerprint(&cert), print);
+    assert_eq!(hyco::fingerprint::of(&cert), print);
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).expect("add root");
     let client =

@@ -10,7 +10,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::relay::tls::fingerprint;
+use crate::fingerprint;
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -33,16 +33,6 @@ pub fn system_roots() -> anyhow::Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
-/// Normalizes a fingerprint to colon-separated uppercase hex; accepts it with or without
-/// colons, in either case.
-pub fn normalize_fingerprint(text: &str) -> anyhow::Result<String> {
-    let hex: String = text.chars().filter(|c| *c != ':').collect::<String>().to_ascii_uppercase();
-    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("a TLS fingerprint is 32 bytes of hex (SHA-256), as `hyco serve` prints it");
-    }
-    Ok(hex.as_bytes().chunks(2).map(|p| std::str::from_utf8(p).expect("ascii")).collect::<Vec<_>>().join(":"))
-}
-
 /// Accepts exactly the certificate whose SHA-256 is `expected`, whatever its names or
 /// issuer; signatures are still checked, so the peer must hold its key.
 #[derive(Debug)]
@@ -60,7 +50,7 @@ impl ServerCertVerifier for Pinned {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let actual = fingerprint(end_entity);
+        let actual = fingerprint::of(end_entity);
         if actual == self.expected {
             Ok(ServerCertVerified::assertion())
         } else {
@@ -95,8 +85,8 @@ impl ServerCertVerifier for Pinned {
 }
 
 /// Verification by fingerprint only.
-pub fn pinned(fingerprint: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let expected = normalize_fingerprint(fingerprint)?;
+pub fn pinned(pin: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let expected = fingerprint::normalize(pin)?;
     let provider = provider();
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -105,18 +95,4 @@ pub fn pinned(fingerprint: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {
         .with_custom_certificate_verifier(Arc::new(Pinned { expected, provider }))
         .with_no_client_auth();
     Ok(Arc::new(config))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints_normalize() {
-        let colons = (0..32).map(|i| format!("{i:02x}")).collect::<Vec<_>>().join(":");
-        let bare: String = colons.replace(':', "");
-        assert_eq!(normalize_fingerprint(&bare).unwrap(), colons.to_uppercase());
-        assert!(normalize_fingerprint("AB:CD").is_err());
-        assert!(normalize_fingerprint(&"zz".repeat(32)).is_err());
-    }
 }

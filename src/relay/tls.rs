@@ -7,13 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
 
-/// The SHA-256 fingerprint of a DER certificate, as colon-separated uppercase hex (the form
-/// `openssl x509 -fingerprint -sha256` prints and `--tls-fingerprint` takes).
-pub fn fingerprint(cert: &[u8]) -> String {
-    Sha256::digest(cert).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
-}
+use crate::fingerprint;
 
 fn server_config(
     chain: Vec<CertificateDer<'static>>,
@@ -37,7 +32,7 @@ pub fn from_pem_files(cert: &Path, key: &Path) -> anyhow::Result<(Arc<rustls::Se
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing certificate {}", cert.display()))?;
     let Some(leaf) = chain.first() else { bail!("no certificate in {}", cert.display()) };
-    let print = fingerprint(leaf);
+    let print = fingerprint::of(leaf);
     let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading private key {}", key.display()))?;
     Ok((server_config(chain, key)?, print))
 }
