@@ -17,8 +17,9 @@ use crate::client::RelayClient;
 use crate::client::connect::{self, ConnectSettings};
 use crate::client::listen::{self, ListenSettings, Targets};
 use crate::client::prewarm::Prewarm;
+use crate::credentials::{self, config_failure};
 use crate::error::{Kind, failure};
-use crate::profile::{self, CredentialSources, EnvSources, ProfileStore};
+use crate::profile;
 use crate::relay::{self, RelaySettings, config::DEFAULT_KEY_NAME};
 use crate::secret::Secret;
 
@@ -200,29 +201,11 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
 
 /// Resolves the relay and credential from flags, environment and profiles.
 pub fn resolve_client(args: &CredentialArgs) -> anyhow::Result<(RelayClient, Option<String>)> {
-    let resolved = resolve_relay(args)?;
+    let resolved = credentials::resolve_relay(args)?;
     info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
     let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())
         .map_err(|e| config_failure(e, "check the TLS settings"))?;
     Ok((client, resolved.entity_path))
-}
-
-/// Resolves which relay and credential the flags, environment and profiles name.
-pub fn resolve_relay(args: &CredentialArgs) -> anyhow::Result<profile::Resolved> {
-    let path = profile::default_path().map_err(|e| config_failure(e, "set HYCO_CONFIG"))?;
-    let store = ProfileStore::load(&path).map_err(|e| config_failure(e, "fix or remove the profile file"))?;
-    for w in store.warnings() {
-        warn!("{w}");
-    }
-    let flags = CredentialSources {
-        profile: args.profile.clone(),
-        connection_string: args.connection_string.clone().map(Secret::new),
-        endpoint: args.endpoint.clone(),
-        key_name: args.key_name.clone(),
-        key: args.key.clone().map(Secret::new),
-        tls_fingerprint: args.tls_fingerprint.clone(),
-    };
-    profile::resolve(&flags, &EnvSources::from_env(), &store).map_err(|e| failure(Kind::Config, e.to_string()))
 }
 
 async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -343,11 +326,6 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
     relay_stop.cancel();
     relay_task.await??;
     Ok(())
-}
-
-/// A configuration error with what to do about it, keeping the cause's own words.
-fn config_failure(e: anyhow::Error, fix: &str) -> anyhow::Error {
-    failure(Kind::Config, format!("{e:#}; {fix}"))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //!   the WebSocket layer [`ws`], and HTTP/1.1 framing for HTTP mode [`http1`].
 //! - The relay (`hyco serve`): [`relay::run`].
 //! - The clients (`hyco listen`, `hyco connect`): [`client`], moving bytes with [`bridge`].
-//! - Around them: [`profile`] (credentials), [`cli`] and [`app`] (the commands),
+//! - Around them: [`profile`] and [`credentials`] (which relay, which key), [`cli`] and [`app`] (the commands),
 //!   [`status`] (the terminal status line), [`net`] and [`fsutil`] (sockets and files).
 #![forbid(unsafe_code)]
 
@@ -14,6 +14,7 @@ pub mod bridge;
 pub mod cli;
 pub mod client;
 pub mod connstr;
+pub mod credentials;
 pub mod encoding;
 pub mod error;
 pub mod fingerprint;

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use clap::CommandFactory;
 
-use crate::app::resolve_relay;
 use crate::cli::{Cli, ProfileAddArgs, ProfileCommand, TokenArgs, TokenRights};
 use crate::connstr::{self, ConnectionString, Credential, Endpoint};
+use crate::credentials;
 use crate::error::{Kind, failure};
-use crate::profile::{self, Profile, ProfileStore};
+use crate::profile::{Profile, ProfileStore};
 use crate::protocol;
 use crate::relay::config::{DEFAULT_KEY_NAME, LISTEN_KEY_NAME, SEND_KEY_NAME};
 use crate::sas;
@@ -44,18 +44,9 @@ fn endpoint_text(endpoint: &Endpoint) -> String {
     if endpoint.secure && endpoint.port == 443 { endpoint.sb_uri() } else { endpoint.ws_base() }
 }
 
-fn load_store() -> anyhow::Result<(std::path::PathBuf, ProfileStore)> {
-    let path = profile::default_path().map_err(|e| failure(Kind::Config, format!("{e:#}")))?;
-    let store = ProfileStore::load(&path).map_err(|e| failure(Kind::Config, format!("{e:#}")))?;
-    for w in store.warnings() {
-        tracing::warn!("{w}");
-    }
-    Ok((path, store))
-}
-
 /// Runs `hyco profile …`; output goes to `out`.
 pub fn profile(command: ProfileCommand, out: &mut impl Write) -> anyhow::Result<()> {
-    let (path, mut store) = load_store()?;
+    let (path, mut store) = credentials::load_store()?;
     let config = |e: &dyn std::fmt::Display| failure(Kind::Config, e.to_string());
     match command {
         ProfileCommand::Add(args) => {
@@ -175,7 +166,7 @@ fn credential_summary(p: &Profile) -> String {
 
 /// Runs `hyco token`: prints a token (or a connection string holding one) on `out`.
 pub fn token(args: TokenArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let resolved = resolve_relay(&args.credentials)?;
+    let resolved = credentials::resolve_relay(&args.credentials)?;
     let Credential::Key { name, key } = &resolved.credential else {
         return Err(failure(
             Kind::Config,

@@ -1,9 +1,9 @@
-//! The TOML profile store and credential resolution: which relay a client talks to, and how
-//! it proves itself.
+//! The TOML profile store: named relays with their credentials, in a file written 0600.
+//! Which profile a command uses is [`crate::credentials`]'s decision.
 //!
-//! Parsing, validation and [`resolve`] are pure; only [`ProfileStore::load`],
-//! [`ProfileStore::save`], [`write_local_profile`] and the `from_env`/[`default_path`]
-//! helpers touch the file system or the process environment. Nothing here prints: warnings
+//! Parsing and validation are pure; only [`ProfileStore::load`], [`ProfileStore::save`],
+//! [`write_local_profile`] and [`default_path`] touch the file system or the process
+//! environment. Nothing here prints: warnings
 //! are handed back to the caller. Error messages and `Debug` output never contain a key or
 //! token value.
 //!
@@ -32,10 +32,6 @@ use crate::secret::Secret;
 
 /// Environment variable holding the path of the profile file (overrides the platform path).
 pub const ENV_CONFIG: &str = "HYCO_CONFIG";
-/// Environment variable naming the profile to use.
-pub const ENV_PROFILE: &str = "HYCO_PROFILE";
-/// Environment variable holding a connection string.
-pub const ENV_CONNECTION_STRING: &str = "HYCO_CONNECTION_STRING";
 
 /// Longest profile name accepted.
 pub const MAX_NAME_LEN: usize = 64;
@@ -269,6 +265,13 @@ impl ProfileStore {
             .ok_or_else(|| UnknownProfile { name: name.to_owned(), known: self.names().map(String::from).collect() })
     }
 
+    /// Puts `profile` in the store without the checks of [`ProfileStore::set`], for tests of
+    /// what happens to a profile the file could hold but `set` would refuse.
+    #[cfg(test)]
+    pub(crate) fn insert_unchecked(&mut self, name: &str, profile: Profile) {
+        self.file.profiles.insert(name.into(), profile);
+    }
+
     /// Adds or replaces the profile `name` after validating both.
     pub fn set(&mut self, name: &str, profile: Profile) -> Result<(), ProfileError> {
         if !valid_name(name) {
@@ -361,237 +364,6 @@ fn path_from(hyco_config: Option<OsString>) -> anyhow::Result<PathBuf> {
     Ok(dirs.config_dir().join("config.toml"))
 }
 
-/// Credential-related command-line flags, filled from clap by the caller.
-#[derive(Debug, Clone, Default)]
-pub struct CredentialSources {
-    /// `--profile NAME`.
-    pub profile: Option<String>,
-    /// `--connection-string`.
-    pub connection_string: Option<Secret>,
-    /// `--endpoint`.
-    pub endpoint: Option<String>,
-    /// `--key-name`.
-    pub key_name: Option<String>,
-    /// `--key`.
-    pub key: Option<Secret>,
-    /// `--tls-fingerprint`.
-    pub tls_fingerprint: Option<String>,
-}
-
-/// The environment variables [`resolve`] looks at, read by the caller so tests need not
-/// touch the process environment.
-#[derive(Debug, Clone, Default)]
-pub struct EnvSources {
-    /// `HYCO_PROFILE`.
-    pub profile: Option<String>,
-    /// `HYCO_CONNECTION_STRING`.
-    pub connection_string: Option<Secret>,
-}
-
-impl EnvSources {
-    /// Reads the variables from the process environment.
-    pub fn from_env() -> Self {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads the variables through `lookup`; empty values count as unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |name| lookup(name).filter(|v| !v.is_empty());
-        EnvSources { profile: get(ENV_PROFILE), connection_string: get(ENV_CONNECTION_STRING).map(Secret::new) }
-    }
-}
-
-/// The relay to use and how to authenticate, after [`resolve`]. `Debug` masks secrets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
-    /// Where the relay is.
-    pub endpoint: Endpoint,
-    /// Key, token or nothing.
-    pub credential: Credential,
-    /// The hybrid connection, when a connection string named one.
-    pub entity_path: Option<String>,
-    /// Pinned SHA-256 certificate fingerprint, normalized to `AB:CD:…`.
-    pub tls_fingerprint: Option<String>,
-    /// Where it came from, for messages: `profile 'local'`, `--connection-string`, …
-    pub source: String,
-}
-
-/// Which setting named a profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProfileOrigin {
-    /// `--profile`.
-    Flag,
-    /// `HYCO_PROFILE`.
-    Env,
-    /// The `default` in the profile file.
-    Default,
-}
-
-impl fmt::Display for ProfileOrigin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ProfileOrigin::Flag => "--profile",
-            ProfileOrigin::Env => ENV_PROFILE,
-            ProfileOrigin::Default => "the default profile",
-        })
-    }
-}
-
-/// Why no relay could be resolved. Never carries a key or token value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResolveError {
-    /// Two flags that each choose the relay.
-    Conflict(&'static str, &'static str),
-    /// A connection string (from the named flag or variable) did not parse.
-    ConnectionString(&'static str, ConnStrError),
-    /// `--endpoint` did not parse.
-    Endpoint(ConnStrError),
-    /// `--key-name` without `--key`.
-    KeyNameWithoutKey,
-    /// `--key` with no `--key-name` and no key name to keep from the profile.
-    KeyWithoutKeyName,
-    /// `--key-name` or `--key` is empty.
-    EmptyFlag(&'static str),
-    /// `--tls-fingerprint` is not a SHA-256 fingerprint.
-    Fingerprint,
-    /// A profile named by a flag, variable or the default is not in the store.
-    UnknownProfile(ProfileOrigin, UnknownProfile),
-    /// A profile is invalid (only possible for a store built by hand).
-    InvalidProfile(String, ProfileError),
-    /// Nothing says which relay to use.
-    NotConfigured,
-}
-
-impl fmt::Display for ResolveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ResolveError::Conflict(a, b) => write!(f, "{a} cannot be combined with {b}"),
-            ResolveError::ConnectionString(origin, e) => write!(f, "{origin}: {e}"),
-            ResolveError::Endpoint(e) => write!(f, "--endpoint: {e}"),
-            ResolveError::KeyNameWithoutKey => f.write_str("--key-name needs --key"),
-            ResolveError::KeyWithoutKeyName => {
-                f.write_str("--key needs --key-name (the chosen relay has no key name to keep)")
-            }
-            ResolveError::EmptyFlag(flag) => write!(f, "{flag} is empty"),
-            ResolveError::Fingerprint => write!(f, "--tls-fingerprint: {NotAFingerprint}"),
-            ResolveError::UnknownProfile(origin, e) => write!(f, "{origin}: {e}"),
-            ResolveError::InvalidProfile(name, e) => write!(f, "profile '{name}': {e}"),
-            ResolveError::NotConfigured => f.write_str(
-                "no relay configured: run `hyco serve` on this machine, or pass --connection-string, \
-                 or add a profile with `hyco profile add`",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ResolveError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ResolveError::ConnectionString(_, e) | ResolveError::Endpoint(e) => Some(e),
-            ResolveError::UnknownProfile(_, e) => Some(e),
-            ResolveError::InvalidProfile(_, e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-/// Picks the relay and credential. The first of these wins:
-///
-/// 1. flags: `--connection-string`, `--endpoint` (credential from `--key-name`/`--key`, or
-///    none), `--profile NAME` (at most one of the three);
-/// 2. `HYCO_CONNECTION_STRING`, then `HYCO_PROFILE`;
-/// 3. the default profile.
-///
-/// `--key-name`/`--key` replace the credential of whatever profile or `HYCO_CONNECTION_STRING`
-/// was chosen (`--key` alone keeps the key name); `--tls-fingerprint` replaces the profile's.
-pub fn resolve(flags: &CredentialSources, env: &EnvSources, store: &ProfileStore) -> Result<Resolved, ResolveError> {
-    let chosen = [
-        ("--connection-string", flags.connection_string.is_some()),
-        ("--endpoint", flags.endpoint.is_some()),
-        ("--profile", flags.profile.is_some()),
-    ];
-    let mut given = chosen.iter().filter(|(_, set)| *set).map(|(flag, _)| *flag);
-    if let (Some(a), Some(b)) = (given.next(), given.next()) {
-        return Err(ResolveError::Conflict(a, b));
-    }
-    if flags.connection_string.is_some() {
-        for (flag, set) in [("--key-name", flags.key_name.is_some()), ("--key", flags.key.is_some())] {
-            if set {
-                return Err(ResolveError::Conflict("--connection-string", flag));
-            }
-        }
-    }
-    for (flag, empty) in [
-        ("--key-name", flags.key_name.as_deref() == Some("")),
-        ("--key", flags.key.as_ref().is_some_and(|k| k.expose().is_empty())),
-    ] {
-        if empty {
-            return Err(ResolveError::EmptyFlag(flag));
-        }
-    }
-
-    let mut resolved = if let Some(cs) = &flags.connection_string {
-        from_connection_string("--connection-string", cs)?
-    } else if let Some(endpoint) = &flags.endpoint {
-        let endpoint = connstr::parse_endpoint(endpoint, false).map_err(ResolveError::Endpoint)?;
-        Resolved {
-            endpoint,
-            credential: Credential::None,
-            entity_path: None,
-            tls_fingerprint: None,
-            source: "--endpoint".into(),
-        }
-    } else if let Some(name) = &flags.profile {
-        from_profile(store, name, ProfileOrigin::Flag)?
-    } else if let Some(cs) = &env.connection_string {
-        from_connection_string(ENV_CONNECTION_STRING, cs)?
-    } else if let Some(name) = &env.profile {
-        from_profile(store, name, ProfileOrigin::Env)?
-    } else if let Some(name) = store.default_name() {
-        from_profile(store, name, ProfileOrigin::Default)?
-    } else {
-        return Err(ResolveError::NotConfigured);
-    };
-
-    match (&flags.key_name, &flags.key) {
-        (None, None) => {}
-        (Some(_), None) => return Err(ResolveError::KeyNameWithoutKey),
-        (Some(name), Some(key)) => {
-            resolved.credential = Credential::Key { name: name.clone(), key: key.clone() };
-            resolved.source.push_str(" with --key-name/--key");
-        }
-        (None, Some(key)) => {
-            let Credential::Key { name, .. } = &resolved.credential else {
-                return Err(ResolveError::KeyWithoutKeyName);
-            };
-            resolved.credential = Credential::Key { name: name.clone(), key: key.clone() };
-            resolved.source.push_str(" with --key");
-        }
-    }
-    if let Some(f) = &flags.tls_fingerprint {
-        resolved.tls_fingerprint = Some(fingerprint::normalize(f).map_err(|_| ResolveError::Fingerprint)?);
-    }
-    Ok(resolved)
-}
-
-fn from_connection_string(origin: &'static str, cs: &Secret) -> Result<Resolved, ResolveError> {
-    let cs = connstr::parse(cs.expose()).map_err(|e| ResolveError::ConnectionString(origin, e))?;
-    Ok(Resolved {
-        endpoint: cs.endpoint,
-        credential: cs.credential,
-        entity_path: cs.entity_path,
-        tls_fingerprint: None,
-        source: origin.into(),
-    })
-}
-
-fn from_profile(store: &ProfileStore, name: &str, origin: ProfileOrigin) -> Result<Resolved, ResolveError> {
-    let profile = store.require(name).map_err(|e| ResolveError::UnknownProfile(origin, e))?;
-    let (endpoint, credential, tls_fingerprint) =
-        profile.parts().map_err(|e| ResolveError::InvalidProfile(name.to_owned(), e))?;
-    Ok(Resolved { endpoint, credential, entity_path: None, tls_fingerprint, source: format!("profile '{name}'") })
-}
-
 /// Adds or updates profile `name` in the file at `path` for a relay on this machine (what
 /// `hyco serve` calls), keeping the other profiles. With `make_default_if_none`, `name`
 /// becomes the default when there is none or the default names no existing profile; an
@@ -616,12 +388,13 @@ pub fn write_local_profile(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const SECRET_KEY: &str = "Zm9vYmFyU0VDUkVUa2V5MTIzNDU2Nzg5MGFiY2RlZmdo";
-    const TOKEN: &str = "SharedAccessSignature sr=http%3A%2F%2Fcontoso.servicebus.windows.net%2Fhyco%2F&sig=3o5XBbdcRrcduxDvR9yKIJ1Bh1TNLPhkNfq0TF6n%2BJM%3D&se=1700000000&skn=RootManageSharedAccessKey";
-    const FP: &str = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+    pub(crate) const SECRET_KEY: &str = "Zm9vYmFyU0VDUkVUa2V5MTIzNDU2Nzg5MGFiY2RlZmdo";
+    pub(crate) const TOKEN: &str = "SharedAccessSignature sr=http%3A%2F%2Fcontoso.servicebus.windows.net%2Fhyco%2F&sig=3o5XBbdcRrcduxDvR9yKIJ1Bh1TNLPhkNfq0TF6n%2BJM%3D&se=1700000000&skn=RootManageSharedAccessKey";
+    pub(crate) const FP: &str =
+        "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
 
     /// A scratch directory removed on drop.
     struct TempDir(PathBuf);
@@ -648,11 +421,11 @@ mod tests {
         }
     }
 
-    fn key_profile(endpoint: &str) -> Profile {
+    pub(crate) fn key_profile(endpoint: &str) -> Profile {
         Profile::with_key(endpoint, "RootManageSharedAccessKey", Secret::new(SECRET_KEY))
     }
 
-    fn store_with(profiles: &[(&str, Profile)], default: Option<&str>) -> ProfileStore {
+    pub(crate) fn store_with(profiles: &[(&str, Profile)], default: Option<&str>) -> ProfileStore {
         let mut store = ProfileStore::default();
         for (name, p) in profiles {
             store.set(name, p.clone()).unwrap();
@@ -663,11 +436,11 @@ mod tests {
         store
     }
 
-    fn ep(secure: bool, host: &str, port: u16) -> Endpoint {
+    pub(crate) fn ep(secure: bool, host: &str, port: u16) -> Endpoint {
         Endpoint { secure, host: host.into(), port }
     }
 
-    fn no_secret(text: &str) {
+    pub(crate) fn no_secret(text: &str) {
         assert!(!text.contains(SECRET_KEY), "{text}");
         assert!(!text.contains(&SECRET_KEY[..12]), "{text}");
         assert!(!text.contains("3o5XBbdc"), "{text}");
@@ -871,9 +644,6 @@ endpoint = "wss://relay.example:8443"
         let store = ProfileStore::from_toml("default = \"gone\"\n[profiles.a]\nendpoint = \"ws://h:1\"\n").unwrap();
         assert_eq!(store.warnings().len(), 1);
         assert!(store.warnings()[0].contains("'gone'"));
-        let err = resolve(&CredentialSources::default(), &EnvSources::default(), &store).unwrap_err();
-        assert!(matches!(err, ResolveError::UnknownProfile(ProfileOrigin::Default, _)), "{err:?}");
-        assert!(err.to_string().contains("known profiles: a"), "{err}");
     }
 
     #[test]
@@ -887,276 +657,6 @@ endpoint = "wss://relay.example:8443"
     }
 
     #[test]
-    fn env_sources_from_lookup() {
-        let env = EnvSources::from_lookup(|name| match name {
-            ENV_PROFILE => Some("p".into()),
-            ENV_CONNECTION_STRING => Some(String::new()),
-            _ => None,
-        });
-        assert_eq!(env.profile.as_deref(), Some("p"));
-        assert!(env.connection_string.is_none(), "empty counts as unset");
-    }
-
-    fn two_profiles() -> ProfileStore {
-        let mut local = key_profile("ws://127.0.0.1:9999");
-        local.tls_fingerprint = Some(FP.into());
-        store_with(
-            &[
-                ("local", local),
-                ("azure", Profile::with_token("sb://contoso.servicebus.windows.net/", Secret::new(TOKEN))),
-            ],
-            Some("local"),
-        )
-    }
-
-    fn cs(host: &str) -> Secret {
-        Secret::new(format!("Endpoint=sb://{host}/;SharedAccessKeyName=n;SharedAccessKey={SECRET_KEY};EntityPath=hc"))
-    }
-
-    #[test]
-    fn default_profile_is_the_fallback() {
-        let r = resolve(&CredentialSources::default(), &EnvSources::default(), &two_profiles()).unwrap();
-        assert_eq!(r.endpoint, ep(false, "127.0.0.1", 9999));
-        assert_eq!(
-            r.credential,
-            Credential::Key { name: "RootManageSharedAccessKey".into(), key: Secret::new(SECRET_KEY) }
-        );
-        assert_eq!(r.tls_fingerprint.as_deref(), Some(FP));
-        assert_eq!(r.entity_path, None);
-        assert_eq!(r.source, "profile 'local'");
-    }
-
-    #[test]
-    fn nothing_configured() {
-        let err = resolve(&CredentialSources::default(), &EnvSources::default(), &ProfileStore::default()).unwrap_err();
-        assert_eq!(err, ResolveError::NotConfigured);
-        let msg = err.to_string();
-        assert!(msg.contains("hyco serve") && msg.contains("--connection-string") && msg.contains("hyco profile add"));
-        // A store with profiles but no default is still not configured.
-        let store = store_with(&[("a", key_profile("ws://h:1"))], None);
-        assert_eq!(
-            resolve(&CredentialSources::default(), &EnvSources::default(), &store),
-            Err(ResolveError::NotConfigured)
-        );
-    }
-
-    #[test]
-    fn env_beats_default_and_connection_string_beats_profile() {
-        let store = two_profiles();
-        let env = EnvSources { profile: Some("azure".into()), connection_string: None };
-        let r = resolve(&CredentialSources::default(), &env, &store).unwrap();
-        assert_eq!(r.source, "profile 'azure'");
-        assert_eq!(r.credential, Credential::Token(Secret::new(TOKEN)));
-        assert_eq!(r.tls_fingerprint, None);
-
-        let env = EnvSources { profile: Some("azure".into()), connection_string: Some(cs("envhost")) };
-        let r = resolve(&CredentialSources::default(), &env, &store).unwrap();
-        assert_eq!(r.source, "HYCO_CONNECTION_STRING");
-        assert_eq!(r.endpoint, ep(true, "envhost", 443));
-        assert_eq!(r.entity_path.as_deref(), Some("hc"));
-
-        let env = EnvSources { profile: Some("nope".into()), connection_string: None };
-        let err = resolve(&CredentialSources::default(), &env, &store).unwrap_err();
-        assert!(matches!(err, ResolveError::UnknownProfile(ProfileOrigin::Env, _)));
-        assert!(err.to_string().starts_with("HYCO_PROFILE: no profile named 'nope'"), "{err}");
-        assert!(err.to_string().contains("azure, local"), "{err}");
-    }
-
-    #[test]
-    fn flags_beat_env() {
-        let store = two_profiles();
-        let env = EnvSources { profile: Some("azure".into()), connection_string: Some(cs("envhost")) };
-
-        let flags = CredentialSources { profile: Some("local".into()), ..Default::default() };
-        assert_eq!(resolve(&flags, &env, &store).unwrap().source, "profile 'local'");
-
-        let flags = CredentialSources { connection_string: Some(cs("flaghost")), ..Default::default() };
-        let r = resolve(&flags, &env, &store).unwrap();
-        assert_eq!((r.source.as_str(), r.endpoint.host.as_str()), ("--connection-string", "flaghost"));
-
-        let flags = CredentialSources {
-            endpoint: Some("wss://flag:8443".into()),
-            key_name: Some("n".into()),
-            key: Some(Secret::new(SECRET_KEY)),
-            ..Default::default()
-        };
-        let r = resolve(&flags, &env, &store).unwrap();
-        assert_eq!(r.endpoint, ep(true, "flag", 8443));
-        assert_eq!(r.credential, Credential::Key { name: "n".into(), key: Secret::new(SECRET_KEY) });
-        assert!(r.source.starts_with("--endpoint"), "{}", r.source);
-
-        let flags = CredentialSources { endpoint: Some("ws://flag:1".into()), ..Default::default() };
-        assert_eq!(resolve(&flags, &env, &store).unwrap().credential, Credential::None);
-    }
-
-    #[test]
-    fn flag_profile_must_exist() {
-        let flags = CredentialSources { profile: Some("staging".into()), ..Default::default() };
-        let err = resolve(&flags, &EnvSources::default(), &two_profiles()).unwrap_err();
-        assert_eq!(err.to_string(), "--profile: no profile named 'staging' (known profiles: azure, local)");
-    }
-
-    #[test]
-    fn key_flags_override_the_profile_credential() {
-        let store = two_profiles();
-        let env = EnvSources::default();
-        let flags = CredentialSources {
-            key_name: Some("Other".into()),
-            key: Some(Secret::new("newkey")),
-            tls_fingerprint: Some(FP.replace(':', "")),
-            ..Default::default()
-        };
-        let r = resolve(&flags, &env, &store).unwrap();
-        assert_eq!(r.credential, Credential::Key { name: "Other".into(), key: Secret::new("newkey") });
-        assert_eq!(r.source, "profile 'local' with --key-name/--key");
-        assert_eq!(r.tls_fingerprint.as_deref(), Some(FP));
-
-        // --key alone keeps the profile's key name...
-        let flags = CredentialSources { key: Some(Secret::new("newkey")), ..Default::default() };
-        let r = resolve(&flags, &env, &store).unwrap();
-        assert_eq!(
-            r.credential,
-            Credential::Key { name: "RootManageSharedAccessKey".into(), key: Secret::new("newkey") }
-        );
-        // ...but a token profile has none.
-        let flags =
-            CredentialSources { profile: Some("azure".into()), key: Some(Secret::new("k")), ..Default::default() };
-        assert_eq!(resolve(&flags, &env, &store), Err(ResolveError::KeyWithoutKeyName));
-        // With --key-name and --key a token profile switches to the key.
-        let flags = CredentialSources {
-            profile: Some("azure".into()),
-            key_name: Some("n".into()),
-            key: Some(Secret::new("k")),
-            ..Default::default()
-        };
-        assert!(matches!(resolve(&flags, &env, &store).unwrap().credential, Credential::Key { .. }));
-    }
-
-    #[test]
-    fn flag_errors() {
-        let store = two_profiles();
-        let env = EnvSources::default();
-        let run = |flags: CredentialSources| resolve(&flags, &env, &store).unwrap_err();
-
-        let err = run(CredentialSources {
-            endpoint: Some("ws://h:1".into()),
-            key_name: Some("n".into()),
-            ..Default::default()
-        });
-        assert_eq!(err, ResolveError::KeyNameWithoutKey);
-        let err = run(CredentialSources { key_name: Some("n".into()), ..Default::default() });
-        assert_eq!(err, ResolveError::KeyNameWithoutKey);
-        let err = run(CredentialSources {
-            endpoint: Some("ws://h:1".into()),
-            key: Some(Secret::new(SECRET_KEY)),
-            ..Default::default()
-        });
-        assert_eq!(err, ResolveError::KeyWithoutKeyName);
-        let err = run(CredentialSources { endpoint: Some("ftp://h".into()), ..Default::default() });
-        assert!(matches!(err, ResolveError::Endpoint(_)));
-        assert!(err.to_string().starts_with("--endpoint:"), "{err}");
-        let err = run(CredentialSources {
-            endpoint: Some("ws://h:1".into()),
-            profile: Some("local".into()),
-            ..Default::default()
-        });
-        assert_eq!(err, ResolveError::Conflict("--endpoint", "--profile"));
-        let err = run(CredentialSources {
-            connection_string: Some(cs("h")),
-            key: Some(Secret::new(SECRET_KEY)),
-            ..Default::default()
-        });
-        assert_eq!(err, ResolveError::Conflict("--connection-string", "--key"));
-        let err = run(CredentialSources { key: Some(Secret::new("")), ..Default::default() });
-        assert_eq!(err, ResolveError::EmptyFlag("--key"));
-        let err = run(CredentialSources { tls_fingerprint: Some("zz".into()), ..Default::default() });
-        assert_eq!(err, ResolveError::Fingerprint);
-    }
-
-    #[test]
-    fn resolve_errors_never_show_secrets() {
-        let store = two_profiles();
-        let bad_cs = Secret::new(format!("Endpoint=sb://h/;SharedAccessKey={SECRET_KEY}"));
-        let cases = [
-            (
-                CredentialSources { connection_string: Some(bad_cs.clone()), ..Default::default() },
-                EnvSources::default(),
-            ),
-            (CredentialSources::default(), EnvSources { connection_string: Some(bad_cs), profile: None }),
-            (
-                CredentialSources {
-                    endpoint: Some("ws://h:1".into()),
-                    key: Some(Secret::new(SECRET_KEY)),
-                    ..Default::default()
-                },
-                EnvSources::default(),
-            ),
-            (
-                CredentialSources {
-                    profile: Some("azure".into()),
-                    key: Some(Secret::new(SECRET_KEY)),
-                    ..Default::default()
-                },
-                EnvSources::default(),
-            ),
-            (
-                CredentialSources {
-                    connection_string: Some(cs("h")),
-                    key: Some(Secret::new(SECRET_KEY)),
-                    ..Default::default()
-                },
-                EnvSources::default(),
-            ),
-            (
-                CredentialSources {
-                    connection_string: Some(Secret::new(format!("Endpoint=sb://h/;{SECRET_KEY}=="))),
-                    ..Default::default()
-                },
-                EnvSources::default(),
-            ),
-        ];
-        for (flags, env) in &cases {
-            let err = resolve(flags, env, &store).unwrap_err();
-            no_secret(&err.to_string());
-            no_secret(&format!("{err:?}"));
-            no_secret(&format!("{:#}", anyhow::Error::new(err)));
-        }
-        // A hand-built invalid profile.
-        let mut store = ProfileStore::default();
-        store.file.profiles.insert("bad".into(), Profile::with_token("ws://h:1", Secret::new(SECRET_KEY)));
-        let flags = CredentialSources { profile: Some("bad".into()), ..Default::default() };
-        let err = resolve(&flags, &EnvSources::default(), &store).unwrap_err();
-        assert!(matches!(err, ResolveError::InvalidProfile(..)));
-        no_secret(&err.to_string());
-        no_secret(&format!("{err:?}"));
-    }
-
-    #[test]
-    fn debug_output_masks_secrets() {
-        let flags =
-            CredentialSources { key_name: Some("n".into()), key: Some(Secret::new(SECRET_KEY)), ..Default::default() };
-        let env = EnvSources { profile: None, connection_string: Some(cs("h")) };
-        let r = resolve(&flags, &env, &ProfileStore::default()).unwrap();
-        let token = resolve(
-            &CredentialSources { profile: Some("azure".into()), ..Default::default() },
-            &EnvSources::default(),
-            &two_profiles(),
-        )
-        .unwrap();
-        for shown in [
-            format!("{r:?}"),
-            format!("{r:#?}"),
-            format!("{token:?}"),
-            format!("{flags:?}"),
-            format!("{env:?}"),
-            format!("{:?}", two_profiles()),
-        ] {
-            no_secret(&shown);
-        }
-        assert!(format!("{r:?}").contains("***"));
-    }
-
-    #[test]
     fn write_local_profile_adds_and_respects_the_default() {
         let dir = TempDir::new("local");
         let path = dir.file();
@@ -1165,9 +665,9 @@ endpoint = "wss://relay.example:8443"
             .unwrap();
         let store = ProfileStore::load(&path).unwrap();
         assert_eq!(store.default_name(), Some("local"));
-        let r = resolve(&CredentialSources::default(), &EnvSources::default(), &store).unwrap();
-        assert_eq!(r.endpoint, ep(false, "127.0.0.1", 9999));
-        assert_eq!(r.credential, Credential::Key { name: "RootManageSharedAccessKey".into(), key: key.clone() });
+        let (endpoint, credential, _) = store.get("local").unwrap().parts().unwrap();
+        assert_eq!(endpoint, ep(false, "127.0.0.1", 9999));
+        assert_eq!(credential, Credential::Key { name: "RootManageSharedAccessKey".into(), key: key.clone() });
 
         // Updating the default profile keeps it the default.
         write_local_profile(&path, "local", "wss://127.0.0.1:9443", "k", &key, Some(FP), true).unwrap();
