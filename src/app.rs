@@ -20,7 +20,8 @@ use crate::client::prewarm::Prewarm;
 use crate::credentials::{self, config_failure};
 use crate::error::{Kind, failure};
 use crate::profile;
-use crate::relay::{self, RelaySettings, config::DEFAULT_KEY_NAME};
+use crate::relay::{self, RelaySettings};
+use crate::sas::DEFAULT_KEY_NAME;
 use crate::secret::Secret;
 
 /// Environment variable naming the directory for the throwaway relay's key and

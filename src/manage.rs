@@ -12,8 +12,7 @@ use crate::credentials;
 use crate::error::{Kind, failure};
 use crate::profile::{Profile, ProfileStore};
 use crate::protocol;
-use crate::relay::config::{DEFAULT_KEY_NAME, LISTEN_KEY_NAME, SEND_KEY_NAME};
-use crate::sas;
+use crate::sas::{self, DEFAULT_KEY_NAME, LISTEN_KEY_NAME, SEND_KEY_NAME};
 use crate::secret::Secret;
 
 /// The largest key, token or connection string file read.

@@ -133,6 +133,13 @@ pub fn mint(resource_uri: &str, key_name: &str, key: &Secret, expiry: u64) -> Se
     ))
 }
 
+/// The rule (and key) name a hyco relay's throwaway default creates, as Azure names a namespace's first rule.
+pub const DEFAULT_KEY_NAME: &str = "RootManageSharedAccessKey";
+/// The throwaway default's Send-only rule, its key derived from the root key.
+pub const SEND_KEY_NAME: &str = "hyco-send";
+/// The throwaway default's Listen-only rule, its key derived from the root key.
+pub const LISTEN_KEY_NAME: &str = "hyco-listen";
+
 /// A key derived from `root` for the rule `rule_name`: base64 of HMAC-SHA256 keyed with
 /// the root key's text over the rule name. `hyco serve`'s throwaway relay declares such
 /// rules (Send only, Listen only), so that whoever holds the root key can mint tokens

@@ -288,7 +288,7 @@ async fn bent_tokens_are_refused_and_odd_valid_ones_are_served() {
     let [sr, sig, se, skn] = [0, 1, 2, 3].map(|i| good[i].clone());
     let with_token =
         |token: &str| head(LISTEN, &[protocol::TOKEN_HEADER], &[(protocol::TOKEN_HEADER, token)]).into_bytes();
-    let send_key = hyco::sas::derive_key(&Secret::new(KEY), hyco::relay::config::SEND_KEY_NAME);
+    let send_key = hyco::sas::derive_key(&Secret::new(KEY), hyco::sas::SEND_KEY_NAME);
     let f = |parts: &[&String]| token_of(&parts.iter().map(|s| (*s).clone()).collect::<Vec<_>>());
     let cases = vec![
         ("the token as minted", with_token(&token_of(&good)), 101),

@@ -247,9 +247,9 @@ async fn tokens_are_checked_in_every_place_and_kept_from_the_listener() {
     let other = token("other");
     let reply = call(&s.relay, "GET", "/hc/hello", &[(TOKEN_HEADER, &other)], Body::Empty).await;
     assert_refused(&reply, 401, "Unauthorized");
-    let listen_key = hyco::sas::derive_key(&hyco::secret::Secret::new(KEY), hyco::relay::config::LISTEN_KEY_NAME);
+    let listen_key = hyco::sas::derive_key(&hyco::secret::Secret::new(KEY), hyco::sas::LISTEN_KEY_NAME);
     let listen_only =
-        token_with("hc", hyco::relay::config::LISTEN_KEY_NAME, listen_key.expose(), hyco::protocol::unix_now() + 60);
+        token_with("hc", hyco::sas::LISTEN_KEY_NAME, listen_key.expose(), hyco::protocol::unix_now() + 60);
     let reply = call(&s.relay, "GET", "/hc/hello", &[(TOKEN_HEADER, &listen_only)], Body::Empty).await;
     assert_refused(&reply, 403, "Forbidden");
 

@@ -10,14 +10,8 @@ use serde::Deserialize;
 
 use super::auth::{Right, Rule};
 use crate::protocol;
+use crate::sas::{LISTEN_KEY_NAME, SEND_KEY_NAME};
 use crate::secret::Secret;
-
-/// The key name the throwaway default creates, as Azure names a namespace's first rule.
-pub const DEFAULT_KEY_NAME: &str = "RootManageSharedAccessKey";
-/// The throwaway default's Send-only rule, its key derived from the root key.
-pub const SEND_KEY_NAME: &str = "hyco-send";
-/// The throwaway default's Listen-only rule, its key derived from the root key.
-pub const LISTEN_KEY_NAME: &str = "hyco-listen";
 
 /// Bounds on everything a peer controls. Each has a test that exceeds it.
 #[derive(Clone, Debug)]
