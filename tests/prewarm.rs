@@ -195,7 +195,7 @@ async fn a_listener_closes_a_tunnel_that_is_never_started() {
         within("a deferred tunnel", open_sender_with(&client(relay.addr), &settings, "id-1", &[prewarm::offer()]))
             .await
             .expect("rendezvous");
-    let chosen = hyco::ws::handshake::header(&opened.response.headers, "Sec-WebSocket-Protocol");
+    let chosen = hyco::http1::header(&opened.response.headers, "Sec-WebSocket-Protocol");
     assert_eq!(chosen, Some(prewarm::DEFERRED), "a hyco listener defers");
     let started = std::time::Instant::now();
     let (read, _write) = opened.stream.split();

@@ -231,7 +231,7 @@ async fn subprotocol_chosen_by_the_listener_reaches_the_sender() {
     let a = l.next_accept().await;
     assert_eq!(connect_header(&a, "Sec-WebSocket-Protocol"), None);
     let mut raw = raw_upgrade(relay.addr, &a.address, &[]).await.expect("accept");
-    assert!(hyco::ws::handshake::header(&raw.response.headers, "Sec-WebSocket-Protocol").is_none());
+    assert!(hyco::http1::header(&raw.response.headers, "Sec-WebSocket-Protocol").is_none());
     let (_s, resp) = within("sender", sender).await.unwrap().expect("sender upgrade");
     assert!(resp.headers().get("Sec-WebSocket-Protocol").is_none(), "{:?}", resp.headers());
     raw.send(OpCode::Text, b"hello").await;

@@ -1,5 +1,5 @@
 //! The WebSocket layer's pure parsers: upgrade request and response heads
-//! (`ws::handshake::parse_request` / `parse_response`, then `websocket_key`), frame
+//! (`http1::parse_request` / `parse_response`, then `ws::handshake::websocket_key`), frame
 //! headers (`FrameHeader::parse` / `encode`), Close payloads and masking.
 //!
 //! Invariants: a parsed head's length is within the input and parsing is deterministic;
@@ -9,27 +9,28 @@
 #![no_main]
 
 use hyco::ws::frame::{self, CloseFrame, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use hyco::http1;
 use hyco::ws::handshake;
 use libfuzzer_sys::fuzz_target;
 
 fn check_heads(data: &[u8]) {
-    match handshake::parse_request(data) {
+    match http1::parse_request(data) {
         Ok(Some((req, n))) => {
             assert!(n <= data.len());
             if let Ok(key) = handshake::websocket_key(&req) {
                 let answer =
-                    handshake::switching_protocols(key, handshake::header(&req.headers, "Sec-WebSocket-Protocol"));
+                    handshake::switching_protocols(key, http1::header(&req.headers, "Sec-WebSocket-Protocol"));
                 let (resp, m) =
-                    handshake::parse_response(answer.as_bytes()).expect("our 101 parses").expect("complete");
+                    http1::parse_response(answer.as_bytes()).expect("our 101 parses").expect("complete");
                 assert_eq!(m, answer.len());
                 assert_eq!(resp.status, 101);
                 assert_eq!(
-                    handshake::header(&resp.headers, "Sec-WebSocket-Accept"),
+                    http1::header(&resp.headers, "Sec-WebSocket-Accept"),
                     Some(handshake::accept_key(key).as_str())
                 );
             }
             // The head alone parses to the same request.
-            let (again, m) = handshake::parse_request(&data[..n]).expect("prefix parses").expect("complete");
+            let (again, m) = http1::parse_request(&data[..n]).expect("prefix parses").expect("complete");
             assert_eq!((again, m), (req, n));
         }
         Ok(None) => {}
@@ -37,10 +38,10 @@ fn check_heads(data: &[u8]) {
             let _ = e.to_string();
         }
     }
-    match handshake::parse_response(data) {
+    match http1::parse_response(data) {
         Ok(Some((resp, n))) => {
             assert!(n <= data.len());
-            let _ = handshake::header_count(&resp.headers, "Sec-WebSocket-Accept");
+            let _ = http1::header_count(&resp.headers, "Sec-WebSocket-Accept");
         }
         Ok(None) => {}
         Err(e) => {

@@ -1,5 +1,5 @@
 //! A client's first bytes through the relay's handshake path, in process and without a
-//! socket: `ws::handshake::read_request` over a tokio duplex pipe (fed in fuzz-chosen
+//! socket: `http1::read_request` over a tokio duplex pipe (fed in fuzz-chosen
 //! chunks, so the incremental head parser sees partial reads), then what
 //! `relay::Relay::serve_connection` does with the request: `HcAddress::parse` on the
 //! target, the tracking id, `websocket_key`, the token lookup and `relay::auth::check`,
@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 use hyco::protocol::{self, Action, HcAddress};
 use hyco::relay::auth::{self, Right, Rule};
 use hyco::secret::Secret;
-use hyco::ws::handshake::{self, HandshakeError};
+use hyco::http1::{self, HeadError};
+use hyco::ws::handshake;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::AsyncWriteExt;
 
@@ -40,8 +41,8 @@ fn rules() -> &'static [Rule] {
 /// The answer the relay writes for a refusal must be one well-formed response head.
 fn check_answer(status: u16, text: &str) {
     let answer =
-        handshake::error_response(status, &protocol::status_text(text, "00000000-0000-0000-0000-000000000000"));
-    match handshake::parse_response(answer.as_bytes()) {
+        http1::error_response(status, &protocol::status_text(text, "00000000-0000-0000-0000-000000000000"));
+    match http1::parse_response(answer.as_bytes()) {
         Ok(Some((resp, n))) => {
             assert_eq!(resp.status, status);
             assert!(n < answer.len(), "the body follows the head");
@@ -60,18 +61,18 @@ async fn serve(input: &[u8], chunk: usize, limit: usize) {
         }
         let _ = client.shutdown().await;
     };
-    let reader = async move { handshake::read_request(&mut server, limit).await };
+    let reader = async move { http1::read_request(&mut server, limit).await };
     let ((), result) = tokio::join!(writer, reader);
 
     let (req, initial) = match result {
         Ok(parts) => parts,
-        Err(HandshakeError::TooLarge) => return check_answer(431, "Request header fields too large"),
-        Err(HandshakeError::Malformed(_)) => return check_answer(400, "Malformed request"),
-        Err(HandshakeError::Closed) => return,
+        Err(HeadError::TooLarge) => return check_answer(431, "Request header fields too large"),
+        Err(HeadError::Malformed(_)) => return check_answer(400, "Malformed request"),
+        Err(HeadError::Closed) => return,
         Err(e) => panic!("unexpected handshake error from a pipe: {e}"),
     };
     // The same head as parsing everything at once, and the bytes after it kept in order.
-    let (whole, n) = handshake::parse_request(input).expect("head parses in one piece").expect("complete");
+    let (whole, n) = http1::parse_request(input).expect("head parses in one piece").expect("complete");
     assert_eq!(whole, req);
     assert!(input[n..].starts_with(&initial), "bytes after the head are kept in order");
 
@@ -95,7 +96,7 @@ async fn serve(input: &[u8], chunk: usize, limit: usize) {
         Action::Connect => Right::Send,
         Action::Request => return check_answer(400, "HTTP mode is not served by this relay"),
     };
-    let token = auth::token_of(handshake::header(&req.headers, protocol::TOKEN_HEADER), addr.token.as_deref());
+    let token = auth::token_of(http1::header(&req.headers, protocol::TOKEN_HEADER), addr.token.as_deref());
     match token {
         None => check_answer(401, "Missing token"),
         Some(token) => {
@@ -106,8 +107,8 @@ async fn serve(input: &[u8], chunk: usize, limit: usize) {
             }
         }
     }
-    let answer = handshake::switching_protocols(key, handshake::header(&req.headers, "Sec-WebSocket-Protocol"));
-    let (resp, _) = handshake::parse_response(answer.as_bytes()).expect("101 parses").expect("complete");
+    let answer = handshake::switching_protocols(key, http1::header(&req.headers, "Sec-WebSocket-Protocol"));
+    let (resp, _) = http1::parse_response(answer.as_bytes()).expect("101 parses").expect("complete");
     assert_eq!(resp.status, 101);
 }
 

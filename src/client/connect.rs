@@ -15,9 +15,9 @@ use super::prewarm::{self, OnDemand, OpenFailure, Pool, Prewarm};
 use super::{OpenError, Opened, RelayClient};
 use crate::bridge::{self, Outcome, Stats, Tunnel};
 use crate::error::{Kind, failure};
+use crate::http1;
 use crate::protocol::{self, Action};
 use crate::ws::frame::CloseFrame;
-use crate::ws::handshake;
 
 /// What `hyco connect` reaches: an HC and, optionally, a named target on its listener.
 #[derive(Clone, Debug)]
@@ -68,7 +68,7 @@ async fn open_prewarmed(client: &RelayClient, settings: &ConnectSettings, id: &s
         .await
         .map_err(|e| OpenFailure::Failed(format!("{e:#}")))?;
     let mut tunnel = Tunnel::new(stream, &initial);
-    match prewarm::accepted(handshake::header(&response.headers, "Sec-WebSocket-Protocol")) {
+    match prewarm::accepted(http1::header(&response.headers, "Sec-WebSocket-Protocol")) {
         Ok(()) => Ok(tunnel),
         Err(why) => {
             tunnel.goodbye(&CloseFrame::new(protocol::close::NORMAL, "prewarming not supported")).await;

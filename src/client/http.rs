@@ -21,12 +21,12 @@ use super::RelayClient;
 use super::listen::Targets;
 use crate::encoding::decode_component;
 use crate::http1::{self, BodyReader, Framing, LAST_CHUNK, connection_tokens, is_hop_by_hop};
+use crate::http1::{HeadError, header};
 use crate::net::ClientStream;
 use crate::protocol::{
     self, HttpRequest, HttpResponse, ListenerMessage, MAX_CONTROL_MESSAGE, MAX_INLINE_BODY, RelayMessage, close,
 };
 use crate::ws::frame::CloseFrame;
-use crate::ws::handshake::{HandshakeError, header};
 use crate::ws::message::{MessageReader, MessageWriter, Next};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
 
@@ -226,11 +226,11 @@ async fn send_body<W: AsyncWrite + Unpin>(w: &mut W, source: Source<'_>, length:
 }
 
 /// Reads the local server's final response head (interim 1xx answers skipped).
-async fn local_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<crate::ws::handshake::Response, Failure> {
+async fn local_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<http1::Response, Failure> {
     loop {
         let head = match timeout(STALL_TIMEOUT, http1::read_response_head(r, MAX_LOCAL_HEAD)).await {
             Ok(Ok(h)) => h,
-            Ok(Err(HandshakeError::TooLarge)) => {
+            Ok(Err(HeadError::TooLarge)) => {
                 return Err(failure(502, "The local server's response head is too large"));
             }
             Ok(Err(e)) => return Err(failure(502, format!("Bad response from the local server: {e}"))),

@@ -16,11 +16,12 @@ use tokio::net::TcpStream;
 
 use crate::connstr::{Credential, Endpoint};
 use crate::error::{Kind, failure};
+use crate::http1::Response;
 use crate::net::ClientStream;
 use crate::protocol::{self, Action};
 use crate::sas;
 use crate::secret::Secret;
-use crate::ws::handshake::{self, HandshakeError, Response};
+use crate::ws::handshake::{self, HandshakeError};
 
 /// Time to open a connection to the relay: TCP, TLS and the upgrade.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);

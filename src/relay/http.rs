@@ -30,12 +30,13 @@ use super::stream::RelayStream;
 use super::{Relay, encode_path};
 use crate::encoding::{decode_component, encode_component};
 use crate::http1::{self, BodyReader, Framing, LAST_CHUNK, connection_tokens, is_hop_by_hop};
+use crate::http1::{Request, header, sanitize};
 use crate::protocol::{
     self, HcAddress, HttpRequest, HttpResponse, InlineBody, ListenerMessage, MAX_INLINE_BODY, MAX_PATH_SEGMENTS,
     RelayMessage, RemoteEndpoint,
 };
 use crate::ws::frame::CloseFrame;
-use crate::ws::handshake::{self, Request, header, sanitize, websocket_key};
+use crate::ws::handshake::{self, websocket_key};
 use crate::ws::message::{MessageReader, MessageWriter, Next};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
 

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::ws::handshake::{self, HandshakeError};
+use crate::http1::{self, HeadError};
 
 /// Upper bounds (seconds) of the `hyco_rendezvous_seconds` buckets; `+Inf` follows.
 pub const RENDEZVOUS_BUCKETS: [f64; 14] =
@@ -325,7 +325,7 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, shutdow
     let tracker = TaskTracker::new();
     while let Some((tcp, _)) = crate::net::accept(&listener, &shutdown, "metrics").await {
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            let _ = tcp.try_write(handshake::error_response(503, "Too many scrapes at once").as_bytes());
+            let _ = tcp.try_write(http1::error_response(503, "Too many scrapes at once").as_bytes());
             continue;
         };
         let metrics = metrics.clone();
@@ -344,7 +344,7 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, shutdow
 
 /// Answers one request on `tcp`, then closes it.
 async fn scrape(mut tcp: TcpStream, metrics: &Metrics) {
-    let request = tokio::time::timeout(REQUEST_TIMEOUT, handshake::read_request(&mut tcp, MAX_REQUEST_BYTES)).await;
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, http1::read_request(&mut tcp, MAX_REQUEST_BYTES)).await;
     // Ok: the request to answer with the metrics; Err: the status and text to refuse with.
     let outcome = match request {
         Ok(Ok((req, _))) => {
@@ -355,8 +355,8 @@ async fn scrape(mut tcp: TcpStream, metrics: &Metrics) {
                 _ => Err((405, "Only GET /metrics is served")),
             }
         }
-        Ok(Err(HandshakeError::TooLarge)) => Err((431, "Request header fields too large")),
-        Ok(Err(HandshakeError::Malformed(_))) => Err((400, "Malformed request")),
+        Ok(Err(HeadError::TooLarge)) => Err((431, "Request header fields too large")),
+        Ok(Err(HeadError::Malformed(_))) => Err((400, "Malformed request")),
         Ok(Err(_)) => return,
         Err(_) => Err((408, "Request timeout")),
     };
@@ -371,7 +371,7 @@ async fn scrape(mut tcp: TcpStream, metrics: &Metrics) {
         }
         Err((status, text)) => {
             debug!(status, "metrics request refused");
-            handshake::error_response(*status, text)
+            http1::error_response(*status, text)
         }
     };
     let _ = tokio::time::timeout(RESPONSE_TIMEOUT, async {

@@ -34,8 +34,9 @@ use self::auth::Right;
 use self::metrics::{Flow, Rejection};
 use self::stream::RelayStream;
 use crate::encoding::encode_component;
+use crate::http1::{self, HeadError, Request, header, reject};
 use crate::protocol::{self, Accept, Action, HcAddress, RelayMessage, RemoteEndpoint};
-use crate::ws::handshake::{self, Request, header, reject, websocket_key};
+use crate::ws::handshake::{self, websocket_key};
 
 /// How many messages may queue for one control channel before senders try another listener.
 const CONTROL_QUEUE: usize = 64;
@@ -130,7 +131,7 @@ pub async fn run_with_metrics(
     while let Some((tcp, peer)) = crate::net::accept(&listener, &shutdown, "relay").await {
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             relay.metrics.reject(Rejection::ConnectionLimit);
-            let _ = tcp.try_write(handshake::error_response(503, "Relay at its connection limit").as_bytes());
+            let _ = tcp.try_write(http1::error_response(503, "Relay at its connection limit").as_bytes());
             debug!(%peer, "refused: connection limit");
             continue;
         };
@@ -175,14 +176,12 @@ impl Relay {
                     }
                 },
             };
-            match handshake::read_request(&mut stream, limits.max_header_bytes).await {
+            match http1::read_request(&mut stream, limits.max_header_bytes).await {
                 Ok((req, initial)) => Some(Ok((stream, req, initial))),
-                Err(handshake::HandshakeError::TooLarge) => {
+                Err(HeadError::TooLarge) => {
                     Some(Err((stream, Rejection::TooLarge, 431, "Request header fields too large")))
                 }
-                Err(handshake::HandshakeError::Malformed(_)) => {
-                    Some(Err((stream, Rejection::BadRequest, 400, "Malformed request")))
-                }
+                Err(HeadError::Malformed(_)) => Some(Err((stream, Rejection::BadRequest, 400, "Malformed request"))),
                 Err(_) => None,
             }
         };
@@ -280,7 +279,7 @@ impl Relay {
     fn public_base(&self, req: &Request, stream: &RelayStream) -> String {
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
         let host = header(&req.headers, "Host")
-            .map(handshake::sanitize)
+            .map(http1::sanitize)
             .filter(|h| !h.is_empty() && !h.contains([' ', '/', '?', '#', '@']))
             .or_else(|| stream.tcp().local_addr().ok().map(|a| a.to_string()))
             .unwrap_or_default();

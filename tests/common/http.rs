@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use hyco::http1::{self, BodyReader, Framing};
-use hyco::ws::handshake::{Headers, header};
+use hyco::http1::{Headers, header};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};

@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use hyco::http1::Response;
 use hyco::protocol::{self, Accept, Action, RelayMessage};
 use hyco::relay::RelaySettings;
 use hyco::secret::Secret;
 use hyco::ws::frame::{CloseFrame, FrameHeader, OpCode};
-use hyco::ws::handshake::{self, HandshakeError, Response};
+use hyco::ws::handshake::{self, HandshakeError};
 use hyco::ws::stream::{FrameReader, FrameWriter, Role};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;

@@ -1,51 +1,17 @@
-//! HTTP/1.1 message framing for HTTP mode (PROTOCOL.md 7): which headers are hop-by-hop,
-//! how a body is delimited, reading `Content-Length` and chunked bodies piece by piece
-//! with bounded memory, and writing heads and chunks. The relay uses it towards HTTP
-//! clients, `hyco listen --http` towards the local server. It knows nothing of Hybrid
-//! Connections, and parses heads with [`crate::ws::handshake`]'s parsers.
+//! HTTP/1.1 bodies: how a message's body is delimited (and the shapes refused as request
+//! smuggling), reading `Content-Length`, chunked and until-close bodies piece by piece in
+//! bounded memory, and writing chunks.
 
 use std::io;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::ws::handshake::{HandshakeError, Headers, Request, Response, header, parse_request, parse_response};
+use super::head::{Headers, header};
 
 /// The longest chunk-size line (size, extensions, CRLF) a chunked body may have.
 pub const MAX_CHUNK_LINE: usize = 4096;
 /// The most bytes of trailer fields after the last chunk (they are read and dropped).
 pub const MAX_TRAILERS: usize = 16 * 1024;
-
-/// Headers that describe one connection, not the message (RFC 9110 7.6.1); `Proxy-*` too.
-const HOP_BY_HOP: [&str; 7] =
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
-
-/// The lowercased tokens of every `Connection` header: more hop-by-hop header names.
-pub fn connection_tokens(headers: &[(String, String)]) -> Vec<String> {
-    headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("Connection"))
-        .flat_map(|(_, v)| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
-/// Whether `name` is hop-by-hop: a fixed one, any `Proxy-*`, or one `Connection` names.
-pub fn is_hop_by_hop(name: &str, connection: &[String]) -> bool {
-    let lower = name.to_ascii_lowercase();
-    HOP_BY_HOP.contains(&lower.as_str()) || lower.starts_with("proxy-") || connection.contains(&lower)
-}
-
-/// Whether `name` is an HTTP field name (RFC 9110 5.1: a token).
-pub fn is_token(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Whether `value` may be written as a field value: no CR, LF, NUL or other control
-/// character but tab (what a peer controls must not split or end a head).
-pub fn is_field_value(value: &str) -> bool {
-    !value.chars().any(|c| c.is_control() && c != '\t')
-}
 
 /// How a message body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,61 +94,6 @@ pub fn response_framing(
         return Ok(Framing::Empty);
     }
     framing(headers, Framing::UntilClose)
-}
-
-/// The standard reason phrase of a status, or `""`.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
-    }
-}
-
-/// A head: the start line, then each header, then the empty line.
-pub fn head(start_line: &str, headers: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(
-        start_line.len() + 2 + headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>() + 2,
-    );
-    out.push_str(start_line);
-    out.push_str("\r\n");
-    for (n, v) in headers {
-        out.push_str(n);
-        out.push_str(": ");
-        out.push_str(v);
-        out.push_str("\r\n");
-    }
-    out.push_str("\r\n");
-    out
 }
 
 /// Writes one chunk of a chunked body (nothing for an empty `data`, which would end it).
@@ -341,50 +252,6 @@ impl BodyReader {
     }
 }
 
-/// A head parser: `Ok(None)` while incomplete, else the head and its length.
-type HeadParser<T> = fn(&[u8]) -> Result<Option<(T, usize)>, HandshakeError>;
-
-/// Reads a head of at most `limit` bytes through a buffered reader with `parse`, leaving
-/// what follows it (the body) unread.
-async fn read_head<R, T>(r: &mut R, limit: usize, parse: HeadParser<T>) -> Result<T, HandshakeError>
-where
-    R: AsyncBufRead + Unpin,
-{
-    let mut head = Vec::new();
-    loop {
-        let buf = r.fill_buf().await?;
-        if buf.is_empty() {
-            return Err(HandshakeError::Closed);
-        }
-        let old = head.len();
-        head.extend_from_slice(buf);
-        let from = old.saturating_sub(3);
-        let end = head[from..].windows(4).position(|w| w == b"\r\n\r\n").map(|i| from + i + 4);
-        let taken = end.unwrap_or(head.len()) - old;
-        r.consume(taken);
-        head.truncate(old + taken);
-        if head.len() > limit {
-            return Err(HandshakeError::TooLarge);
-        }
-        if end.is_some() {
-            return match parse(&head)? {
-                Some((parsed, _)) => Ok(parsed),
-                None => Err(HandshakeError::Malformed("incomplete head".into())),
-            };
-        }
-    }
-}
-
-/// Reads a response head of at most `limit` bytes, leaving the body unread.
-pub async fn read_response_head<R: AsyncBufRead + Unpin>(r: &mut R, limit: usize) -> Result<Response, HandshakeError> {
-    read_head(r, limit, parse_response).await
-}
-
-/// Reads a request head of at most `limit` bytes, leaving the body unread.
-pub async fn read_request_head<R: AsyncBufRead + Unpin>(r: &mut R, limit: usize) -> Result<Request, HandshakeError> {
-    read_head(r, limit, parse_request).await
-}
-
 /// The value of `Content-Length` if it is one clean decimal number.
 pub fn content_length(headers: &Headers) -> Option<u64> {
     let v = header(headers, "Content-Length")?.trim();
@@ -478,40 +345,8 @@ mod tests {
         assert_eq!(response_framing(200, false, &h(&[("Content-Length", "9")])), Ok(Framing::Length(9)));
     }
 
-    #[test]
-    fn hop_by_hop_and_field_checks() {
-        let conn = connection_tokens(&h(&[("Connection", "close, X-Private"), ("connection", "Keep-Alive")]));
-        assert_eq!(conn, ["close", "x-private", "keep-alive"]);
-        for name in [
-            "Connection",
-            "keep-alive",
-            "Proxy-Authorization",
-            "TE",
-            "Trailer",
-            "Transfer-Encoding",
-            "Upgrade",
-            "X-Private",
-        ] {
-            assert!(is_hop_by_hop(name, &conn), "{name}");
-        }
-        for name in ["Content-Length", "X-App", "Authorization", "Host"] {
-            assert!(!is_hop_by_hop(name, &conn), "{name}");
-        }
-        assert!(is_token("X-App_1.~") && !is_token("Bad Name") && !is_token("") && !is_token("a:b"));
-        assert!(is_field_value("a\tb c") && !is_field_value("a\r\nb") && !is_field_value("a\0"));
-    }
-
     #[tokio::test]
-    async fn response_heads_read_through_a_small_buffer() {
-        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nhiNEXT";
-        let mut r = tokio::io::BufReader::with_capacity(4, &wire[..]);
-        let resp = read_response_head(&mut r, 1024).await.unwrap();
-        assert_eq!((resp.status, content_length(&resp.headers)), (200, Some(2)));
-        let mut rest = Vec::new();
-        r.read_to_end(&mut rest).await.unwrap();
-        assert_eq!(rest, b"hiNEXT");
-        let mut r = tokio::io::BufReader::with_capacity(4, &wire[..]);
-        assert!(matches!(read_response_head(&mut r, 20).await, Err(HandshakeError::TooLarge)));
+    async fn chunks_are_written_with_their_sizes() {
         let mut chunks = Vec::new();
         write_chunk(&mut chunks, b"abc").await.unwrap();
         write_chunk(&mut chunks, b"").await.unwrap();
