@@ -48,18 +48,28 @@ pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToke
 }
 
 /// The log filter: `rust_log` (`RUST_LOG`) when given and valid, else `hyco={level},warn`.
-/// Either way tungstenite stays at `debug` or quieter: at `trace` it logs whole control
-/// messages, and those carry secrets (a `renewToken`'s signature, an accept address).
+/// Install it together with [`secret_cap`], which no directive here can loosen.
 pub fn log_filter(level: &str, rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
     use tracing_subscriber::EnvFilter;
-    let filter = rust_log
+    rust_log
         .filter(|s| !s.is_empty())
         .and_then(|s| EnvFilter::try_new(s).ok())
-        .unwrap_or_else(|| EnvFilter::new(format!("hyco={level},warn")));
-    // The cap only where trace could be on: added always, it would raise tungstenite to
-    // debug from the default warn.
-    let may_trace = level == "trace" || rust_log.is_some_and(|s| s.to_ascii_lowercase().contains("trace"));
-    if may_trace { filter.add_directive("tungstenite=debug".parse().expect("a valid directive")) } else { filter }
+        .unwrap_or_else(|| EnvFilter::new(format!("hyco={level},warn")))
+}
+
+/// A filter layer that drops the WebSocket library's `trace` events whatever the log
+/// filter says (a more specific `RUST_LOG` directive such as
+/// `tungstenite::protocol=trace` included): at trace it prints whole control messages,
+/// and those carry secrets (a `renewToken`'s signature, an accept address).
+pub fn secret_cap() -> tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(below_secret_level as fn(&tracing::Metadata<'_>) -> bool)
+}
+
+/// Whether an event or span may be logged at all: anything but the WebSocket library's
+/// `trace` level (its tokio adapter's trace names poll calls, not payloads).
+fn below_secret_level(meta: &tracing::Metadata<'_>) -> bool {
+    let websocket = meta.target() == "tungstenite" || meta.target().starts_with("tungstenite::");
+    !(websocket && *meta.level() == tracing::Level::TRACE)
 }
 
 /// The directory for the relay's generated key and certificate.
@@ -335,13 +345,32 @@ mod tests {
     use tracing_subscriber::filter::LevelFilter;
 
     #[test]
-    fn tungstenite_is_capped_at_debug_and_not_raised() {
+    fn the_log_filter_is_the_users_and_the_cap_holds_whatever_it_says() {
         assert_eq!(log_filter("info", None).max_level_hint(), Some(LevelFilter::INFO));
         assert_eq!(log_filter("debug", None).max_level_hint(), Some(LevelFilter::DEBUG));
-        for (level, rust_log) in [("trace", None), ("info", Some("trace")), ("info", Some("tungstenite=TRACE"))] {
-            let filter = log_filter(level, rust_log).to_string();
-            assert!(filter.contains("tungstenite=debug"), "{level} {rust_log:?}: {filter}");
+        assert_eq!(log_filter("info", Some("hyco=trace")).to_string(), "hyco=trace");
+        assert_eq!(log_filter("info", Some("not a [filter")).to_string(), log_filter("info", None).to_string());
+
+        // The cap drops the WebSocket library's trace, and nothing else.
+        use tracing::callsite::Identifier;
+        use tracing::{Level, Metadata, field::FieldSet, metadata::Kind};
+        struct Site;
+        impl tracing::Callsite for Site {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unreachable!()
+            }
         }
-        assert!(!log_filter("info", Some("hyco=debug")).to_string().contains("tungstenite"));
+        static SITE: Site = Site;
+        let meta = |target: &'static str, level: Level| {
+            Metadata::new("e", target, level, None, None, None, FieldSet::new(&[], Identifier(&SITE)), Kind::EVENT)
+        };
+        for target in ["tungstenite", "tungstenite::protocol", "tungstenite::protocol::frame"] {
+            assert!(!below_secret_level(&meta(target, Level::TRACE)), "{target}");
+            assert!(below_secret_level(&meta(target, Level::DEBUG)), "{target}");
+        }
+        for target in ["hyco", "hyco::relay", "rustls", "tokio_tungstenite", "tungstenitex"] {
+            assert!(below_secret_level(&meta(target, Level::TRACE)), "{target}");
+        }
     }
 }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use hyco::bridge::Stats;
 use hyco::cli::{Cli, Command, LogFormat};
@@ -34,8 +36,8 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().finish().with(hyco::app::secret_cap()).init(),
+        LogFormat::Text => builder.finish().with(hyco::app::secret_cap()).init(),
     }
 
     let threads = cli.threads.map_or_else(

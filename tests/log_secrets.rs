@@ -1,5 +1,6 @@
 //! Secrets stay out of the most verbose logs the binary can produce: with the filter
-//! `hyco` builds for `RUST_LOG=trace` (`app::log_filter`), a listener renewing its token
+//! `hyco` builds for a `RUST_LOG` that asks for trace everywhere, the WebSocket library's
+//! modules by name included (`app::log_filter` and `app::secret_cap`), a listener renewing its token
 //! every second and a tunnel through an in-process relay log no key, no signature and no
 //! accept address (the rendezvous secret). This is its own test binary because it
 //! installs the global subscriber; `tests/cli.rs` checks the binary's own output.
@@ -11,6 +12,8 @@ use std::time::Duration;
 
 use common::bridge::*;
 use common::*;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Log output, shared with the subscriber.
 #[derive(Clone, Default)]
@@ -34,10 +37,15 @@ fn hex(s: &str) -> String {
 async fn trace_logs_hold_no_signature_key_or_accept_address() {
     let captured = Captured::default();
     let writer = captured.clone();
+    // The most specific directives a user could write for the WebSocket library: a cap
+    // written as a filter directive would lose to them.
+    let rust_log = "trace,tungstenite=trace,tungstenite::protocol=trace,tokio_tungstenite=trace";
     tracing_subscriber::fmt()
-        .with_env_filter(hyco::app::log_filter("trace", Some("trace")))
+        .with_env_filter(hyco::app::log_filter("trace", Some(rust_log)))
         .with_writer(move || writer.clone())
         .with_ansi(false)
+        .finish()
+        .with(hyco::app::secret_cap())
         .init();
 
     let relay = TestRelay::start(settings()).await;
@@ -56,7 +64,17 @@ async fn trace_logs_hold_no_signature_key_or_accept_address() {
     relay.stop().await.expect("relay");
 
     let logs = String::from_utf8_lossy(&captured.0.lock().expect("log buffer")).into_owned();
-    assert!(logs.contains("TRACE"), "trace logging was on");
+    eprintln!(
+        "TRACETARGETS {:?}",
+        logs.lines()
+            .filter(|l| l.contains("TRACE"))
+            .map(|l| l.split_whitespace().nth(2).unwrap_or(""))
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    assert!(
+        logs.lines().any(|l| l.contains("TRACE") && l.contains("tokio_tungstenite")),
+        "trace logging was on, for the WebSocket adapter too"
+    );
     assert!(logs.matches("token renewed").count() >= 2, "renewals happened and were logged:\n{logs}");
     for secret in [KEY, "sig=", "sig%3D", "SharedAccessSignature", "sb-hc-action=accept"] {
         for form in [secret.to_owned(), hex(secret)] {
