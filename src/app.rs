@@ -19,6 +19,7 @@ use crate::client::listen::{self, ListenSettings, Targets};
 use crate::client::prewarm::Prewarm;
 use crate::credentials::{self, config_failure};
 use crate::error::{Kind, failure};
+use crate::fsutil;
 use crate::profile;
 use crate::relay::{self, RelaySettings};
 use crate::sas::DEFAULT_KEY_NAME;
@@ -82,24 +83,26 @@ pub fn data_dir() -> anyhow::Result<PathBuf> {
     Ok(dirs.data_dir().to_path_buf())
 }
 
-/// The throwaway relay's namespace key: read from `dir`, or generated there (0600).
+/// The throwaway relay's namespace key: read from `dir`, or generated there (0600) when
+/// the file is missing or empty. A file that holds anything but a key is an error (the
+/// path may point somewhere it should not), never replaced.
 pub fn namespace_key(dir: &std::path::Path) -> anyhow::Result<Secret> {
     let path = dir.join("namespace.key");
-    match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => {
-            if crate::fsutil::readable_by_others(&path) {
-                warn!("{} is readable by other users; chmod 600 it", path.display());
-            }
-            Ok(Secret::new(text.trim()))
+    let empty = std::fs::metadata(&path).map(|m| m.len() == 0);
+    if matches!(empty, Ok(false)) {
+        let key = fsutil::read_key(&path)
+            .map_err(|e| config_failure(e, "remove the file to have a new key generated, or put the key back"))?;
+        if fsutil::readable_by_others(&path) {
+            warn!("{} is readable by other users; chmod 600 it", path.display());
         }
-        _ => {
-            // 32 random bytes in base64, the shape of an Azure key.
-            let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-            crate::fsutil::write_private(&path, format!("{key}\n").as_bytes())?;
-            info!("generated a namespace key in {}", path.display());
-            Ok(Secret::new(key))
-        }
+        return Ok(Secret::new(key));
     }
+    // 32 random bytes in base64, the shape of an Azure key.
+    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; fsutil::KEY_BYTES]>());
+    fsutil::write_private(&path, format!("{key}\n").as_bytes())
+        .map_err(|e| config_failure(e, "fix the data directory (HYCO_DATA_DIR)"))?;
+    info!("generated a namespace key in {}", path.display());
+    Ok(Secret::new(key))
 }
 
 fn public_host(args: &ServeArgs) -> String {
@@ -186,7 +189,8 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
                 key,
                 fingerprint.as_deref(),
                 true,
-            )?;
+            )
+            .map_err(|e| config_failure(e, "fix the profile file's place (HYCO_CONFIG), or pass --no-profile"))?;
             println!(
                 "Profile '{LOCAL_PROFILE}' written to {}: hyco listen/connect on this machine need no relay flags.",
                 path.display()

@@ -8,7 +8,7 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, ProfileAddArgs, ProfileCommand, TokenArgs, TokenRights};
 use crate::connstr::{self, ConnectionString, Credential, Endpoint};
-use crate::credentials;
+use crate::credentials::{self, config_failure};
 use crate::error::{Kind, failure};
 use crate::profile::{Profile, ProfileStore};
 use crate::protocol;
@@ -55,7 +55,7 @@ pub fn profile(command: ProfileCommand, out: &mut impl Write) -> anyhow::Result<
             if args.default || store.default_name().is_none_or(|d| store.get(d).is_none()) {
                 store.set_default(&name).map_err(|e| config(&e))?;
             }
-            store.save(&path)?;
+            store.save(&path).map_err(|e| config_failure(e, "fix the profile file's place (HYCO_CONFIG)"))?;
             writeln!(out, "profile '{name}' saved to {}", path.display())?;
         }
         ProfileCommand::List => {
@@ -99,12 +99,12 @@ pub fn profile(command: ProfileCommand, out: &mut impl Write) -> anyhow::Result<
         ProfileCommand::Remove { name } => {
             store.require(&name).map_err(|e| config(&e))?;
             store.remove(&name);
-            store.save(&path)?;
+            store.save(&path).map_err(|e| config_failure(e, "fix the profile file's place (HYCO_CONFIG)"))?;
             writeln!(out, "profile '{name}' removed")?;
         }
         ProfileCommand::Default { name } => {
             store.set_default(&name).map_err(|e| config(&e))?;
-            store.save(&path)?;
+            store.save(&path).map_err(|e| config_failure(e, "fix the profile file's place (HYCO_CONFIG)"))?;
             writeln!(out, "'{name}' is now the default profile")?;
         }
     }

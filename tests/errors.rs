@@ -166,3 +166,65 @@ async fn a_refused_target_is_exit_8() {
     let (code, err) = run(home.path(), &[&["connect", "box/db", "--stdio"][..], &creds].concat()).await;
     assert_fails(code, &err, 8, &["404", "No target named 'db'"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Secrets at rest: never written through a link, never read from a file that holds no key
+
+#[tokio::test]
+async fn a_namespace_key_path_pointing_at_another_file_is_refused() {
+    let home = TempDir::new("err-keylink");
+    let data = home.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // What a planted link to /etc/hostname looks like.
+    let hostname = home.path().join("hostname");
+    std::fs::write(&hostname, "vm\n").unwrap();
+    std::os::unix::fs::symlink(&hostname, data.join("namespace.key")).unwrap();
+    let (code, err) = run(home.path(), &["serve", "--bind", "127.0.0.1:0", "--no-profile"]).await;
+    assert_fails(code, &err, 3, &["namespace.key", "does not hold a key", "remove the file"]);
+    assert!(!err.contains("vm\n") && !error_line(&err).ends_with("vm"), "the file's content is not shown:\n{err}");
+    assert_eq!(std::fs::read_to_string(&hostname).unwrap(), "vm\n", "the file is not replaced");
+}
+
+#[tokio::test]
+async fn a_link_planted_beside_the_key_does_not_receive_it() {
+    let home = TempDir::new("err-tmplink");
+    let data = home.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let victim = home.path().join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    // Where a fixed temporary name would have been written.
+    std::os::unix::fs::symlink(&victim, data.join("namespace.tmp")).unwrap();
+    let (mut serve, _) = serve(&home, &[]).await;
+    serve.terminate().await;
+    assert!(hyco::fsutil::is_key(&key(&home)), "a key was generated");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    assert!(!std::fs::symlink_metadata(data.join("namespace.key")).unwrap().file_type().is_symlink());
+}
+
+#[tokio::test]
+async fn profiles_are_not_written_where_other_users_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = TempDir::new("err-shareddir");
+    let shared = home.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cmd = hyco(home.path());
+    cmd.env("HYCO_CONFIG", shared.join("config.toml"));
+    cmd.args(["profile", "add", "x", "--endpoint", "ws://127.0.0.1:9"]);
+    let out = within_for(PROC_STEP, "hyco to exit", cmd.output()).await.expect("run hyco");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_fails(out.status.code().expect("a code"), &err, 3, &["can be written by other users", "chmod go-w"]);
+    assert!(!shared.join("config.toml").exists());
+    // A symlinked profile file is refused too, and its target left alone.
+    let real = home.path().join("real.toml");
+    std::fs::write(&real, "# mine\n").unwrap();
+    let link = home.path().join("linked.toml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let mut cmd = hyco(home.path());
+    cmd.env("HYCO_CONFIG", &link);
+    cmd.args(["profile", "add", "x", "--endpoint", "ws://127.0.0.1:9"]);
+    let out = within_for(PROC_STEP, "hyco to exit", cmd.output()).await.expect("run hyco");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_fails(out.status.code().expect("a code"), &err, 3, &["symbolic link"]);
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "# mine\n");
+}

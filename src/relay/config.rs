@@ -183,9 +183,9 @@ impl FileRule {
             (Some(k), None) => k,
             (None, Some(file)) => {
                 let path = base.join(file);
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading the key of rule {:?} from {}", self.name, path.display()))?;
-                Secret::new(text.trim_end_matches(['\r', '\n']))
+                let key = crate::fsutil::read_key(&path)
+                    .with_context(|| format!("reading the key of rule {:?}", self.name))?;
+                Secret::new(key)
             }
             _ => bail!("rule {:?} needs exactly one of key and key_file", self.name),
         };
