@@ -44,6 +44,13 @@ pub fn is_token(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Whether `target` may be written as a request line's target: an absolute path with its
+/// query, visible ASCII only (no space, CR, LF or other control character), so that what
+/// a peer chose cannot end the line or add one.
+pub fn is_request_target(target: &str) -> bool {
+    target.starts_with('/') && target.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Whether `value` may be written as a field value: no CR, LF, NUL or other control
 /// character but tab (what a peer controls must not split or end a head).
 pub fn is_field_value(value: &str) -> bool {
@@ -79,5 +86,9 @@ mod tests {
         }
         assert!(is_token("X-App_1.~") && !is_token("Bad Name") && !is_token("") && !is_token("a:b"));
         assert!(is_field_value("a\tb c") && !is_field_value("a\r\nb") && !is_field_value("a\0"));
+        assert!(is_request_target("/$hc/a?sb-hc-action=accept&sb-hc-id=1%202"));
+        for bad in ["", "x/a", "/a b", "/a\r\nHost: evil", "/a\0", "/\u{e9}"] {
+            assert!(!is_request_target(bad), "{bad:?}");
+        }
     }
 }

@@ -10,7 +10,10 @@ use base64::Engine as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::http1::head::read_raw_head;
-use crate::http1::{HeadError, Request, Response, has_token, header, header_count, parse_response, sanitize};
+use crate::http1::{
+    HeadError, Request, Response, has_token, header, header_count, is_field_value, is_request_target, is_token,
+    parse_response, sanitize,
+};
 
 /// Why a client's upgrade failed.
 #[derive(Debug)]
@@ -19,6 +22,9 @@ pub enum HandshakeError {
     Head(HeadError),
     /// The server answered with something other than 101.
     Rejected { status: u16, reason: String },
+    /// What the request was to carry (the target, the host or a header) holds characters
+    /// a request line or header cannot: nothing was sent.
+    Unsendable(&'static str),
 }
 
 impl fmt::Display for HandshakeError {
@@ -26,6 +32,9 @@ impl fmt::Display for HandshakeError {
         match self {
             Self::Head(e) => write!(f, "{e}"),
             Self::Rejected { status, reason } => write!(f, "{status} {reason}"),
+            Self::Unsendable(what) => {
+                write!(f, "refusing to send a request whose {what} holds characters it cannot carry")
+            }
         }
     }
 }
@@ -98,6 +107,15 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     headers: &[(String, String)],
     limit: usize,
 ) -> Result<(Response, Vec<u8>), HandshakeError> {
+    if !is_request_target(target) {
+        return Err(HandshakeError::Unsendable("target"));
+    }
+    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(HandshakeError::Unsendable("Host header"));
+    }
+    if !headers.iter().all(|(n, v)| is_token(n) && is_field_value(v)) {
+        return Err(HandshakeError::Unsendable("headers"));
+    }
     let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
     let mut req = format!(
         "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
@@ -192,5 +210,29 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn nothing_a_peer_chose_can_add_a_line_to_the_request() {
+        let protocol = |v: &str| vec![("Sec-WebSocket-Protocol".to_owned(), v.to_owned())];
+        let hostile = [
+            ("/$hc/a?sb-hc-id=1\r\nX-Evil: 1", "h", vec![]),
+            ("/a b", "h", vec![]),
+            ("http://elsewhere/", "h", vec![]),
+            ("/a", "h\r\nX-Evil: 1", vec![]),
+            ("/a", "h", protocol("p\r\nX-Evil: 1")),
+        ];
+        for (target, host, headers) in hostile {
+            let (mut a, mut b) = tokio::io::duplex(4096);
+            let result = client(&mut a, host, target, &headers, 8192).await;
+            assert!(matches!(result, Err(HandshakeError::Unsendable(_))), "{target:?} {host:?}: {result:?}");
+            drop(a);
+            let mut sent = Vec::new();
+            b.read_to_end(&mut sent).await.unwrap();
+            assert!(sent.is_empty(), "nothing was sent for {target:?}");
+        }
+        let bad_name = vec![("X Evil".to_owned(), "1".to_owned())];
+        let (mut a, _b) = tokio::io::duplex(4096);
+        assert!(matches!(client(&mut a, "h", "/a", &bad_name, 8192).await, Err(HandshakeError::Unsendable(_))));
     }
 }
