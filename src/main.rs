@@ -8,8 +8,8 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use hyco::bridge::Stats;
 use hyco::cli::{Cli, Command, LogFormat};
+use hyco::status::Stats;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
