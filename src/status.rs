@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 /// How often the status line is redrawn.
-pub const REFRESH: Duration = Duration::from_millis(500);
+const REFRESH: Duration = Duration::from_millis(500);
 
 /// Counters shared by all tunnels of one command, for the status line and logs.
 #[derive(Debug)]
@@ -110,7 +110,7 @@ impl StatusLine {
 }
 
 /// Bytes with a binary unit: `1.5 MiB`.
-pub fn human(bytes: f64) -> String {
+fn human(bytes: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes;
     let mut i = 0;

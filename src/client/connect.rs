@@ -50,7 +50,7 @@ pub async fn open_sender(client: &RelayClient, settings: &ConnectSettings) -> an
 }
 
 /// Opens one sender WebSocket for `settings`, with `id` as its tracking id (`sb-hc-id`).
-pub async fn open_sender_as(client: &RelayClient, settings: &ConnectSettings, id: &str) -> anyhow::Result<Opened> {
+async fn open_sender_as(client: &RelayClient, settings: &ConnectSettings, id: &str) -> anyhow::Result<Opened> {
     open_sender_with(client, settings, id, &[]).await
 }
 

@@ -31,22 +31,22 @@ use crate::ws::message::{MessageReader, MessageWriter, Next};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
 
 /// How long the local server, or the relay, may stall a request or response.
-pub const STALL_TIMEOUT: Duration = protocol::HTTP_RESPONSE_TIMEOUT;
+const STALL_TIMEOUT: Duration = protocol::HTTP_RESPONSE_TIMEOUT;
 /// The largest response head the local server may send.
-pub const MAX_LOCAL_HEAD: usize = 32 * 1024;
+const MAX_LOCAL_HEAD: usize = 32 * 1024;
 /// Bytes moved per read when streaming a body.
 const PIECE: usize = 32 * 1024;
 
 /// A response for the control channel: the message and its whole body (at most 64 KiB).
-pub type ControlReply = (HttpResponse, Vec<u8>);
+pub(super) type ControlReply = (HttpResponse, Vec<u8>);
 
 /// What the listener needs to answer requests.
-pub struct HttpEnv {
-    pub client: RelayClient,
-    pub hc: String,
-    pub targets: Targets,
+pub(super) struct HttpEnv {
+    pub(super) client: RelayClient,
+    pub(super) hc: String,
+    pub(super) targets: Targets,
     /// `--http`; without it every request gets 501.
-    pub serve: bool,
+    pub(super) serve: bool,
     /// `--keep-path-prefix`: pass `/{hc}/…` on as is.
     pub keep_prefix: bool,
     pub connect_timeout: Duration,
@@ -252,7 +252,7 @@ async fn local_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<crate::ws:
 }
 
 /// Answers one `request` message (and, for a complete request with a body, that body).
-pub async fn answer(
+pub(super) async fn answer(
     env: Arc<HttpEnv>,
     request: HttpRequest,
     body: Option<Vec<u8>>,

@@ -34,11 +34,11 @@ use crate::status::Stats;
 use crate::ws::frame::CloseFrame as WsClose;
 
 /// Waits between reconnects, in seconds; the last repeats (docs/protocol.md 5.6).
-pub const BACKOFF_SECS: [u64; 6] = [0, 1, 2, 5, 10, 30];
+const BACKOFF_SECS: [u64; 6] = [0, 1, 2, 5, 10, 30];
 /// A control channel up this long resets the backoff.
-pub const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
+const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
 /// The most control channels one listener keeps (the relay's per-HC limit).
-pub const MAX_CONNECTIONS: usize = protocol::MAX_LISTENERS_PER_HC;
+const MAX_CONNECTIONS: usize = protocol::MAX_LISTENERS_PER_HC;
 
 /// What `hyco listen` does.
 #[derive(Clone, Debug)]

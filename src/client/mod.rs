@@ -26,15 +26,15 @@ use crate::secret::Secret;
 use crate::ws::handshake::{self, HandshakeError, Response};
 
 /// Time to open a connection to the relay: TCP, TLS and the upgrade.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The largest upgrade response head a client reads.
-pub const MAX_RESPONSE_HEAD: usize = 32 * 1024;
+const MAX_RESPONSE_HEAD: usize = 32 * 1024;
 
 /// How a client reaches a relay.
 #[derive(Clone)]
 pub struct RelayClient {
-    pub endpoint: Endpoint,
+    pub(crate) endpoint: Endpoint,
     pub credential: Credential,
     /// TLS settings for `wss://` endpoints (and accept addresses).
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -62,7 +62,7 @@ impl RelayClient {
 
     /// The token to present for `hc`: minted from a key (with its expiry), or the given
     /// token, or none. A given token that has expired is an error.
-    pub fn token(&self, hc: &str) -> anyhow::Result<Option<(Secret, u64)>> {
+    pub(crate) fn token(&self, hc: &str) -> anyhow::Result<Option<(Secret, u64)>> {
         match &self.credential {
             Credential::None => Ok(None),
             Credential::Key { name, key } => {
@@ -88,17 +88,17 @@ impl RelayClient {
     }
 
     /// Whether tokens can be renewed (a key is at hand).
-    pub fn can_renew(&self) -> bool {
+    pub(crate) fn can_renew(&self) -> bool {
         matches!(self.credential, Credential::Key { .. })
     }
 
     /// `ws[s]://host:port/$hc/{hc}[/{suffix}]?…sb-hc-action=…`
-    pub fn url(&self, hc: &str, suffix: Option<&str>, action: Action, id: Option<&str>) -> String {
+    pub(crate) fn url(&self, hc: &str, suffix: Option<&str>, action: Action, id: Option<&str>) -> String {
         protocol::client_url(&self.endpoint.ws_base(), hc, suffix, "", action, id)
     }
 
     /// Opens a WebSocket to `url` with the token (if any) in `ServiceBusAuthorization`.
-    pub async fn open(
+    pub(crate) async fn open(
         &self,
         url: &str,
         token: Option<&Secret>,
@@ -124,7 +124,7 @@ pub struct Opened {
 
 /// Why a WebSocket to the relay could not be opened.
 #[derive(Debug)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     BadUrl(String),
     Connect {
         addr: String,
@@ -143,13 +143,13 @@ pub enum OpenError {
 
 impl OpenError {
     /// A status the user cannot fix by waiting: bad credentials, missing HC, bad request.
-    pub fn is_permanent(&self) -> bool {
+    pub(crate) fn is_permanent(&self) -> bool {
         matches!(self, Self::Rejected { status: 400 | 401 | 403 | 404, .. } | Self::BadUrl(_))
     }
 
     /// What kind of failure this is, for the exit code: a listener's rejection is
     /// [`Kind::Rejected`] whatever its status; the relay's own statuses say what to fix.
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             Self::Rejected { by: RejectedBy::Listener, .. } => Kind::Rejected,
             Self::BadUrl(_) | Self::Rejected { status: 400, .. } => Kind::Config,
@@ -179,7 +179,7 @@ impl std::error::Error for OpenError {}
 
 /// Who said no to an upgrade: the relay itself, or a listener through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RejectedBy {
+pub(crate) enum RejectedBy {
     Relay,
     Listener,
 }
@@ -208,7 +208,7 @@ impl RejectedBy {
 }
 
 /// Splits `ws[s]://host[:port]/target` into (secure, host, port, target).
-pub fn split_url(url: &str) -> Option<(bool, String, u16, String)> {
+pub(crate) fn split_url(url: &str) -> Option<(bool, String, u16, String)> {
     let (secure, rest) =
         if let Some(r) = url.strip_prefix("wss://") { (true, r) } else { (false, url.strip_prefix("ws://")?) };
     let (authority, target) = match rest.find(['/', '?']) {

@@ -53,9 +53,9 @@ pub const DEFAULT_TUNNELS: usize = 8;
 pub const MAX_TUNNELS: usize = 64;
 /// An unused prewarmed tunnel is closed and replaced after this long (relays and the
 /// networks between drop quiet connections sooner or later).
-pub const MAX_IDLE: Duration = Duration::from_secs(60);
+const MAX_IDLE: Duration = Duration::from_secs(60);
 /// How long a listener holds a deferred tunnel that is never started.
-pub const START_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const START_TIMEOUT: Duration = Duration::from_secs(300);
 /// Waits after failing to open a prewarmed tunnel, in seconds; the last repeats.
 const BACKOFF_SECS: [u64; 5] = [1, 2, 5, 10, 30];
 

@@ -31,7 +31,7 @@ use crate::ws::stream::{FrameReader, FrameWriter, try_read};
 
 /// Why a tunnel was aborted: the local side must see an error.
 #[derive(Debug)]
-pub enum PumpError {
+pub(super) enum PumpError {
     /// Reading from or writing to the local side failed.
     Local(io::Error),
     /// The connection to the relay broke.

@@ -9,7 +9,7 @@ use anyhow::bail;
 use tokio::net::TcpStream;
 
 /// Time to open a TCP connection to a target, unless told otherwise.
-pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where accepted connections go: by name (the sender's path suffix), or one unnamed
 /// target for everything.

@@ -22,7 +22,7 @@ pub(super) type WsWrite = WritePart<tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// The longest a client spends sending a Close: a peer that stopped reading does not
 /// hold up the end of a tunnel (or of a control channel).
-pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bytes read from the local side into one frame while the tunnel is quiet, into a
 /// buffer the tunnel keeps (and the most *start* carries). A read that fills it means
@@ -31,7 +31,7 @@ pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) const QUIET_READ: usize = 2 * 1024;
 
 /// An open tunnel: the client's end of one sender<->listener connection.
-pub struct Tunnel {
+pub(super) struct Tunnel {
     reader: FrameReader<WsRead>,
     writer: FrameWriter<WsWrite>,
     /// A data frame whose header has been read but whose payload has not: the pump
