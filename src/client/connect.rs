@@ -165,7 +165,7 @@ fn on_demand(
                 // A tunnel may live for days: let go of what only the rendezvous needed.
                 let tunnel = Tunnel::new(stream, &initial);
                 drop((response, initial, client, settings));
-                let _ = pump::pump_tcp(tcp, tunnel, &stats, &cancel).await;
+                pump::pump_tcp(tcp, tunnel, &stats, &cancel).await;
             }
             Err(e) => {
                 stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

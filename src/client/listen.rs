@@ -375,7 +375,7 @@ impl Ctx {
                 debug!(%target, "tunnel open");
                 // A tunnel may live for days: let go of what only the rendezvous needed.
                 drop((accept, targets, client, suffix, target));
-                let _ = pump::pump_tcp(tcp, tunnel, &stats, &force).await;
+                pump::pump_tcp(tcp, tunnel, &stats, &force).await;
             }
             .instrument(span),
         );
@@ -421,7 +421,7 @@ async fn deferred(
         }
     };
     debug!(%target, "tunnel open (prewarmed)");
-    let _ = pump::pump_tcp(tcp, tunnel, stats, force).await;
+    pump::pump_tcp(tcp, tunnel, stats, force).await;
 }
 
 async fn reject(client: &RelayClient, accept: &Accept, status: u16, text: &str) {

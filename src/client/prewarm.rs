@@ -318,7 +318,7 @@ impl Pool {
                 }
             }
             debug!("tunnel open (prewarmed)");
-            let _ = pump::pump_tcp(tcp, tunnel, &self.stats, &self.shutdown).await;
+            pump::pump_tcp(tcp, tunnel, &self.stats, &self.shutdown).await;
         }
         .instrument(span)
         .await;

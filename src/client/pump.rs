@@ -110,17 +110,12 @@ where
 }
 
 /// Pumps a local TCP connection against `tunnel`, counting it in `stats`; an aborted
-/// tunnel resets the TCP connection, so its application sees an error.
-pub(super) async fn pump_tcp(
-    mut tcp: TcpStream,
-    tunnel: Tunnel,
-    stats: &Arc<Stats>,
-    cancel: &CancellationToken,
-) -> Result<(), PumpError> {
+/// tunnel is logged, counted as failed, and resets the TCP connection, so its
+/// application sees an error.
+pub(super) async fn pump_tcp(mut tcp: TcpStream, tunnel: Tunnel, stats: &Arc<Stats>, cancel: &CancellationToken) {
     let _active = ActiveGuard::new(stats.clone());
     let (read, write) = tcp.split();
-    let outcome = pump(read, write, tunnel, stats, cancel).await;
-    match &outcome {
+    match pump(read, write, tunnel, stats, cancel).await {
         Ok(()) => debug!("tunnel closed"),
         Err(why) => {
             stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +123,6 @@ pub(super) async fn pump_tcp(
             crate::net::reset(tcp);
         }
     }
-    outcome
 }
 
 /// Local bytes into binary frames; local EOF becomes Close 1000.
@@ -239,4 +233,24 @@ async fn finish_local<LW: AsyncWrite + Unpin>(local: &mut LW) -> Result<(), Pump
     // The peer may have gone already; its write side ending is what matters here.
     let _ = local.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abort_texts_say_what_broke() {
+        let refused = PumpError::Closed { code: 1011, reason: "Connection to 127.0.0.1:9 refused".into() };
+        assert_eq!(refused.to_string(), "tunnel closed with code 1011: Connection to 127.0.0.1:9 refused");
+        assert_eq!(PumpError::Closed { code: 1001, reason: String::new() }.to_string(), "tunnel closed with code 1001");
+        assert_eq!(PumpError::RelayGone.to_string(), "relay connection lost without a close");
+        assert_eq!(
+            PumpError::BadClose(FrameError::BadClosePayload).to_string().split(':').next(),
+            Some("tunnel closed with a malformed close frame")
+        );
+        assert_eq!(PumpError::ShuttingDown.to_string(), "shutting down");
+        let local = PumpError::Local(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(local.to_string().starts_with("local connection failed: "), "{local}");
+    }
 }
