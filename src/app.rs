@@ -11,12 +11,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::bridge::Stats;
 use crate::cli::{Command, ConnectArgs, CredentialArgs, DemoArgs, ListenArgs, ServeArgs};
 use crate::client::RelayClient;
 use crate::client::connect::{self, ConnectSettings};
-use crate::client::listen::{self, ListenSettings, Targets};
+use crate::client::listen::{self, ListenSettings};
 use crate::client::prewarm::Prewarm;
+use crate::client::target::Targets;
 use crate::credentials::{self, config_failure};
 use crate::error::{Kind, failure};
 use crate::fsutil;
@@ -24,6 +24,7 @@ use crate::profile;
 use crate::relay::{self, RelaySettings};
 use crate::sas::DEFAULT_KEY_NAME;
 use crate::secret::Secret;
+use crate::status::Stats;
 
 /// Environment variable naming the directory for the throwaway relay's key and
 /// certificate (default: the platform data directory).
@@ -300,15 +301,16 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
         .await
         .with_context(|| format!("cannot listen on {local_addr}: choose another with --bind"))?;
     let local_addr = local.local_addr()?;
-    let mut channels = stats.channels.subscribe();
-    let listen_task = tasks.spawn(listen::run(
+    let online = CancellationToken::new();
+    let listen_task = tasks.spawn(listen::run_with_online(
         client.clone(),
         ListenSettings::new("demo", Targets::parse(&[&target])?),
         stats.clone(),
         shutdown.clone(),
+        online.clone(),
     ));
     tokio::select! {
-        r = channels.wait_for(|n| *n > 0) => { r?; }
+        () = online.cancelled() => {}
         r = listen_task => { r??; bail!("the listener stopped"); }
     }
     // After the listener is online, so that the first prewarmed tunnel finds it.

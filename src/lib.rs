@@ -4,13 +4,13 @@
 //! - Pure protocol pieces: [`encoding`], [`secret`], [`sas`], [`connstr`], [`protocol`],
 //!   the WebSocket layer [`ws`], and HTTP/1.1 framing for HTTP mode [`http1`].
 //! - The relay (`hyco serve`): [`relay::run`].
-//! - The clients (`hyco listen`, `hyco connect`): [`client`], moving bytes with [`bridge`].
-//! - Around them: [`profile`] and [`credentials`] (which relay, which key), [`cli`] and [`app`] (the commands),
-//!   [`status`] (the terminal status line), [`net`] and [`fsutil`] (sockets and files).
+//! - The clients (`hyco listen`, `hyco connect`): [`client`].
+//! - Around them: [`profile`] and [`credentials`] (which relay, which key), [`cli`] and
+//!   [`app`] (the commands), [`status`] (the clients' counters and status line), [`net`]
+//!   and [`fsutil`] (sockets and files).
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod bridge;
 pub mod cli;
 pub mod client;
 pub mod connstr;

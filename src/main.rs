@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use hyco::bridge::Stats;
 use hyco::cli::{Cli, Command, LogFormat};
+use hyco::status::Stats;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

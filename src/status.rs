@@ -1,19 +1,61 @@
-//! The live status line of `listen` and `connect` on a terminal (tunnels and bytes
-//! each way, with rates), and a log writer that keeps log lines from tearing it.
-//! Off a terminal there is no status line, only log lines.
+//! The counters of `listen` and `connect` ([`Stats`]), their live status line on a
+//! terminal (tunnels and bytes each way, with rates), and a log writer that keeps log
+//! lines from tearing it. Off a terminal there is no status line, only log lines.
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::bridge::Stats;
-
 /// How often the status line is redrawn.
-pub const REFRESH: Duration = Duration::from_millis(500);
+const REFRESH: Duration = Duration::from_millis(500);
+
+/// Counters shared by all tunnels of one command, for the status line and logs.
+#[derive(Debug)]
+pub struct Stats {
+    /// Live control channels (`hyco listen`); tests and the status line watch it.
+    pub channels: tokio::sync::watch::Sender<usize>,
+    pub active: AtomicU64,
+    pub total: AtomicU64,
+    pub failed: AtomicU64,
+    /// Bytes from the local side into the tunnel.
+    pub bytes_out: AtomicU64,
+    /// Bytes from the tunnel to the local side.
+    pub bytes_in: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            channels: tokio::sync::watch::channel(0).0,
+            active: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Marks a tunnel active in [`Stats`] for as long as it lives.
+pub(crate) struct ActiveGuard(Arc<Stats>);
+
+impl ActiveGuard {
+    pub(crate) fn new(stats: Arc<Stats>) -> Self {
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        stats.total.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A one-line spinner on stderr.
 #[derive(Clone)]
@@ -68,7 +110,7 @@ impl StatusLine {
 }
 
 /// Bytes with a binary unit: `1.5 MiB`.
-pub fn human(bytes: f64) -> String {
+fn human(bytes: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes;
     let mut i = 0;

@@ -1,22 +1,26 @@
 //! `hyco connect`: opens a sender WebSocket through the relay for every local TCP
 //! connection (`--bind`), or for stdin/stdout (`--stdio`, for ssh's ProxyCommand).
 //!
-//! A refused rendezvous shows the relay's or the listener's status and text: the local
+//! A rejected rendezvous shows the relay's or the listener's status and text: the local
 //! connection is reset (bind) or the process exits non-zero with the message (stdio).
+//! With `--bind`, a [`Pool`] of prewarmed tunnels serves connections first.
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::prewarm::{self, OnDemand, OpenFailure, Pool, Prewarm};
+use super::prewarm::{self, OpenFailure, Pool, Prewarm};
+use super::pump;
+use super::tunnel::Tunnel;
 use super::{OpenError, Opened, RelayClient};
-use crate::bridge::{self, Outcome, Stats, Tunnel};
 use crate::error::{Kind, failure};
 use crate::http1;
 use crate::protocol::{self, Action};
+use crate::status::{ActiveGuard, Stats};
 use crate::ws::frame::CloseFrame;
 
 /// What `hyco connect` reaches: an HC and, optionally, a named target on its listener.
@@ -46,7 +50,7 @@ pub async fn open_sender(client: &RelayClient, settings: &ConnectSettings) -> an
 }
 
 /// Opens one sender WebSocket for `settings`, with `id` as its tracking id (`sb-hc-id`).
-pub async fn open_sender_as(client: &RelayClient, settings: &ConnectSettings, id: &str) -> anyhow::Result<Opened> {
+async fn open_sender_as(client: &RelayClient, settings: &ConnectSettings, id: &str) -> anyhow::Result<Opened> {
     open_sender_with(client, settings, id, &[]).await
 }
 
@@ -103,13 +107,8 @@ pub async fn run_bind(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let tunnels = TaskTracker::new();
-    let on_demand: OnDemand = {
-        let (client, settings, stats, shutdown, tunnels) =
-            (client.clone(), settings.clone(), stats.clone(), shutdown.clone(), tunnels.clone());
-        Arc::new(move |local| {
-            tunnels.spawn(on_demand(client.clone(), settings.clone(), local, stats.clone(), shutdown.clone()));
-        })
-    };
+    // Connections the pool took but could not serve (their tunnel went at the hand-over).
+    let (returned_tx, mut returned) = mpsc::unbounded_channel();
     let pool = (prewarm.tunnels > 0).then(|| {
         let hc = settings.hc.clone();
         let (client, settings) = (client.clone(), settings.clone());
@@ -117,21 +116,34 @@ pub async fn run_bind(
             let (client, settings) = (client.clone(), settings.clone());
             async move { open_prewarmed(&client, &settings, &id).await }
         };
-        Pool::start(prewarm, hc, open, on_demand.clone(), stats.clone(), &tunnels, shutdown.clone())
+        Pool::start(prewarm, hc, open, returned_tx, stats.clone(), &tunnels, shutdown.clone())
     });
-    while let Some((tcp, peer)) = crate::net::accept(&listener, &shutdown, "local port").await {
-        let _ = tcp.set_nodelay(true);
-        let local = match &pool {
-            Some(pool) => match pool.hand((tcp, peer)) {
-                None => continue,
-                Some(local) => local,
+    loop {
+        let local = tokio::select! {
+            accepted = crate::net::accept(&listener, &shutdown, "local port") => match accepted {
+                Some((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    match &pool {
+                        Some(pool) => match pool.hand((tcp, peer)) {
+                            None => continue,
+                            Some(local) => local,
+                        },
+                        None => (tcp, peer),
+                    }
+                }
+                None => break,
             },
-            None => (tcp, peer),
+            Some(local) = returned.recv() => local,
         };
-        on_demand(local);
+        let (client, settings, stats, cancel) = (client.clone(), settings.clone(), stats.clone(), shutdown.clone());
+        tunnels.spawn(on_demand(client, settings, local, stats, cancel));
     }
     tunnels.close();
     tunnels.wait().await;
+    // Handed back after the accept loop ended: the connector is stopping.
+    while let Ok((tcp, _)) = returned.try_recv() {
+        crate::net::reset(tcp);
+    }
     Ok(())
 }
 
@@ -153,7 +165,7 @@ fn on_demand(
                 // A tunnel may live for days: let go of what only the rendezvous needed.
                 let tunnel = Tunnel::new(stream, &initial);
                 drop((response, initial, client, settings));
-                bridge::pump_tcp(tcp, tunnel, &stats, &cancel).await;
+                pump::pump_tcp(tcp, tunnel, &stats, &cancel).await;
             }
             Err(e) => {
                 stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -178,12 +190,11 @@ pub async fn run_stdio(
     async {
         let opened = open_sender_as(&client, &settings, &id).await?;
         info!("tunnel open");
-        let _active = bridge::ActiveGuard::new(stats.clone());
+        let _active = ActiveGuard::new(stats.clone());
         let tunnel = Tunnel::new(opened.stream, &opened.initial);
-        match bridge::pump(tokio::io::stdin(), tokio::io::stdout(), tunnel, &stats, &shutdown).await {
-            Outcome::Clean => Ok(()),
-            Outcome::Aborted(why) => anyhow::bail!("tunnel aborted: {why}"),
-        }
+        pump::pump(tokio::io::stdin(), tokio::io::stdout(), tunnel, &stats, &shutdown)
+            .await
+            .map_err(|why| anyhow::anyhow!("tunnel aborted: {why}"))
     }
     .instrument(span)
     .await

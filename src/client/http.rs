@@ -1,4 +1,4 @@
-//! `hyco listen --http`: answers HTTP-mode `request` messages (PROTOCOL.md 7) by calling
+//! `hyco listen --http`: answers HTTP-mode `request` messages (docs/protocol.md 7) by calling
 //! a local HTTP/1.1 server, one connection per request (`Connection: close`), bodies
 //! streamed both ways in bounded memory.
 //!
@@ -18,7 +18,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{debug, info, warn};
 
 use super::RelayClient;
-use super::listen::Targets;
+use super::target::{Targets, connect_target};
 use crate::encoding::decode_component;
 use crate::http1::{self, BodyReader, Framing, LAST_CHUNK, connection_tokens, is_hop_by_hop};
 use crate::http1::{HeadError, header};
@@ -31,22 +31,22 @@ use crate::ws::message::{MessageReader, MessageWriter, Next};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
 
 /// How long the local server, or the relay, may stall a request or response.
-pub const STALL_TIMEOUT: Duration = protocol::HTTP_RESPONSE_TIMEOUT;
+const STALL_TIMEOUT: Duration = protocol::HTTP_RESPONSE_TIMEOUT;
 /// The largest response head the local server may send.
-pub const MAX_LOCAL_HEAD: usize = 32 * 1024;
+const MAX_LOCAL_HEAD: usize = 32 * 1024;
 /// Bytes moved per read when streaming a body.
 const PIECE: usize = 32 * 1024;
 
 /// A response for the control channel: the message and its whole body (at most 64 KiB).
-pub type ControlReply = (HttpResponse, Vec<u8>);
+pub(super) type ControlReply = (HttpResponse, Vec<u8>);
 
 /// What the listener needs to answer requests.
-pub struct HttpEnv {
-    pub client: RelayClient,
-    pub hc: String,
-    pub targets: Targets,
+pub(super) struct HttpEnv {
+    pub(super) client: RelayClient,
+    pub(super) hc: String,
+    pub(super) targets: Targets,
     /// `--http`; without it every request gets 501.
-    pub serve: bool,
+    pub(super) serve: bool,
     /// `--keep-path-prefix`: pass `/{hc}/…` on as is.
     pub keep_prefix: bool,
     pub connect_timeout: Duration,
@@ -56,15 +56,16 @@ pub struct HttpEnv {
 type RvReader = MessageReader<ReadHalf<ClientStream>>;
 type RvWriter = MessageWriter<WriteHalf<ClientStream>>;
 
-/// Why a request failed before its response began: the status and text the client gets.
+/// Why a request failed before its response began: the status and text of the answer
+/// the listener gives of its own.
 #[derive(Debug)]
-struct Failure {
+struct ErrorAnswer {
     status: u16,
     text: String,
 }
 
-fn failure(status: u16, text: impl Into<String>) -> Failure {
-    Failure { status, text: text.into() }
+fn error_answer(status: u16, text: impl Into<String>) -> ErrorAnswer {
+    ErrorAnswer { status, text: text.into() }
 }
 
 /// A plain-text response of the listener's own.
@@ -120,10 +121,10 @@ fn local_head(
     path: &str,
     body: Option<u64>,
     streamed: bool,
-) -> Result<String, Failure> {
+) -> Result<String, ErrorAnswer> {
     let method = request.method.as_deref().unwrap_or("GET");
     if !http1::is_token(method) || !http1::is_field_value(path) || path.contains(' ') {
-        return Err(failure(400, "Bad request line"));
+        return Err(error_answer(400, "Bad request line"));
     }
     let given: Vec<(String, String)> = request
         .request_headers
@@ -175,21 +176,25 @@ enum Source<'a> {
     Rendezvous(&'a mut RvReader),
 }
 
-async fn write_local<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> Result<(), Failure> {
+async fn write_local<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> Result<(), ErrorAnswer> {
     match timeout(STALL_TIMEOUT, w.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(failure(502, format!("Writing to the local server failed: {e}"))),
-        Err(_) => Err(failure(504, "The local server stopped reading the request")),
+        Ok(Err(e)) => Err(error_answer(502, format!("Writing to the local server failed: {e}"))),
+        Err(_) => Err(error_answer(504, "The local server stopped reading the request")),
     }
 }
 
 /// Sends the request body to the local server.
-async fn send_body<W: AsyncWrite + Unpin>(w: &mut W, source: Source<'_>, length: Option<u64>) -> Result<(), Failure> {
+async fn send_body<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    source: Source<'_>,
+    length: Option<u64>,
+) -> Result<(), ErrorAnswer> {
     match source {
         Source::None => Ok(()),
         Source::Inline(body) => write_local(w, &body).await,
         Source::Rendezvous(from) => {
-            let cut = || failure(502, "The request body from the relay was cut off");
+            let cut = || error_answer(502, "The request body from the relay was cut off");
             match timeout(STALL_TIMEOUT, from.next(MAX_CONTROL_MESSAGE)).await {
                 Ok(Ok(Next::Binary)) => {}
                 _ => return Err(cut()),
@@ -206,18 +211,20 @@ async fn send_body<W: AsyncWrite + Unpin>(w: &mut W, source: Source<'_>, length:
                 }
                 sent += n as u64;
                 match length {
-                    Some(len) if sent > len => return Err(failure(400, "Request body longer than its Content-Length")),
+                    Some(len) if sent > len => {
+                        return Err(error_answer(400, "Request body longer than its Content-Length"));
+                    }
                     Some(_) => write_local(w, &buf[..n]).await?,
                     None => {
                         let chunk = timeout(STALL_TIMEOUT, http1::write_chunk(w, &buf[..n])).await;
                         chunk
-                            .map_err(|_| failure(504, "The local server stopped reading the request"))?
-                            .map_err(|e| failure(502, format!("Writing to the local server failed: {e}")))?;
+                            .map_err(|_| error_answer(504, "The local server stopped reading the request"))?
+                            .map_err(|e| error_answer(502, format!("Writing to the local server failed: {e}")))?;
                     }
                 }
             }
             match length {
-                Some(len) if sent != len => Err(failure(400, "Request body shorter than its Content-Length")),
+                Some(len) if sent != len => Err(error_answer(400, "Request body shorter than its Content-Length")),
                 Some(_) => Ok(()),
                 None => write_local(w, LAST_CHUNK).await,
             }
@@ -226,18 +233,18 @@ async fn send_body<W: AsyncWrite + Unpin>(w: &mut W, source: Source<'_>, length:
 }
 
 /// Reads the local server's final response head (interim 1xx answers skipped).
-async fn local_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<http1::Response, Failure> {
+async fn local_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<http1::Response, ErrorAnswer> {
     loop {
         let head = match timeout(STALL_TIMEOUT, http1::read_response_head(r, MAX_LOCAL_HEAD)).await {
             Ok(Ok(h)) => h,
             Ok(Err(HeadError::TooLarge)) => {
-                return Err(failure(502, "The local server's response head is too large"));
+                return Err(error_answer(502, "The local server's response head is too large"));
             }
-            Ok(Err(e)) => return Err(failure(502, format!("Bad response from the local server: {e}"))),
-            Err(_) => return Err(failure(504, "The local server did not answer in time")),
+            Ok(Err(e)) => return Err(error_answer(502, format!("Bad response from the local server: {e}"))),
+            Err(_) => return Err(error_answer(504, "The local server did not answer in time")),
         };
         match head.status {
-            101 => return Err(failure(502, "The local server switched protocols")),
+            101 => return Err(error_answer(502, "The local server switched protocols")),
             100..=199 => continue,
             _ => return Ok(head),
         }
@@ -245,7 +252,7 @@ async fn local_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<http1::Res
 }
 
 /// Answers one `request` message (and, for a complete request with a body, that body).
-pub async fn answer(
+pub(super) async fn answer(
     env: Arc<HttpEnv>,
     request: HttpRequest,
     body: Option<Vec<u8>>,
@@ -322,11 +329,11 @@ async fn exchange(
     source: Source<'_>,
     rendezvous: &mut Option<&mut RvWriter>,
     control: &mpsc::Sender<ControlReply>,
-) -> Result<u16, (Failure, bool)> {
-    let early = |f: Failure| (f, false);
+) -> Result<u16, (ErrorAnswer, bool)> {
+    let early = |f: ErrorAnswer| (f, false);
     let (target, path) =
         local_target(request.request_target.as_deref().unwrap_or("/"), &env.hc, &env.targets, env.keep_prefix)
-            .map_err(|text| early(failure(404, text)))?;
+            .map_err(|text| early(error_answer(404, text)))?;
     let declared = request
         .request_headers
         .iter()
@@ -338,9 +345,9 @@ async fn exchange(
         Source::Rendezvous(_) => (declared, declared.is_none()),
     };
     let head = local_head(request, &target, &path, length, streamed).map_err(early)?;
-    let tcp = super::connect_target(&target, env.connect_timeout)
+    let tcp = connect_target(&target, env.connect_timeout)
         .await
-        .map_err(|(status, text)| early(failure(status, text)))?;
+        .map_err(|(status, text)| early(error_answer(status, text)))?;
     let (tr, mut tw) = tcp.into_split();
     let mut from_local = BufReader::with_capacity(PIECE, tr);
     debug!(%target, %path, "calling the local server");
@@ -349,7 +356,7 @@ async fn exchange(
         let sending = async {
             write_local(&mut tw, head.as_bytes()).await?;
             send_body(&mut tw, source, length).await?;
-            tw.flush().await.map_err(|e| failure(502, format!("Writing to the local server failed: {e}")))
+            tw.flush().await.map_err(|e| error_answer(502, format!("Writing to the local server failed: {e}")))
         };
         let answered = local_response(&mut from_local);
         tokio::pin!(sending, answered);
@@ -363,13 +370,13 @@ async fn exchange(
                     deadline = Instant::now() + STALL_TIMEOUT;
                 }
                 r = &mut answered => break r.map_err(early)?,
-                () = sleep_until(deadline), if sent => return Err(early(failure(504, "The local server did not answer in time"))),
+                () = sleep_until(deadline), if sent => return Err(early(error_answer(504, "The local server did not answer in time"))),
             }
         }
     };
     let head_request = request.method.as_deref() == Some("HEAD");
     let framing = http1::response_framing(response.status, head_request, &response.headers)
-        .map_err(|e| early(failure(502, format!("Bad response from the local server: {e}"))))?;
+        .map_err(|e| early(error_answer(502, format!("Bad response from the local server: {e}"))))?;
     let conn = connection_tokens(&response.headers);
     let mut headers = std::collections::BTreeMap::<String, String>::new();
     for (name, value) in &response.headers {
@@ -414,16 +421,16 @@ async fn exchange(
         if control.send((message.clone(), prefix)).await.is_ok() {
             return Ok(status);
         }
-        return Err((failure(502, "The control channel went away"), true));
+        return Err((error_answer(502, "The control channel went away"), true));
     }
     // Too large: stream it on a rendezvous to the request's address.
     let Some(address) = request.address.as_deref() else {
-        return Err(early(failure(
+        return Err(early(error_answer(
             502,
             "The response is too large for the control channel and the request has no address",
         )));
     };
-    let opened = env.client.open(address, None, &[]).await.map_err(|e| (failure(502, e.to_string()), true))?;
+    let opened = env.client.open(address, None, &[]).await.map_err(|e| (error_answer(502, e.to_string()), true))?;
     let (_, w) = tokio::io::split(opened.stream);
     let mut w = MessageWriter::new(FrameWriter::new(w, Role::Client));
     let mut rest = Prefixed { prefix, at: 0, rest: Local(&mut body, &mut from_local) };
@@ -436,24 +443,24 @@ async fn read_local<R: AsyncBufRead + Unpin>(
     body: &mut BodyReader,
     r: &mut R,
     buf: &mut [u8],
-) -> Result<usize, Failure> {
+) -> Result<usize, ErrorAnswer> {
     match timeout(STALL_TIMEOUT, body.read(r, buf)).await {
         Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) => Err(failure(502, format!("The local server's response body failed: {e}"))),
-        Err(_) => Err(failure(504, "The local server's response body stalled")),
+        Ok(Err(e)) => Err(error_answer(502, format!("The local server's response body failed: {e}"))),
+        Err(_) => Err(error_answer(504, "The local server's response body stalled")),
     }
 }
 
 /// A response body being read: pieces until 0.
 trait Pieces {
-    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, Failure>;
+    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, ErrorAnswer>;
 }
 
 /// The local server's response body.
 struct Local<'a, R>(&'a mut BodyReader, &'a mut R);
 
 impl<R: AsyncBufRead + Unpin> Pieces for Local<'_, R> {
-    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, Failure> {
+    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, ErrorAnswer> {
         read_local(self.0, self.1, buf).await
     }
 }
@@ -466,7 +473,7 @@ struct Prefixed<P> {
 }
 
 impl<P: Pieces> Pieces for Prefixed<P> {
-    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, Failure> {
+    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, ErrorAnswer> {
         if self.at < self.prefix.len() {
             let n = buf.len().min(self.prefix.len() - self.at);
             buf[..n].copy_from_slice(&self.prefix[self.at..self.at + n]);
@@ -478,7 +485,7 @@ impl<P: Pieces> Pieces for Prefixed<P> {
 }
 
 impl Pieces for &[u8] {
-    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, Failure> {
+    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, ErrorAnswer> {
         let n = buf.len().min(self.len());
         buf[..n].copy_from_slice(&self[..n]);
         *self = &self[n..];
@@ -493,12 +500,12 @@ async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
     response: &HttpResponse,
     framing: Framing,
     body: &mut P,
-) -> Result<(), (Failure, bool)> {
-    let lost = |_| (failure(502, "The rendezvous with the relay failed"), true);
+) -> Result<(), (ErrorAnswer, bool)> {
+    let lost = |_| (error_answer(502, "The rendezvous with the relay failed"), true);
     let json = response_json(response);
     timeout(STALL_TIMEOUT, to.send_text(&json))
         .await
-        .map_err(|_| (failure(504, "The relay stopped reading"), true))?
+        .map_err(|_| (error_answer(504, "The relay stopped reading"), true))?
         .map_err(lost)?;
     let mut buf = vec![0; PIECE];
     match framing {
@@ -509,12 +516,12 @@ async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
             while left > 0 {
                 let got = body.piece(&mut buf).await.map_err(|f| (f, true))?;
                 if got == 0 {
-                    return Err((failure(502, "The local server's response body was cut off"), true));
+                    return Err((error_answer(502, "The local server's response body was cut off"), true));
                 }
                 let got = got.min(usize::try_from(left).unwrap_or(usize::MAX));
                 timeout(STALL_TIMEOUT, to.write_payload(&buf[..got]))
                     .await
-                    .map_err(|_| (failure(504, "The relay stopped reading"), true))?
+                    .map_err(|_| (error_answer(504, "The relay stopped reading"), true))?
                     .map_err(lost)?;
                 left -= got as u64;
             }
@@ -526,7 +533,7 @@ async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
                 let fragment = to.send_fragment(first, got == 0, &buf[..got]);
                 timeout(STALL_TIMEOUT, fragment)
                     .await
-                    .map_err(|_| (failure(504, "The relay stopped reading"), true))?
+                    .map_err(|_| (error_answer(504, "The relay stopped reading"), true))?
                     .map_err(lost)?;
                 first = false;
                 if got == 0 {

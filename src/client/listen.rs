@@ -2,17 +2,16 @@
 //! connection to a local TCP target.
 //!
 //! Each control channel renews its token at half its lifetime, pings the relay and
-//! treats silence as a dead channel, and reconnects with backoff (PROTOCOL.md 5.6). A
+//! treats silence as a dead channel, and reconnects with backoff (docs/protocol.md 5.6). A
 //! sender naming an unknown target, or a target that refuses, is rejected with a status
 //! and text the sender sees. With `--http`, HTTP-mode requests are answered by calling the
 //! same target over HTTP/1.1 ([`super::http`]); without it they get 501.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -24,73 +23,22 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::http::{self, ControlReply, HttpEnv};
-use super::{OpenError, RelayClient, connect_target, prewarm, split_url};
-use crate::bridge::{self, Stats, Tunnel};
+use super::pump;
+use super::target::{TARGET_CONNECT_TIMEOUT, Targets, connect_target};
+use super::tunnel::{GOODBYE_TIMEOUT, Tunnel};
+use super::{OpenError, RelayClient, prewarm, split_url};
 use crate::encoding::encode_component;
 use crate::error::{Kind, failure};
 use crate::protocol::{self, Accept, Action, HcAddress, HttpRequest, ListenerMessage, RelayMessage, RenewToken, close};
+use crate::status::Stats;
 use crate::ws::frame::CloseFrame as WsClose;
 
-/// Waits between reconnects, in seconds; the last repeats (PROTOCOL.md 5.6).
-pub const BACKOFF_SECS: [u64; 6] = [0, 1, 2, 5, 10, 30];
+/// Waits between reconnects, in seconds; the last repeats (docs/protocol.md 5.6).
+const BACKOFF_SECS: [u64; 6] = [0, 1, 2, 5, 10, 30];
 /// A control channel up this long resets the backoff.
-pub const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
-/// Time to open a TCP connection to a target.
-pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
 /// The most control channels one listener keeps (the relay's per-HC limit).
-pub const MAX_CONNECTIONS: usize = protocol::MAX_LISTENERS_PER_HC;
-
-/// Where accepted connections go: by name (the sender's path suffix), or one unnamed
-/// target for everything.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Targets {
-    pub named: BTreeMap<String, String>,
-    pub default: Option<String>,
-}
-
-impl Targets {
-    /// Parses `--to` values: `host:port` or `name=host:port`.
-    pub fn parse<S: AsRef<str>>(specs: &[S]) -> anyhow::Result<Self> {
-        let mut t = Self::default();
-        for spec in specs {
-            let spec = spec.as_ref();
-            let (name, addr) = match spec.split_once('=') {
-                Some((n, a)) => (Some(n), a),
-                None => (None, spec),
-            };
-            if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
-                bail!("target {spec:?} is not host:port or name=host:port");
-            }
-            match name {
-                Some(n) if n.is_empty() || n.contains(['/', '?', '#', ' ']) => {
-                    bail!("target name {n:?} is not a path segment")
-                }
-                Some(n) if t.named.insert(n.to_owned(), addr.to_owned()).is_some() => bail!("target {n:?} given twice"),
-                Some(_) => {}
-                None if t.default.replace(addr.to_owned()).is_some() => bail!("only one unnamed target may be given"),
-                None => {}
-            }
-        }
-        if t.named.is_empty() && t.default.is_none() {
-            bail!("give at least one target with --to");
-        }
-        Ok(t)
-    }
-
-    /// The target for a sender's path suffix (first segment names the target).
-    pub fn pick(&self, suffix: &[String]) -> Result<&str, String> {
-        match suffix.first() {
-            Some(name) => self.named.get(name).or(self.default.as_ref()).map(String::as_str).ok_or_else(|| {
-                let known: Vec<&str> = self.named.keys().map(String::as_str).collect();
-                format!("No target named '{name}' (this listener has: {})", known.join(", "))
-            }),
-            None => self.default.as_deref().ok_or_else(|| {
-                let known: Vec<&str> = self.named.keys().map(String::as_str).collect();
-                format!("Name a target in the path (this listener has: {})", known.join(", "))
-            }),
-        }
-    }
-}
+const MAX_CONNECTIONS: usize = protocol::MAX_LISTENERS_PER_HC;
 
 /// What `hyco listen` does.
 #[derive(Clone, Debug)]
@@ -128,13 +76,25 @@ impl ListenSettings {
     }
 }
 
-/// Runs the listener until `shutdown` fires (then `Ok`) or the relay refuses it for
+/// Runs the listener until `shutdown` fires (then `Ok`) or the relay rejects it for
 /// good (401, 403, 404: `Err` saying what to do).
 pub async fn run(
     client: RelayClient,
     settings: ListenSettings,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with_online(client, settings, stats, shutdown, CancellationToken::new()).await
+}
+
+/// [`run`], firing `online` once the first control channel is up (as the relay
+/// registered it): the signal that senders can reach this listener now.
+pub async fn run_with_online(
+    client: RelayClient,
+    settings: ListenSettings,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    online: CancellationToken,
 ) -> anyhow::Result<()> {
     if !(1..=MAX_CONNECTIONS).contains(&settings.connections) {
         return Err(failure(Kind::Config, format!("--connections must be between 1 and {MAX_CONNECTIONS}")));
@@ -158,6 +118,7 @@ pub async fn run(
         force: force.clone(),
         shutdown: shutdown.clone(),
         ever_connected: AtomicBool::new(false),
+        online,
     });
     let mut channels = tokio::task::JoinSet::new();
     for index in 0..ctx.settings.connections {
@@ -192,6 +153,8 @@ struct Ctx {
     shutdown: CancellationToken,
     /// Whether any control channel has been open yet.
     ever_connected: AtomicBool,
+    /// Fired when a control channel is up (the first time counts).
+    online: CancellationToken,
 }
 
 /// How a control channel ended.
@@ -265,6 +228,7 @@ impl Ctx {
         let mut ws =
             WebSocketStream::from_partially_read(opened.stream, opened.initial, Role::Client, Some(config)).await;
         let _live = LiveChannel::new(self.stats.clone());
+        self.online.cancel();
         let interval = self.settings.ping_interval;
         let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
         let mut last_heard = Instant::now();
@@ -279,7 +243,7 @@ impl Ctx {
         loop {
             tokio::select! {
                 Some((response, body)) = replies_rx.recv() => {
-                    // A response, and its body as the next message (PROTOCOL.md 7).
+                    // A response, and its body as the next message (docs/protocol.md 7).
                     let has_body = response.body;
                     let json = serde_json::to_string(&ListenerMessage::Response(response)).expect("control messages serialize");
                     if let Err(e) = ws.send(Message::text(json)).await {
@@ -299,7 +263,7 @@ impl Ctx {
                             }
                             match serde_json::from_str::<RelayMessage>(&text) {
                                 Ok(RelayMessage::Accept(accept)) => self.spawn_accept(accept),
-                                // A complete request's body is the next message (PROTOCOL.md 7).
+                                // A complete request's body is the next message (docs/protocol.md 7).
                                 Ok(RelayMessage::Request(r)) if r.is_complete() && r.body == Some(true) => awaiting_body = Some(r),
                                 Ok(RelayMessage::Request(r)) => self.spawn_request(r, None, &replies_tx),
                                 Err(e) => debug!("ignoring a control message this listener does not handle: {e}"),
@@ -344,7 +308,7 @@ impl Ctx {
                 }
                 () = shutdown.cancelled() => {
                     let frame = CloseFrame { code: close::NORMAL.into(), reason: "listener stopping".into() };
-                    let _ = tokio::time::timeout(bridge::GOODBYE_TIMEOUT, ws.close(Some(frame))).await;
+                    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, ws.close(Some(frame))).await;
                     return ChannelEnd::Shutdown;
                 }
             }
@@ -411,7 +375,7 @@ impl Ctx {
                 debug!(%target, "tunnel open");
                 // A tunnel may live for days: let go of what only the rendezvous needed.
                 drop((accept, targets, client, suffix, target));
-                bridge::pump_tcp(tcp, tunnel, &stats, &force).await;
+                pump::pump_tcp(tcp, tunnel, &stats, &force).await;
             }
             .instrument(span),
         );
@@ -443,8 +407,8 @@ async fn deferred(
     shutdown: &CancellationToken,
     force: &CancellationToken,
 ) {
-    if let Err(e) = prewarm::await_start(&mut tunnel, start_timeout, shutdown).await {
-        debug!("prewarmed tunnel ended unused: {e:?}");
+    if let Err(e) = tunnel.await_start(start_timeout, shutdown).await {
+        debug!("prewarmed tunnel ended unused: {e}");
         return;
     }
     let tcp = match connect_target(target, connect_timeout).await {
@@ -457,7 +421,7 @@ async fn deferred(
         }
     };
     debug!(%target, "tunnel open (prewarmed)");
-    bridge::pump_tcp(tcp, tunnel, stats, force).await;
+    pump::pump_tcp(tcp, tunnel, stats, force).await;
 }
 
 async fn reject(client: &RelayClient, accept: &Accept, status: u16, text: &str) {
@@ -484,13 +448,13 @@ fn permanent(e: &OpenError, hc: &str, client: &RelayClient) -> Option<anyhow::Er
     }
     let relay = client.endpoint.ws_base();
     let message = match e {
-        OpenError::Rejected { status: 401, text } => {
+        OpenError::Rejected { status: 401, text, .. } => {
             format!("{relay} refused the credentials (401 {text}); check the key name and key, or the token's expiry")
         }
-        OpenError::Rejected { status: 403, text } => {
+        OpenError::Rejected { status: 403, text, .. } => {
             format!("{relay} refused to let this key listen on {hc} (403 {text}); use a key with the Listen right")
         }
-        OpenError::Rejected { status: 404, text } => {
+        OpenError::Rejected { status: 404, text, .. } => {
             format!(
                 "hybrid connection {hc} does not exist on {relay} (404 {text}); create it first (Azure) or check the name"
             )
@@ -513,24 +477,5 @@ impl LiveChannel {
 impl Drop for LiveChannel {
     fn drop(&mut self) {
         self.0.channels.send_modify(|n| *n -= 1);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_parse_and_pick() {
-        let t = Targets::parse(&["ssh=127.0.0.1:22", "web=127.0.0.1:8080"]).unwrap();
-        assert_eq!(t.pick(&["ssh".into()]), Ok("127.0.0.1:22"));
-        assert!(t.pick(&["db".into()]).unwrap_err().contains("No target named 'db'"));
-        assert!(t.pick(&[]).is_err());
-        let t = Targets::parse(&["127.0.0.1:9"]).unwrap();
-        assert_eq!(t.pick(&["anything".into()]), Ok("127.0.0.1:9"));
-        assert_eq!(t.pick(&[]), Ok("127.0.0.1:9"));
-        for bad in [&["x"][..], &["a=1:2", "a=1:3"], &["1:2", "1:3"], &[], &["=1:2"], &["h:99999"]] {
-            assert!(Targets::parse(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -1,18 +1,21 @@
 //! The clients, `hyco listen` and `hyco connect`: how to reach a relay (endpoint,
-//! credential, TLS), opening WebSockets to it, and tokens. The byte pump is
-//! [`crate::bridge`]; the roles are in [`listen`] and [`connect`].
+//! credential, TLS), opening WebSockets to it, and tokens. The roles are in [`listen`]
+//! and [`connect`]; a tunnel's end is a `tunnel::Tunnel`, which the pump (`pump`) joins
+//! to a local byte stream; [`prewarm`] keeps tunnels open ahead of need; [`target`] is
+//! where a listener forwards to.
 
 pub mod connect;
-pub mod http;
+mod http;
 pub mod listen;
 pub mod prewarm;
-pub mod tls;
+mod pump;
+pub mod target;
+mod tls;
+mod tunnel;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::net::TcpStream;
 
 use crate::connstr::{Credential, Endpoint};
 use crate::error::{Kind, failure};
@@ -24,15 +27,15 @@ use crate::secret::Secret;
 use crate::ws::handshake::{self, HandshakeError};
 
 /// Time to open a connection to the relay: TCP, TLS and the upgrade.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The largest upgrade response head a client reads.
-pub const MAX_RESPONSE_HEAD: usize = 32 * 1024;
+const MAX_RESPONSE_HEAD: usize = 32 * 1024;
 
 /// How a client reaches a relay.
 #[derive(Clone)]
 pub struct RelayClient {
-    pub endpoint: Endpoint,
+    pub(crate) endpoint: Endpoint,
     pub credential: Credential,
     /// TLS settings for `wss://` endpoints (and accept addresses).
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -60,7 +63,7 @@ impl RelayClient {
 
     /// The token to present for `hc`: minted from a key (with its expiry), or the given
     /// token, or none. A given token that has expired is an error.
-    pub fn token(&self, hc: &str) -> anyhow::Result<Option<(Secret, u64)>> {
+    pub(crate) fn token(&self, hc: &str) -> anyhow::Result<Option<(Secret, u64)>> {
         match &self.credential {
             Credential::None => Ok(None),
             Credential::Key { name, key } => {
@@ -86,17 +89,17 @@ impl RelayClient {
     }
 
     /// Whether tokens can be renewed (a key is at hand).
-    pub fn can_renew(&self) -> bool {
+    pub(crate) fn can_renew(&self) -> bool {
         matches!(self.credential, Credential::Key { .. })
     }
 
     /// `ws[s]://host:port/$hc/{hc}[/{suffix}]?…sb-hc-action=…`
-    pub fn url(&self, hc: &str, suffix: Option<&str>, action: Action, id: Option<&str>) -> String {
+    pub(crate) fn url(&self, hc: &str, suffix: Option<&str>, action: Action, id: Option<&str>) -> String {
         protocol::client_url(&self.endpoint.ws_base(), hc, suffix, "", action, id)
     }
 
     /// Opens a WebSocket to `url` with the token (if any) in `ServiceBusAuthorization`.
-    pub async fn open(
+    pub(crate) async fn open(
         &self,
         url: &str,
         token: Option<&Secret>,
@@ -122,15 +125,16 @@ pub struct Opened {
 
 /// Why a WebSocket to the relay could not be opened.
 #[derive(Debug)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     BadUrl(String),
     Connect {
         addr: String,
         error: std::io::Error,
     },
     Tls(std::io::Error),
-    /// The relay (or a listener, through it) answered with this status and text.
+    /// The relay, or a listener through it, answered with this status and text.
     Rejected {
+        by: RejectedBy,
         status: u16,
         text: String,
     },
@@ -140,16 +144,15 @@ pub enum OpenError {
 
 impl OpenError {
     /// A status the user cannot fix by waiting: bad credentials, missing HC, bad request.
-    pub fn is_permanent(&self) -> bool {
+    pub(crate) fn is_permanent(&self) -> bool {
         matches!(self, Self::Rejected { status: 400 | 401 | 403 | 404, .. } | Self::BadUrl(_))
     }
 
-    /// What kind of failure this is, for the exit code. The relay's own refusals carry a
-    /// tracking id (Azure's and hyco's alike); a listener's rejection, passed on with the
-    /// listener's status and text, does not.
-    pub fn kind(&self) -> Kind {
+    /// What kind of failure this is, for the exit code: a listener's rejection is
+    /// [`Kind::Rejected`] whatever its status; the relay's own statuses say what to fix.
+    pub(crate) fn kind(&self) -> Kind {
         match self {
-            Self::Rejected { text, .. } if !text.contains("TrackingId:") => Kind::Rejected,
+            Self::Rejected { by: RejectedBy::Listener, .. } => Kind::Rejected,
             Self::BadUrl(_) | Self::Rejected { status: 400, .. } => Kind::Config,
             Self::Rejected { status: 401 | 403, .. } => Kind::Denied,
             Self::Rejected { status: 404, .. } => Kind::NotFound,
@@ -166,7 +169,7 @@ impl fmt::Display for OpenError {
             Self::BadUrl(u) => write!(f, "bad relay address {}", u.split('?').next().unwrap_or_default()),
             Self::Connect { addr, error } => write!(f, "cannot reach the relay at {addr}: {error}"),
             Self::Tls(e) => write!(f, "TLS handshake with the relay failed: {e}"),
-            Self::Rejected { status, text } => write!(f, "{status} {text}"),
+            Self::Rejected { status, text, .. } => write!(f, "{status} {text}"),
             Self::Handshake(e) => write!(f, "WebSocket handshake with the relay failed: {e}"),
             Self::Timeout => write!(f, "no answer from the relay within {} s", CONNECT_TIMEOUT.as_secs()),
         }
@@ -175,21 +178,38 @@ impl fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// Opens a listener's TCP connection to its `target`; a failure is the HTTP status and
-/// text to answer the sender with (502 refused or failed, 504 timed out).
-pub(crate) async fn connect_target(target: &str, timeout: Duration) -> Result<TcpStream, (u16, String)> {
-    match tokio::time::timeout(timeout, crate::net::connect(target)).await {
-        Ok(Ok(tcp)) => Ok(tcp),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err((502, format!("Connection to {target} refused")))
-        }
-        Ok(Err(e)) => Err((502, format!("Connection to {target} failed: {e}"))),
-        Err(_) => Err((504, format!("Connection to {target} timed out"))),
+/// Who said no to an upgrade: the relay itself, or a listener through it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RejectedBy {
+    Relay,
+    Listener,
+}
+
+/// Statuses a relay answers a WebSocket upgrade with on its own (docs/protocol.md 5.1,
+/// 6, and hyco's relay: 431 for a head too large, 503 when stopping or full, 504 when
+/// no listener accepts in time).
+const RELAY_STATUSES: [u16; 8] = [400, 401, 403, 404, 431, 500, 503, 504];
+
+impl RejectedBy {
+    /// Who sent a rejection with `status` and `text`, as far as the answer tells.
+    ///
+    /// Nothing on the wire says so for certain: the relay passes a listener's rejection
+    /// on (docs/protocol.md 5.4) in the same form as its own, with the listener's status
+    /// and text. Two signals remain, in this order:
+    /// - the status: one a relay never gives on its own (a listener's 502 for a target
+    ///   that refused, say) comes from a listener;
+    /// - the text: a relay's own text ends in its tracking suffix
+    ///   (`… TrackingId:…, Timestamp:…`, Azure's and hyco's alike). hyco listeners send
+    ///   none; a .NET listener's exception texts carry one too, which is why the status
+    ///   is read first. A .NET listener's 404 or 504 with a tracking suffix is still read
+    ///   as the relay's.
+    fn of(status: u16, text: &str) -> Self {
+        if RELAY_STATUSES.contains(&status) && text.contains("TrackingId:") { Self::Relay } else { Self::Listener }
     }
 }
 
 /// Splits `ws[s]://host[:port]/target` into (secure, host, port, target).
-pub fn split_url(url: &str) -> Option<(bool, String, u16, String)> {
+pub(crate) fn split_url(url: &str) -> Option<(bool, String, u16, String)> {
     let (secure, rest) =
         if let Some(r) = url.strip_prefix("wss://") { (true, r) } else { (false, url.strip_prefix("ws://")?) };
     let (authority, target) = match rest.find(['/', '?']) {
@@ -244,7 +264,9 @@ async fn open_ws(
     };
     match handshake::client(&mut stream, &host_header, &target, headers, MAX_RESPONSE_HEAD).await {
         Ok((response, initial)) => Ok(Opened { stream, response, initial }),
-        Err(HandshakeError::Rejected { status, reason }) => Err(OpenError::Rejected { status, text: reason }),
+        Err(HandshakeError::Rejected { status, reason }) => {
+            Err(OpenError::Rejected { by: RejectedBy::of(status, &reason), status, text: reason })
+        }
         Err(e) => Err(OpenError::Handshake(e.to_string())),
     }
 }
@@ -252,6 +274,26 @@ async fn open_ws(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejections_are_told_apart_by_status_then_tracking_suffix() {
+        let relay = "Endpoint does not exist. TrackingId:6f1c, Timestamp:2026-11-27T10:00:00Z";
+        assert_eq!(RejectedBy::of(404, relay), RejectedBy::Relay);
+        assert_eq!(RejectedBy::of(401, relay), RejectedBy::Relay);
+        // hyco listeners: no tracking suffix.
+        assert_eq!(RejectedBy::of(404, "No target named 'db' (this listener has: a)"), RejectedBy::Listener);
+        assert_eq!(RejectedBy::of(504, "Connection to 127.0.0.1:9 timed out"), RejectedBy::Listener);
+        // A .NET listener's 502 carries its own tracking suffix: still the listener's.
+        let dotnet =
+            "Bad gateway. TrackingId:6f1c_G3, SystemTracker:ns:HybridConnection:hc, Timestamp:2026-11-27T10:00:00";
+        assert_eq!(RejectedBy::of(502, dotnet), RejectedBy::Listener);
+        let kind = |by, status| OpenError::Rejected { by, status, text: String::new() }.kind();
+        assert_eq!(kind(RejectedBy::Listener, 404), Kind::Rejected);
+        assert_eq!(kind(RejectedBy::Relay, 404), Kind::NotFound);
+        assert_eq!(kind(RejectedBy::Relay, 403), Kind::Denied);
+        assert_eq!(kind(RejectedBy::Relay, 400), Kind::Config);
+        assert_eq!(kind(RejectedBy::Relay, 503), Kind::Rejected);
+    }
 
     #[test]
     fn urls_split() {

@@ -7,7 +7,7 @@
 //! target would see idle connections, and a server that speaks first would talk to
 //! nobody. So the sender offers two WebSocket subprotocols, [`IMMEDIATE`] first and
 //! [`DEFERRED`] second; they reach the listener in the accept's `connectHeaders`, and
-//! the listener's choice comes back in the sender's 101 (PROTOCOL.md 5.3). A hyco
+//! the listener's choice comes back in the sender's 101 (docs/protocol.md 5.3). A hyco
 //! listener picks [`DEFERRED`]: it picks the target as usual (an unknown name is still
 //! rejected with 404), accepts, and connects to the target when the sender's first frame
 //! arrives. That frame, *start*, is sent when a local connection takes the tunnel: the
@@ -19,6 +19,11 @@
 //! [`IMMEDIATE`], and connect to their target at once: the sender closes that one tunnel
 //! and opens a tunnel per connection from then on. Nothing here needs the relay's help,
 //! so it works through any relay, Azure's included.
+//!
+//! The pool only keeps tunnels and hands them out; the connector ([`super::connect`])
+//! gives it the way to open one, offers it each local connection ([`Pool::hand`]), and
+//! takes back over a channel the connections that lost their tunnel at the hand-over.
+//! *start* and the frames of an idle tunnel are [`super::tunnel`]'s.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -27,14 +32,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span};
 
-use crate::bridge::{self, Stats, Tunnel};
+use super::pump;
+use super::tunnel::{Idle, StartError, Tunnel};
 use crate::protocol::close;
-use crate::ws::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode};
+use crate::status::Stats;
+use crate::ws::frame::CloseFrame;
 
 /// The subprotocol a listener that connects at once picks (offered first).
 pub const IMMEDIATE: &str = "hyco.immediate";
@@ -46,9 +53,9 @@ pub const DEFAULT_TUNNELS: usize = 8;
 pub const MAX_TUNNELS: usize = 64;
 /// An unused prewarmed tunnel is closed and replaced after this long (relays and the
 /// networks between drop quiet connections sooner or later).
-pub const MAX_IDLE: Duration = Duration::from_secs(60);
+const MAX_IDLE: Duration = Duration::from_secs(60);
 /// How long a listener holds a deferred tunnel that is never started.
-pub const START_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const START_TIMEOUT: Duration = Duration::from_secs(300);
 /// Waits after failing to open a prewarmed tunnel, in seconds; the last repeats.
 const BACKOFF_SECS: [u64; 5] = [1, 2, 5, 10, 30];
 
@@ -59,7 +66,7 @@ pub fn offer() -> (String, String) {
 
 /// Whether a sender's subprotocol offer (the accept's `Sec-WebSocket-Protocol`) asks for a
 /// deferred start.
-pub fn requested(offered: &str) -> bool {
+pub(super) fn requested(offered: &str) -> bool {
     offered.split(',').any(|p| p.trim() == DEFERRED)
 }
 
@@ -86,14 +93,10 @@ impl Prewarm {
 }
 
 /// A local connection waiting for its tunnel.
-pub type Local = (TcpStream, SocketAddr);
-
-/// Opens a tunnel on demand for a local connection (the caller's usual path); used when a
-/// prewarmed tunnel is lost just as a connection is handed to it.
-pub type OnDemand = Arc<dyn Fn(Local) + Send + Sync>;
+pub(super) type Local = (TcpStream, SocketAddr);
 
 /// Why a prewarmed tunnel could not be opened.
-pub enum OpenFailure {
+pub(super) enum OpenFailure {
     /// The listener connected at once instead of deferring: prewarming cannot work.
     Unsupported(String),
     /// Anything else (no listener yet, relay down): try again later.
@@ -101,7 +104,7 @@ pub enum OpenFailure {
 }
 
 /// Tunnels ready for local connections, kept topped up by a background task.
-pub struct Pool {
+pub(super) struct Pool {
     ready: Mutex<VecDeque<oneshot::Sender<Local>>>,
     /// The hybrid connection, for the tunnels' log lines.
     hc: String,
@@ -110,18 +113,22 @@ pub struct Pool {
     prewarm: Prewarm,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
-    on_demand: OnDemand,
+    /// Local connections handed to a tunnel that went just then, back to the connector
+    /// for a tunnel of their own. Unbounded, but each was accepted and handed over once:
+    /// the connector's accept loop bounds it.
+    returned: mpsc::UnboundedSender<Local>,
 }
 
 impl Pool {
     /// Starts keeping `prewarm.tunnels` tunnels open with `open` (which offers the
     /// subprotocols and checks the listener's choice with [`accepted`]), in tasks on
-    /// `tasks`, until `shutdown`.
-    pub fn start<F, Fut>(
+    /// `tasks`, until `shutdown`. Connections handed over as their tunnel went come back
+    /// on `returned`.
+    pub(super) fn start<F, Fut>(
         prewarm: Prewarm,
         hc: String,
         open: F,
-        on_demand: OnDemand,
+        returned: mpsc::UnboundedSender<Local>,
         stats: Arc<Stats>,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
@@ -138,7 +145,7 @@ impl Pool {
             prewarm,
             stats,
             shutdown,
-            on_demand,
+            returned,
         });
         tasks.spawn(pool.clone().keep(Arc::new(open), tasks.clone()));
         pool
@@ -201,7 +208,7 @@ impl Pool {
     }
 
     /// Hands `local` to a ready tunnel; gives it back when none is ready.
-    pub fn hand(&self, mut local: Local) -> Option<Local> {
+    pub(super) fn hand(&self, mut local: Local) -> Option<Local> {
         loop {
             let Some(slot) = self.ready.lock().expect("pool lock").pop_front() else {
                 return Some(local);
@@ -264,7 +271,7 @@ impl Pool {
                     }
                     Err(_) => break Some(CloseFrame::new(close::GOING_AWAY, "")),
                 },
-                frame = tunnel.reader.header() => match idle_frame(&mut tunnel, frame).await {
+                frame = tunnel.next_frame() => match tunnel.idle_frame(frame).await {
                     Idle::Control => {}
                     Idle::Closed(why) => {
                         debug!(%id, "prewarmed tunnel {why}");
@@ -283,9 +290,10 @@ impl Pool {
             tunnel.goodbye(&frame).await;
         }
         debug!(%id, "prewarmed tunnel closed unused");
-        // A connection handed over just as the tunnel went: give it a tunnel of its own.
+        // A connection handed over just as the tunnel went: back to the connector, for a
+        // tunnel of its own (dropped if the connector has stopped).
         if let Ok(local) = rx.try_recv() {
-            (self.on_demand)(local);
+            let _ = self.returned.send(local);
         }
     }
 
@@ -294,13 +302,13 @@ impl Pool {
     async fn begin(&self, id: String, mut tunnel: Tunnel, (tcp, peer): Local) {
         let span = info_span!("tunnel", hc = %self.hc, %id, %peer);
         async {
-            match start(&mut tunnel, &tcp).await {
+            match tunnel.start(&tcp).await {
                 Ok(n) => {
                     self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(StartError::Local(e)) => {
                     debug!("local connection failed before its tunnel started: {e}");
-                    let _ = tunnel.writer.send_close(Some(&CloseFrame::new(close::GOING_AWAY, ""))).await;
+                    tunnel.goodbye(&CloseFrame::new(close::GOING_AWAY, "")).await;
                     return crate::net::reset(tcp);
                 }
                 Err(StartError::Relay(e)) => {
@@ -310,129 +318,21 @@ impl Pool {
                 }
             }
             debug!("tunnel open (prewarmed)");
-            bridge::pump_tcp(tcp, tunnel, &self.stats, &self.shutdown).await;
+            pump::pump_tcp(tcp, tunnel, &self.stats, &self.shutdown).await;
         }
         .instrument(span)
         .await;
     }
 }
 
-/// Why *start* could not be sent.
-enum StartError {
-    Local(std::io::Error),
-    Relay(std::io::Error),
-}
-
-/// Sends *start*: what `tcp` has already sent (up to [`bridge::QUIET_READ`] bytes), or
-/// nothing; returns the bytes sent. (A function of its own, so that its buffer is not
-/// kept for the tunnel's life.)
-async fn start(tunnel: &mut Tunnel, tcp: &tokio::net::TcpStream) -> Result<usize, StartError> {
-    let mut first = [0; MAX_HEADER_LEN + bridge::QUIET_READ];
-    let n = match tcp.try_read(&mut first[MAX_HEADER_LEN..]) {
-        Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-        Err(e) => return Err(StartError::Local(e)),
-    };
-    let header = FrameHeader { fin: true, opcode: OpCode::Binary, mask: None, len: n as u64 };
-    tunnel.writer.send_with_header(header, &mut first, n).await.map(|()| n).map_err(StartError::Relay)
-}
-
-/// What arrived on a tunnel that is not in use (yet).
-enum Idle {
-    /// A ping (answered) or a pong.
-    Control,
-    /// The other side closed it (answered with a Close 1000); how, for the log.
-    Closed(String),
-    /// A data frame, its payload not read.
-    Data(FrameHeader),
-    /// The connection broke.
-    Lost(String),
-}
-
-/// Handles `frame`, the next frame on a tunnel that is not in use: on the connector's
-/// side waiting to be taken, on the listener's waiting for *start*.
-async fn idle_frame(tunnel: &mut Tunnel, frame: std::io::Result<Option<FrameHeader>>) -> Idle {
-    let lost = |e: std::io::Error| Idle::Lost(format!("relay connection lost: {e}"));
-    let header = match frame {
-        Ok(Some(h)) => h,
-        Ok(None) => return Idle::Lost("connection closed".into()),
-        Err(e) => return lost(e),
-    };
-    let payload = match header.opcode {
-        OpCode::Ping | OpCode::Pong | OpCode::Close => match tunnel.reader.control_payload().await {
-            Ok(payload) => payload,
-            Err(e) => return lost(e),
-        },
-        _ => return Idle::Data(header),
-    };
-    match header.opcode {
-        OpCode::Ping => match tunnel.writer.send(OpCode::Pong, &payload).await {
-            Ok(()) => Idle::Control,
-            Err(e) => lost(e),
-        },
-        OpCode::Pong => Idle::Control,
-        _ => {
-            tunnel.goodbye(&CloseFrame::new(close::NORMAL, "")).await;
-            Idle::Closed(match CloseFrame::parse(&payload) {
-                Ok(Some(c)) if !c.reason.is_empty() => format!("closed by the other side ({} {})", c.code, c.reason),
-                Ok(Some(c)) => format!("closed by the other side ({})", c.code),
-                _ => "closed by the other side".into(),
-            })
-        }
-    }
-}
-
 /// Sender side: whether the listener picked [`DEFERRED`] (from the 101's
 /// `Sec-WebSocket-Protocol`). `Err` with what it picked instead.
-pub fn accepted(chosen: Option<&str>) -> Result<(), String> {
+pub(super) fn accepted(chosen: Option<&str>) -> Result<(), String> {
     match chosen {
         Some(p) if p.trim() == DEFERRED => Ok(()),
         Some(p) => Err(format!("it chose the subprotocol {p:?}")),
         None => Err("it chose no subprotocol".into()),
     }
-}
-
-/// An empty, final binary frame: *start* without data.
-fn is_signal(h: &FrameHeader) -> bool {
-    h.fin && h.opcode == OpCode::Binary && h.len == 0
-}
-
-/// How a deferred tunnel on the listener's side ended before reaching the target.
-#[derive(Debug)]
-pub enum NotStarted {
-    /// The sender closed it (an unused prewarmed tunnel), or it broke.
-    Closed(String),
-    /// Not started within the time allowed, or the listener is stopping.
-    Abandoned,
-}
-
-/// Listener side: waits up to `timeout` for *start*: an empty binary frame, or a data
-/// frame, which stays pending for the pump. Pings are answered meanwhile.
-pub async fn await_start(tunnel: &mut Tunnel, timeout: Duration, stop: &CancellationToken) -> Result<(), NotStarted> {
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    loop {
-        let frame = tokio::select! {
-            h = tunnel.reader.header() => h,
-            () = &mut deadline => return Err(abandon(tunnel, "not started in time").await),
-            () = stop.cancelled() => return Err(abandon(tunnel, "listener stopping").await),
-        };
-        match idle_frame(tunnel, frame).await {
-            Idle::Control => {}
-            Idle::Closed(why) | Idle::Lost(why) => return Err(NotStarted::Closed(why)),
-            Idle::Data(header) => {
-                if !is_signal(&header) {
-                    tunnel.pending = Some(header);
-                }
-                return Ok(());
-            }
-        }
-    }
-}
-
-async fn abandon(tunnel: &mut Tunnel, reason: &str) -> NotStarted {
-    tunnel.goodbye(&CloseFrame::new(close::GOING_AWAY, reason)).await;
-    NotStarted::Abandoned
 }
 
 #[cfg(test)]
@@ -459,8 +359,8 @@ mod tests {
         };
         let prewarm = Prewarm { tunnels: 3, max_idle: Duration::from_millis(40) };
         let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
-        let on_demand: OnDemand = Arc::new(|_| panic!("nothing is handed over here"));
-        let pool = Pool::start(prewarm, "hc".into(), open, on_demand, Arc::default(), &tasks, shutdown.clone());
+        let (returned, mut handed_back) = mpsc::unbounded_channel();
+        let pool = Pool::start(prewarm, "hc".into(), open, returned, Arc::default(), &tasks, shutdown.clone());
         tokio::time::timeout(Duration::from_secs(10), async {
             while opened.load(Ordering::SeqCst) < 30 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -473,5 +373,6 @@ mod tests {
         shutdown.cancel();
         tasks.close();
         tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await.expect("the pool's tasks end at shutdown");
+        assert!(handed_back.try_recv().is_err(), "nothing was handed over here");
     }
 }

@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyco::bridge::Stats;
 use hyco::client::RelayClient;
 use hyco::client::connect::{self, ConnectSettings};
-use hyco::client::listen::{self, ListenSettings, Targets};
+use hyco::client::listen::{self, ListenSettings};
 use hyco::client::prewarm::Prewarm;
+use hyco::client::target::Targets;
 use hyco::connstr::{Credential, Endpoint};
 use hyco::secret::Secret;
+use hyco::status::Stats;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};

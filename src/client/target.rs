@@ -1,0 +1,96 @@
+//! A listener's targets: which local service a sender reaches (`--to`, by name or one
+//! for everything), and opening the TCP connection to it. Used by both listener paths,
+//! tunnels ([`super::listen`]) and HTTP mode ([`super::http`]); speaks no protocol.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::bail;
+use tokio::net::TcpStream;
+
+/// Time to open a TCP connection to a target, unless told otherwise.
+pub(super) const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where accepted connections go: by name (the sender's path suffix), or one unnamed
+/// target for everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Targets {
+    pub named: BTreeMap<String, String>,
+    pub default: Option<String>,
+}
+
+impl Targets {
+    /// Parses `--to` values: `host:port` or `name=host:port`.
+    pub fn parse<S: AsRef<str>>(specs: &[S]) -> anyhow::Result<Self> {
+        let mut t = Self::default();
+        for spec in specs {
+            let spec = spec.as_ref();
+            let (name, addr) = match spec.split_once('=') {
+                Some((n, a)) => (Some(n), a),
+                None => (None, spec),
+            };
+            if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+                bail!("target {spec:?} is not host:port or name=host:port");
+            }
+            match name {
+                Some(n) if n.is_empty() || n.contains(['/', '?', '#', ' ']) => {
+                    bail!("target name {n:?} is not a path segment")
+                }
+                Some(n) if t.named.insert(n.to_owned(), addr.to_owned()).is_some() => bail!("target {n:?} given twice"),
+                Some(_) => {}
+                None if t.default.replace(addr.to_owned()).is_some() => bail!("only one unnamed target may be given"),
+                None => {}
+            }
+        }
+        if t.named.is_empty() && t.default.is_none() {
+            bail!("give at least one target with --to");
+        }
+        Ok(t)
+    }
+
+    /// The target for a sender's path suffix (first segment names the target).
+    pub fn pick(&self, suffix: &[String]) -> Result<&str, String> {
+        match suffix.first() {
+            Some(name) => self.named.get(name).or(self.default.as_ref()).map(String::as_str).ok_or_else(|| {
+                let known: Vec<&str> = self.named.keys().map(String::as_str).collect();
+                format!("No target named '{name}' (this listener has: {})", known.join(", "))
+            }),
+            None => self.default.as_deref().ok_or_else(|| {
+                let known: Vec<&str> = self.named.keys().map(String::as_str).collect();
+                format!("Name a target in the path (this listener has: {})", known.join(", "))
+            }),
+        }
+    }
+}
+
+/// Opens a listener's TCP connection to its `target`; a failure is the HTTP status and
+/// text to answer the sender with (502 refused or failed, 504 timed out).
+pub(super) async fn connect_target(target: &str, timeout: Duration) -> Result<TcpStream, (u16, String)> {
+    match tokio::time::timeout(timeout, crate::net::connect(target)).await {
+        Ok(Ok(tcp)) => Ok(tcp),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err((502, format!("Connection to {target} refused")))
+        }
+        Ok(Err(e)) => Err((502, format!("Connection to {target} failed: {e}"))),
+        Err(_) => Err((504, format!("Connection to {target} timed out"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_pick() {
+        let t = Targets::parse(&["ssh=127.0.0.1:22", "web=127.0.0.1:8080"]).unwrap();
+        assert_eq!(t.pick(&["ssh".into()]), Ok("127.0.0.1:22"));
+        assert!(t.pick(&["db".into()]).unwrap_err().contains("No target named 'db'"));
+        assert!(t.pick(&[]).is_err());
+        let t = Targets::parse(&["127.0.0.1:9"]).unwrap();
+        assert_eq!(t.pick(&["anything".into()]), Ok("127.0.0.1:9"));
+        assert_eq!(t.pick(&[]), Ok("127.0.0.1:9"));
+        for bad in [&["x"][..], &["a=1:2", "a=1:3"], &["1:2", "1:3"], &[], &["=1:2"], &["h:99999"]] {
+            assert!(Targets::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
