@@ -60,6 +60,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;listen'= {
             cand --to 'Target for accepted connections: `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`). Repeatable'
             cand --connections 'Control channels to keep open, for availability (1-25)'
+            cand --max-rendezvous 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay''s accepts beyond it are dropped'
             cand --profile 'Profile name in the config file'
             cand --connection-string 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users'
             cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'

@@ -56,6 +56,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand serve" -s h -l help -d 'Print 
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `host:port`, or `name=host:port` chosen by the sender\'s path (`hyco connect HC/name`). Repeatable' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connections -d 'Control channels to keep open, for availability (1-25)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l max-rendezvous -d 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay\'s accepts beyond it are dropped' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l profile -d 'Profile name in the config file' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r

@@ -121,8 +121,16 @@ fn public_host(args: &ServeArgs) -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Raises the soft open-file limit to the hard one: a relay holds two descriptors per
+/// tunnel, a listener one per tunnel and one per target connection, a connector one per
+/// tunnel and one per local connection. Out of descriptors, a listener cannot even send a
+/// rejection, and its senders wait for the relay's 504.
+fn raise_open_file_limit() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+}
+
+async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let host = public_host(&args);
     let throwaway = args.config.is_none();
     let (settings, key) = match &args.config {
@@ -231,11 +239,14 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     settings.connections = usize::from(args.connections);
     settings.http = args.http;
     settings.keep_path_prefix = args.keep_path_prefix;
+    settings.max_rendezvous = usize::from(args.max_rendezvous);
+    raise_open_file_limit();
     listen::run(client, settings, stats, shutdown).await
 }
 
 async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (client, _) = resolve_client(&args.credentials)?;
+    raise_open_file_limit();
     let settings = match &args.target {
         Some(name) => ConnectSettings { hc: args.hc.trim_matches('/').to_owned(), suffix: Some(name.clone()) },
         None => ConnectSettings::parse(&args.hc, 1).map_err(|e| failure(Kind::Config, e.to_string()))?,
@@ -271,6 +282,7 @@ async fn echo_service(listener: TcpListener, shutdown: CancellationToken) {
 
 async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raise_open_file_limit();
     let key = Secret::new(base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()));
     let relay_listener = TcpListener::bind("127.0.0.1:0").await?;
     let relay_addr = relay_listener.local_addr()?;

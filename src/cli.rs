@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client::listen::{DEFAULT_MAX_RENDEZVOUS, MAX_RENDEZVOUS};
+
 /// Reach a TCP port behind NAT through an Azure Relay Hybrid Connections relay, or run
 /// that relay yourself.
 #[derive(Debug, Parser)]
@@ -253,6 +255,11 @@ pub struct ListenArgs {
     /// With --http: pass the path on as the client sent it, `/HC` included.
     #[arg(long, requires = "http")]
     pub keep_path_prefix: bool,
+    /// Rendezvous (accepted connections being opened, HTTP requests being answered) to
+    /// work on at once; the relay's accepts beyond it are dropped.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RENDEZVOUS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_RENDEZVOUS as i64))]
+    pub max_rendezvous: u16,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }

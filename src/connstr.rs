@@ -177,7 +177,21 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+/// The service domains of Azure Relay's clouds: a namespace is `{name}.{domain}`, and its
+/// gateways, which accept addresses name, are other hosts of the same domain.
+pub const AZURE_SERVICE_DOMAINS: [&str; 4] =
+    ["servicebus.windows.net", "servicebus.chinacloudapi.cn", "servicebus.usgovcloudapi.net", "servicebus.cloudapi.de"];
+
 impl Endpoint {
+    /// The Azure service domain this endpoint is a namespace of (`contoso.servicebus.windows.net`
+    /// → `servicebus.windows.net`); `None` for any other relay, `hyco serve` included.
+    pub fn azure_domain(&self) -> Option<&'static str> {
+        let host = self.host.to_ascii_lowercase();
+        let (name, domain) = host.split_once('.')?;
+        (!name.is_empty()).then_some(())?;
+        AZURE_SERVICE_DOMAINS.iter().copied().find(|d| *d == domain)
+    }
+
     /// `host:port`, with brackets around an IPv6 host.
     pub fn authority(&self) -> String {
         format!("{}:{}", self.url_host(), self.port)

@@ -175,7 +175,7 @@ pub fn token(args: TokenArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let (key_name, key) = match args.rights {
         None => (name.clone(), key.clone()),
         Some(rights) => {
-            if resolved.endpoint.host.to_ascii_lowercase().ends_with(".servicebus.windows.net") {
+            if resolved.endpoint.azure_domain().is_some() {
                 return Err(failure(
                     Kind::Config,
                     "--rights works with hyco relays; an Azure key carries its policy's rights: \

@@ -269,7 +269,7 @@ pub(super) async fn answer(
         (request, None)
     } else {
         let Some(address) = request.address.clone() else { return };
-        let opened = match env.client.open(&address, None, &[]).await {
+        let opened = match env.client.open_rendezvous(&address, &[]).await {
             Ok(o) => o,
             Err(e) => return warn!("fetching a request failed: {e}"),
         };
@@ -430,7 +430,8 @@ async fn exchange(
             "The response is too large for the control channel and the request has no address",
         )));
     };
-    let opened = env.client.open(address, None, &[]).await.map_err(|e| (error_answer(502, e.to_string()), true))?;
+    let opened =
+        env.client.open_rendezvous(address, &[]).await.map_err(|e| (error_answer(502, e.to_string()), true))?;
     let (_, w) = tokio::io::split(opened.stream);
     let mut w = MessageWriter::new(FrameWriter::new(w, Role::Client));
     let mut rest = Prefixed { prefix, at: 0, rest: Local(&mut body, &mut from_local) };

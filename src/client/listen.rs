@@ -8,12 +8,12 @@
 //! same target over HTTP/1.1 ([`super::http`]); without it they get 501.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -39,6 +39,15 @@ const BACKOFF_SECS: [u64; 6] = [0, 1, 2, 5, 10, 30];
 const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
 /// The most control channels one listener keeps (the relay's per-HC limit).
 const MAX_CONNECTIONS: usize = protocol::MAX_LISTENERS_PER_HC;
+/// Rendezvous (accepts and HTTP requests) a listener works on at once, by default.
+pub const DEFAULT_MAX_RENDEZVOUS: usize = 256;
+/// The most `--max-rendezvous` may be.
+pub const MAX_RENDEZVOUS: usize = 10_000;
+/// Rendezvous that may wait for a slot, per slot; more are dropped.
+const WAITING_PER_SLOT: usize = 8;
+/// How long a rendezvous may wait for a slot: the relay's accept window, after which
+/// its sender has had its 504 (docs/protocol.md 8).
+const SLOT_WAIT: Duration = Duration::from_secs(30);
 
 /// What `hyco listen` does.
 #[derive(Clone, Debug)]
@@ -58,6 +67,13 @@ pub struct ListenSettings {
     pub keep_path_prefix: bool,
     /// How long a prewarmed tunnel may wait for its start ([`prewarm`]).
     pub prewarm_start_timeout: Duration,
+    /// Rendezvous worked on at once (1 to [`MAX_RENDEZVOUS`]): an accept holds a slot
+    /// from its message until its tunnel is open (its target connection included), an
+    /// HTTP request until it is answered. Others wait for a slot, up to
+    /// [`WAITING_PER_SLOT`] per slot for at most [`SLOT_WAIT`]; beyond that they are
+    /// dropped. So a relay that sends thousands of accepts cannot make the listener open
+    /// thousands of connections, while an honest burst only waits.
+    pub max_rendezvous: usize,
 }
 
 impl ListenSettings {
@@ -72,6 +88,7 @@ impl ListenSettings {
             http: false,
             keep_path_prefix: false,
             prewarm_start_timeout: prewarm::START_TIMEOUT,
+            max_rendezvous: DEFAULT_MAX_RENDEZVOUS,
         }
     }
 }
@@ -99,8 +116,12 @@ pub async fn run_with_online(
     if !(1..=MAX_CONNECTIONS).contains(&settings.connections) {
         return Err(failure(Kind::Config, format!("--connections must be between 1 and {MAX_CONNECTIONS}")));
     }
+    if !(1..=MAX_RENDEZVOUS).contains(&settings.max_rendezvous) {
+        return Err(failure(Kind::Config, format!("--max-rendezvous must be between 1 and {MAX_RENDEZVOUS}")));
+    }
     let tunnels = TaskTracker::new();
     let force = CancellationToken::new();
+    let ctx_rendezvous = settings.max_rendezvous;
     let http = Arc::new(HttpEnv {
         client: client.clone(),
         hc: settings.hc.clone(),
@@ -119,6 +140,9 @@ pub async fn run_with_online(
         shutdown: shutdown.clone(),
         ever_connected: AtomicBool::new(false),
         online,
+        rendezvous: Arc::new(Semaphore::new(ctx_rendezvous)),
+        waiting: Arc::new(AtomicUsize::new(0)),
+        dropped: AtomicU64::new(0),
     });
     let mut channels = tokio::task::JoinSet::new();
     for index in 0..ctx.settings.connections {
@@ -155,6 +179,31 @@ struct Ctx {
     ever_connected: AtomicBool,
     /// Fired when a control channel is up (the first time counts).
     online: CancellationToken,
+    /// Slots for rendezvous worked on at once ([`ListenSettings::max_rendezvous`]).
+    rendezvous: Arc<Semaphore>,
+    /// Rendezvous waiting for a slot.
+    waiting: Arc<AtomicUsize>,
+    /// Rendezvous dropped for want of a slot.
+    dropped: AtomicU64,
+}
+
+/// A rendezvous in line for a slot ([`ListenSettings::max_rendezvous`]).
+struct Admission {
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Admission {
+    /// Waits for a slot, for at most [`SLOT_WAIT`].
+    async fn slot(self) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned()).await.ok()?.ok()
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How a control channel ended.
@@ -315,21 +364,51 @@ impl Ctx {
         }
     }
 
+    /// A place in line for one more rendezvous whose `address` the relay handed out, if
+    /// that address leads back to the relay and the line is not full; else `None`, logged
+    /// (never the address itself: its query holds the rendezvous secret).
+    fn admit(&self, address: Option<&str>) -> Option<Admission> {
+        if let Some(address) = address
+            && let Err(e) = self.client.trusts(address)
+        {
+            warn!("{e}; the relay may be compromised");
+            return None;
+        }
+        let line = self.settings.max_rendezvous * WAITING_PER_SLOT;
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= line {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            // Logged at 1, 2, 4, 8, … drops: a flood cannot flood the log.
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                warn!(
+                    "{} rendezvous at once (--max-rendezvous) and {line} waiting already; dropped {n} so far",
+                    self.settings.max_rendezvous
+                );
+            }
+            return None;
+        }
+        Some(Admission { slots: self.rendezvous.clone(), waiting: self.waiting.clone() })
+    }
+
     fn spawn_request(&self, request: HttpRequest, body: Option<Vec<u8>>, replies: &mpsc::Sender<ControlReply>) {
+        let Some(admission) = self.admit(request.address.as_deref()) else { return };
         let span = info_span!("http", hc = %self.settings.hc, id = %request.id);
         let (env, replies, force) = (self.http.clone(), replies.clone(), self.force.clone());
         self.tunnels.spawn(
             async move {
+                let Some(Some(permit)) = force.run_until_cancelled(admission.slot()).await else { return };
                 tokio::select! {
                     () = http::answer(env, request, body, replies) => {}
                     () = force.cancelled() => {}
                 }
+                drop(permit);
             }
             .instrument(span),
         );
     }
 
     fn spawn_accept(&self, accept: Accept) {
+        let Some(admission) = self.admit(Some(&accept.address)) else { return };
         let span = info_span!("tunnel", hc = %self.settings.hc, id = %accept.id);
         let client = self.client.clone();
         let hc_segments = self.settings.hc.split('/').filter(|s| !s.is_empty()).count();
@@ -340,13 +419,17 @@ impl Ctx {
         let start_timeout = self.settings.prewarm_start_timeout;
         self.tunnels.spawn(
             async move {
+                let Some(Some(permit)) = force.run_until_cancelled(admission.slot()).await else { return };
                 let suffix = split_url(&accept.address)
                     .and_then(|(_, _, _, target)| HcAddress::parse(&target).ok())
                     .map(|a| a.segments.into_iter().skip(hc_segments).collect::<Vec<_>>())
                     .unwrap_or_default();
                 let target = match targets.pick(&suffix) {
                     Ok(t) => t.to_owned(),
-                    Err(text) => return reject(&client, &accept, 404, &text).await,
+                    Err(text) => {
+                        force.run_until_cancelled(reject(&client, &accept, 404, &text)).await;
+                        return;
+                    }
                 };
                 let offered = accept
                     .connect_headers
@@ -356,25 +439,32 @@ impl Ctx {
                     .unwrap_or_default();
                 if prewarm::requested(offered) {
                     // The target is reached when the sender starts the tunnel.
-                    let Some(tunnel) = accept_rendezvous(&client, &accept, Some(prewarm::DEFERRED)).await else {
-                        return;
-                    };
-                    drop((accept, targets, client, suffix));
+                    let opening = accept_rendezvous(&client, &accept, Some(prewarm::DEFERRED));
+                    let Some(tunnel) = force.run_until_cancelled(opening).await.flatten() else { return };
+                    drop((accept, targets, client, suffix, permit));
                     return deferred(tunnel, &target, connect_timeout, start_timeout, &stats, &shutdown, &force).await;
                 }
-                let tcp = match connect_target(&target, connect_timeout).await {
-                    Ok(tcp) => tcp,
-                    Err((status, text)) => return reject(&client, &accept, status, &text).await,
+                // Each step until the tunnel is open ends at once when shutdown is forced.
+                let tcp = match force.run_until_cancelled(connect_target(&target, connect_timeout)).await {
+                    None => return,
+                    Some(Ok(tcp)) => tcp,
+                    Some(Err((status, text))) => {
+                        force.run_until_cancelled(reject(&client, &accept, status, &text)).await;
+                        return;
+                    }
                 };
-                // Official clients pick the first subprotocol the sender offered.
-                let first = offered.split(',').next().map(str::trim).filter(|p| !p.is_empty());
-                let Some(tunnel) = accept_rendezvous(&client, &accept, first).await else {
+                // Official clients pick the first subprotocol the sender offered (a token,
+                // as RFC 6455 has it: anything else is not echoed into a header).
+                let first = offered.split(',').next().map(str::trim).filter(|p| crate::http1::is_token(p));
+                let Some(tunnel) =
+                    force.run_until_cancelled(accept_rendezvous(&client, &accept, first)).await.flatten()
+                else {
                     crate::net::reset(tcp);
                     return;
                 };
                 debug!(%target, "tunnel open");
                 // A tunnel may live for days: let go of what only the rendezvous needed.
-                drop((accept, targets, client, suffix, target));
+                drop((accept, targets, client, suffix, target, permit));
                 pump::pump_tcp(tcp, tunnel, &stats, &force).await;
             }
             .instrument(span),
@@ -386,7 +476,7 @@ impl Ctx {
 /// `None` (logged) when the relay would not have it.
 async fn accept_rendezvous(client: &RelayClient, accept: &Accept, protocol: Option<&str>) -> Option<Tunnel> {
     let headers: Vec<_> = protocol.map(|p| ("Sec-WebSocket-Protocol".to_owned(), p.to_owned())).into_iter().collect();
-    match client.open(&accept.address, None, &headers).await {
+    match client.open_rendezvous(&accept.address, &headers).await {
         Ok(super::Opened { stream, initial, .. }) => Some(Tunnel::new(stream, &initial)),
         Err(e) => {
             warn!("accepting failed: {e}");
@@ -434,7 +524,7 @@ async fn reject(client: &RelayClient, accept: &Accept, status: u16, text: &str) 
         protocol::PARAM_STATUS_DESCRIPTION,
         encode_component(text)
     );
-    match client.open(&url, None, &[]).await {
+    match client.open_rendezvous(&url, &[]).await {
         Err(OpenError::Rejected { status: 410, .. }) => {}
         Err(e) => debug!("reject not confirmed: {e}"),
         Ok(_) => debug!("reject not confirmed: the relay accepted the rejection upgrade"),

@@ -98,6 +98,37 @@ impl RelayClient {
         protocol::client_url(&self.endpoint.ws_base(), hc, suffix, "", action, id)
     }
 
+    /// Opens the WebSocket of a rendezvous at an `address` the relay handed out (an
+    /// accept or request address, docs/protocol.md 5.2 and 7), once [`Self::trusts`] it.
+    pub(crate) async fn open_rendezvous(&self, address: &str, extra: &[(String, String)]) -> Result<Opened, OpenError> {
+        self.trusts(address)?;
+        self.open(address, None, extra).await
+    }
+
+    /// Whether an address the relay handed out leads back to the relay: the scheme of the
+    /// control channel (never a downgrade to plain `ws://`), and the relay's own host and
+    /// port, or, for an Azure namespace, a gateway of its service domain on 443. Anything
+    /// else is a relay trying to make the listener connect elsewhere (its own network, a
+    /// loopback port): refused before any connection is made.
+    pub(crate) fn trusts(&self, address: &str) -> Result<(), OpenError> {
+        let Some((secure, host, port, target)) = split_url(address) else {
+            return Err(OpenError::BadUrl(address.to_owned()));
+        };
+        if !crate::http1::is_request_target(&target) || !host.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(OpenError::Untrusted("it holds characters a request cannot carry".into()));
+        }
+        let shown = || format!("{}://{host}:{port}", if secure { "wss" } else { "ws" });
+        if secure != self.endpoint.secure {
+            return Err(OpenError::Untrusted(format!("{} is not the relay's scheme", shown())));
+        }
+        let own = host.eq_ignore_ascii_case(&self.endpoint.host) && port == self.endpoint.port;
+        let gateway = self.endpoint.azure_domain().is_some_and(|domain| {
+            let host = host.to_ascii_lowercase();
+            port == 443 && host.strip_suffix(domain).and_then(|h| h.strip_suffix('.')).is_some_and(|h| !h.is_empty())
+        });
+        if own || gateway { Ok(()) } else { Err(OpenError::Untrusted(format!("{} is not the relay", shown()))) }
+    }
+
     /// Opens a WebSocket to `url` with the token (if any) in `ServiceBusAuthorization`.
     pub(crate) async fn open(
         &self,
@@ -140,6 +171,8 @@ pub(crate) enum OpenError {
     },
     Handshake(String),
     Timeout,
+    /// The relay handed out an address that does not lead back to it ([`RelayClient::trusts`]).
+    Untrusted(String),
 }
 
 impl OpenError {
@@ -157,7 +190,9 @@ impl OpenError {
             Self::Rejected { status: 401 | 403, .. } => Kind::Denied,
             Self::Rejected { status: 404, .. } => Kind::NotFound,
             Self::Rejected { .. } => Kind::Rejected,
-            Self::Connect { .. } | Self::Tls(_) | Self::Handshake(_) | Self::Timeout => Kind::Unreachable,
+            Self::Connect { .. } | Self::Tls(_) | Self::Handshake(_) | Self::Timeout | Self::Untrusted(_) => {
+                Kind::Unreachable
+            }
         }
     }
 }
@@ -172,6 +207,7 @@ impl fmt::Display for OpenError {
             Self::Rejected { status, text, .. } => write!(f, "{status} {text}"),
             Self::Handshake(e) => write!(f, "WebSocket handshake with the relay failed: {e}"),
             Self::Timeout => write!(f, "no answer from the relay within {} s", CONNECT_TIMEOUT.as_secs()),
+            Self::Untrusted(why) => write!(f, "refusing an address the relay handed out: {why}"),
         }
     }
 }
@@ -293,6 +329,51 @@ mod tests {
         assert_eq!(kind(RejectedBy::Relay, 403), Kind::Denied);
         assert_eq!(kind(RejectedBy::Relay, 400), Kind::Config);
         assert_eq!(kind(RejectedBy::Relay, 503), Kind::Rejected);
+    }
+
+    fn relay(url: &str) -> RelayClient {
+        let (secure, host, port, _) = split_url(url).unwrap();
+        RelayClient {
+            endpoint: Endpoint { secure, host, port },
+            credential: Credential::None,
+            tls: None,
+            token_ttl: protocol::DEFAULT_TOKEN_TTL,
+        }
+    }
+
+    #[test]
+    fn rendezvous_addresses_must_lead_back_to_the_relay() {
+        let accept = "/$hc/a?sb-hc-action=accept&sb-hc-id=x";
+        let hyco = relay("wss://relay.example.net:9443");
+        assert!(hyco.trusts(&format!("wss://relay.example.net:9443{accept}")).is_ok());
+        assert!(hyco.trusts(&format!("wss://RELAY.example.net:9443{accept}")).is_ok(), "host names are case-blind");
+        for bad in [
+            format!("ws://relay.example.net:9443{accept}"),
+            format!("wss://relay.example.net:22{accept}"),
+            format!("wss://127.0.0.1:9443{accept}"),
+            format!("wss://g1.example.net{accept}"),
+            format!("wss://relay.example.net:9443{accept}\r\nX: 1"),
+            "https://relay.example.net:9443/".to_owned(),
+        ] {
+            assert!(hyco.trusts(&bad).is_err(), "{bad}");
+        }
+        // Azure's gateways are other hosts of the namespace's service domain, on 443.
+        let azure = relay("wss://contoso.servicebus.windows.net");
+        assert!(azure.trusts(&format!("wss://g19-prod-am3-003-sb.servicebus.windows.net{accept}")).is_ok());
+        assert!(azure.trusts(&format!("wss://contoso.servicebus.windows.net:443{accept}")).is_ok());
+        for bad in [
+            format!("wss://evil.example.net{accept}"),
+            format!("wss://servicebus.windows.net{accept}"),
+            format!("wss://x.servicebus.windows.net.evil.net{accept}"),
+            format!("wss://xservicebus.windows.net{accept}"),
+            format!("wss://g1.servicebus.windows.net:8443{accept}"),
+            format!("ws://g1.servicebus.windows.net{accept}"),
+            format!("wss://g1.servicebus.chinacloudapi.cn{accept}"),
+        ] {
+            assert!(azure.trusts(&bad).is_err(), "{bad}");
+        }
+        // No downgrade, and no upgrade the relay never offered.
+        assert!(relay("ws://127.0.0.1:9400").trusts(&format!("wss://127.0.0.1:9400{accept}")).is_err());
     }
 
     #[test]
