@@ -18,9 +18,9 @@ pub mod metrics;
 mod registry;
 mod rejection;
 mod rendezvous;
-pub mod stream;
+mod splice;
+mod stream;
 pub mod tls;
-pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

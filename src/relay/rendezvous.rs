@@ -17,7 +17,7 @@ use tracing::debug;
 use super::metrics::{Flow, Reason};
 use super::registry::{self, Answer, Kind, Listener, Unavailable};
 use super::stream::RelayStream;
-use super::{Rejection, Relay, auth, tunnel};
+use super::{Rejection, Relay, auth, splice};
 use crate::protocol::{self, Accept, HcAddress, RelayMessage, RemoteEndpoint};
 use crate::ws::handshake::{self, Request, header, websocket_key};
 
@@ -57,7 +57,7 @@ impl Relay {
                 drop((req, addr));
                 let relayed = [Flow::SenderToListener, Flow::ListenerToSender].map(|f| self.metrics.relayed_counter(f));
                 let idle = self.limits.tunnel_idle_timeout;
-                tunnel::join(stream, &initial, listener, &listener_initial, self.force.clone(), relayed, idle).await;
+                splice::join(stream, &initial, listener, &listener_initial, self.force.clone(), relayed, idle).await;
                 debug!("tunnel closed");
                 return;
             }
