@@ -12,7 +12,7 @@ use common::*;
 use futures_util::SinkExt;
 use hyco::protocol::{self, Action};
 use hyco::relay::HcSettings;
-use hyco::relay::metrics::{self, Flow, RENDEZVOUS_BUCKETS, Rejection};
+use hyco::relay::metrics::{self, Flow, RENDEZVOUS_BUCKETS, Reason};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
@@ -65,7 +65,7 @@ fn listeners(hc: &str) -> String {
     format!("hyco_listeners{{hc=\"{hc}\"}}")
 }
 
-fn rejected(why: Rejection) -> String {
+fn rejected(why: Reason) -> String {
     format!("hyco_rejected_handshakes_total{{reason=\"{}\"}}", why.label())
 }
 
@@ -89,7 +89,7 @@ async fn a_scrape_counts_listeners_tunnels_bytes_and_refusals_exactly() {
     // Before anything: configured HCs listed at 0, every reason at 0, an empty histogram.
     let s = scrape(at).await;
     assert_eq!(get(&s, &listeners("idle")), 0.0);
-    for why in Rejection::ALL {
+    for why in Reason::ALL {
         assert_eq!(get(&s, &rejected(why)), 0.0, "{}", why.label());
     }
     assert_eq!(get(&s, "hyco_rendezvous_seconds_count"), 0.0);
@@ -135,15 +135,12 @@ async fn a_scrape_counts_listeners_tunnels_bytes_and_refusals_exactly() {
     assert_eq!(get(&s, &relayed(Flow::SenderToListener)), f64::from(to_listener));
     assert_eq!(get(&s, &relayed(Flow::ListenerToSender)), f64::from(to_sender));
     assert!(get(&s, "hyco_connections_open") >= 5.0, "3 listeners and 2 tunnels: {s:#?}");
-    for (why, n) in [
-        (Rejection::Unauthorized, 1.0),
-        (Rejection::NoListener, 1.0),
-        (Rejection::NotFound, 1.0),
-        (Rejection::BadRequest, 1.0),
-    ] {
+    for (why, n) in
+        [(Reason::Unauthorized, 1.0), (Reason::NoListener, 1.0), (Reason::NotFound, 1.0), (Reason::BadRequest, 1.0)]
+    {
         assert_eq!(get(&s, &rejected(why)), n, "{}", why.label());
     }
-    let counted: f64 = Rejection::ALL.iter().map(|&why| get(&s, &rejected(why))).sum();
+    let counted: f64 = Reason::ALL.iter().map(|&why| get(&s, &rejected(why))).sum();
     assert_eq!(counted, 4.0, "no other refusals: {s:#?}");
 
     // The histogram: one observation per tunnel, cumulative buckets ending at the count,
@@ -163,7 +160,7 @@ async fn a_scrape_counts_listeners_tunnels_bytes_and_refusals_exactly() {
     let m = &relay.metrics;
     assert_eq!((m.tunnels_total(), m.rendezvous_count(), m.listeners("beta")), (2, 2, 2));
     assert_eq!(m.relayed_bytes(Flow::SenderToListener), u64::from(to_listener));
-    assert_eq!(m.rejected(Rejection::Unauthorized), 1);
+    assert_eq!(m.rejected(Reason::Unauthorized), 1);
 
     // Tunnels end: active goes back to 0, totals stay; listeners leave: their gauges too.
     drop((s1, l1, s2, l2));
@@ -199,12 +196,10 @@ async fn a_listener_rejection_and_the_listener_limit_are_counted_by_reason() {
     assert_eq!(refused(raw_upgrade(relay.addr, &a.address, &[]).await).0, 403);
 
     let s = scrape(relay.metrics_addr.expect("metrics served")).await;
-    for (why, n) in
-        [(Rejection::ListenerLimit, 1.0), (Rejection::ListenerRejected, 1.0), (Rejection::BadAcceptAddress, 1.0)]
-    {
+    for (why, n) in [(Reason::ListenerLimit, 1.0), (Reason::ListenerRejected, 1.0), (Reason::BadAcceptAddress, 1.0)] {
         assert_eq!(get(&s, &rejected(why)), n, "{}", why.label());
     }
-    let counted: f64 = Rejection::ALL.iter().map(|&why| get(&s, &rejected(why))).sum();
+    let counted: f64 = Reason::ALL.iter().map(|&why| get(&s, &rejected(why))).sum();
     assert_eq!(counted, 3.0, "the 410 that acknowledges a rejection is not a refusal: {s:#?}");
     assert_eq!((get(&s, "hyco_tunnels_total"), get(&s, "hyco_rendezvous_seconds_count")), (0.0, 0.0));
 }

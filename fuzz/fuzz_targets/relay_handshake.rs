@@ -103,7 +103,7 @@ async fn serve(input: &[u8], chunk: usize, limit: usize) {
             match auth::check(token, &addr.segments.join("/"), need, &[], rules(), NOW, protocol::CLOCK_SKEW.as_secs())
             {
                 Ok(expiry) => assert!(expiry.saturating_add(protocol::CLOCK_SKEW.as_secs()) >= NOW),
-                Err(d) => check_answer(d.status, d.text),
+                Err(r) => check_answer(r.status(), r.text()),
             }
         }
     }

@@ -1,10 +1,11 @@
 //! Who may do what on the relay: authorization rules and the token check of
-//! PROTOCOL.md 3 ("Verifying"). Pure: the caller passes the clock.
-
-use std::fmt;
+//! docs/protocol.md 3 ("Verifying"). Pure: the caller passes the clock. Which rules apply
+//! to a request, and whether it needs a token at all, the registry decides.
 
 use serde::{Deserialize, Serialize};
 
+use super::metrics::Reason;
+use super::rejection::Rejection;
 use crate::sas;
 use crate::secret::Secret;
 
@@ -30,21 +31,8 @@ impl Rule {
     }
 }
 
-/// Why a request was refused: the HTTP status the peer gets, and a text for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Denied {
-    pub status: u16,
-    pub text: &'static str,
-}
-
-impl fmt::Display for Denied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.status, self.text)
-    }
-}
-
-const fn denied(status: u16, text: &'static str) -> Denied {
-    Denied { status, text }
+fn unauthorized(text: &'static str) -> Rejection {
+    Rejection::new(401, Reason::Unauthorized, text)
 }
 
 /// Checks `token` for `need` on the resource at `hc_path` (an HC name, plus a sender's
@@ -59,24 +47,24 @@ pub fn check(
     namespace_rules: &[Rule],
     now: u64,
     skew_secs: u64,
-) -> Result<u64, Denied> {
-    let token = sas::parse(token).map_err(|_| denied(401, "Malformed token"))?;
+) -> Result<u64, Rejection> {
+    let token = sas::parse(token).map_err(|_| unauthorized("Malformed token"))?;
     let rule = hc_rules
         .iter()
         .chain(namespace_rules)
         .find(|r| r.name == token.key_name())
-        .ok_or(denied(401, "Unknown key name"))?;
+        .ok_or_else(|| unauthorized("Unknown key name"))?;
     if !token.verify_signature(&rule.key) {
-        return Err(denied(401, "Invalid signature"));
+        return Err(unauthorized("Invalid signature"));
     }
     if token.is_expired(now, skew_secs) {
-        return Err(denied(401, "Token expired"));
+        return Err(unauthorized("Token expired"));
     }
     if !sas::audience_covers(token.resource(), hc_path, None) {
-        return Err(denied(401, "Token audience does not cover this hybrid connection"));
+        return Err(unauthorized("Token audience does not cover this hybrid connection"));
     }
     if !rule.grants(need) {
-        return Err(denied(403, "Token lacks the right for this action"));
+        return Err(Rejection::new(403, Reason::Forbidden, "Token lacks the right for this action"));
     }
     Ok(token.expiry())
 }
@@ -110,19 +98,19 @@ mod tests {
         let t = token("sb://relay", "root", now + 60);
         assert!(check(&t, "team/ssh", Right::Send, &[], &ns, now, 0).is_ok(), "namespace-wide");
         let t = token("http://relay/other", "root", now + 60);
-        assert_eq!(check(&t, "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status, 401);
+        assert_eq!(check(&t, "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status(), 401);
         let t = token("http://relay/hyco", "sendonly", now + 60);
-        assert_eq!(check(&t, "hyco", Right::Listen, &[], &ns, now, 0).unwrap_err().status, 403);
+        assert_eq!(check(&t, "hyco", Right::Listen, &[], &ns, now, 0).unwrap_err().status(), 403);
         let t = token("http://relay/hyco", "root", now - 10);
-        assert_eq!(check(&t, "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status, 401);
+        assert_eq!(check(&t, "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status(), 401);
         assert!(check(&t, "hyco", Right::Send, &[], &ns, now, 60).is_ok(), "within skew");
         let t = token("http://relay/hyco", "nobody", now + 60);
-        assert_eq!(check(&t, "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status, 401);
+        assert_eq!(check(&t, "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status(), 401);
         let hc = [Rule { name: "hc".into(), key: Secret::new("other"), rights: vec![Right::Send] }];
         let t = sas::mint("http://relay/hyco", "hc", &Secret::new("other"), now + 60);
         assert!(check(t.expose(), "hyco", Right::Send, &hc, &ns, now, 0).is_ok(), "HC-level rule");
         let forged = sas::mint("http://relay/hyco", "root", &Secret::new("guess"), now + 60);
-        assert_eq!(check(forged.expose(), "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status, 401);
-        assert_eq!(check("garbage", "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status, 401);
+        assert_eq!(check(forged.expose(), "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status(), 401);
+        assert_eq!(check("garbage", "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status(), 401);
     }
 }

@@ -39,10 +39,10 @@ pub const MAX_SCRAPE_CONNECTIONS: usize = 8;
 const LINGER_BYTES: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Why the relay refused a handshake: the fixed label set of
-/// `hyco_rejected_handshakes_total{reason}`.
+/// Why the relay rejected a handshake or request: the fixed label set of
+/// `hyco_rejected_handshakes_total{reason}`. A [`super::Rejection`] carries one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rejection {
+pub enum Reason {
     /// Not a well-formed upgrade, bad address or query, a malformed HTTP-mode request (400).
     BadRequest,
     /// Request head over the limit (431).
@@ -77,7 +77,7 @@ pub enum Rejection {
     Internal,
 }
 
-impl Rejection {
+impl Reason {
     pub const ALL: [Self; 16] = [
         Self::BadRequest,
         Self::TooLarge,
@@ -118,11 +118,6 @@ impl Rejection {
             Self::Internal => "internal",
         }
     }
-
-    /// The reason for an authorization refusal with `status` (401 or 403).
-    pub(crate) fn of_auth(status: u16) -> Self {
-        if status == 403 { Self::Forbidden } else { Self::Unauthorized }
-    }
 }
 
 /// A direction of tunnel payload: the `direction` label of `hyco_relayed_bytes_total`.
@@ -158,8 +153,8 @@ pub struct Metrics {
     /// Indexed by `Flow as usize`.
     relayed: [AtomicU64; 2],
     rendezvous: Histogram,
-    /// Indexed by `Rejection as usize`.
-    rejected: [AtomicU64; Rejection::ALL.len()],
+    /// Indexed by `Reason as usize`.
+    rejected: [AtomicU64; Reason::ALL.len()],
     connections_open: AtomicU64,
 }
 
@@ -207,7 +202,7 @@ impl Metrics {
         self.rendezvous.sum_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
-    pub(crate) fn reject(&self, why: Rejection) {
+    pub(crate) fn reject(&self, why: Reason) {
         self.rejected[why as usize].fetch_add(1, Relaxed);
     }
 
@@ -237,7 +232,7 @@ impl Metrics {
         self.rendezvous.buckets.iter().map(|b| b.load(Relaxed)).sum()
     }
 
-    pub fn rejected(&self, why: Rejection) -> u64 {
+    pub fn rejected(&self, why: Reason) -> u64 {
         self.rejected[why as usize].load(Relaxed)
     }
 
@@ -295,7 +290,7 @@ impl Metrics {
         let _ = writeln!(out, "hyco_rendezvous_seconds_sum {sum}\nhyco_rendezvous_seconds_count {cumulative}");
 
         family(&mut out, "hyco_rejected_handshakes_total", "counter", "Handshakes the relay refused, by reason.");
-        for why in Rejection::ALL {
+        for why in Reason::ALL {
             let _ =
                 writeln!(out, "hyco_rejected_handshakes_total{{reason=\"{}\"}} {}", why.label(), self.rejected(why));
         }
@@ -411,7 +406,7 @@ mod tests {
         m.observe_rendezvous(Duration::from_micros(500));
         m.observe_rendezvous(Duration::from_millis(20));
         m.observe_rendezvous(Duration::from_secs(60));
-        m.reject(Rejection::NoListener);
+        m.reject(Reason::NoListener);
         let text = m.render();
         for line in [
             "hyco_connections_open 1",
@@ -434,19 +429,19 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
-        assert_eq!(text.matches("hyco_rejected_handshakes_total{").count(), Rejection::ALL.len());
+        assert_eq!(text.matches("hyco_rejected_handshakes_total{").count(), Reason::ALL.len());
         assert!(text.ends_with('\n'));
     }
 
     #[test]
     fn every_rejection_has_a_distinct_label_at_its_index() {
-        for (i, why) in Rejection::ALL.iter().enumerate() {
+        for (i, why) in Reason::ALL.iter().enumerate() {
             assert_eq!(*why as usize, i);
             assert!(why.label().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
         }
-        let mut labels: Vec<_> = Rejection::ALL.iter().map(|r| r.label()).collect();
+        let mut labels: Vec<_> = Reason::ALL.iter().map(|r| r.label()).collect();
         labels.sort_unstable();
         labels.dedup();
-        assert_eq!(labels.len(), Rejection::ALL.len());
+        assert_eq!(labels.len(), Reason::ALL.len());
     }
 }

@@ -1,11 +1,12 @@
-//! Joins a sender's WebSocket to a listener's, frame by frame, after the rendezvous.
+//! The splice: joins a sender's WebSocket to a listener's, frame by frame, after the
+//! rendezvous, making the two one tunnel. It does not look at what the frames carry.
 //!
 //! Frames are forwarded as they arrive, payloads in pieces, without reassembling
 //! messages: a direction borrows a payload buffer ([`Chunk`]) for one frame and gives it
 //! back after, so an idle tunnel holds none and a busy one at most two, whatever the
 //! peers send; a slow reader slows the writer. A Close from one side ends only that
-//! direction; the tunnel ends when both have closed (half-close, PROTOCOL.md 5.3). A side
-//! that vanishes without a Close, or breaks the framing rules, ends the tunnel abnormally:
+//! direction; the tunnel ends when both have closed (half-close, docs/protocol.md 5.3). A
+//! side that vanishes without a Close, or breaks the framing rules, ends the tunnel abnormally:
 //! the other side gets a 1011 Close, or an abrupt end if it was in the middle of a frame.
 //! Data frame payload bytes are added to a counter per direction as they are forwarded.
 

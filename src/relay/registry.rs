@@ -1,0 +1,538 @@
+//! The rendezvous registry: the one owner of the relay's hybrid connections, their
+//! listeners and every pending rendezvous (docs/protocol.md 5-7).
+//!
+//! A rendezvous pairs one party that waits (a WebSocket sender, or an HTTP-mode request)
+//! with one listener. The waiting side [`Registry::reserve`]s a slot and gets a
+//! [`Reservation`]: the answer to wait for, the HC's listeners in random order, and the
+//! rendezvous address to hand one of them, which carries a single-use secret. The
+//! listener comes back to that address and [`Registry::claim`]s the rendezvous (or, for an
+//! HTTP request it may answer on its control channel, [`Registration::take_request`]),
+//! and gives its one [`Answer`]. A listener's control channel holds a [`Registration`].
+//! Both guards give back what they hold when dropped, whatever ended them. The registry
+//! also checks tokens against the HC's rules and the namespace's.
+//!
+//! This module does not speak to sockets: the WebSocket path, HTTP mode and control
+//! channels do, through the handles it gives out, and never reach into its state.
+//!
+//! ## The seam for a relay of several nodes
+//! The state falls in two parts, kept apart below:
+//! - what several nodes would share: which HCs exist (with their rules, which come from
+//!   configuration on every node), which listeners each HC has and how many (the limit
+//!   per HC counts them all). That is [`Hc`]'s `listeners`.
+//! - what stays on one node: the pending rendezvous by secret and by HTTP request id, the
+//!   count of them per HC, and the queue of each listener whose control channel is here.
+//!   Secrets never leave the node that made them, and a listener always answers at an
+//!   address on that node.
+//!
+//! A [`Listener`] is the handle the waiting side sees: it delivers a message and names the
+//! base of the address to give. A shared directory (Redis, say) would list listeners of
+//! other nodes too, with a handle that forwards the message to their node and names this
+//! node's own base; `reserve`, `claim` and the guards keep their shape.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tracing::info;
+
+use super::auth::{self, Right, Rule};
+use super::config::{HcSettings, RelaySettings};
+use super::metrics::{Metrics, Reason};
+use super::rejection::Rejection;
+use super::stream::RelayStream;
+use crate::encoding::encode_component;
+use crate::protocol::{self, Action, HttpResponse, RelayMessage};
+
+/// How many messages may queue for one control channel before senders try another listener.
+const CONTROL_QUEUE: usize = 64;
+
+/// Random bytes in a rendezvous secret (hex-encoded in the address).
+const SECRET_BYTES: usize = 16;
+
+/// What ends a pending rendezvous.
+pub(super) enum Answer {
+    /// The listener's rendezvous WebSocket (upgraded), with its slot against the
+    /// connection limit: a tunnel holds two connections and counts as two.
+    Accepted { stream: RelayStream, initial: Vec<u8>, protocol: Option<String>, permit: OwnedSemaphorePermit },
+    /// The listener rejected a sender; its status and text go to the sender as given.
+    Rejected(Rejection),
+    /// A listener's answer to an HTTP request on its control channel, with its whole body.
+    Response { response: HttpResponse, body: Vec<u8> },
+}
+
+/// Who waits at a rendezvous; it decides the action of the address and who may claim it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A WebSocket sender (`sb-hc-action=accept`).
+    Sender,
+    /// An HTTP-mode request (`sb-hc-action=request`).
+    Request,
+}
+
+impl Kind {
+    fn action(self) -> Action {
+        match self {
+            Self::Sender => Action::Accept,
+            Self::Request => Action::Request,
+        }
+    }
+}
+
+/// Why no rendezvous could be reserved; each path answers it with its own status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Unavailable {
+    /// No such HC.
+    NotFound,
+    /// The HC has no listener.
+    NoListener,
+    /// The HC has its maximum of pending rendezvous.
+    PendingLimit,
+}
+
+/// A listener's control channel, as a waiting sender or request sees it.
+#[derive(Clone)]
+pub(super) struct Listener {
+    id: u64,
+    /// `ws://host:port` or `wss://…` as the listener reached the relay: the base of the
+    /// rendezvous addresses it is given.
+    base: Arc<str>,
+    queue: mpsc::Sender<RelayMessage>,
+}
+
+impl Listener {
+    pub(super) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(super) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Hands `msg` over if the listener's queue has room.
+    pub(super) fn try_send(&self, msg: RelayMessage) -> bool {
+        self.queue.try_send(msg).is_ok()
+    }
+
+    /// Hands `msg` over once the queue has room; `false` if the listener is gone.
+    pub(super) async fn send(&self, msg: RelayMessage) -> bool {
+        self.queue.send(msg).await.is_ok()
+    }
+
+    pub(super) fn has_room(&self) -> bool {
+        self.queue.capacity() > 0
+    }
+
+    /// Whether nothing waits in the listener's queue.
+    pub(super) fn is_idle(&self) -> bool {
+        self.queue.capacity() == self.queue.max_capacity()
+    }
+
+    pub(super) fn is_gone(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// Completes when the listener's control channel has ended.
+    pub(super) async fn gone(&self) {
+        self.queue.closed().await;
+    }
+}
+
+/// A hybrid connection's live state.
+struct Hc {
+    settings: HcSettings,
+    /// Shared across nodes in a cluster: the HC's listeners.
+    listeners: Vec<Listener>,
+    /// On this node: its rendezvous waiting for a listener.
+    pending: usize,
+}
+
+/// One pending rendezvous, by its secret.
+struct Waiting {
+    kind: Kind,
+    answer: oneshot::Sender<Answer>,
+    /// An HTTP request's id and the listener it went to, which may answer it on its
+    /// control channel.
+    request: Option<(String, u64)>,
+}
+
+#[derive(Default)]
+struct State {
+    hcs: HashMap<String, Hc>,
+    /// Pending rendezvous by secret.
+    waiting: HashMap<String, Waiting>,
+    /// The secret of each waiting HTTP request, by request id.
+    requests: HashMap<String, String>,
+}
+
+impl State {
+    fn forget(&mut self, secret: &str) -> Option<Waiting> {
+        let waiting = self.waiting.remove(secret)?;
+        if let Some((id, _)) = &waiting.request {
+            self.requests.remove(id);
+        }
+        Some(waiting)
+    }
+}
+
+/// The relay's hybrid connections, listeners and pending rendezvous.
+pub(super) struct Registry {
+    state: Mutex<State>,
+    namespace_rules: Vec<Rule>,
+    auto_create: bool,
+    max_listeners: usize,
+    max_pending: usize,
+    next_listener: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Registry {
+    /// The configured HCs, each with no listener yet (and a listener gauge at 0).
+    pub(super) fn new(settings: &RelaySettings, metrics: Arc<Metrics>) -> Arc<Self> {
+        let mut state = State::default();
+        for hc in &settings.hcs {
+            metrics.set_listeners(&hc.name, 0);
+            state.hcs.insert(hc.name.clone(), Hc { settings: hc.clone(), listeners: Vec::new(), pending: 0 });
+        }
+        Arc::new(Self {
+            state: Mutex::new(state),
+            namespace_rules: settings.rules.clone(),
+            auto_create: settings.auto_create,
+            max_listeners: settings.limits.max_listeners_per_hc,
+            max_pending: settings.limits.max_pending_senders_per_hc,
+            next_listener: AtomicU64::new(0),
+            metrics,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("registry lock")
+    }
+
+    /// The HC a path names, longest registered name first, and the suffix after it.
+    pub(super) fn resolve(&self, segments: &[String]) -> Option<(String, String)> {
+        let state = self.state();
+        (1..=segments.len()).rev().find_map(|n| {
+            let name = segments[..n].join("/");
+            state.hcs.contains_key(&name).then(|| (name, segments[n..].join("/")))
+        })
+    }
+
+    /// Checks a listener's token: Listen on `hc`. Returns the token's expiry.
+    pub(super) fn authorize_listener(&self, hc: &str, token: Option<&str>) -> Result<u64, Rejection> {
+        self.check(hc, hc, Right::Listen, token)
+    }
+
+    /// Checks a sender's token: Send on `resource` (the HC's name and the path suffix,
+    /// which hyco-ws signs too: docs/protocol.md 3). Returns whether a token was needed:
+    /// not on an HC that does not require client authorization.
+    pub(super) fn authorize_sender(&self, hc: &str, resource: &str, token: Option<&str>) -> Result<bool, Rejection> {
+        let needs_token = self.state().hcs.get(hc).is_none_or(|h| h.settings.requires_client_authorization);
+        if needs_token {
+            self.check(hc, resource, Right::Send, token)?;
+        }
+        Ok(needs_token)
+    }
+
+    /// Checks `token` for `need` on `resource`, against `hc`'s rules and then the
+    /// namespace's; the token's expiry.
+    fn check(&self, hc: &str, resource: &str, need: Right, token: Option<&str>) -> Result<u64, Rejection> {
+        let token = token.ok_or_else(|| Rejection::new(401, Reason::Unauthorized, "Missing token"))?;
+        let hc_rules = self.state().hcs.get(hc).map(|h| h.settings.rules.clone()).unwrap_or_default();
+        let now = protocol::unix_now();
+        auth::check(token, resource, need, &hc_rules, &self.namespace_rules, now, protocol::CLOCK_SKEW.as_secs())
+    }
+
+    /// Adds a listener to `hc` (created first if the relay creates HCs on first listen),
+    /// unless the HC has its maximum of listeners. The listener reached the relay at `base`.
+    pub(super) fn register_listener(self: &Arc<Self>, hc: &str, base: String) -> Result<Registration, Rejection> {
+        let (queue, messages) = mpsc::channel(CONTROL_QUEUE);
+        let id = self.next_listener.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state();
+        if !state.hcs.contains_key(hc) && self.auto_create {
+            info!(hc, "created on first listen");
+            let settings = HcSettings { name: hc.to_owned(), requires_client_authorization: true, rules: Vec::new() };
+            state.hcs.insert(hc.to_owned(), Hc { settings, listeners: Vec::new(), pending: 0 });
+        }
+        let Some(entry) = state.hcs.get_mut(hc) else {
+            return Err(Rejection::new(404, Reason::NotFound, "Endpoint does not exist"));
+        };
+        if entry.listeners.len() >= self.max_listeners {
+            let text = format!("Listener limit of {} reached for this hybrid connection", self.max_listeners);
+            return Err(Rejection::new(403, Reason::ListenerLimit, text));
+        }
+        entry.listeners.push(Listener { id, base: base.into(), queue });
+        self.metrics.set_listeners(hc, entry.listeners.len());
+        Ok(Registration { registry: self.clone(), hc: hc.to_owned(), id, messages })
+    }
+
+    /// Reserves a pending rendezvous on `hc` for a party of `kind`, registered under a
+    /// fresh secret before any listener hears of it.
+    pub(super) fn reserve(self: &Arc<Self>, hc: &str, kind: Kind) -> Result<Reservation, Unavailable> {
+        let secret = new_secret();
+        let (answer_tx, answer) = oneshot::channel();
+        let mut state = self.state();
+        let entry = state.hcs.get_mut(hc).ok_or(Unavailable::NotFound)?;
+        let (none, full) = (entry.listeners.is_empty(), entry.pending >= self.max_pending);
+        // A sender hears of the pending limit first, an HTTP request of a missing listener.
+        match (kind, none, full) {
+            (Kind::Sender, _, true) | (Kind::Request, false, true) => return Err(Unavailable::PendingLimit),
+            (_, true, _) => return Err(Unavailable::NoListener),
+            _ => {}
+        }
+        entry.pending += 1;
+        let mut listeners = entry.listeners.clone();
+        rand::seq::SliceRandom::shuffle(&mut listeners[..], &mut rand::rng());
+        state.waiting.insert(secret.clone(), Waiting { kind, answer: answer_tx, request: None });
+        Ok(Reservation { registry: self.clone(), hc: hc.to_owned(), kind, secret, answer, listeners })
+    }
+
+    /// Takes the pending rendezvous of `kind` whose address carried `secret`: it is used
+    /// up, whatever the claimant does next. `None` if it is unknown, used or expired.
+    pub(super) fn claim(&self, kind: Kind, secret: &str) -> Option<Claim> {
+        let mut state = self.state();
+        if state.waiting.get(secret)?.kind != kind {
+            return None;
+        }
+        state.forget(secret).map(|w| Claim(w.answer))
+    }
+
+    fn release(&self, hc: &str, secret: &str) {
+        let mut state = self.state();
+        state.forget(secret);
+        if let Some(entry) = state.hcs.get_mut(hc) {
+            entry.pending -= 1;
+        }
+    }
+
+    fn unregister(&self, hc: &str, id: u64) {
+        if let Some(entry) = self.state().hcs.get_mut(hc) {
+            entry.listeners.retain(|l| l.id != id);
+            self.metrics.set_listeners(hc, entry.listeners.len());
+        }
+    }
+
+    /// The answer slot of HTTP request `id`, if `listener` is the one it went to.
+    fn take_request(&self, listener: u64, id: &str) -> Option<Claim> {
+        let mut state = self.state();
+        let secret = state.requests.get(id)?;
+        if state.waiting.get(secret)?.request.as_ref().is_none_or(|(_, l)| *l != listener) {
+            return None;
+        }
+        let secret = secret.clone();
+        state.forget(&secret).map(|w| Claim(w.answer))
+    }
+}
+
+/// A pending rendezvous, held by the party waiting at it. Dropping it retires its address
+/// and gives the slot back.
+pub(super) struct Reservation {
+    registry: Arc<Registry>,
+    hc: String,
+    kind: Kind,
+    secret: String,
+    answer: oneshot::Receiver<Answer>,
+    listeners: Vec<Listener>,
+}
+
+impl Reservation {
+    /// The HC's listeners when the slot was reserved, in random order.
+    pub(super) fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// The address at which a listener reached at `base` answers this rendezvous: the
+    /// HC's path, a sender's path `suffix` and application `query` (still encoded), the
+    /// action, and an id of `tracking_id` and the secret.
+    pub(super) fn address(&self, base: &str, suffix: &str, query: &[String], tracking_id: &str) -> String {
+        let mut address = format!("{base}/$hc/{}", encode_path(&self.hc));
+        if !suffix.is_empty() {
+            address.push('/');
+            address.push_str(&encode_path(suffix));
+        }
+        address.push('?');
+        for q in query {
+            address.push_str(q);
+            address.push('&');
+        }
+        address.push_str(&format!(
+            "{}={}&{}={}",
+            protocol::PARAM_ACTION,
+            self.kind.action().as_str(),
+            protocol::PARAM_ID,
+            encode_component(&format!("{tracking_id}_{}", self.secret))
+        ));
+        address
+    }
+
+    /// Lets `listener` answer this HTTP request on its control channel under request
+    /// `id`, or under a fresh id if another waiting request has that one. Returns the id.
+    pub(super) fn expect_response(&mut self, listener: &Listener, id: String) -> String {
+        let mut guard = self.registry.state();
+        let state = &mut *guard;
+        let mut id = id;
+        while state.requests.contains_key(&id) {
+            id = protocol::new_guid();
+        }
+        if let Some(waiting) = state.waiting.get_mut(&self.secret) {
+            waiting.request = Some((id.clone(), listener.id));
+            state.requests.insert(id.clone(), self.secret.clone());
+        }
+        id
+    }
+
+    /// Waits for the answer; `None` if the claimant gave none.
+    pub(super) async fn answer(&mut self) -> Option<Answer> {
+        (&mut self.answer).await.ok()
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.registry.release(&self.hc, &self.secret);
+    }
+}
+
+/// A claimed rendezvous: the one chance to answer whoever waits at it. Dropped without
+/// an answer, the waiting side learns that the rendezvous failed.
+pub(super) struct Claim(oneshot::Sender<Answer>);
+
+impl Claim {
+    pub(super) fn answer(self, answer: Answer) {
+        let _ = self.0.send(answer);
+    }
+}
+
+/// A listener's place on its HC, held by its control channel. Dropping it removes the
+/// listener (and updates the listener gauge).
+pub(super) struct Registration {
+    registry: Arc<Registry>,
+    hc: String,
+    id: u64,
+    messages: mpsc::Receiver<RelayMessage>,
+}
+
+impl Registration {
+    /// The next `accept` or `request` for this listener.
+    pub(super) async fn next_message(&mut self) -> Option<RelayMessage> {
+        self.messages.recv().await
+    }
+
+    /// The answer slot of HTTP request `id`, if it went to this listener and still waits.
+    pub(super) fn take_request(&self, id: &str) -> Option<Claim> {
+        self.registry.take_request(self.id, id)
+    }
+
+    /// Checks a renewed token (Listen on this HC); its expiry.
+    pub(super) fn renew(&self, token: &str) -> Result<u64, Rejection> {
+        self.registry.authorize_listener(&self.hc, Some(token))
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.unregister(&self.hc, self.id);
+    }
+}
+
+/// A fresh rendezvous secret: random, hex.
+fn new_secret() -> String {
+    rand::random::<[u8; SECRET_BYTES]>().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A rendezvous address's `sb-hc-id` split into the tracking id (which may be logged and
+/// shown) and the secret (which may not). `None` for the secret if there is none.
+pub(super) fn split_id(id: &str) -> (&str, Option<&str>) {
+    match id.rsplit_once('_') {
+        Some((tracking, secret)) => (tracking, Some(secret)),
+        None => (id, None),
+    }
+}
+
+/// Encodes a `/`-separated path segment by segment.
+fn encode_path(path: &str) -> String {
+    path.split('/').map(encode_component).collect::<Vec<_>>().join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::config::Limits;
+
+    fn registry(max_pending: usize) -> Arc<Registry> {
+        let mut settings = RelaySettings::with_namespace_key("root", crate::secret::Secret::new("k"));
+        settings.limits = Limits { max_pending_senders_per_hc: max_pending, ..Limits::default() };
+        Registry::new(&settings, Arc::new(Metrics::new()))
+    }
+
+    #[test]
+    fn a_reservation_builds_its_address_and_gives_its_slot_back() {
+        let reg = registry(1);
+        assert_eq!(reg.reserve("web", Kind::Sender).err(), Some(Unavailable::NotFound));
+        let listener = reg.register_listener("web/api", "ws://h:1".into()).unwrap();
+        assert_eq!(reg.resolve(&["web".into(), "api".into(), "x y".into()]), Some(("web/api".into(), "x y".into())));
+        let r = reg.reserve("web/api", Kind::Sender).unwrap();
+        assert_eq!(r.listeners().len(), 1);
+        assert_eq!(reg.reserve("web/api", Kind::Sender).err(), Some(Unavailable::PendingLimit));
+        let address = r.address("ws://h:1", "x y", &["a=1".into()], "t");
+        let (path, query) = address.split_once('?').unwrap();
+        assert_eq!(path, "ws://h:1/$hc/web/api/x%20y");
+        let id = query.strip_prefix("a=1&sb-hc-action=accept&sb-hc-id=t_").unwrap();
+        assert_eq!(split_id(&format!("t_{id}")), ("t", Some(id)));
+        assert!(reg.claim(Kind::Request, id).is_none(), "a sender's secret is no request's");
+        drop(r);
+        assert!(reg.claim(Kind::Sender, id).is_none(), "retired with its reservation");
+        let r = reg.reserve("web/api", Kind::Request).unwrap();
+        assert!(r.address("ws://h:1", "", &[], "q").contains("?sb-hc-action=request&sb-hc-id=q_"));
+        drop((r, listener));
+        assert_eq!(reg.reserve("web/api", Kind::Sender).err(), Some(Unavailable::NoListener));
+    }
+
+    #[test]
+    fn a_claim_is_single_use_and_requests_answer_only_their_listener() {
+        let reg = registry(4);
+        let (one, two) = (
+            reg.register_listener("hc", "ws://a".into()).unwrap(),
+            reg.register_listener("hc", "ws://b".into()).unwrap(),
+        );
+        let mut r = reg.reserve("hc", Kind::Request).unwrap();
+        let first = r.listeners()[0].clone();
+        let id = r.expect_response(&first, "req".into());
+        assert_eq!(id, "req");
+        let mut other = reg.reserve("hc", Kind::Request).unwrap();
+        assert_ne!(other.expect_response(&first, "req".into()), "req", "an id in use is replaced");
+        let (mine, theirs) = if first.id() == one.id { (&one, &two) } else { (&two, &one) };
+        assert!(theirs.take_request("req").is_none());
+        assert!(mine.take_request("req").is_some());
+        assert!(mine.take_request("req").is_none(), "used up");
+        let address = r.address("ws://a", "", &[], "req");
+        let secret = address.rsplit_once('_').unwrap().1;
+        assert!(reg.claim(Kind::Request, secret).is_none(), "claimed through its control channel");
+        assert_eq!(reg.state().hcs["hc"].pending, 2);
+        drop((r, other));
+        assert_eq!(reg.state().hcs["hc"].pending, 0);
+        assert!(reg.state().waiting.is_empty() && reg.state().requests.is_empty());
+    }
+
+    #[test]
+    fn listeners_are_limited_per_hc_and_unregister_on_drop() {
+        let mut settings = RelaySettings::with_namespace_key("root", crate::secret::Secret::new("k"));
+        settings.limits.max_listeners_per_hc = 2;
+        let metrics = Arc::new(Metrics::new());
+        let reg = Registry::new(&settings, metrics.clone());
+        let a = reg.register_listener("hc", "ws://h".into()).unwrap();
+        let _b = reg.register_listener("hc", "ws://h".into()).unwrap();
+        let third = reg.register_listener("hc", "ws://h".into()).err().unwrap();
+        assert_eq!((third.status(), third.reason()), (403, Reason::ListenerLimit));
+        assert_eq!(metrics.listeners("hc"), 2);
+        drop(a);
+        assert_eq!(metrics.listeners("hc"), 1);
+    }
+
+    #[test]
+    fn secrets_are_random_hex() {
+        let (a, b) = (new_secret(), new_secret());
+        assert_eq!(a.len(), SECRET_BYTES * 2);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()) && a != b);
+    }
+}

@@ -1,0 +1,116 @@
+//! The relay's one way of saying no: a [`Rejection`] carries the HTTP status the peer
+//! gets, the reason it is counted under (`hyco_rejected_handshakes_total{reason}`) and a
+//! text, and is written either as the answer to a WebSocket handshake or as an HTTP-mode
+//! error with Azure's JSON body. Counting it is the caller's part ([`super::Metrics`]).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use super::metrics::Reason;
+use crate::http1;
+use crate::protocol;
+
+/// A rejection by the relay (or, passed on, by a listener).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    status: u16,
+    reason: Reason,
+    text: Cow<'static, str>,
+}
+
+impl Rejection {
+    pub(crate) fn new(status: u16, reason: Reason, text: impl Into<Cow<'static, str>>) -> Self {
+        Self { status, reason, text: text.into() }
+    }
+
+    /// A waiting sender or request when the relay shuts down.
+    pub(crate) fn shutting_down() -> Self {
+        Self::new(503, Reason::ShuttingDown, "Relay shutting down")
+    }
+
+    /// The HTTP status the peer gets.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The reason it is counted under.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// What the peer is told.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The answer to a WebSocket handshake: the status with the text, and with
+    /// `tracking_id` as Azure's answers carry one (a listener's own text goes as given).
+    pub(crate) fn handshake_response(&self, tracking_id: Option<&str>) -> String {
+        match tracking_id {
+            Some(id) => http1::error_response(self.status, &protocol::status_text(&self.text, id)),
+            None => http1::error_response(self.status, &self.text),
+        }
+    }
+
+    /// The answer to an HTTP-mode request:
+    /// `{"error":{"code":…,"message":"… TrackingId:…, Timestamp:…"}}`.
+    pub(crate) fn http_response(&self, tracking_id: &str) -> String {
+        let body = serde_json::json!({
+            "error": { "code": error_code(self.status), "message": protocol::status_text(&self.text, tracking_id) }
+        })
+        .to_string();
+        let headers = [
+            ("Content-Type".to_owned(), "application/json; charset=utf-8".to_owned()),
+            ("Content-Length".to_owned(), body.len().to_string()),
+            ("Connection".to_owned(), "close".to_owned()),
+        ];
+        http1::head(&format!("HTTP/1.1 {} {}", self.status, http1::reason(self.status)), &headers) + &body
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.text)
+    }
+}
+
+/// Azure's error codes for the statuses the relay itself answers.
+fn error_code(status: u16) -> &'static str {
+    match status {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "EndpointNotFound",
+        408 => "RequestTimeout",
+        413 => "PayloadTooLarge",
+        431 => "RequestHeaderFieldsTooLarge",
+        502 => "BadGateway",
+        503 => "ServerBusy",
+        504 => "GatewayTimeout",
+        _ => "InternalServerError",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_answers_are_json_with_a_tracking_id() {
+        let r = Rejection::new(504, Reason::AcceptTimeout, "The listener did not answer within 60 s");
+        let text = r.http_response("t-1");
+        assert!(text.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"));
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], "GatewayTimeout");
+        assert!(json["error"]["message"].as_str().unwrap().contains("TrackingId:t-1"));
+    }
+
+    #[test]
+    fn handshake_answers_carry_the_tracking_id_unless_passed_on() {
+        let r = Rejection::new(404, Reason::NoListener, "No listener");
+        assert!(r.handshake_response(Some("t-2")).starts_with("HTTP/1.1 404 No listener"));
+        assert!(r.handshake_response(Some("t-2")).contains("TrackingId:t-2"));
+        assert_eq!(r.handshake_response(None), http1::error_response(404, "No listener"));
+    }
+}
