@@ -1,4 +1,4 @@
-//! Connection strings (PROTOCOL.md section 4): parse, and write back with or without secrets.
+//! Connection strings (docs/protocol.md 4): parse, and write back with or without secrets.
 //!
 //! Pure: turns `Endpoint=sb://…;SharedAccessKeyName=…;…` into typed parts. It does not
 //! mint tokens (see `sas`), read profiles or resolve host names. Error messages name the
@@ -320,7 +320,7 @@ fn printable_key(key: &str) -> Option<String> {
     (!key.is_empty() && key.len() <= 32 && key.bytes().all(|b| b.is_ascii_alphabetic())).then(|| key.to_owned())
 }
 
-/// Parses a connection string (PROTOCOL.md section 4).
+/// Parses a connection string (docs/protocol.md 4).
 ///
 /// Parts split on `;` (empty parts dropped), then on the first `=`. Keys are
 /// case-insensitive, with surrounding ASCII whitespace ignored; values are taken as

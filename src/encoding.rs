@@ -3,7 +3,7 @@
 //! Pure functions on strings: no I/O, no URL parsing beyond `&`/`=` splitting of a query.
 //! Encoding matches JavaScript's `encodeURIComponent` minus its extra safe set: every byte
 //! but the RFC 3986 unreserved characters `A-Z a-z 0-9 - _ . ~` is escaped with uppercase
-//! hex, which is what SAS signatures are computed over (PROTOCOL.md section 3).
+//! hex, which is what SAS signatures are computed over (docs/protocol.md 3).
 
 use std::fmt;
 

@@ -8,16 +8,17 @@ use std::fmt;
 pub enum Kind {
     /// A bad connection string, profile, config file, flag value or certificate file.
     Config,
-    /// The relay cannot be reached: refused, no route, timeout, TLS failure or
-    /// certificate mismatch.
+    /// The relay cannot be reached: connection refused, no route, timeout, TLS failure
+    /// or certificate mismatch.
     Unreachable,
-    /// The relay refused the credentials (401) or their rights (403).
-    Denied,
+    /// The relay rejected the credentials (401) or their rights (403), or a token has
+    /// expired.
+    Unauthorized,
     /// The hybrid connection does not exist, or no listener is online (404).
     NotFound,
     /// A local address could not be bound (port in use, no permission).
     LocalPort,
-    /// The listener refused the connection (its target is unknown or refused it).
+    /// The listener rejected the connection (its target is unknown or refused it).
     Rejected,
 }
 
@@ -27,7 +28,7 @@ impl Kind {
         match self {
             Self::Config => 3,
             Self::Unreachable => 4,
-            Self::Denied => 5,
+            Self::Unauthorized => 5,
             Self::NotFound => 6,
             Self::LocalPort => 7,
             Self::Rejected => 8,
@@ -67,7 +68,7 @@ mod tests {
 
     #[test]
     fn codes_survive_context() {
-        let e = Err::<(), _>(failure(Kind::Denied, "401")).context("listening").unwrap_err();
+        let e = Err::<(), _>(failure(Kind::Unauthorized, "401")).context("listening").unwrap_err();
         assert_eq!(exit_code(&e), 5);
         assert_eq!(exit_code(&anyhow::anyhow!("other")), 1);
     }

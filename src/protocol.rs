@@ -1,4 +1,4 @@
-//! The Hybrid Connections wire vocabulary (PROTOCOL.md 2, 5, 6, 7): addresses, query
+//! The Hybrid Connections wire vocabulary (docs/protocol.md 2, 5, 6, 7): addresses, query
 //! parameters, control messages, status and close codes, and the limits both sides
 //! keep. Pure: no sockets here; the relay and the clients share these types.
 
@@ -12,7 +12,7 @@ use crate::encoding::{DecodeError, decode_component, encode_component, parse_que
 
 /// The fixed first path segment of every Hybrid Connections address.
 pub const HC_SEGMENT: &str = "$hc";
-/// Listeners one HC may have at once; the next is refused (PROTOCOL.md 5.1).
+/// Listeners one HC may have at once; the next is refused (docs/protocol.md 5.1).
 pub const MAX_LISTENERS_PER_HC: usize = 25;
 /// How long a sender waits for a listener to accept or reject.
 pub const ACCEPT_WINDOW: Duration = Duration::from_secs(30);
@@ -22,7 +22,7 @@ pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
 pub const MAX_HANDSHAKE_HEADERS: usize = 32 * 1024;
 /// The lifetime the official clients give their tokens.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
-/// How long past its expiry a listener's token is tolerated before 1008 (PROTOCOL.md 5.5).
+/// How long past its expiry a listener's token is tolerated before 1008 (docs/protocol.md 5.5).
 pub const DEFAULT_RENEW_GRACE: Duration = Duration::from_secs(300);
 /// Clock skew allowed when checking a token's expiry.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
@@ -42,7 +42,7 @@ pub const PARAM_TOKEN: &str = "sb-hc-token";
 pub const PARAM_STATUS_CODE: &str = "sb-hc-statusCode";
 pub const PARAM_STATUS_DESCRIPTION: &str = "sb-hc-statusDescription";
 
-/// Close codes (RFC 6455 7.4.1) with the meanings PROTOCOL.md gives them.
+/// Close codes (RFC 6455 7.4.1) with the meanings docs/protocol.md gives them.
 pub mod close {
     /// Normal end: the peer closed its side.
     pub const NORMAL: u16 = 1000;
@@ -241,7 +241,7 @@ pub struct RemoteEndpoint {
     pub port: u16,
 }
 
-/// `accept` (relay to listener, PROTOCOL.md 5.2).
+/// `accept` (relay to listener, docs/protocol.md 5.2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Accept {
@@ -253,13 +253,13 @@ pub struct Accept {
     pub remote_endpoint: Option<RemoteEndpoint>,
 }
 
-/// `renewToken` (listener to relay, PROTOCOL.md 5.5).
+/// `renewToken` (listener to relay, docs/protocol.md 5.5).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenewToken {
     pub token: String,
 }
 
-/// `request` (relay to listener, HTTP mode, PROTOCOL.md 7; interop/NOTES-https.md).
+/// `request` (relay to listener, HTTP mode, docs/protocol.md 7; interop/NOTES-https.md).
 ///
 /// Complete (`method` and `body` present, the body following as one binary message when
 /// `body` is true), or address-only (`address` and `id`): the listener then fetches the

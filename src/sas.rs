@@ -1,4 +1,4 @@
-//! Shared Access Signature tokens (PROTOCOL.md section 3): mint, parse, verify, audience.
+//! Shared Access Signature tokens (docs/protocol.md 3): mint, parse, verify, audience.
 //!
 //! Pure: no I/O and no clock; callers pass `now` as Unix seconds. Looking up the rule
 //! named by `skn` and checking its rights (steps 1 and 5 of "Verifying") are the relay's
@@ -343,7 +343,7 @@ mod tests {
     const SE: u64 = 1_700_000_000;
     const HOST: &str = "contoso.servicebus.windows.net";
 
-    /// PROTOCOL.md section 3 test vectors: (sr before encoding, sig).
+    /// docs/protocol.md 3 test vectors: (sr before encoding, sig).
     const VECTORS: [(&str, &str); 3] = [
         ("http://contoso.servicebus.windows.net/hyco/", "3o5XBbdcRrcduxDvR9yKIJ1Bh1TNLPhkNfq0TF6n+JM="),
         ("http://contoso.servicebus.windows.net:443/hyco", "Asjv0pAzPh45AWRFNLCeK8XUX4OIUTBadEC67Ep7/wQ="),

@@ -262,7 +262,7 @@ async fn the_listener_comes_back_after_a_relay_restart() {
     .await;
     let shutdown = CancellationToken::new();
     let relay2 = tokio::spawn(hyco::relay::run(listener, quick_drain_settings(), None, shutdown.clone()));
-    // Backoff 0 s then 1 s (PROTOCOL.md 5.6): the second try finds the new relay.
+    // Backoff 0 s then 1 s (docs/protocol.md 5.6): the second try finds the new relay.
     within_for(Duration::from_secs(10), "the listener to reconnect", channels.wait_for(|n| *n == 1))
         .await
         .expect("stats alive");

@@ -153,7 +153,7 @@ async fn a_killed_relay_is_an_error_at_both_ends_and_its_restart_serves_with_the
     let serve = ServeProc::restart_on(home.path(), addr).await;
     assert_eq!(serve.addr, addr);
     assert_eq!(serve.key, key, "the namespace key survives a crash");
-    // Backoff 0 s, then 1 s, 2 s (PROTOCOL.md 5.6).
+    // Backoff 0 s, then 1 s, 2 s (docs/protocol.md 5.6).
     within_for(PROC_STEP, "the listener to reconnect", channels.wait_for(|n| *n == 1)).await.expect("stats alive");
     eprintln!("listener back {:.1} s after the restart", restarted.elapsed().as_secs_f64());
     echo_once(&echoing, "after the restart").await;

@@ -1,4 +1,4 @@
-//! HTTP mode end to end (PROTOCOL.md 7): an HTTP client, `hyco serve` and `hyco listen
+//! HTTP mode end to end (docs/protocol.md 7): an HTTP client, `hyco serve` and `hyco listen
 //! --http` in-process, and a real HTTP server behind the listener. Bodies both ways (small
 //! ones inline on the control channel, large or chunked ones over rendezvous), headers,
 //! the relay's refusals (401, 403, 404, 413, 502, 504) and their limits.

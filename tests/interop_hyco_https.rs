@@ -1,4 +1,4 @@
-//! HTTP-mode interop (PROTOCOL.md 7, interop/NOTES-https.md): Microsoft's npm listener
+//! HTTP-mode interop (docs/protocol.md 7, interop/NOTES-https.md): Microsoft's npm listener
 //! hyco-https 1.4.5 (`interop/https-listener.js`) answers plain HTTP clients through the
 //! relay in-process, small and large both ways; and `hyco listen --http` answers curl
 //! (or, without curl, hyco's raw client) through the relay.

@@ -1,4 +1,4 @@
-//! Who gets in (PROTOCOL.md 3, 5.1, 6): token checks on listeners and senders, where the
+//! Who gets in (docs/protocol.md 3, 5.1, 6): token checks on listeners and senders, where the
 //! token may travel, and HCs that let senders in without one.
 
 mod common;
@@ -95,7 +95,7 @@ async fn wrong_audience_is_401_and_a_namespace_token_covers_all() {
 #[tokio::test]
 async fn a_sender_token_may_name_the_path_suffix() {
     let (relay, mut l) = relay_with_listener(settings(), "hc").await;
-    // PROTOCOL.md 3: `sr` must be a prefix of the requested resource, suffix included
+    // docs/protocol.md 3: `sr` must be a prefix of the requested resource, suffix included
     // (hyco-ws signs the whole path it connects to).
     let url = hyco::protocol::client_url(&relay.base(), "hc", Some("sub/x"), "", Action::Connect, None);
     sender_gets_through(&relay, &mut l, url.clone(), vec![auth(&token("hc/sub"))]).await;

@@ -1,5 +1,5 @@
-//! Every bound the relay keeps on what a peer controls (PROTOCOL.md 5.1, 5.5, 8; STYLE.md
-//! principle 9), each exceeded: listeners per HC, header and control message size, control
+//! Every bound the relay keeps on what a peer controls (docs/protocol.md 5.1, 5.5, 8; each
+//! with a test that exceeds it): listeners per HC, header and control message size, control
 //! message content, handshake time, connections, waiting senders, token lifetime.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The relay's rendezvous (PROTOCOL.md 5.2-5.4, 6): accept and reject, the accept address,
+//! The relay's rendezvous (docs/protocol.md 5.2-5.4, 6): accept and reject, the accept address,
 //! what the listener learns about the sender, subprotocols, spreading senders over
 //! listeners, and the tunnel afterwards (half-close, close codes, a vanishing side).
 
@@ -74,7 +74,7 @@ async fn fragments_and_pings_pass_through_as_sent() {
 async fn reject_reaches_the_sender_and_the_listener_gets_410() {
     let relay = TestRelay::start(settings()).await;
     let mut l = listen(&relay, "hc").await;
-    // .NET and Java send prefixed names; old Node code the plain ones (PROTOCOL.md 5.4).
+    // .NET and Java send prefixed names; old Node code the plain ones (docs/protocol.md 5.4).
     for (code_param, text_param) in
         [("sb-hc-statusCode", "sb-hc-statusDescription"), ("statusCode", "statusDescription")]
     {

@@ -20,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use tokio::io::AsyncWriteExt;
 
 const KEY: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg=";
-/// PROTOCOL.md section 3's test vectors expire at 1700000000; "now" is just before.
+/// docs/protocol.md 3's test vectors expire at 1700000000; "now" is just before.
 const NOW: u64 = 1_699_999_000;
 
 fn runtime() -> &'static tokio::runtime::Runtime {

@@ -10,7 +10,7 @@ use hyco::sas;
 use hyco::secret::Secret;
 use libfuzzer_sys::fuzz_target;
 
-/// PROTOCOL.md section 3 test vector key.
+/// docs/protocol.md 3 test vector key.
 const KEY: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg=";
 
 fn check_token(text: &str, hc_path: &str, host: &str) {

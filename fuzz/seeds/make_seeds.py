@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the hand-made seed corpus into fuzz/corpus/<target>/seed-*.
 
-Sources: PROTOCOL.md section 3 test vectors (tokens), section 4 (connection strings),
+Sources: docs/protocol.md 3 test vectors (tokens), section 4 (connection strings),
 section 2 and 5 (request targets, control messages), and real upgrade requests as hyco
 and the official clients send them. Run from anywhere; re-running rewrites the seeds.
 """
@@ -158,7 +158,7 @@ control = [
     '{}',
     '[]',
     '{"request":{"address":"a","id":"b"}}',
-    # HTTP mode (PROTOCOL.md 7): relay `request`, listener `response`.
+    # HTTP mode (docs/protocol.md 7): relay `request`, listener `response`.
     '{"request":{"address":"ws://r/$hc/h?sb-hc-action=request&sb-hc-id=1_s","id":"1","requestTarget":"/h/x?q=1","method":"POST","requestHeaders":{"X-App":"1"},"remoteEndpoint":{"address":"1.2.3.4","port":5},"body":true}}',
     '{"request":{"id":"2","method":"GET","body":false}}',
     '{"response":{"requestId":"1","statusCode":200,"responseHeaders":{"content-type":"text/plain","x-n":5,"x-b":true,"x-null":null,"x-o":{},"set-cookie":["a=1",2,null,[]]},"body":true}}',

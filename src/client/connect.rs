@@ -87,7 +87,7 @@ fn describe(e: OpenError, settings: &ConnectSettings) -> anyhow::Error {
         None => settings.hc.clone(),
     };
     let hint = match e.kind() {
-        Kind::Denied => "; check the key or token and that it has the Send right",
+        Kind::Unauthorized => "; check the key or token and that it has the Send right",
         Kind::NotFound => "; is a listener running for it?",
         Kind::Unreachable => "; is the relay running, and is the endpoint right?",
         _ => "",

@@ -27,15 +27,13 @@ use crate::protocol::{
     self, HttpRequest, HttpResponse, ListenerMessage, MAX_CONTROL_MESSAGE, MAX_INLINE_BODY, RelayMessage, close,
 };
 use crate::ws::frame::CloseFrame;
-use crate::ws::message::{MessageReader, MessageWriter, Next};
+use crate::ws::message::{MessageReader, MessageWriter, Next, PIECE};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
 
 /// How long the local server, or the relay, may stall a request or response.
 const STALL_TIMEOUT: Duration = protocol::HTTP_RESPONSE_TIMEOUT;
 /// The largest response head the local server may send.
 const MAX_LOCAL_HEAD: usize = 32 * 1024;
-/// Bytes moved per read when streaming a body.
-const PIECE: usize = 32 * 1024;
 
 /// A response for the control channel: the message and its whole body (at most 64 KiB).
 pub(super) type ControlReply = (HttpResponse, Vec<u8>);

@@ -76,7 +76,7 @@ impl RelayClient {
                     .map_err(|e| failure(Kind::Config, format!("the configured SAS token is malformed: {e}")))?;
                 if parsed.is_expired(protocol::unix_now(), 0) {
                     return Err(failure(
-                        Kind::Denied,
+                        Kind::Unauthorized,
                         format!(
                             "the configured SAS token expired at {}; ask its issuer for a new one (`hyco token`)",
                             protocol::rfc3339(parsed.expiry())
@@ -187,7 +187,7 @@ impl OpenError {
         match self {
             Self::Rejected { by: RejectedBy::Listener, .. } => Kind::Rejected,
             Self::BadUrl(_) | Self::Rejected { status: 400, .. } => Kind::Config,
-            Self::Rejected { status: 401 | 403, .. } => Kind::Denied,
+            Self::Rejected { status: 401 | 403, .. } => Kind::Unauthorized,
             Self::Rejected { status: 404, .. } => Kind::NotFound,
             Self::Rejected { .. } => Kind::Rejected,
             Self::Connect { .. } | Self::Tls(_) | Self::Handshake(_) | Self::Timeout | Self::Untrusted(_) => {
@@ -326,7 +326,7 @@ mod tests {
         let kind = |by, status| OpenError::Rejected { by, status, text: String::new() }.kind();
         assert_eq!(kind(RejectedBy::Listener, 404), Kind::Rejected);
         assert_eq!(kind(RejectedBy::Relay, 404), Kind::NotFound);
-        assert_eq!(kind(RejectedBy::Relay, 403), Kind::Denied);
+        assert_eq!(kind(RejectedBy::Relay, 403), Kind::Unauthorized);
         assert_eq!(kind(RejectedBy::Relay, 400), Kind::Config);
         assert_eq!(kind(RejectedBy::Relay, 503), Kind::Rejected);
     }

@@ -18,9 +18,7 @@ use tokio::io::{AsyncReadExt, BufReader};
 use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, info, info_span};
 
-use super::http_transfer::{
-    Client, PIECE, Plan, Upload, parse_target, relay_body, response_head, response_message, upload,
-};
+use super::http_transfer::{Client, Plan, Upload, parse_target, relay_body, response_head, response_message, upload};
 use super::metrics::Reason;
 use super::registry::{Answer, Kind, Listener, Reservation, Unavailable};
 use super::stream::RelayStream;
@@ -30,7 +28,7 @@ use crate::protocol::{
     self, HttpRequest, InlineBody, MAX_INLINE_BODY, MAX_PATH_SEGMENTS, RelayMessage, RemoteEndpoint,
 };
 use crate::ws::frame::CloseFrame;
-use crate::ws::message::{MessageReader, MessageWriter};
+use crate::ws::message::{MessageReader, MessageWriter, PIECE};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
 
 /// Whether a request is HTTP mode: not under `/$hc/` and not a WebSocket upgrade.

@@ -19,7 +19,7 @@ use crate::encoding::decode_component;
 use crate::http1::sanitize;
 use crate::http1::{self, BodyReader, Framing, LAST_CHUNK, connection_tokens, is_hop_by_hop};
 use crate::protocol::{self, HttpResponse, ListenerMessage, MAX_INLINE_BODY};
-use crate::ws::message::{MessageReader, MessageWriter, Next};
+use crate::ws::message::{MessageReader, MessageWriter, Next, PIECE};
 
 /// The `Via` entry the relay adds to every relayed response.
 const VIA: &str = "1.1 hyco";
@@ -28,8 +28,6 @@ const VIA: &str = "1.1 hyco";
 /// data resets the connection, and the client could lose the answer.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: u64 = 16 << 20;
-/// Bytes moved per read when streaming a body.
-pub(super) const PIECE: usize = 32 * 1024;
 
 /// How the body of a listener's response arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! Whole messages over the frame layer, for HTTP mode's rendezvous (PROTOCOL.md 7): a
+//! Whole messages over the frame layer, for HTTP mode's rendezvous (docs/protocol.md 7): a
 //! text message is read whole (bounded), a binary message is read and written in pieces,
 //! fragmented or as one long frame, so a body of any size passes in bounded memory.
 //!
@@ -12,7 +12,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode};
 use super::stream::{FrameReader, FrameWriter};
 
-/// Payload bytes a [`MessageWriter`] sends per frame write.
+/// How much of a message body moves at a time: the payload bytes a [`MessageWriter`]
+/// sends per frame write, and what HTTP mode reads per step when it streams a body
+/// between an HTTP connection and a message (the relay and `hyco listen --http` alike).
 pub const PIECE: usize = 32 * 1024;
 
 /// The start of the next message.

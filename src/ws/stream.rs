@@ -1,7 +1,7 @@
 //! Frame-level reading and writing over a byte stream, for the data path.
 //!
 //! Unlike a message-level WebSocket library, nothing here answers a Close by itself, so
-//! each direction of a tunnel can end on its own (half-close, PROTOCOL.md 5.3). Payloads
+//! each direction of a tunnel can end on its own (half-close, docs/protocol.md 5.3). Payloads
 //! are streamed in pieces: memory per connection is the caller's buffer, whatever the
 //! frame size.
 
