@@ -126,6 +126,16 @@ pub struct HcAddress {
 /// The longest HC path (name plus suffix) in segments.
 pub const MAX_PATH_SEGMENTS: usize = 32;
 
+/// The longest `sb-hc-id`: a client's tracking id, or the relay's `{tracking id}_{secret}`
+/// in a rendezvous address.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Whether `id` may be an `sb-hc-id`: 1 to [`MAX_ID_LEN`] printable ASCII characters, so
+/// that a tracking id a client chose can go into logs and status texts as it is.
+pub fn is_tracking_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
 impl HcAddress {
     /// Parses a request target such as `/$hc/db/x?a=1&sb-hc-action=connect`.
     pub fn parse(target: &str) -> Result<Self, AddressError> {
@@ -183,6 +193,10 @@ impl HcAddress {
                         "request" => Action::Request,
                         _ => return Err(AddressError::BadQuery(format!("unknown {PARAM_ACTION}"))),
                     });
+                }
+                PARAM_ID if !is_tracking_id(&value) => {
+                    let why = format!("{PARAM_ID} must be 1 to {MAX_ID_LEN} printable ASCII characters");
+                    return Err(AddressError::BadQuery(why));
                 }
                 PARAM_ID => addr.id = once(&addr.id)?,
                 PARAM_TOKEN => addr.token = once(&addr.token)?,
@@ -448,6 +462,10 @@ mod tests {
             "/$hc/a%00",
             "/$hc/a?sb-hc-action=bogus",
             "/$hc/a?sb-hc-action=listen&sb-hc-action=connect",
+            "/$hc/a?sb-hc-id=a%0D%0AX",
+            "/$hc/a?sb-hc-id=a%1B%5B2J",
+            "/$hc/a?sb-hc-id=",
+            "/$hc/a?sb-hc-id=%C3%A9",
             "/$hc/a?sb-hc-id=1&sb-hc-id=2",
             "/$hc/a?sb-hc-action=accept&sb-hc-statusCode=99999",
             "/$hc/a?x=%ff",
@@ -456,6 +474,10 @@ mod tests {
         }
         let deep = format!("/$hc/{}", "a/".repeat(MAX_PATH_SEGMENTS + 1));
         assert!(HcAddress::parse(&deep).is_err());
+        let long_id = format!("/$hc/a?sb-hc-id={}", "a".repeat(MAX_ID_LEN + 1));
+        assert!(HcAddress::parse(&long_id).is_err());
+        let longest = format!("/$hc/a?sb-hc-id={}", "a".repeat(MAX_ID_LEN));
+        assert!(HcAddress::parse(&longest).is_ok());
     }
 
     #[test]

@@ -147,7 +147,7 @@ impl Write for LineWriter {
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        let line = std::mem::take(&mut self.1);
+        let line = one_line(&std::mem::take(&mut self.1));
         let write = || {
             let _ = std::io::stderr().lock().write_all(&line);
         };
@@ -156,6 +156,51 @@ impl Drop for LineWriter {
             None => write(),
         }
     }
+}
+
+/// An event's text made safe for a terminal or a log file: whatever a peer put in a
+/// field (a tracking id, a rejection text, a path) cannot start a line of its own, move
+/// the cursor or hide text. Line breaks and other control characters inside it are
+/// written as escapes (`\r`, `\n`, `\u001b`, `\u202e`, as JSON writes them), except the event's final line
+/// end and the formatter's own color codes (`ESC [ … m`).
+fn one_line(event: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(event);
+    let (body, end) = match text.strip_suffix('\n') {
+        Some(body) => (body, "\n"),
+        None => (&*text, ""),
+    };
+    let mut out = String::with_capacity(body.len() + 1);
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\x1b'
+            && let Some(sgr) = color_code(&body[i..])
+        {
+            out.push_str(sgr);
+            for _ in 1..sgr.len() {
+                chars.next();
+            }
+            continue;
+        }
+        match c {
+            '\t' => out.push(c),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                // `\u001b`: readable here, and a valid escape inside a JSON log's strings.
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push_str(end);
+    out.into_bytes()
+}
+
+/// The color code at the start of `text` (`ESC [` digits and `;`, then `m`), if it is one.
+fn color_code(text: &str) -> Option<&str> {
+    let params = text.strip_prefix("\x1b[")?;
+    let n = params.bytes().take_while(|b| b.is_ascii_digit() || *b == b';').count();
+    (params.as_bytes().get(n) == Some(&b'm')).then(|| &text[..2 + n + 1])
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
@@ -169,6 +214,26 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_event_stays_one_line_whatever_its_fields_hold() {
+        let event = "\x1b[2m2026\x1b[0m \x1b[32m INFO\x1b[0m tunnel{id=a\r\nFAKE 2026 ERROR owned}: rejecting: \x1b[2J\x1b[1Agone\u{202e}txt\u{7}\n";
+        let safe = String::from_utf8(one_line(event.as_bytes())).unwrap();
+        assert_eq!(safe.lines().count(), 1, "{safe}");
+        assert!(safe.ends_with('\n') && !safe[..safe.len() - 1].contains(['\n', '\r']), "{safe:?}");
+        assert!(safe.starts_with("\x1b[2m2026\x1b[0m \x1b[32m INFO\x1b[0m"), "colors stay: {safe:?}");
+        assert!(safe.contains("id=a\\r\\nFAKE"), "{safe:?}");
+        assert!(!safe.contains("\x1b[2J") && !safe.contains("\x1b[1A"), "no cursor or screen control: {safe:?}");
+        assert!(safe.contains("\\u001b[2J") && safe.contains("\\u202e") && safe.contains("\\u0007"), "{safe:?}");
+        // A JSON event keeps its shape: JSON already escapes control characters, and the
+        // bidi escape is one JSON understands.
+        let json = "{\"fields\":{\"message\":\"x\\u001b \u{202e}y\"}}\n";
+        let safe = String::from_utf8(one_line(json.as_bytes())).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&safe).expect("still JSON");
+        assert_eq!(parsed["fields"]["message"], "x\u{1b} \u{202e}y");
+        assert_eq!(one_line(b"plain, no newline"), b"plain, no newline");
+        assert_eq!(one_line("tab\tand caf\u{e9}\n".as_bytes()), "tab\tand caf\u{e9}\n".as_bytes());
+    }
 
     #[test]
     fn human_units() {

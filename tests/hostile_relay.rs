@@ -213,3 +213,39 @@ async fn a_flood_of_accepts_opens_a_bounded_number_of_connections() {
     drop((control, relay));
     listening.stop().await.expect("listener stops");
 }
+
+#[tokio::test]
+async fn what_a_relay_puts_in_an_accept_cannot_forge_log_lines() {
+    let mut relay = FakeRelay::start().await;
+    let home = TempDir::new("logforge");
+    let mut cmd = hyco(home.path());
+    let endpoint = format!("ws://{}", relay.addr);
+    cmd.args([
+        "listen",
+        "hc",
+        "--to",
+        "web=127.0.0.1:1",
+        "--endpoint",
+        &endpoint,
+        "--key-name",
+        KEY_NAME,
+        "--key",
+        KEY,
+    ]);
+    let mut listen = Proc::spawn(cmd);
+    let mut control = within("the control channel", relay.controls.recv()).await.expect("a control channel");
+    // A tracking id and a target name that try to end the log line and clear the screen.
+    let id = "x\r\n2026-01-01T00:00:00Z ERROR FAKE forged line\x1b[2J\x1b[1A";
+    let address = format!("ws://{}/$hc/hc/nosuch?sb-hc-action=accept&sb-hc-id=x", relay.addr);
+    control.send(accept(address, id, None)).await.expect("send");
+    let heads = relay.wait_heads(1).await;
+    assert!(heads[0].contains("statusCode=404"), "the listener rejected the unknown target: {}", heads[0]);
+    relay.held.lock().expect("held").clear();
+    drop(control);
+    listen.terminate().await;
+    let logs = listen.stderr.text();
+    assert!(logs.contains("rejecting"), "the rejection was logged:\n{logs}");
+    assert!(!logs.lines().any(|l| l.contains("FAKE") && !l.contains("rejecting")), "a forged line:\n{logs}");
+    assert!(!logs.contains('\x1b') && !logs.contains('\r'), "control characters reached the log:\n{logs:?}");
+    assert!(logs.contains("\\r\\n2026-01-01T00:00:00Z ERROR FAKE"), "the id is there, escaped:\n{logs}");
+}
