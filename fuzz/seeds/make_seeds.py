@@ -239,9 +239,26 @@ relay = [
     bytes([3, 0]) + b"garbage\r\n\r\n",
 ]
 
+# --- rendezvous_address: [relay endpoint line "\n"] address a relay handed out ---
+acc = "/$hc/hyco?sb-hc-action=accept&sb-hc-id=4f1c_0123456789abcdef0123456789abcdef"
+rendezvous = [
+    ("ws://127.0.0.1:9400" + acc).encode(),
+    ("ws://127.0.0.1:22" + acc).encode(),
+    ("ws://localhost:9400" + acc).encode(),
+    ("wss://127.0.0.1:9400" + acc).encode(),
+    ("ws://127.0.0.1:9400" + acc + "\r\nX-Evil: 1").encode(),
+    ("sb://contoso.servicebus.windows.net/\nwss://g19-prod-am3-003-sb.servicebus.windows.net" + acc).encode(),
+    ("sb://contoso.servicebus.windows.net/\nwss://contoso.servicebus.windows.net:8443" + acc).encode(),
+    ("sb://contoso.servicebus.windows.net/\nwss://x.servicebus.windows.net.evil.net" + acc).encode(),
+    ("sb://contoso.servicebus.windows.net/\nws://g1.servicebus.windows.net" + acc).encode(),
+    ("wss://[::1]:9443\nwss://[::1]:9443" + acc).encode(),
+    ("ws://relay.example.net:9400\nws://RELAY.example.net:9400?x").encode(),
+]
+
 write("sas", sas)
 write("connstr", conn)
 write("address", addr)
 write("control", control)
 write("handshake", handshake)
 write("relay_handshake", relay)
+write("rendezvous_address", rendezvous)

@@ -105,28 +105,9 @@ impl RelayClient {
         self.open(address, None, extra).await
     }
 
-    /// Whether an address the relay handed out leads back to the relay: the scheme of the
-    /// control channel (never a downgrade to plain `ws://`), and the relay's own host and
-    /// port, or, for an Azure namespace, a gateway of its service domain on 443. Anything
-    /// else is a relay trying to make the listener connect elsewhere (its own network, a
-    /// loopback port): refused before any connection is made.
+    /// Whether an address the relay handed out leads back to it ([`check_rendezvous_address`]).
     pub(crate) fn trusts(&self, address: &str) -> Result<(), OpenError> {
-        let Some((secure, host, port, target)) = split_url(address) else {
-            return Err(OpenError::BadUrl(address.to_owned()));
-        };
-        if !crate::http1::is_request_target(&target) || !host.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(OpenError::Untrusted("it holds characters a request cannot carry".into()));
-        }
-        let shown = || format!("{}://{host}:{port}", if secure { "wss" } else { "ws" });
-        if secure != self.endpoint.secure {
-            return Err(OpenError::Untrusted(format!("{} is not the relay's scheme", shown())));
-        }
-        let own = host.eq_ignore_ascii_case(&self.endpoint.host) && port == self.endpoint.port;
-        let gateway = self.endpoint.azure_domain().is_some_and(|domain| {
-            let host = host.to_ascii_lowercase();
-            port == 443 && host.strip_suffix(domain).and_then(|h| h.strip_suffix('.')).is_some_and(|h| !h.is_empty())
-        });
-        if own || gateway { Ok(()) } else { Err(OpenError::Untrusted(format!("{} is not the relay", shown()))) }
+        check_rendezvous_address(&self.endpoint, address).map_err(|e| OpenError::Untrusted(e.0))
     }
 
     /// Opens a WebSocket to `url` with the token (if any) in `ServiceBusAuthorization`.
@@ -144,6 +125,41 @@ impl RelayClient {
             .await
             .unwrap_or(Err(OpenError::Timeout))
     }
+}
+
+/// Why a rendezvous address is not to be opened: what about it is wrong, without its
+/// query (which holds the rendezvous secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Untrusted(pub String);
+
+impl fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether an address a relay at `relay` handed out (an accept or request address)
+/// leads back to it: the relay's scheme (never a downgrade to plain `ws://`), and its own
+/// host and port, or, for an Azure namespace, a gateway of its service domain on 443,
+/// with a target a request line can carry. Anything else is a relay trying to make the
+/// listener connect elsewhere (its own network, a loopback port).
+pub fn check_rendezvous_address(relay: &Endpoint, address: &str) -> Result<(), Untrusted> {
+    let Some((secure, host, port, target)) = split_url(address) else {
+        return Err(Untrusted("not a ws:// or wss:// URL".into()));
+    };
+    if !crate::http1::is_request_target(&target) || !host.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Untrusted("it holds characters a request cannot carry".into()));
+    }
+    let shown = || format!("{}://{host}:{port}", if secure { "wss" } else { "ws" });
+    if secure != relay.secure {
+        return Err(Untrusted(format!("{} is not the relay's scheme", shown())));
+    }
+    let own = host.eq_ignore_ascii_case(&relay.host) && port == relay.port;
+    let gateway = relay.azure_domain().is_some_and(|domain| {
+        let host = host.to_ascii_lowercase();
+        port == 443 && host.strip_suffix(domain).and_then(|h| h.strip_suffix('.')).is_some_and(|h| !h.is_empty())
+    });
+    if own || gateway { Ok(()) } else { Err(Untrusted(format!("{} is not the relay", shown()))) }
 }
 
 /// An open WebSocket to the relay, before any frame.
