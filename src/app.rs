@@ -28,10 +28,10 @@ use crate::status::Stats;
 
 /// Environment variable naming the directory for the throwaway relay's key and
 /// certificate (default: the platform data directory).
-pub const ENV_DATA_DIR: &str = "HYCO_DATA_DIR";
+pub(crate) const ENV_DATA_DIR: &str = "HYCO_DATA_DIR";
 
 /// The profile `hyco serve` writes for clients on the same machine.
-pub const LOCAL_PROFILE: &str = "local";
+pub(crate) const LOCAL_PROFILE: &str = "local";
 
 /// Runs one subcommand until it ends or `shutdown` fires.
 pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -75,7 +75,7 @@ fn below_secret_level(meta: &tracing::Metadata<'_>) -> bool {
 }
 
 /// The directory for the relay's generated key and certificate.
-pub fn data_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn data_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os(ENV_DATA_DIR).filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
@@ -87,7 +87,7 @@ pub fn data_dir() -> anyhow::Result<PathBuf> {
 /// The throwaway relay's namespace key: read from `dir`, or generated there (0600) when
 /// the file is missing or empty. A file that holds anything but a key is an error (the
 /// path may point somewhere it should not), never replaced.
-pub fn namespace_key(dir: &std::path::Path) -> anyhow::Result<Secret> {
+pub(crate) fn namespace_key(dir: &std::path::Path) -> anyhow::Result<Secret> {
     let path = dir.join("namespace.key");
     let empty = std::fs::metadata(&path).map(|m| m.len() == 0);
     if matches!(empty, Ok(false)) {
@@ -224,7 +224,7 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
 }
 
 /// Resolves the relay and credential from flags, environment and profiles.
-pub fn resolve_client(args: &CredentialArgs) -> anyhow::Result<(RelayClient, Option<String>)> {
+pub(crate) fn resolve_client(args: &CredentialArgs) -> anyhow::Result<(RelayClient, Option<String>)> {
     let resolved = credentials::resolve_relay(args)?;
     info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
     let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())

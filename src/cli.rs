@@ -32,10 +32,10 @@ pub struct Cli {
 }
 
 /// The most worker threads `--threads` allows.
-pub const MAX_THREADS: i64 = 1024;
+pub(crate) const MAX_THREADS: i64 = 1024;
 
 /// The exit codes, as the man page and `--help` list them (see `crate::error::Kind`).
-pub const EXIT_CODES: &str = "\
+pub(crate) const EXIT_CODES: &str = "\
 Exit status:
   0  success
   1  any other failure (for example a tunnel that broke in --stdio mode)
@@ -151,7 +151,7 @@ pub struct TokenArgs {
 }
 
 /// Parses `90`, `90s`, `15m`, `1h`, `7d`.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let (digits, unit) =
         text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
     let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 1h or 7d"))?;

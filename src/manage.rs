@@ -16,7 +16,7 @@ use crate::sas::{self, DEFAULT_KEY_NAME, LISTEN_KEY_NAME, SEND_KEY_NAME};
 use crate::secret::Secret;
 
 /// The largest key, token or connection string file read.
-pub const MAX_SECRET_FILE: u64 = 16 * 1024;
+pub(crate) const MAX_SECRET_FILE: u64 = 16 * 1024;
 
 /// Reads a secret from `path`, or stdin for `-`; surrounding whitespace is dropped.
 fn read_secret(path: &Path, what: &str) -> anyhow::Result<Secret> {

@@ -31,7 +31,7 @@ use crate::sas;
 use crate::secret::Secret;
 
 /// Environment variable holding the path of the profile file (overrides the platform path).
-pub const ENV_CONFIG: &str = "HYCO_CONFIG";
+pub(crate) const ENV_CONFIG: &str = "HYCO_CONFIG";
 
 /// Longest profile name accepted.
 pub const MAX_NAME_LEN: usize = 64;
@@ -239,7 +239,7 @@ impl ProfileStore {
     }
 
     /// The file text, secrets included. Pure.
-    pub fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         let body = toml::to_string(&self.file).expect("profiles serialize to TOML");
         format!("# hyco profiles (written by hyco; holds secrets, keep it mode 0600)\n{body}")
     }

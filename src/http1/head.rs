@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWri
 pub const MAX_HEADER_COUNT: usize = 128;
 
 /// The longest reason phrase we write into a status line.
-pub const MAX_REASON_LEN: usize = 512;
+pub(crate) const MAX_REASON_LEN: usize = 512;
 
 /// A header list in arrival order, names as the peer spelled them.
 pub type Headers = Vec<(String, String)>;

@@ -236,12 +236,12 @@ impl Metrics {
         self.rejected[why as usize].load(Relaxed)
     }
 
-    pub fn connections_open(&self) -> u64 {
+    pub(crate) fn connections_open(&self) -> u64 {
         self.connections_open.load(Relaxed)
     }
 
     /// The exposition text (format 0.0.4). Every series is present, at 0 if need be.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let family = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

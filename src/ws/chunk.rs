@@ -12,11 +12,11 @@ use std::sync::Mutex;
 use super::frame::MAX_HEADER_LEN;
 
 /// Payload room of a large buffer, for frames and reads while data is flowing.
-pub const LARGE: usize = 256 * 1024;
+pub(crate) const LARGE: usize = 256 * 1024;
 /// Payload room of a small buffer, for short frames, or when large ones are all lent.
-pub const SMALL: usize = 16 * 1024;
+pub(crate) const SMALL: usize = 16 * 1024;
 /// Large buffers out at once, process-wide: 16 MiB at most.
-pub const MAX_LARGE_LENT: usize = 64;
+pub(crate) const MAX_LARGE_LENT: usize = 64;
 /// Small buffers kept for reuse when given back; more are freed.
 const MAX_SMALL_FREE: usize = 256;
 
