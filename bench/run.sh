@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Loopback benchmark: hyco (connect -> serve -> listen) against direct TCP, bore and
-# rathole, all measured in the same run. Not part of `cargo test`; see README "Benchmark".
+# Loopback benchmark: hyco (connect -> serve -> listen) against direct TCP, bore, rathole,
+# frp and chisel, all measured in the same run. Not part of `cargo test`; see README "Benchmark".
 #
-#   bash bench/run.sh            # ~6 minutes (installing the peers first: ~15 more); writes bench/RESULTS.md
+#   bash bench/run.sh            # ~8 minutes (installing the peers first: ~18 more); writes bench/RESULTS.md
+#   BENCH_HYCO_BASE=/path/to/previous/hyco bash bench/run.sh   # ~9 minutes: adds "hyco base"
 #
 # Knobs (environment): BENCH_SECS (iperf3 seconds per run, 5), BENCH_ROUNDS (throughput
 # rounds, tools interleaved, median kept, 3), BENCH_LATENCY_N (connections, 1000),
 # BENCH_IDLE_N (idle tunnels for RSS, 5000), BENCH_MAX_N (hyco's concurrent tunnels,
-# 9000), BENCH_PORT_BASE (first of the ports used, 24100), BENCH_PEERS (where bore and
-# rathole are installed, bench/.peers), BENCH_HYCO (another hyco binary, to compare).
-# bore's control port is its fixed 7835.
+# 9000), BENCH_PORT_BASE (first of the ports used, 24100), BENCH_PEERS (where the peers
+# are installed, bench/.peers), BENCH_HYCO (the hyco binary measured as "hyco"; default:
+# this tree's release build), BENCH_HYCO_BASE (a second hyco binary, e.g. the previous
+# build, measured as "hyco base" in the same interleaved rounds with its own serve, listen
+# and connect, plus a "hyco / hyco base" ratio column; unset: no such columns).
+# Peers: bore-cli and rathole from crates.io (cargo), frp and chisel at the versions pinned
+# below from the Go module proxy (go 1.25 or later). bore's control port is its fixed 7835.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,11 +45,32 @@ fi
 # rathole's default features include the WebSocket transport. Its lock file pins a `time`
 # that today's rustc rejects, so it resolves fresh versions.
 [[ -x $PEERS/bin/rathole ]] || cargo install --quiet --root "$PEERS" rathole
+FRP_VERSION=v0.68.1 CHISEL_VERSION=v1.11.3
+go_install() { # module version flags package...: builds the packages into $PEERS/bin
+  # Like `go install module/package@version`, but from inside the downloaded module: that
+  # form also reads the module's version list (for deprecation notices), which some proxies
+  # refuse, and building from the module lets frp take its `noweb` tag.
+  local mod=$1 version=$2 flags=$3 dir
+  shift 3
+  command -v go >/dev/null || die "needs go (1.25 or later) to install $mod"
+  dir=$(go mod download -json "$mod@$version" | jq -r .Dir)
+  # shellcheck disable=SC2086 # flags are words
+  (cd "$dir" && GOBIN="$PEERS/bin" GOFLAGS=-buildvcs=false go install -trimpath $flags "$@")
+}
+# frp's web dashboards (off by default) embed files the module does not ship: `noweb`.
+[[ -x $PEERS/bin/frps && -x $PEERS/bin/frpc ]] ||
+  go_install github.com/fatedier/frp "$FRP_VERSION" "-tags noweb" ./cmd/frps ./cmd/frpc
+[[ -x $PEERS/bin/chisel ]] || go_install github.com/jpillora/chisel "$CHISEL_VERSION" \
+  "-ldflags=-X=github.com/jpillora/chisel/share.BuildVersion=${CHISEL_VERSION#v}" .
 cargo build --quiet --release --bin hyco --example probe
 HYCO=${BENCH_HYCO:-$ROOT/target/release/hyco}
+HYCO_BASE=${BENCH_HYCO_BASE:-}
+[[ -z $HYCO_BASE || -x $HYCO_BASE ]] || die "BENCH_HYCO_BASE: $HYCO_BASE is not an executable"
 PROBE=$ROOT/target/release/examples/probe
 BORE=$PEERS/bin/bore
 RATHOLE=$PEERS/bin/rathole
+FRPS=$PEERS/bin/frps FRPC=$PEERS/bin/frpc
+CHISEL=$PEERS/bin/chisel
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 (($(ulimit -n) >= 20000)) || die "needs 20000 open files (ulimit -n), have $(ulimit -n)"
@@ -85,9 +111,13 @@ spawn echo "$PROBE" echo "127.0.0.1:$ECHO" 7200
 wait_listening "$IPERF"
 wait_listening "$ECHO"
 
-TOOLS=(direct bore rathole-tcp rathole-ws hyco)
-PEER_TOOLS=(bore rathole-tcp rathole-ws)
-declare -A IPORT EPORT SERVER CLIENTS
+PEER_TOOLS=(bore rathole-tcp rathole-ws frp chisel)
+HYCOS=(hyco)
+[[ -n $HYCO_BASE ]] && HYCOS+=(hyco-base)
+TOOLS=(direct "${PEER_TOOLS[@]}" "${HYCOS[@]}")
+declare -A LABEL=([direct]=direct [bore]=bore [rathole-tcp]="rathole tcp" [rathole-ws]="rathole ws"
+  [frp]=frp [chisel]=chisel [hyco]=hyco [hyco-base]="hyco base")
+declare -A IPORT EPORT SERVER CLIENTS LISTEN CONNECT
 IPORT[direct]=$IPERF EPORT[direct]=$ECHO
 
 say "bore"
@@ -134,7 +164,50 @@ say "rathole (TCP and WebSocket transports)"
 rathole rathole-tcp $((BASE + 20)) tcp
 rathole rathole-ws $((BASE + 30)) websocket
 
-say "hyco"
+say "frp"
+# TCP control connection with frp's default multiplexing (tcpMux); its pool of prewarmed
+# work connections (transport.poolCount) is 0, off, by default.
+cat >"$WORK/frps.toml" <<EOF
+bindAddr = "127.0.0.1"
+bindPort = $((BASE + 60))
+auth.token = "bench"
+EOF
+cat >"$WORK/frpc.toml" <<EOF
+serverAddr = "127.0.0.1"
+serverPort = $((BASE + 60))
+auth.token = "bench"
+
+[[proxies]]
+name = "iperf"
+type = "tcp"
+localIP = "127.0.0.1"
+localPort = $IPERF
+remotePort = $((BASE + 61))
+
+[[proxies]]
+name = "echo"
+type = "tcp"
+localIP = "127.0.0.1"
+localPort = $ECHO
+remotePort = $((BASE + 62))
+EOF
+spawn frps "$FRPS" -c "$WORK/frps.toml"
+SERVER[frp]=$LAST
+wait_listening $((BASE + 60))
+spawn frpc "$FRPC" -c "$WORK/frpc.toml"
+CLIENTS[frp]=$LAST
+IPORT[frp]=$((BASE + 61)) EPORT[frp]=$((BASE + 62))
+
+say "chisel"
+# SSH over WebSocket over plain HTTP; reverse remotes open the listening ports on the server.
+spawn chisel-server "$CHISEL" server --host 127.0.0.1 --port $((BASE + 70)) --reverse
+SERVER[chisel]=$LAST
+wait_listening $((BASE + 70))
+spawn chisel-client "$CHISEL" client "http://127.0.0.1:$((BASE + 70))" \
+  "R:127.0.0.1:$((BASE + 71)):127.0.0.1:$IPERF" "R:127.0.0.1:$((BASE + 72)):127.0.0.1:$ECHO"
+CLIENTS[chisel]=$LAST
+IPORT[chisel]=$((BASE + 71)) EPORT[chisel]=$((BASE + 72))
+
 KEY=YmVuY2hiZW5jaGJlbmNoYmVuY2hiZW5jaGJlbmNoYmU=
 cat >"$WORK/relay.toml" <<EOF
 [[rules]]
@@ -149,19 +222,29 @@ name = "bench"
 max_connections = 19500
 max_pending_senders_per_hc = 10000
 EOF
-HYCO_ENV=(env HOME="$WORK" XDG_CONFIG_HOME="$WORK/config" HYCO_DATA_DIR="$WORK/data")
-CRED=(--endpoint "ws://127.0.0.1:$((BASE + 40))" --key-name bench --key "$KEY")
-spawn hyco-serve "${HYCO_ENV[@]}" "$HYCO" serve --bind "127.0.0.1:$((BASE + 40))" --config "$WORK/relay.toml"
-SERVER[hyco]=$LAST
-wait_listening $((BASE + 40))
-spawn hyco-listen "${HYCO_ENV[@]}" "$HYCO" listen bench --to "iperf=127.0.0.1:$IPERF" --to "echo=127.0.0.1:$ECHO" "${CRED[@]}"
-HYCO_LISTEN=$LAST
-spawn hyco-connect-iperf "${HYCO_ENV[@]}" "$HYCO" connect bench/iperf --bind "127.0.0.1:$((BASE + 41))" "${CRED[@]}"
-HYCO_CONNECT_IPERF=$LAST
-spawn hyco-connect-echo "${HYCO_ENV[@]}" "$HYCO" connect bench/echo --bind "127.0.0.1:$((BASE + 42))" "${CRED[@]}"
-HYCO_CONNECT=$LAST
-CLIENTS[hyco]="$HYCO_LISTEN $HYCO_CONNECT_IPERF $HYCO_CONNECT"
-IPORT[hyco]=$((BASE + 41)) EPORT[hyco]=$((BASE + 42))
+hyco_tunnels() { # name binary relay-port: serve, listen and two connects, as the other tools' tunnels
+  local t=$1 bin=$2 port=$3
+  local env=(env HOME="$WORK/$t" XDG_CONFIG_HOME="$WORK/$t/config" HYCO_DATA_DIR="$WORK/$t/data")
+  local cred=(--endpoint "ws://127.0.0.1:$port" --key-name bench --key "$KEY")
+  mkdir -p "$WORK/$t"
+  spawn "$t-serve" "${env[@]}" "$bin" serve --bind "127.0.0.1:$port" --config "$WORK/relay.toml"
+  SERVER[$t]=$LAST
+  wait_listening "$port"
+  spawn "$t-listen" "${env[@]}" "$bin" listen bench --to "iperf=127.0.0.1:$IPERF" --to "echo=127.0.0.1:$ECHO" "${cred[@]}"
+  LISTEN[$t]=$LAST
+  spawn "$t-connect-iperf" "${env[@]}" "$bin" connect bench/iperf --bind "127.0.0.1:$((port + 1))" "${cred[@]}"
+  CLIENTS[$t]="${LISTEN[$t]} $LAST"
+  spawn "$t-connect-echo" "${env[@]}" "$bin" connect bench/echo --bind "127.0.0.1:$((port + 2))" "${cred[@]}"
+  CONNECT[$t]=$LAST
+  CLIENTS[$t]+=" $LAST"
+  IPORT[$t]=$((port + 1)) EPORT[$t]=$((port + 2))
+}
+say "hyco ($HYCO)"
+hyco_tunnels hyco "$HYCO" $((BASE + 40))
+if [[ -n $HYCO_BASE ]]; then
+  say "hyco base ($HYCO_BASE)"
+  hyco_tunnels hyco-base "$HYCO_BASE" $((BASE + 50))
+fi
 
 for t in "${TOOLS[@]}"; do
   wait_listening "${IPORT[$t]}"
@@ -184,10 +267,12 @@ declare -A TEST_ARGS=([single]="" [reverse]="-R" [parallel]="-P 8")
 for round in $(seq "$ROUNDS"); do
   for t in "${TOOLS[@]}"; do
     say "throughput round $round/$ROUNDS: $t"
+    # shellcheck disable=SC2206 # pid lists are words
     procs=(${SERVER[$t]:-} ${CLIENTS[$t]:-})
     before=$( ((${#procs[@]})) && cpu_ticks "${procs[0]}" || echo 0)
     before_all=$( ((${#procs[@]})) && sum_ticks "${procs[@]}" || echo 0)
     for test in "${TESTS[@]}"; do
+      # shellcheck disable=SC2086 # arguments are words
       out=$(iperf_mbs "${IPORT[$t]}" ${TEST_ARGS[$test]})
       read -r bytes mbs <<<"$out"
       SAMPLES[$t,$test]+="$mbs "
@@ -234,25 +319,26 @@ open_idle() { # name port n: opens n idle tunnels, sets LAST to the holder
   return 1
 }
 per_tunnel() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.1f", (b - a) / n}'; }
-for t in "${PEER_TOOLS[@]}" hyco; do
+for t in "${PEER_TOOLS[@]}" "${HYCOS[@]}"; do
   say "idle memory: $t ($IDLE_N tunnels)"
   server=${SERVER[$t]}
   before=$(rss_kb "$server")
-  [[ $t == hyco ]] && { c_before=$(rss_kb "$HYCO_CONNECT"); l_before=$(rss_kb "$HYCO_LISTEN"); }
+  [[ -n ${LISTEN[$t]:-} ]] && { c_before=$(rss_kb "${CONNECT[$t]}"); l_before=$(rss_kb "${LISTEN[$t]}"); }
   if open_idle "idle-$t" "${EPORT[$t]}" "$IDLE_N"; then
     holder=$LAST
     R[$t,rss]=$(per_tunnel "$before" "$(rss_kb "$server")" "$IDLE_N")
-    if [[ $t == hyco ]]; then
-      R[hyco,rss_connect]=$(per_tunnel "$c_before" "$(rss_kb "$HYCO_CONNECT")" "$IDLE_N")
-      R[hyco,rss_listen]=$(per_tunnel "$l_before" "$(rss_kb "$HYCO_LISTEN")" "$IDLE_N")
+    if [[ -n ${LISTEN[$t]:-} ]]; then
+      R[$t,rss_connect]=$(per_tunnel "$c_before" "$(rss_kb "${CONNECT[$t]}")" "$IDLE_N")
+      R[$t,rss_listen]=$(per_tunnel "$l_before" "$(rss_kb "${LISTEN[$t]}")" "$IDLE_N")
       more=$((MAX_N - IDLE_N))
-      say "hyco: $more more, $MAX_N concurrent tunnels"
-      if open_idle idle-hyco-more "${EPORT[hyco]}" "$more" && alive "$server" &&
-        "$PROBE" latency "127.0.0.1:${EPORT[hyco]}" 10 >/dev/null; then
-        R[hyco,max]="up, $MAX_N tunnels echoing, $(ls "/proc/$server/fd" | wc -l) fds, $(rss_kb "$server") KiB RSS"
+      say "$t: $more more, $MAX_N concurrent tunnels"
+      if open_idle "idle-$t-more" "${EPORT[$t]}" "$more" && alive "$server" &&
+        "$PROBE" latency "127.0.0.1:${EPORT[$t]}" 10 >/dev/null; then
+        # shellcheck disable=SC2012 # fd names are numbers
+        R[$t,max]="up, $MAX_N tunnels echoing, $(ls "/proc/$server/fd" | wc -l) fds, $(rss_kb "$server") KiB RSS"
         kill "$LAST"
       else
-        R[hyco,max]="FAILED at $MAX_N tunnels (relay $(alive "$server" && echo up || echo down))"
+        R[$t,max]="FAILED at $MAX_N tunnels (relay $(alive "$server" && echo up || echo down))"
       fi
     fi
     kill "$holder"
@@ -283,15 +369,32 @@ row() { # label metric lower|higher decimals divisor
   done
   local b=${R[hyco,$m]:-} bp
   bp=$(best "$m" "$dir")
-  printf '| %s |%s %s | %s |\n' "$label" "$cells" "$(ratio "$b" "$bp")" "$(ratio "$b" "${R[direct,$m]:-}")"
+  cells+=" $(ratio "$b" "$bp") | $(ratio "$b" "${R[direct,$m]:-}") |"
+  [[ -n $HYCO_BASE ]] && cells+=" $(ratio "$b" "${R[hyco-base,$m]:-}") |"
+  printf '| %s |%s\n' "$label" "$cells"
+}
+header() { # the table's first two lines
+  local names="" rules="" t
+  for t in "${TOOLS[@]}"; do names+=" ${LABEL[$t]} |" rules+=" --- |"; done
+  names+=" hyco / best peer | hyco / direct |" rules+=" --- | --- |"
+  [[ -n $HYCO_BASE ]] && names+=" hyco / hyco base |" rules+=" --- |"
+  printf '| metric |%s\n| --- |%s\n' "$names" "$rules"
+}
+hyco_version() { # binary: its git commit when it is this tree's build, else its path
+  if [[ $1 == "$ROOT/target/release/hyco" ]]; then
+    echo "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+changes')"
+  else
+    echo "$1"
+  fi
 }
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
   echo "# hyco benchmark results"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($cpu_model), Linux $(uname -r), loopback."
-  echo "hyco $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+changes'),"
-  echo "$("$BORE" --version), rathole $("$RATHOLE" --version 2>/dev/null | awk '/Build Version/ {print $3}'), $(iperf3 --version | head -1 | cut -d' ' -f1-2)."
+  echo "hyco $(hyco_version "$HYCO"),${HYCO_BASE:+ hyco base $(hyco_version "$HYCO_BASE"),}"
+  echo "$("$BORE" --version), rathole $("$RATHOLE" --version 2>/dev/null | awk '/Build Version/ {print $3}'), frp $("$FRPS" --version),"
+  echo "chisel $("$CHISEL" --version), $(iperf3 --version | head -1 | cut -d' ' -f1-2)."
   echo "Throughput: iperf3 -t $SECS, median of $ROUNDS rounds with the tools interleaved. Latency: $LAT_N"
   echo "new connections each (in $ROUNDS interleaved rounds), connect until an echoed byte is back."
   echo "Memory: relay (server) VmRSS growth with $IDLE_N idle tunnels open, divided by $IDLE_N."
@@ -299,8 +402,7 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo "processes\" adds the tunnel's clients. Ratios above 1 are better for throughput, below 1"
   echo "for the rest."
   echo
-  echo "| metric | direct | bore | rathole tcp | rathole ws | hyco | hyco / best peer | hyco / direct |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  header
   row "single stream, MB/s" single higher 0
   row "single stream reverse (-R), MB/s" reverse higher 0
   row "8 streams total (-P 8), MB/s" parallel higher 0
@@ -313,12 +415,15 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo "Throughput samples, MB/s (single, reverse, 8 streams; one per round):"
   echo
   for t in "${TOOLS[@]}"; do
+    # shellcheck disable=SC2086 # samples are words
     printf -- '- %s: %s| %s| %s\n' "$t" "$(printf '%.0f ' ${SAMPLES[$t,single]})" \
       "$(printf '%.0f ' ${SAMPLES[$t,reverse]})" "$(printf '%.0f ' ${SAMPLES[$t,parallel]})"
   done
   echo
-  echo "hyco clients, RSS per idle tunnel: connect ${R[hyco,rss_connect]:--} KiB, listen ${R[hyco,rss_listen]:--} KiB."
-  echo "hyco serve at $MAX_N concurrent tunnels (fd limit $(ulimit -n)): ${R[hyco,max]:--}."
+  for t in "${HYCOS[@]}"; do
+    echo "${LABEL[$t]} clients, RSS per idle tunnel: connect ${R[$t,rss_connect]:--} KiB, listen ${R[$t,rss_listen]:--} KiB."
+    echo "${LABEL[$t]} serve at $MAX_N concurrent tunnels (fd limit $(ulimit -n)): ${R[$t,max]:--}."
+  done
 } >"$WORK/results.md"
 cat "$WORK/results.md"
 cp "$WORK/results.md" "$ROOT/bench/RESULTS.md"
