@@ -240,7 +240,9 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     settings.http = args.http;
     settings.keep_path_prefix = args.keep_path_prefix;
     settings.max_rendezvous = usize::from(args.max_rendezvous);
+    settings.wait_for_relay = args.wait_for_relay;
     raise_open_file_limit();
+    stats.show();
     listen::run(client, settings, stats, shutdown).await
 }
 
@@ -260,14 +262,17 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with --bind"))
     })?;
-    info!("accepting on {}, bridging to {}", listener.local_addr()?, settings.hc);
-    eprintln!(
-        "hyco: {} -> {}{}",
-        listener.local_addr()?,
-        settings.hc,
-        settings.suffix.as_ref().map(|s| format!("/{s}")).unwrap_or_default()
-    );
-    connect::run_bind(client, settings, prewarm, listener, stats, shutdown).await
+    // The path, checked once before saying anything: a relay that cannot be reached or
+    // that rejects the credentials is an error now, not at the first connection.
+    let checked = tokio::select! {
+        c = connect::check(&client, &settings) => c?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    let (addr, label) = (listener.local_addr()?, settings.label());
+    info!("accepting on {addr} for {label}");
+    eprintln!("hyco: {addr} -> {label}");
+    stats.show();
+    connect::run_checked(client, settings, prewarm, checked, listener, stats, shutdown).await
 }
 
 /// Echoes every byte back until the peer's EOF, then closes (the demo's default target).

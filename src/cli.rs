@@ -260,6 +260,11 @@ pub struct ListenArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RENDEZVOUS as u16,
           value_parser = clap::value_parser!(u16).range(1..=MAX_RENDEZVOUS as i64))]
     pub max_rendezvous: u16,
+    /// When the relay cannot be reached at startup, retry with backoff instead of exiting
+    /// (exit code 4): for a service that may start before the network is up. Rejected
+    /// credentials and a missing hybrid connection still exit.
+    #[arg(long)]
+    pub wait_for_relay: bool,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }

@@ -1,14 +1,15 @@
-//! The counters of `listen` and `connect` ([`Stats`]), their live status line on a
-//! terminal (tunnels and bytes each way, with rates), and a log writer that keeps log
-//! lines from tearing it. Off a terminal there is no status line, only log lines.
+//! The counters of `listen` and `connect` ([`Stats`], and a [`Tally`] per tunnel for its
+//! line in the log), their live status line on a terminal (what the command is doing,
+//! tunnels and bytes each way, with rates), and a log writer that keeps log lines from
+//! tearing it. Off a terminal, and with `connect --stdio`, there is no status line, only
+//! log lines.
 
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio_util::sync::CancellationToken;
 
 /// How often the status line is redrawn.
 const REFRESH: Duration = Duration::from_millis(500);
@@ -25,6 +26,16 @@ pub struct Stats {
     pub bytes_out: AtomicU64,
     /// Bytes from the tunnel to the local side.
     pub bytes_in: AtomicU64,
+    /// Whether this is a listener's (the status line then shows its control channels).
+    listener: AtomicBool,
+    /// Whether the status line may draw: not before the command has printed what it
+    /// prints first (the line would sit above it).
+    shown: AtomicBool,
+    /// What the command is doing besides moving bytes (waiting for a listener,
+    /// stopping), first on the status line.
+    note: Mutex<Option<String>>,
+    /// When the command started, for the summary at exit.
+    started: Instant,
 }
 
 impl Default for Stats {
@@ -36,30 +47,107 @@ impl Default for Stats {
             failed: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
+            listener: AtomicBool::new(false),
+            shown: AtomicBool::new(false),
+            note: Mutex::new(None),
+            started: Instant::now(),
         }
     }
 }
 
-/// Marks a tunnel active in [`Stats`] for as long as it lives.
-pub(crate) struct ActiveGuard(Arc<Stats>);
+impl Stats {
+    /// Marks these as a listener's: the status line says how many control channels are up.
+    pub(crate) fn set_listener(&self) {
+        self.listener.store(true, Ordering::Relaxed);
+    }
 
-impl ActiveGuard {
-    pub(crate) fn new(stats: Arc<Stats>) -> Self {
-        stats.active.fetch_add(1, Ordering::Relaxed);
-        stats.total.fetch_add(1, Ordering::Relaxed);
-        Self(stats)
+    /// Lets the status line draw from now on.
+    pub fn show(&self) {
+        self.shown.store(true, Ordering::Relaxed);
+    }
+
+    /// Puts `note` first on the status line (`None`: nothing).
+    pub(crate) fn set_note(&self, note: Option<String>) {
+        *self.note.lock().expect("note lock") = note;
+    }
+
+    /// The line logged at exit: tunnels, failures, bytes each way and how long it ran.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "{} tunnels ({} failed), out {}, in {}, over {}",
+            self.total.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            human(self.bytes_out.load(Ordering::Relaxed) as f64),
+            human(self.bytes_in.load(Ordering::Relaxed) as f64),
+            duration(self.started.elapsed()),
+        )
     }
 }
 
-impl Drop for ActiveGuard {
+/// One tunnel's share of [`Stats`]: counts it active (and in the total) for as long as
+/// it lives, adds its bytes to both, and says what it moved for its line in the log.
+pub(crate) struct Tally {
+    stats: Arc<Stats>,
+    out: AtomicU64,
+    inn: AtomicU64,
+    started: Instant,
+}
+
+impl Tally {
+    pub(crate) fn new(stats: Arc<Stats>) -> Self {
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        stats.total.fetch_add(1, Ordering::Relaxed);
+        Self { stats, out: AtomicU64::new(0), inn: AtomicU64::new(0), started: Instant::now() }
+    }
+
+    /// Bytes from the local side into the tunnel.
+    pub(crate) fn out(&self, n: usize) {
+        self.out.fetch_add(n as u64, Ordering::Relaxed);
+        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes from the tunnel to the local side.
+    pub(crate) fn inn(&self, n: usize) {
+        self.inn.fetch_add(n as u64, Ordering::Relaxed);
+        self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts the tunnel as failed.
+    pub(crate) fn failed(&self) {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `out 1.2 KiB, in 340 B, 2.5 s`.
+    pub(crate) fn moved(&self) -> String {
+        format!(
+            "out {}, in {}, {}",
+            human(self.out.load(Ordering::Relaxed) as f64),
+            human(self.inn.load(Ordering::Relaxed) as f64),
+            duration(self.started.elapsed())
+        )
+    }
+}
+
+impl Drop for Tally {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `850 ms`, `2.5 s`, `3 min 20 s`, `5 h 02 min`.
+fn duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{} ms", d.as_millis()),
+        1..60 => format!("{:.1} s", d.as_secs_f64()),
+        60..3600 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {:02} min", secs / 3600, secs / 60 % 60),
     }
 }
 
 /// A one-line spinner on stderr.
 #[derive(Clone)]
-pub struct StatusLine(ProgressBar);
+pub struct StatusLine(ProgressBar, Arc<AtomicBool>, Arc<AtomicBool>);
 
 impl Default for StatusLine {
     fn default() -> Self {
@@ -71,42 +159,69 @@ impl StatusLine {
     pub fn new() -> Self {
         let bar = ProgressBar::new_spinner();
         bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("static template"));
-        Self(bar)
+        Self(bar, Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)))
     }
 
-    /// Redraws from `stats` until `shutdown`.
-    pub async fn run(self, stats: Arc<Stats>, shutdown: CancellationToken) {
+    /// Redraws from `stats` (once they say so, [`Stats::show`]) until [`Self::finish`],
+    /// through the drain at shutdown too.
+    pub async fn run(self, stats: Arc<Stats>) {
         let mut last = (Instant::now(), 0, 0);
         let mut tick = tokio::time::interval(REFRESH);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = shutdown.cancelled() => return,
+            tick.tick().await;
+            if self.1.load(Ordering::Relaxed) {
+                return;
+            }
+            if !stats.shown.load(Ordering::Relaxed) {
+                continue;
             }
             let (out, inn) = (stats.bytes_out.load(Ordering::Relaxed), stats.bytes_in.load(Ordering::Relaxed));
             let secs = last.0.elapsed().as_secs_f64().max(0.001);
             let rate_out = (out - last.1) as f64 / secs;
             let rate_in = (inn - last.2) as f64 / secs;
             last = (Instant::now(), out, inn);
-            let channels = *stats.channels.borrow();
-            let channels = if channels > 0 { format!("{channels} control, ") } else { String::new() };
-            self.0.set_message(format!(
-                "{channels}{} active / {} total tunnels, {} failed | out {} ({}/s) | in {} ({}/s)",
-                stats.active.load(Ordering::Relaxed),
-                stats.total.load(Ordering::Relaxed),
-                stats.failed.load(Ordering::Relaxed),
-                human(out as f64),
-                human(rate_out),
-                human(inn as f64),
-                human(rate_in),
-            ));
+            self.2.store(true, Ordering::Relaxed);
+            self.0.set_message(status_text(&stats, rate_out, rate_in));
             self.0.tick();
         }
     }
 
+    /// Whether the line is on the screen (log lines then go above it); before it is,
+    /// nothing may draw it.
+    fn drawn(&self) -> bool {
+        self.2.load(Ordering::Relaxed) && !self.1.load(Ordering::Relaxed)
+    }
+
+    /// Clears the line for good.
     pub fn finish(&self) {
+        self.1.store(true, Ordering::Relaxed);
         self.0.finish_and_clear();
     }
+}
+
+/// The status line's text: the note, the control channels (a listener's), then
+/// tunnels and bytes each way with their rates.
+fn status_text(stats: &Stats, rate_out: f64, rate_in: f64) -> String {
+    let mut parts = Vec::new();
+    if let Some(note) = stats.note.lock().expect("note lock").clone() {
+        parts.push(note);
+    }
+    if stats.listener.load(Ordering::Relaxed) {
+        parts.push(match *stats.channels.borrow() {
+            0 => "no control channel to the relay (reconnecting)".to_owned(),
+            1 => "1 control channel to the relay".to_owned(),
+            n => format!("{n} control channels to the relay"),
+        });
+    }
+    parts.push(format!(
+        "{} active / {} total tunnels, {} failed",
+        stats.active.load(Ordering::Relaxed),
+        stats.total.load(Ordering::Relaxed),
+        stats.failed.load(Ordering::Relaxed),
+    ));
+    parts.push(format!("out {} ({}/s)", human(stats.bytes_out.load(Ordering::Relaxed) as f64), human(rate_out)));
+    parts.push(format!("in {} ({}/s)", human(stats.bytes_in.load(Ordering::Relaxed) as f64), human(rate_in)));
+    parts.join(" | ")
 }
 
 /// Bytes with a binary unit: `1.5 MiB`.
@@ -152,8 +267,8 @@ impl Drop for LineWriter {
             let _ = std::io::stderr().lock().write_all(&line);
         };
         match &self.0 {
-            Some(status) => status.0.suspend(write),
-            None => write(),
+            Some(status) if status.drawn() => status.0.suspend(write),
+            _ => write(),
         }
     }
 }
@@ -233,6 +348,32 @@ mod tests {
         assert_eq!(parsed["fields"]["message"], "x\u{1b} \u{202e}y");
         assert_eq!(one_line(b"plain, no newline"), b"plain, no newline");
         assert_eq!(one_line("tab\tand caf\u{e9}\n".as_bytes()), "tab\tand caf\u{e9}\n".as_bytes());
+    }
+
+    #[test]
+    fn the_status_line_says_what_it_counts() {
+        let stats = Stats::default();
+        assert_eq!(
+            status_text(&stats, 0.0, 0.0),
+            "0 active / 0 total tunnels, 0 failed | out 0 B (0 B/s) | in 0 B (0 B/s)"
+        );
+        stats.set_listener();
+        assert!(status_text(&stats, 0.0, 0.0).starts_with("no control channel to the relay (reconnecting) | "));
+        stats.channels.send_replace(1);
+        stats.set_note(Some("stopping".into()));
+        assert!(status_text(&stats, 0.0, 0.0).starts_with("stopping | 1 control channel to the relay | 0 active"));
+        let tally = Tally::new(Arc::new(Stats::default()));
+        tally.out(1536);
+        tally.inn(3);
+        assert!(tally.moved().starts_with("out 1.5 KiB, in 3 B, "), "{}", tally.moved());
+    }
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(duration(Duration::from_millis(850)), "850 ms");
+        assert_eq!(duration(Duration::from_millis(2500)), "2.5 s");
+        assert_eq!(duration(Duration::from_secs(200)), "3 min 20 s");
+        assert_eq!(duration(Duration::from_secs(5 * 3600 + 120)), "5 h 02 min");
     }
 
     #[test]

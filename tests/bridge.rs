@@ -338,6 +338,27 @@ async fn a_target_dying_mid_transfer_is_a_reset_for_the_client() {
 }
 
 #[tokio::test]
+async fn a_client_that_goes_away_mid_tunnel_is_not_counted_as_failed() {
+    let relay = TestRelay::start(settings()).await;
+    // A target that streams for as long as anyone reads.
+    let target = Target::spawn(|mut tcp| async move {
+        let chunk = vec![7u8; 64 * 1024];
+        while tcp.write_all(&chunk).await.is_ok() {}
+    })
+    .await;
+    let _listening = Listening::start(client(relay.addr), listen_settings("hc", &[target.spec()])).await;
+    let bound = Bound::start(client(relay.addr), "hc", None).await;
+    let mut tcp = bound.connect().await;
+    tcp.write_all(b"go").await.expect("write");
+    let mut part = vec![0; 256 * 1024];
+    within("the download to start", tcp.read_exact(&mut part)).await.expect("read");
+    abort_socket(tcp); // the client cancels: a reset
+    until_idle("the connect side's tunnel to end", &bound.stats).await;
+    assert_eq!(bound.stats.total.load(Ordering::Relaxed), 1);
+    assert_eq!(bound.stats.failed.load(Ordering::Relaxed), 0, "the client's choice, not a failure");
+}
+
+#[tokio::test]
 async fn a_relay_shut_down_mid_transfer_is_a_reset_for_the_client() {
     let relay = TestRelay::start(quick_drain_settings()).await;
     // A target that never stops talking.

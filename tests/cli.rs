@@ -67,6 +67,12 @@ async fn run_stdio(mut cmd: tokio::process::Command, input: &[u8]) -> (Proc, std
     (proc, status)
 }
 
+/// Sends `SIG{name}` to `proc` (std offers only SIGKILL).
+fn signal(proc: &Proc, name: &str) {
+    let pid = proc.child.id().expect("running");
+    let _ = std::process::Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+}
+
 fn report(p: &Proc) -> String {
     format!("stdout:\n{}\nstderr:\n{}", p.stdout.text(), p.stderr.text())
 }
@@ -109,6 +115,239 @@ async fn connect_stdio_exits_non_zero_with_the_502_when_the_target_refuses() {
     let stderr = proc.stderr.text();
     assert!(stderr.contains("502") && stderr.contains("refused"), "{}", report(&proc));
     assert_eq!(proc.stdout.text(), "", "nothing on stdout");
+}
+
+#[tokio::test]
+async fn connect_stdio_ends_cleanly_when_signalled_as_ssh_does_after_closing_its_pipes() {
+    let home = TempDir::new("stdio-hup");
+    let relay = TestRelay::start(settings()).await;
+    let target = Target::upper_after_eof().await;
+    let listening = Listening::start(client(relay.addr), listen_settings("hc", &[target.spec()])).await;
+
+    let mut cmd = hyco(home.path());
+    cmd.args(["connect", "hc", "--stdio", "--endpoint", &relay.base(), "--key-name", KEY_NAME, "--key", KEY]);
+    cmd.stdin(Stdio::piped());
+    let mut proc = Proc::spawn(cmd);
+    let mut stdin = proc.child.stdin.take().expect("piped stdin");
+    within("writing stdin", stdin.write_all(b"bye\n")).await.expect("write stdin");
+    within("the tunnel to open", async {
+        while listening.stats.total.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // SIGHUP from ssh, then another as its terminal closes, then stdin's EOF: an orderly end.
+    for _ in 0..2 {
+        signal(&proc, "HUP");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(stdin);
+    let status = proc.exit(PROC_STEP).await;
+    assert!(status.success(), "exit {status}\n{}", report(&proc));
+    assert_eq!(proc.stdout.text(), "BYE");
+    assert_eq!(proc.stderr.text(), "", "quiet by default");
+    until_idle("the listener's tunnel to end", &listening.stats).await;
+    assert_eq!(listening.stats.failed.load(std::sync::atomic::Ordering::Relaxed), 0, "a normal end for the listener");
+}
+
+// ---------------------------------------------------------------------------------------
+// connect --bind: the startup check, waiting for a listener, logs, Ctrl-C
+
+#[tokio::test]
+async fn connect_bind_waits_for_a_listener_rejects_clients_meanwhile_and_says_when_one_comes() {
+    let home = TempDir::new("bind-wait");
+    let (_serve, _base) = start_serve(home.path(), &[]).await;
+    let target = Target::echo().await;
+    let (connect, addr) = start_connect(home.path(), "hc", &[]).await;
+    connect
+        .stderr
+        .wait_for(PROC_STEP, "the waiting line", |l| {
+            l.contains("INFO") && l.ends_with("waiting for a listener on 'hc': is hyco listen hc running?")
+        })
+        .await;
+
+    // A client now is turned away at once, and the log says why.
+    let mut early = within("connect to hyco connect", tokio::net::TcpStream::connect(addr)).await.expect("connect");
+    let (n, _) = within("the early client's end", read_until_end(&mut early)).await;
+    assert_eq!(n, 0);
+    connect
+        .stderr
+        .wait_for(PROC_STEP, "the rejection's reason", |l| {
+            l.contains("WARN") && l.contains("rejected: no listener on 'hc' yet; is hyco listen hc running?")
+        })
+        .await;
+
+    let mut listen = start_listen(home.path(), "hc", &target.spec(), &[]).await;
+    connect.stderr.wait_for(PROC_STEP, "the listener's arrival", |l| l.ends_with("a listener is online on 'hc'")).await;
+    echo_via(addr, "now there is someone").await;
+    // One line per finished tunnel, on both sides, at the default level.
+    let line = connect.stderr.wait_for(PROC_STEP, "connect's tunnel line", |l| l.contains(" -> hc: out ")).await;
+    assert!(line.contains("INFO") && line.contains("out 20 B, in 20 B, ") && line.ends_with("; closed"), "{line}");
+    let line = listen.stderr.wait_for(PROC_STEP, "listen's tunnel line", |l| l.contains(" -> hc -> 127.0.0.1:")).await;
+    assert!(line.contains("INFO") && line.contains("out 20 B, in 20 B, ") && line.ends_with("; closed"), "{line}");
+    listen.terminate().await;
+    assert!(
+        listen.stderr.text().lines().any(|l| l.contains("stopped: 1 tunnels (0 failed), out 20 B, in 20 B, over ")),
+        "a summary at exit:\n{}",
+        listen.stderr.text()
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_lets_live_tunnels_finish_and_a_second_one_stops_at_once() {
+    use tokio::io::AsyncReadExt;
+    let home = TempDir::new("drain");
+    let (_serve, _base) = start_serve(home.path(), &[]).await;
+    let target = Target::echo().await;
+    let mut listen = start_listen(home.path(), "hc", &target.spec(), &[]).await;
+    let (mut connect, addr) = start_connect(home.path(), "hc", &[]).await;
+    let mut tcp = within("connect", tokio::net::TcpStream::connect(addr)).await.expect("connect");
+    let mut buf = [0; 4];
+    tcp.write_all(b"ping").await.expect("write");
+    within("the echo", tcp.read_exact(&mut buf)).await.expect("read");
+
+    // First signal, to both: the live tunnel goes on; new connections are refused.
+    signal(&listen, "INT");
+    listen
+        .stderr
+        .wait_for(PROC_STEP, "listen's drain line", |l| l.contains("stopping: letting 1 live tunnel(s) finish"))
+        .await;
+    signal(&connect, "INT");
+    connect
+        .stderr
+        .wait_for(PROC_STEP, "connect's drain line", |l| l.contains("stopping: letting 1 live tunnel(s) finish"))
+        .await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "a stopping connector takes no new connections");
+    tcp.write_all(b"pong").await.expect("write while draining");
+    within("the echo while draining", tcp.read_exact(&mut buf)).await.expect("read while draining");
+    assert_eq!(&buf, b"pong");
+    tcp.shutdown().await.expect("shutdown");
+    let (_, end) = within("the tunnel's end", read_until_end(&mut tcp)).await;
+    assert!(end.is_ok(), "a clean end: {end:?}");
+    for (name, proc) in [("connect", &mut connect), ("listen", &mut listen)] {
+        let status = proc.exit(PROC_STEP).await;
+        assert!(status.success(), "{name} exit {status}\n{}", report(proc));
+        let stderr = proc.stderr.text();
+        assert!(stderr.contains("; closed") && !stderr.contains("WARN"), "{name}:\n{stderr}");
+    }
+
+    // A second signal does not wait for the live tunnel.
+    let mut listen = start_listen(home.path(), "hc", &target.spec(), &[]).await;
+    let (mut connect, addr) = start_connect(home.path(), "hc", &[]).await;
+    let mut tcp = within("connect", tokio::net::TcpStream::connect(addr)).await.expect("connect");
+    tcp.write_all(b"ping").await.expect("write");
+    within("the echo", tcp.read_exact(&mut buf)).await.expect("read");
+    signal(&connect, "INT");
+    connect
+        .stderr
+        .wait_for(PROC_STEP, "connect's drain line", |l| l.contains("stopping: letting 1 live tunnel(s)"))
+        .await;
+    signal(&connect, "INT");
+    let status = connect.exit(std::time::Duration::from_secs(3)).await;
+    assert_eq!(status.code(), Some(130), "{}", report(&connect));
+    listen.terminate().await;
+}
+
+#[tokio::test]
+async fn listen_with_wait_for_relay_rides_out_a_relay_not_up_yet() {
+    let home = TempDir::new("wait-for-relay");
+    // A relay's address and key, then no relay there: the network at boot.
+    let mut serve = ServeProc::start(home.path()).await;
+    let (addr, key) = (serve.addr, serve.key.clone());
+    serve.proc.child.start_kill().expect("SIGKILL the relay");
+    within("the relay to die", serve.proc.child.wait()).await.expect("wait");
+
+    let target = Target::echo().await;
+    let endpoint = format!("ws://{addr}");
+    let mut cmd = hyco(home.path());
+    cmd.args(["listen", "hc", "--to", &target.spec(), "--wait-for-relay"]);
+    cmd.args(["--endpoint", &endpoint, "--key-name", KEY_NAME, "--key", &key]);
+    let mut listen = Proc::spawn(cmd);
+    listen.stderr.wait_for(PROC_STEP, "a retry", |l| l.contains("reconnecting in")).await;
+    assert!(listen.child.try_wait().expect("try_wait").is_none(), "still running\n{}", report(&listen));
+    let _serve = ServeProc::restart_on(home.path(), addr).await;
+    listen.stderr.wait_for(PROC_STEP, "the listener online", |l| l.contains(" listening") && l.contains("hc=")).await;
+}
+
+/// `hyco ARGS` under a pseudo-terminal (`script`), as a person sees it; killed on drop.
+struct Terminal {
+    _child: tokio::process::Child,
+    /// Everything written to the terminal so far, status line redraws included.
+    screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Terminal {
+    fn start(home: &Path, args: &str) -> Self {
+        use tokio::io::AsyncReadExt;
+        let mut cmd = tokio::process::Command::new("script");
+        cmd.args(["-q", "-c", &format!("{} {args}", env!("CARGO_BIN_EXE_hyco")), "/dev/null"]);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("TERM", "xterm")
+            .env("HYCO_CONFIG", home.join("config.toml"))
+            .env("HYCO_DATA_DIR", home.join("data"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("script");
+        let mut out = child.stdout.take().expect("piped stdout");
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = screen.clone();
+        tokio::spawn(async move {
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = out.read(&mut buf).await {
+                keep.lock().expect("screen").extend_from_slice(&buf[..n]);
+            }
+        });
+        Self { _child: child, screen }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().expect("screen")).into_owned()
+    }
+
+    async fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let found = tokio::time::timeout(PROC_STEP, async {
+            while !pred(&self.text()) {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        let text = self.text();
+        assert!(found.is_ok(), "no {what} within {PROC_STEP:?}:\n{text}");
+        text
+    }
+}
+
+#[tokio::test]
+async fn the_status_lines_say_what_they_mean_and_draw_below_what_was_printed_first() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "script (util-linux) is missing");
+        return eprintln!("skipped: script (util-linux) is missing");
+    }
+    let home = TempDir::new("status-line");
+    let (_serve, _base) = start_serve(home.path(), &[]).await;
+    let connect = Terminal::start(home.path(), "connect hc/web --bind 127.0.0.1:0");
+    let screen = connect
+        .wait_for("the status line while waiting", |t| {
+            t.contains("waiting for a listener on 'hc' | 0 active / 0 total tunnels, 0 failed | out 0 B")
+        })
+        .await;
+    let banner = screen.find("hyco: 127.0.0.1:").unwrap_or_else(|| panic!("no banner:\n{screen}"));
+    assert!(
+        !screen[..banner].chars().any(|c| ('\u{2800}'..='\u{28ff}').contains(&c)),
+        "a spinner glyph above the banner:\n{screen}"
+    );
+    let banner_line = screen[banner..].lines().next().unwrap();
+    assert!(banner_line.trim_end().ends_with(" -> hc/web"), "{banner_line:?}");
+    assert!(screen[..banner].contains(" for hc/web"), "the log line names the same:\n{screen}");
+
+    let target = Target::echo().await;
+    let listen = Terminal::start(home.path(), &format!("listen hc --to web={}", target.spec()));
+    listen.wait_for("the listener's status line", |t| t.contains("1 control channel to the relay | 0 active")).await;
+    connect.wait_for("the listener's arrival", |t| t.contains("a listener is online on 'hc'")).await;
 }
 
 // ---------------------------------------------------------------------------------------

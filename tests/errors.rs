@@ -80,7 +80,7 @@ async fn an_unreachable_relay_says_so() {
 #[tokio::test]
 async fn wrong_key_wrong_right_and_missing_hc_are_401_403_404() {
     let home = TempDir::new("err-auth");
-    let (_serve, base) = serve(&home, &[]).await;
+    let (serve, base) = serve(&home, &[]).await;
     let root = key(&home);
     let (code, err) =
         run(home.path(), &[&["listen", "hc", "--to", "127.0.0.1:1"][..], &root_flags(&base, "wrong")].concat()).await;
@@ -108,6 +108,46 @@ async fn wrong_key_wrong_right_and_missing_hc_are_401_403_404() {
     let (code, err) =
         run(home.path(), &[&["connect", "nobody-here", "--stdio"][..], &root_flags(&base, &root)].concat()).await;
     assert_fails(code, &err, 6, &["404", "is a listener running"]);
+    // The relay logged each refused attempt at its default level, with the peer and why.
+    for status in ["status=401", "status=403", "status=404"] {
+        let line = serve
+            .stderr
+            .wait_for(PROC_STEP, "the relay's log of a refused attempt", |l| {
+                l.contains(status) && l.contains("rejected: ")
+            })
+            .await;
+        assert!(line.contains("INFO") && line.contains("peer=127.0.0.1:"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn connect_bind_checks_the_path_at_startup_as_stdio_would() {
+    let home = TempDir::new("err-bind-check");
+    let bind = ["connect", "hc", "--bind", "127.0.0.1:0"];
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("ws://127.0.0.1:{port}");
+    let (code, err) =
+        run(home.path(), &[&bind[..], &["--endpoint", &dead, "--key-name", "k", "--key", "v"]].concat()).await;
+    assert_fails(code, &err, 4, &["cannot reach the relay", "is the relay running"]);
+    assert!(!err.contains("hyco: 127.0.0.1:"), "no 'ready' line before the check:\n{err}");
+
+    let (_serve, base) = serve(&home, &[]).await;
+    let root = key(&home);
+    let mut cmd = hyco(home.path());
+    cmd.args(["listen", "hc", "--to", "127.0.0.1:1"]).args(root_flags(&base, &root));
+    let listen = Proc::spawn(cmd);
+    listen.stderr.wait_for(PROC_STEP, "the listener", |l| l.contains(" listening")).await;
+    let (code, err) = run(home.path(), &[&bind[..], &root_flags(&base, "wrong")].concat()).await;
+    assert_fails(code, &err, 5, &["hc: 401", "check the key"]);
+
+    // An expired token, in a connection string as it is handed out.
+    let host = base.trim_start_matches("ws://");
+    let audience = hyco::protocol::token_audience(host.split(':').next().unwrap(), "hc");
+    let token =
+        hyco::sas::mint(&audience, "RootManageSharedAccessKey", &hyco::secret::Secret::new(root), 1_000_000_000);
+    let connstr = format!("Endpoint=sb://{host}/;SharedAccessSignature={};UseDevelopmentEmulator=true", token.expose());
+    let (code, err) = run(home.path(), &[&bind[..], &["--connection-string", &connstr]].concat()).await;
+    assert_fails(code, &err, 5, &["expired"]);
 }
 
 #[tokio::test]

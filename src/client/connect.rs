@@ -3,24 +3,28 @@
 //!
 //! A rejected rendezvous shows the relay's or the listener's status and text: the local
 //! connection is reset (bind) or the process exits non-zero with the message (stdio).
-//! With `--bind`, a [`Pool`] of prewarmed tunnels serves connections first.
+//! With `--bind`, the path is checked once at startup ([`check`]), and a [`Pool`] of
+//! prewarmed tunnels serves connections first. Each finished tunnel gets one line in the
+//! log, and the connector one at exit.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::prewarm::{self, OpenFailure, Pool, Prewarm};
-use super::pump;
-use super::tunnel::Tunnel;
+use super::pump::{self, LocalSide};
+use super::tunnel::{Tunnel, short_id};
 use super::{OpenError, Opened, RelayClient};
 use crate::error::{Kind, failure};
 use crate::http1;
 use crate::protocol::{self, Action};
-use crate::status::{ActiveGuard, Stats};
+use crate::status::{Stats, Tally};
 use crate::ws::frame::CloseFrame;
 
 /// What `hyco connect` reaches: an HC and, optionally, a named target on its listener.
@@ -41,6 +45,14 @@ impl ConnectSettings {
         }
         let suffix = segments[hc_segments..].join("/");
         Ok(Self { hc: segments[..hc_segments].join("/"), suffix: (!suffix.is_empty()).then_some(suffix) })
+    }
+
+    /// `hc` or `hc/name`: what the connector reaches, as every line about it says.
+    pub fn label(&self) -> String {
+        match &self.suffix {
+            Some(s) => format!("{}/{s}", self.hc),
+            None => self.hc.clone(),
+        }
     }
 }
 
@@ -68,9 +80,8 @@ pub async fn open_sender_with(
 
 /// Opens a tunnel that waits for its start (see [`prewarm`]).
 async fn open_prewarmed(client: &RelayClient, settings: &ConnectSettings, id: &str) -> Result<Tunnel, OpenFailure> {
-    let Opened { stream, initial, response } = open_sender_with(client, settings, id, &[prewarm::offer()])
-        .await
-        .map_err(|e| OpenFailure::Failed(format!("{e:#}")))?;
+    let Opened { stream, initial, response } =
+        open_sender_with(client, settings, id, &[prewarm::offer()]).await.map_err(OpenFailure::Failed)?;
     let mut tunnel = Tunnel::new(stream, &initial);
     match prewarm::accepted(http1::header(&response.headers, "Sec-WebSocket-Protocol")) {
         Ok(()) => Ok(tunnel),
@@ -82,22 +93,125 @@ async fn open_prewarmed(client: &RelayClient, settings: &ConnectSettings, id: &s
 }
 
 fn describe(e: OpenError, settings: &ConnectSettings) -> anyhow::Error {
-    let target = match &settings.suffix {
-        Some(s) => format!("{}/{}", settings.hc, s),
-        None => settings.hc.clone(),
-    };
     let hint = match e.kind() {
         Kind::Unauthorized => "; check the key or token and that it has the Send right",
         Kind::NotFound => "; is a listener running for it?",
         Kind::Unreachable => "; is the relay running, and is the endpoint right?",
         _ => "",
     };
-    failure(e.kind(), format!("{target}: {e}{hint}"))
+    failure(e.kind(), format!("{}: {e}{hint}", settings.label()))
 }
 
-/// Accepts local connections on `listener` until `shutdown`, bridging each through
-/// the relay: through a prewarmed tunnel when one is ready, else through one opened for
-/// it. Live tunnels are aborted at shutdown.
+/// The [`Kind`] of a failure, if it has one.
+fn kind_of(e: &anyhow::Error) -> Option<Kind> {
+    e.chain().find_map(|e| e.downcast_ref::<crate::error::Failure>()).map(|f| f.kind)
+}
+
+/// What [`check`] found: a listener online (and the tunnel that proved it, for the pool),
+/// or none yet.
+pub struct Checked {
+    first: Result<Tunnel, OpenFailure>,
+}
+
+impl Checked {
+    /// Whether no listener was online.
+    pub fn waiting(&self) -> bool {
+        matches!(&self.first, Err(OpenFailure::Failed(_)))
+    }
+}
+
+/// Checks the path once, as `connect --bind` starts: opens one tunnel that defers its
+/// target ([`prewarm`]). A relay that cannot be reached, credentials it rejects, an
+/// expired token or a listener's rejection is an `Err` with the message `--stdio` gives
+/// (and its exit code). No listener online yet (404) is not: connect waits for one.
+pub async fn check(client: &RelayClient, settings: &ConnectSettings) -> anyhow::Result<Checked> {
+    match open_prewarmed(client, settings, &protocol::new_guid()).await {
+        Err(OpenFailure::Failed(e)) if kind_of(&e) != Some(Kind::NotFound) => Err(e),
+        first => Ok(Checked { first }),
+    }
+}
+
+/// How long `connect` lets live tunnels finish after the first Ctrl-C (or SIGTERM, or
+/// SIGHUP) before it closes them.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// While no listener is online, how often connect looks for one.
+const WAITING_PROBE: Duration = Duration::from_secs(2);
+
+/// Whether a listener is online for the HC, as the connector last found out; a change
+/// is said in the log and on the status line.
+struct Presence {
+    hc: String,
+    waiting: AtomicBool,
+    stats: Arc<Stats>,
+    /// Wakes [`Self::watch`] when no listener is online.
+    wake: Notify,
+}
+
+impl Presence {
+    fn absent(&self) {
+        if !self.waiting.swap(true, Ordering::SeqCst) {
+            let hc = &self.hc;
+            info!("waiting for a listener on '{hc}': is hyco listen {hc} running?");
+            self.stats.set_note(Some(format!("waiting for a listener on '{hc}'")));
+            self.wake.notify_one();
+        }
+    }
+
+    fn online(&self) {
+        if self.waiting.swap(false, Ordering::SeqCst) {
+            info!("a listener is online on '{}'", self.hc);
+            self.stats.set_note(None);
+        }
+    }
+
+    /// Learns from an attempt to open a tunnel.
+    fn saw(&self, opened: &Result<Tunnel, OpenFailure>) {
+        match opened {
+            Ok(_) | Err(OpenFailure::Unsupported(_)) => self.online(),
+            Err(OpenFailure::Failed(e)) if kind_of(e) == Some(Kind::NotFound) => self.absent(),
+            Err(OpenFailure::Failed(_)) => {}
+        }
+    }
+
+    /// While no listener is online, looks for one every [`WAITING_PROBE`] (a tunnel that
+    /// defers its target, closed at once), until `shutdown`.
+    async fn watch(self: Arc<Self>, client: RelayClient, settings: ConnectSettings, shutdown: CancellationToken) {
+        let mut said = None;
+        loop {
+            if !self.waiting.load(Ordering::SeqCst) {
+                tokio::select! {
+                    () = self.wake.notified() => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(WAITING_PROBE) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let id = protocol::new_guid();
+            let opened = tokio::select! {
+                o = open_prewarmed(&client, &settings, &id) => o,
+                () = shutdown.cancelled() => return,
+            };
+            self.saw(&opened);
+            match opened {
+                Ok(mut tunnel) => tunnel.goodbye(&CloseFrame::new(protocol::close::NORMAL, "listener found")).await,
+                // Something else in the way (the relay gone, the credentials now
+                // rejected): said once, until it changes.
+                Err(OpenFailure::Failed(e)) if kind_of(&e) != Some(Kind::NotFound) => {
+                    let text = format!("{e:#}");
+                    if said.as_ref() != Some(&text) {
+                        warn!("while waiting for a listener: {text}");
+                        said = Some(text);
+                    }
+                }
+                Err(_) => said = None,
+            }
+        }
+    }
+}
+
+/// Checks the path ([`check`]), then runs [`run_checked`].
 pub async fn run_bind(
     client: RelayClient,
     settings: ConnectSettings,
@@ -106,18 +220,61 @@ pub async fn run_bind(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let checked = check(&client, &settings).await?;
+    run_checked(client, settings, prewarm, checked, listener, stats, shutdown).await
+}
+
+/// Accepts local connections on `listener` until `shutdown`, bridging each through
+/// the relay: through a prewarmed tunnel when one is ready, else through one opened for
+/// it. While no listener is online a connection is rejected at once (the relay's 404),
+/// with the reason in the log. At shutdown live tunnels may finish for
+/// [`DRAIN_TIMEOUT`], then are closed.
+pub async fn run_checked(
+    client: RelayClient,
+    settings: ConnectSettings,
+    prewarm: Prewarm,
+    checked: Checked,
+    listener: TcpListener,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let tunnels = TaskTracker::new();
+    let force = CancellationToken::new();
+    let presence = Arc::new(Presence {
+        hc: settings.hc.clone(),
+        waiting: AtomicBool::new(false),
+        stats: stats.clone(),
+        wake: Notify::new(),
+    });
+    presence.saw(&checked.first);
+    tunnels.spawn(presence.clone().watch(client.clone(), settings.clone(), shutdown.clone()));
     // Connections the pool took but could not serve (their tunnel went at the hand-over).
     let (returned_tx, mut returned) = mpsc::unbounded_channel();
-    let pool = (prewarm.tunnels > 0).then(|| {
-        let hc = settings.hc.clone();
-        let (client, settings) = (client.clone(), settings.clone());
+    let pool = if prewarm.tunnels > 0 {
+        let (client, settings, presence) = (client.clone(), settings.clone(), presence.clone());
+        let label = settings.label();
+        // The pool's first tunnel is the one the check opened.
+        let first = std::sync::Mutex::new(Some(checked.first));
         let open = move |id: String| {
-            let (client, settings) = (client.clone(), settings.clone());
-            async move { open_prewarmed(&client, &settings, &id).await }
+            let (client, settings, presence) = (client.clone(), settings.clone(), presence.clone());
+            let first = first.lock().expect("first tunnel").take();
+            async move {
+                if let Some(first) = first {
+                    return first;
+                }
+                let opened = open_prewarmed(&client, &settings, &id).await;
+                presence.saw(&opened);
+                opened
+            }
         };
-        Pool::start(prewarm, hc, open, returned_tx, stats.clone(), &tunnels, shutdown.clone())
-    });
+        let stops = prewarm::Stops { shutdown: shutdown.clone(), force: force.clone() };
+        Some(Pool::start(prewarm, label, open, returned_tx, stats.clone(), &tunnels, stops))
+    } else {
+        if let Ok(mut tunnel) = checked.first {
+            tunnel.goodbye(&CloseFrame::new(protocol::close::NORMAL, "path checked")).await;
+        }
+        None
+    };
     loop {
         let local = tokio::select! {
             accepted = crate::net::accept(&listener, &shutdown, "local port") => match accepted {
@@ -135,15 +292,17 @@ pub async fn run_bind(
             },
             Some(local) = returned.recv() => local,
         };
-        let (client, settings, stats, cancel) = (client.clone(), settings.clone(), stats.clone(), shutdown.clone());
-        tunnels.spawn(on_demand(client, settings, local, stats, cancel));
+        let (client, settings, stats) = (client.clone(), settings.clone(), stats.clone());
+        tunnels.spawn(on_demand(client, settings, local, stats, presence.clone(), force.clone()));
     }
-    tunnels.close();
-    tunnels.wait().await;
+    // New connections are refused from here on.
+    drop(listener);
+    pump::drain(&tunnels, &stats, DRAIN_TIMEOUT, &force).await;
     // Handed back after the accept loop ended: the connector is stopping.
     while let Ok((tcp, _)) = returned.try_recv() {
         crate::net::reset(tcp);
     }
+    info!("stopped: {}", stats.summary());
     Ok(())
 }
 
@@ -154,22 +313,34 @@ fn on_demand(
     settings: ConnectSettings,
     (tcp, peer): prewarm::Local,
     stats: Arc<Stats>,
-    cancel: CancellationToken,
+    presence: Arc<Presence>,
+    force: CancellationToken,
 ) -> impl Future<Output = ()> {
     let id = protocol::new_guid();
-    let span = info_span!("tunnel", hc = %settings.hc, %id, %peer);
+    let span = info_span!(parent: None, "tunnel", id = %short_id(&id));
     async move {
         match open_sender_as(&client, &settings, &id).await {
             Ok(Opened { stream, initial, response }) => {
+                presence.online();
                 debug!("tunnel open");
+                let what = format!("{peer} -> {}", settings.label());
                 // A tunnel may live for days: let go of what only the rendezvous needed.
                 let tunnel = Tunnel::new(stream, &initial);
-                drop((response, initial, client, settings));
-                pump::pump_tcp(tcp, tunnel, &stats, &cancel).await;
+                drop((response, initial, client, settings, presence));
+                pump::pump_tcp(tcp, tunnel, Tally::new(stats), LocalSide::Client, &what, &force).await;
             }
             Err(e) => {
-                stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                warn!("{e:#}");
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                if kind_of(&e) == Some(Kind::NotFound) {
+                    presence.absent();
+                    let hc = &settings.hc;
+                    warn!(
+                        "{peer} -> {}: rejected: no listener on '{hc}' yet; is hyco listen {hc} running?",
+                        settings.label()
+                    );
+                } else {
+                    warn!("{peer} -> {}: {e:#}", settings.label());
+                }
                 crate::net::reset(tcp);
             }
         }
@@ -179,6 +350,11 @@ fn on_demand(
 
 /// Bridges stdin/stdout through one sender WebSocket. `Err` (exit non-zero) when the
 /// rendezvous fails or the tunnel ends abnormally.
+///
+/// A signal (`shutdown`) does not cut the tunnel: ssh, done with its ProxyCommand,
+/// closes the pipes and sends SIGHUP at once, and the tunnel then ends as the pipes
+/// say (stdin's EOF is a Close 1000, a normal end on both sides). Only a tunnel still
+/// live [`DRAIN_TIMEOUT`] after the signal is cut.
 pub async fn run_stdio(
     client: RelayClient,
     settings: ConnectSettings,
@@ -186,15 +362,38 @@ pub async fn run_stdio(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let id = protocol::new_guid();
-    let span = info_span!("tunnel", hc = %settings.hc, %id);
+    let span = info_span!("tunnel", id = %short_id(&id));
     async {
         let opened = open_sender_as(&client, &settings, &id).await?;
-        info!("tunnel open");
-        let _active = ActiveGuard::new(stats.clone());
+        debug!("tunnel open");
+        let tally = Tally::new(stats.clone());
         let tunnel = Tunnel::new(opened.stream, &opened.initial);
-        pump::pump(tokio::io::stdin(), tokio::io::stdout(), tunnel, &stats, &shutdown)
-            .await
-            .map_err(|why| anyhow::anyhow!("tunnel aborted: {why}"))
+        let force = CancellationToken::new();
+        let deadline = async {
+            shutdown.cancelled().await;
+            debug!(
+                "signalled: letting the tunnel end as stdin and the other side say, for up to {} s",
+                DRAIN_TIMEOUT.as_secs()
+            );
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+            force.cancel();
+            std::future::pending::<()>().await;
+        };
+        let outcome = tokio::select! {
+            o = pump::pump(tokio::io::stdin(), pump::Stdout::new(), tunnel, &tally, &force) => o,
+            () = deadline => unreachable!("pending"),
+        };
+        let what = format!("stdio -> {}", settings.label());
+        match outcome {
+            Ok(()) => {
+                info!("{what}: {}; closed", tally.moved());
+                Ok(())
+            }
+            Err(why) => {
+                tally.failed();
+                Err(anyhow::anyhow!("tunnel aborted: {why}"))
+            }
+        }
     }
     .instrument(span)
     .await

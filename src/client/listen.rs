@@ -23,14 +23,14 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::http::{self, ControlReply, HttpEnv};
-use super::pump;
+use super::pump::{self, LocalSide};
 use super::target::{TARGET_CONNECT_TIMEOUT, Targets, connect_target};
-use super::tunnel::{GOODBYE_TIMEOUT, Tunnel};
+use super::tunnel::{GOODBYE_TIMEOUT, Tunnel, short_id};
 use super::{OpenError, RelayClient, prewarm, split_url};
 use crate::encoding::encode_component;
 use crate::error::{Kind, failure};
 use crate::protocol::{self, Accept, Action, HcAddress, HttpRequest, ListenerMessage, RelayMessage, RenewToken, close};
-use crate::status::Stats;
+use crate::status::{Stats, Tally};
 use crate::ws::frame::CloseFrame as WsClose;
 
 /// Waits between reconnects, in seconds; the last repeats (docs/protocol.md 5.6).
@@ -67,6 +67,11 @@ pub struct ListenSettings {
     pub keep_path_prefix: bool,
     /// How long a prewarmed tunnel may wait for its start ([`prewarm`]).
     pub prewarm_start_timeout: Duration,
+    /// When the relay cannot be reached before the first control channel was ever up,
+    /// keep retrying with backoff instead of failing (`--wait-for-relay`: a service that
+    /// starts before the network). Without it that is an error at once, most likely a
+    /// wrong endpoint.
+    pub wait_for_relay: bool,
     /// Rendezvous worked on at once (1 to [`MAX_RENDEZVOUS`]): an accept holds a slot
     /// from its message until its tunnel is open (its target connection included), an
     /// HTTP request until it is answered. Others wait for a slot, up to
@@ -89,6 +94,7 @@ impl ListenSettings {
             keep_path_prefix: false,
             prewarm_start_timeout: prewarm::START_TIMEOUT,
             max_rendezvous: DEFAULT_MAX_RENDEZVOUS,
+            wait_for_relay: false,
         }
     }
 }
@@ -119,6 +125,7 @@ pub async fn run_with_online(
     if !(1..=MAX_RENDEZVOUS).contains(&settings.max_rendezvous) {
         return Err(failure(Kind::Config, format!("--max-rendezvous must be between 1 and {MAX_RENDEZVOUS}")));
     }
+    stats.set_listener();
     let tunnels = TaskTracker::new();
     let force = CancellationToken::new();
     let ctx_rendezvous = settings.max_rendezvous;
@@ -157,11 +164,8 @@ pub async fn run_with_online(
             shutdown.cancel();
         }
     }
-    tunnels.close();
-    if tokio::time::timeout(ctx.settings.drain_timeout, tunnels.wait()).await.is_err() {
-        force.cancel();
-        tunnels.wait().await;
-    }
+    pump::drain(&tunnels, &ctx.stats, ctx.settings.drain_timeout, &force).await;
+    info!("stopped: {}", ctx.stats.summary());
     result
 }
 
@@ -240,9 +244,12 @@ impl Ctx {
                     if let Some(err) = permanent(&e, hc, &self.client) {
                         return Err(err);
                     }
-                    // Never connected yet: most likely a wrong endpoint, so say so now
-                    // (a service manager restarts us if this was a passing outage).
-                    if !self.ever_connected.load(Ordering::Relaxed) && e.kind() == Kind::Unreachable {
+                    // Never connected yet: most likely a wrong endpoint, so say so now,
+                    // unless told the network may not be up yet (--wait-for-relay).
+                    if !self.ever_connected.load(Ordering::Relaxed)
+                        && e.kind() == Kind::Unreachable
+                        && !self.settings.wait_for_relay
+                    {
                         let relay = self.client.endpoint.ws_base();
                         return Err(failure(
                             Kind::Unreachable,
@@ -392,7 +399,7 @@ impl Ctx {
 
     fn spawn_request(&self, request: HttpRequest, body: Option<Vec<u8>>, replies: &mpsc::Sender<ControlReply>) {
         let Some(admission) = self.admit(request.address.as_deref()) else { return };
-        let span = info_span!("http", hc = %self.settings.hc, id = %request.id);
+        let span = info_span!(parent: None, "http", id = %short_id(&request.id));
         let (env, replies, force) = (self.http.clone(), replies.clone(), self.force.clone());
         self.tunnels.spawn(
             async move {
@@ -409,7 +416,8 @@ impl Ctx {
 
     fn spawn_accept(&self, accept: Accept) {
         let Some(admission) = self.admit(Some(&accept.address)) else { return };
-        let span = info_span!("tunnel", hc = %self.settings.hc, id = %accept.id);
+        let span = info_span!(parent: None, "tunnel", id = %short_id(&accept.id));
+        let hc = self.settings.hc.clone();
         let client = self.client.clone();
         let hc_segments = self.settings.hc.split('/').filter(|s| !s.is_empty()).count();
         let targets = self.settings.targets.clone();
@@ -424,6 +432,17 @@ impl Ctx {
                     .and_then(|(_, _, _, target)| HcAddress::parse(&target).ok())
                     .map(|a| a.segments.into_iter().skip(hc_segments).collect::<Vec<_>>())
                     .unwrap_or_default();
+                let from = accept.remote_endpoint.as_ref().map_or_else(
+                    || "a sender".to_owned(),
+                    |r| {
+                        if r.address.contains(':') {
+                            format!("[{}]:{}", r.address, r.port)
+                        } else {
+                            format!("{}:{}", r.address, r.port)
+                        }
+                    },
+                );
+                let path = if suffix.is_empty() { hc } else { format!("{hc}/{}", suffix.join("/")) };
                 let target = match targets.pick(&suffix) {
                     Ok(t) => t.to_owned(),
                     Err(text) => {
@@ -442,7 +461,9 @@ impl Ctx {
                     let opening = accept_rendezvous(&client, &accept, Some(prewarm::DEFERRED));
                     let Some(tunnel) = force.run_until_cancelled(opening).await.flatten() else { return };
                     drop((accept, targets, client, suffix, permit));
-                    return deferred(tunnel, &target, connect_timeout, start_timeout, &stats, &shutdown, &force).await;
+                    let what = format!("{from} -> {path} -> {target}");
+                    let tunnel = Deferred { tunnel, target: &target, what: &what };
+                    return tunnel.run(connect_timeout, start_timeout, &stats, &shutdown, &force).await;
                 }
                 // Each step until the tunnel is open ends at once when shutdown is forced.
                 let tcp = match force.run_until_cancelled(connect_target(&target, connect_timeout)).await {
@@ -463,9 +484,10 @@ impl Ctx {
                     return;
                 };
                 debug!(%target, "tunnel open");
+                let what = format!("{from} -> {path} -> {target}");
                 // A tunnel may live for days: let go of what only the rendezvous needed.
                 drop((accept, targets, client, suffix, target, permit));
-                pump::pump_tcp(tcp, tunnel, &stats, &force).await;
+                pump::pump_tcp(tcp, tunnel, Tally::new(stats), LocalSide::Target, &what, &force).await;
             }
             .instrument(span),
         );
@@ -485,37 +507,47 @@ async fn accept_rendezvous(client: &RelayClient, accept: &Accept, protocol: Opti
     }
 }
 
-/// A prewarmed tunnel ([`prewarm`]): waits for the sender's start, then
-/// connects to `target`. A target that cannot be reached closes the tunnel with 1011 and
-/// the reason, which the sender's application sees as a reset.
-async fn deferred(
-    mut tunnel: Tunnel,
-    target: &str,
-    connect_timeout: Duration,
-    start_timeout: Duration,
-    stats: &Arc<Stats>,
-    shutdown: &CancellationToken,
-    force: &CancellationToken,
-) {
-    if let Err(e) = tunnel.await_start(start_timeout, shutdown).await {
-        debug!("prewarmed tunnel ended unused: {e}");
-        return;
-    }
-    let tcp = match connect_target(target, connect_timeout).await {
-        Ok(tcp) => tcp,
-        Err((_, text)) => {
-            warn!("{text}");
-            stats.failed.fetch_add(1, Ordering::Relaxed);
-            tunnel.goodbye(&WsClose::new(close::INTERNAL_ERROR, text)).await;
+/// A prewarmed tunnel ([`prewarm`]) on the listener's side, `what` naming it for the log.
+struct Deferred<'a> {
+    tunnel: Tunnel,
+    target: &'a str,
+    what: &'a str,
+}
+
+impl Deferred<'_> {
+    /// Waits for the sender's start, then connects to the target. A target that cannot
+    /// be reached closes the tunnel with 1011 and the reason, which the sender's
+    /// application sees as a reset.
+    async fn run(
+        mut self,
+        connect_timeout: Duration,
+        start_timeout: Duration,
+        stats: &Arc<Stats>,
+        shutdown: &CancellationToken,
+        force: &CancellationToken,
+    ) {
+        if let Err(e) = self.tunnel.await_start(start_timeout, shutdown).await {
+            debug!("prewarmed tunnel ended unused: {e}");
             return;
         }
-    };
-    debug!(%target, "tunnel open (prewarmed)");
-    pump::pump_tcp(tcp, tunnel, stats, force).await;
+        let tally = Tally::new(stats.clone());
+        let tcp = match connect_target(self.target, connect_timeout).await {
+            Ok(tcp) => tcp,
+            Err((_, text)) => {
+                warn!("{}: tunnel aborted: {text}", self.what);
+                tally.failed();
+                self.tunnel.goodbye(&WsClose::new(close::INTERNAL_ERROR, text)).await;
+                return;
+            }
+        };
+        debug!(target = %self.target, "tunnel open (prewarmed)");
+        pump::pump_tcp(tcp, self.tunnel, tally, LocalSide::Target, self.what, force).await;
+    }
 }
 
 async fn reject(client: &RelayClient, accept: &Accept, status: u16, text: &str) {
-    info!(status, "rejecting: {text}");
+    // The whole tracking id (the span has its start), to find the attempt in the relay's log.
+    info!(status, id = %accept.id, "rejecting: {text}");
     let sep = if accept.address.contains('?') { '&' } else { '?' };
     let url = format!(
         "{}{sep}{}={status}&{}={}",

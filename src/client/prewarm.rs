@@ -37,10 +37,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span};
 
-use super::pump;
+use super::pump::{self, LocalSide};
 use super::tunnel::{Idle, StartError, Tunnel};
 use crate::protocol::close;
-use crate::status::Stats;
+use crate::status::{Stats, Tally};
 use crate::ws::frame::CloseFrame;
 
 /// The subprotocol a listener that connects at once picks (offered first).
@@ -100,19 +100,27 @@ pub(super) enum OpenFailure {
     /// The listener connected at once instead of deferring: prewarming cannot work.
     Unsupported(String),
     /// Anything else (no listener yet, relay down): try again later.
-    Failed(String),
+    Failed(anyhow::Error),
+}
+
+/// When the pool stops: `shutdown` ends the tunnels not in use (and the pool), `force`
+/// the ones carrying a connection (after the connector's drain).
+pub(super) struct Stops {
+    pub(super) shutdown: CancellationToken,
+    pub(super) force: CancellationToken,
 }
 
 /// Tunnels ready for local connections, kept topped up by a background task.
 pub(super) struct Pool {
     ready: Mutex<VecDeque<oneshot::Sender<Local>>>,
-    /// The hybrid connection, for the tunnels' log lines.
-    hc: String,
+    /// `hc` or `hc/name`, for the tunnels' log lines.
+    label: String,
     permits: Arc<Semaphore>,
     failures: AtomicUsize,
     prewarm: Prewarm,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
+    force: CancellationToken,
     /// Local connections handed to a tunnel that went just then, back to the connector
     /// for a tunnel of their own. Unbounded, but each was accepted and handed over once:
     /// the connector's accept loop bounds it.
@@ -122,16 +130,16 @@ pub(super) struct Pool {
 impl Pool {
     /// Starts keeping `prewarm.tunnels` tunnels open with `open` (which offers the
     /// subprotocols and checks the listener's choice with [`accepted`]), in tasks on
-    /// `tasks`, until `shutdown`. Connections handed over as their tunnel went come back
-    /// on `returned`.
+    /// `tasks`, until `stops.shutdown`. Connections handed over as their tunnel went come
+    /// back on `returned`.
     pub(super) fn start<F, Fut>(
         prewarm: Prewarm,
-        hc: String,
+        label: String,
         open: F,
         returned: mpsc::UnboundedSender<Local>,
         stats: Arc<Stats>,
         tasks: &TaskTracker,
-        shutdown: CancellationToken,
+        stops: Stops,
     ) -> Arc<Self>
     where
         F: Fn(String) -> Fut + Send + Sync + 'static,
@@ -139,12 +147,13 @@ impl Pool {
     {
         let pool = Arc::new(Self {
             ready: Mutex::new(VecDeque::new()),
-            hc,
+            label,
             permits: Arc::new(Semaphore::new(prewarm.tunnels)),
             failures: AtomicUsize::new(0),
             prewarm,
             stats,
-            shutdown,
+            shutdown: stops.shutdown,
+            force: stops.force,
             returned,
         });
         tasks.spawn(pool.clone().keep(Arc::new(open), tasks.clone()));
@@ -240,7 +249,7 @@ impl Pool {
             Err(OpenFailure::Failed(why)) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed);
                 let delay = Duration::from_secs(BACKOFF_SECS[failures.min(BACKOFF_SECS.len() - 1)]);
-                debug!("cannot prewarm a tunnel: {why}; retrying in {} s", delay.as_secs());
+                debug!("cannot prewarm a tunnel: {why:#}; retrying in {} s", delay.as_secs());
                 // The permit is held through the wait, so that failures do not spin.
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -300,25 +309,25 @@ impl Pool {
     /// Starts a tunnel for `local`: *start* (with the bytes the connection has already
     /// sent, if any), then the pump.
     async fn begin(&self, id: String, mut tunnel: Tunnel, (tcp, peer): Local) {
-        let span = info_span!("tunnel", hc = %self.hc, %id, %peer);
+        let span = info_span!(parent: None, "tunnel", id = %super::tunnel::short_id(&id));
+        let what = format!("{peer} -> {}", self.label);
         async {
+            let tally = Tally::new(self.stats.clone());
             match tunnel.start(&tcp).await {
-                Ok(n) => {
-                    self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                }
+                Ok(n) => tally.out(n),
                 Err(StartError::Local(e)) => {
-                    debug!("local connection failed before its tunnel started: {e}");
+                    info!("{what}: cancelled by the local client before its tunnel started ({e})");
                     tunnel.goodbye(&CloseFrame::new(close::GOING_AWAY, "")).await;
                     return crate::net::reset(tcp);
                 }
                 Err(StartError::Relay(e)) => {
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("tunnel aborted: relay connection lost: {e}");
+                    tally.failed();
+                    tracing::warn!("{what}: tunnel aborted: relay connection lost: {e}");
                     return crate::net::reset(tcp);
                 }
             }
             debug!("tunnel open (prewarmed)");
-            pump::pump_tcp(tcp, tunnel, &self.stats, &self.shutdown).await;
+            pump::pump_tcp(tcp, tunnel, tally, LocalSide::Client, &what, &self.force).await;
         }
         .instrument(span)
         .await;
@@ -360,7 +369,8 @@ mod tests {
         let prewarm = Prewarm { tunnels: 3, max_idle: Duration::from_millis(40) };
         let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
         let (returned, mut handed_back) = mpsc::unbounded_channel();
-        let pool = Pool::start(prewarm, "hc".into(), open, returned, Arc::default(), &tasks, shutdown.clone());
+        let stops = Stops { shutdown: shutdown.clone(), force: shutdown.clone() };
+        let pool = Pool::start(prewarm, "hc".into(), open, returned, Arc::default(), &tasks, stops);
         tokio::time::timeout(Duration::from_secs(10), async {
             while opened.load(Ordering::SeqCst) < 30 {
                 tokio::time::sleep(Duration::from_millis(5)).await;

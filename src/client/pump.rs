@@ -13,18 +13,21 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
 
 use super::tunnel::{QUIET_READ, Tunnel, WsRead};
 use crate::protocol::close;
-use crate::status::{ActiveGuard, Stats};
+use crate::status::{Stats, Tally};
 use crate::ws::chunk::Chunk;
 use crate::ws::frame::{CloseFrame, FrameError, FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::ws::stream::{FrameReader, FrameWriter, try_read};
@@ -63,12 +66,13 @@ impl fmt::Display for PumpError {
 impl std::error::Error for PumpError {}
 
 /// Pumps `local` (read and write halves) against `tunnel` until both directions end
-/// (`Ok`: every byte was delivered), one aborts, or `cancel` fires (an abort).
+/// (`Ok`: every byte was delivered), one aborts, or `cancel` fires (an abort). Bytes are
+/// counted in `tally`.
 pub(super) async fn pump<LR, LW>(
     mut local_read: LR,
     mut local_write: LW,
     tunnel: Tunnel,
-    stats: &Stats,
+    tally: &Tally,
     cancel: &CancellationToken,
 ) -> Result<(), PumpError>
 where
@@ -79,8 +83,8 @@ where
     let writer = Mutex::new(writer);
 
     let outcome = {
-        let up = upstream(&mut local_read, &writer, stats);
-        let down = downstream(&mut reader, pending, &mut local_write, &writer, stats);
+        let up = upstream(&mut local_read, &writer, tally);
+        let down = downstream(&mut reader, pending, &mut local_write, &writer, tally);
         tokio::pin!(up, down);
         let (mut up_done, mut down_done) = (false, false);
         loop {
@@ -109,24 +113,123 @@ where
     outcome
 }
 
-/// Pumps a local TCP connection against `tunnel`, counting it in `stats`; an aborted
-/// tunnel is logged, counted as failed, and resets the TCP connection, so its
+/// Whose connection is the local side of a tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LocalSide {
+    /// A local client of `hyco connect`: its going away mid-tunnel is its choice (a
+    /// cancelled download), not a failure.
+    Client,
+    /// A listener's target.
+    Target,
+}
+
+/// Pumps a local TCP connection against `tunnel`, counting it in `tally`, and logs one
+/// line when it ends: `what` (who to where), bytes each way, duration, and how it ended.
+/// An aborted tunnel is counted as failed and resets the TCP connection, so its
 /// application sees an error.
-pub(super) async fn pump_tcp(mut tcp: TcpStream, tunnel: Tunnel, stats: &Arc<Stats>, cancel: &CancellationToken) {
-    let _active = ActiveGuard::new(stats.clone());
+pub(super) async fn pump_tcp(
+    mut tcp: TcpStream,
+    tunnel: Tunnel,
+    tally: Tally,
+    side: LocalSide,
+    what: &str,
+    cancel: &CancellationToken,
+) {
     let (read, write) = tcp.split();
-    match pump(read, write, tunnel, stats, cancel).await {
-        Ok(()) => debug!("tunnel closed"),
+    let outcome = pump(read, write, tunnel, &tally, cancel).await;
+    let moved = tally.moved();
+    match outcome {
+        Ok(()) => info!("{what}: {moved}; closed"),
+        Err(PumpError::ShuttingDown) => {
+            info!("{what}: {moved}; cut short at shutdown");
+            crate::net::reset(tcp);
+        }
+        Err(PumpError::Local(e)) if side == LocalSide::Client => {
+            info!("{what}: {moved}; cancelled by the local client ({e})");
+            crate::net::reset(tcp);
+        }
         Err(why) => {
-            stats.failed.fetch_add(1, Ordering::Relaxed);
-            warn!("tunnel aborted: {why}");
+            tally.failed();
+            warn!("{what}: {moved}; tunnel aborted: {why}");
             crate::net::reset(tcp);
         }
     }
 }
 
+/// Standard output for `connect --stdio`: once its reader has gone (a broken pipe: ssh
+/// closes the pipes of its ProxyCommand as it exits, and the other side may still be
+/// sending its last bytes), the rest is discarded, so that the tunnel ends as stdin and
+/// the other side say rather than as an abort.
+pub(super) struct Stdout {
+    out: tokio::io::Stdout,
+    gone: bool,
+}
+
+impl Stdout {
+    pub(super) fn new() -> Self {
+        Self { out: tokio::io::stdout(), gone: false }
+    }
+
+    /// `Ok` in place of a broken pipe, from now on.
+    fn absorb<T>(&mut self, result: io::Result<T>, done: T) -> io::Result<T> {
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                debug!("stdout was closed; discarding what still arrives");
+                self.gone = true;
+                Ok(done)
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Stdout {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.gone {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let result = std::task::ready!(Pin::new(&mut self.out).poll_write(cx, buf));
+        Poll::Ready(self.absorb(result, buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.gone {
+            return Poll::Ready(Ok(()));
+        }
+        let result = std::task::ready!(Pin::new(&mut self.out).poll_flush(cx));
+        Poll::Ready(self.absorb(result, ()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.gone {
+            return Poll::Ready(Ok(()));
+        }
+        let result = std::task::ready!(Pin::new(&mut self.out).poll_shutdown(cx));
+        Poll::Ready(self.absorb(result, ()))
+    }
+}
+
+/// Graceful shutdown's second half, for `listen` and `connect`: lets the live tunnels on
+/// `tunnels` finish for up to `bound`, saying so in the log and on the status line, then
+/// closes the rest (`force`).
+pub(super) async fn drain(tunnels: &TaskTracker, stats: &Stats, bound: Duration, force: &CancellationToken) {
+    tunnels.close();
+    let live = stats.active.load(Ordering::Relaxed);
+    if live > 0 {
+        let secs = bound.as_secs();
+        info!("stopping: letting {live} live tunnel(s) finish, for up to {secs} s; Ctrl-C again to stop at once");
+        stats.set_note(Some(format!("stopping: live tunnels may finish for up to {secs} s (Ctrl-C again to force)")));
+    }
+    if tokio::time::timeout(bound, tunnels.wait()).await.is_err() {
+        let live = stats.active.load(Ordering::Relaxed);
+        info!("closing the {live} tunnel(s) still live after {} s", bound.as_secs());
+        force.cancel();
+        tunnels.wait().await;
+    }
+}
+
 /// Local bytes into binary frames; local EOF becomes Close 1000.
-async fn upstream<LR, W>(local: &mut LR, writer: &Mutex<FrameWriter<W>>, stats: &Stats) -> Result<(), PumpError>
+async fn upstream<LR, W>(local: &mut LR, writer: &Mutex<FrameWriter<W>>, tally: &Tally) -> Result<(), PumpError>
 where
     LR: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -168,7 +271,7 @@ where
         let header = FrameHeader { fin: true, opcode: OpCode::Binary, mask: None, len: n as u64 };
         w.send_with_header(header, buf, n).await.map_err(PumpError::RelayLost)?;
         w.flush().await.map_err(PumpError::RelayLost)?;
-        stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        tally.out(n);
         if flowing.is_none() && n == QUIET_READ {
             flowing = Some(Chunk::large());
         }
@@ -181,7 +284,7 @@ async fn downstream<LW, W>(
     mut pending: Option<FrameHeader>,
     local: &mut LW,
     writer: &Mutex<FrameWriter<W>>,
-    stats: &Stats,
+    tally: &Tally,
 ) -> Result<(), PumpError>
 where
     LW: AsyncWrite + Unpin,
@@ -203,7 +306,7 @@ where
                     let buf = buf.get_or_insert_with(|| Chunk::for_frame(header.len));
                     let n = reader.payload(buf).await.map_err(RelayLost)?;
                     local.write_all(&buf[..n]).await.map_err(Local)?;
-                    stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    tally.inn(n);
                 }
             }
             OpCode::Ping => {

@@ -186,6 +186,12 @@ impl Tunnel {
     }
 }
 
+/// The first 8 characters of a tracking id: enough to find it in the relay's log, short
+/// enough for a log line's prefix (`tunnel{id=6f1c0a2e}:`).
+pub(super) fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
 /// An empty, final binary frame: *start* without data.
 fn is_empty_start(h: &FrameHeader) -> bool {
     h.fin && h.opcode == OpCode::Binary && h.len == 0

@@ -43,6 +43,40 @@ use crate::http1::{self, HeadError, Request, header};
 use crate::protocol::{self, Action, HcAddress};
 use crate::ws::handshake::websocket_key;
 
+/// Refused attempts (401, 403, 404) logged at the default level per minute; the rest are
+/// counted, and the count is told with the next one logged.
+const REFUSED_LOG_PER_MINUTE: u32 = 20;
+
+static REFUSED_LOG: LogBudget = LogBudget::new(REFUSED_LOG_PER_MINUTE);
+
+/// A budget of log lines per minute (one relay per process, so one budget).
+struct LogBudget {
+    per_minute: u32,
+    /// (start of the current minute, lines logged in it, lines not logged since the last).
+    state: std::sync::Mutex<Option<(std::time::Instant, u32, u64)>>,
+}
+
+impl LogBudget {
+    const fn new(per_minute: u32) -> Self {
+        Self { per_minute, state: std::sync::Mutex::new(None) }
+    }
+
+    /// `Some(lines not logged before this one)` when this line may be logged, else `None`.
+    fn admit(&self, now: std::time::Instant) -> Option<u64> {
+        let mut state = self.state.lock().expect("log budget lock");
+        let (start, logged, unlogged) = state.get_or_insert((now, 0, 0));
+        if now.duration_since(*start) >= std::time::Duration::from_secs(60) {
+            (*start, *logged) = (now, 0);
+        }
+        if *logged >= self.per_minute {
+            *unlogged += 1;
+            return None;
+        }
+        *logged += 1;
+        Some(std::mem::take(unlogged))
+    }
+}
+
 /// Shared state of a running relay: its settings and shutdown signals, and the registry
 /// that owns everything that changes.
 struct Relay {
@@ -198,7 +232,19 @@ impl Relay {
     /// Azure's answers carry one; without, for a listener's own rejection passed on).
     async fn reject(&self, stream: &mut RelayStream, rejection: &Rejection, tracking_id: Option<&str>) {
         self.metrics.reject(rejection.reason());
-        debug!(status = rejection.status(), text = rejection.text(), "rejected");
+        // Refused attempts (bad credentials, rights, names) at the default level, within
+        // a budget per minute; the peer is the `conn` span's.
+        match matches!(rejection.status(), 401 | 403 | 404).then(|| REFUSED_LOG.admit(std::time::Instant::now())) {
+            Some(Some(unlogged)) if unlogged > 0 => {
+                info!(
+                    status = rejection.status(),
+                    "rejected: {} ({unlogged} more not logged before it)",
+                    rejection.text()
+                )
+            }
+            Some(Some(_)) => info!(status = rejection.status(), "rejected: {}", rejection.text()),
+            _ => debug!(status = rejection.status(), text = rejection.text(), "rejected"),
+        }
         let _ = stream.write_all(rejection.handshake_response(tracking_id).as_bytes()).await;
         let _ = stream.shutdown().await;
     }
@@ -213,5 +259,22 @@ impl Relay {
             .or_else(|| stream.tcp().local_addr().ok().map(|a| a.to_string()))
             .unwrap_or_default();
         format!("{scheme}://{host}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_attempts_are_logged_within_a_budget_per_minute() {
+        let budget = LogBudget::new(3);
+        let t0 = std::time::Instant::now();
+        let first: Vec<_> = (0..5).map(|_| budget.admit(t0)).collect();
+        assert_eq!(first, [Some(0), Some(0), Some(0), None, None]);
+        // A minute on: the next line is logged, and says how many were not.
+        let later = t0 + std::time::Duration::from_secs(60);
+        assert_eq!(budget.admit(later), Some(2));
+        assert_eq!(budget.admit(later), Some(0));
     }
 }

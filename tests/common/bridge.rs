@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::{KEY, KEY_NAME, within};
+use super::{KEY, KEY_NAME, within, within_for};
 
 // ---------------------------------------------------------------------------------------
 // Targets: the TCP servers behind a listener
@@ -201,10 +201,14 @@ impl Bound {
         within("connect to hyco connect's port", TcpStream::connect(self.addr)).await.expect("connect")
     }
 
+    /// Stops taking connections; live tunnels may finish for up to
+    /// [`connect::DRAIN_TIMEOUT`], then are closed.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let task = self.task.take().expect("running");
-        within("run_bind to return", task).await.expect("connect task panicked")
+        within_for(connect::DRAIN_TIMEOUT + super::STEP, "run_bind to return", task)
+            .await
+            .expect("connect task panicked")
     }
 }
 
