@@ -63,6 +63,10 @@ pub enum Reason {
     ListenerLimit,
     /// The relay has its maximum of connections (503).
     ConnectionLimit,
+    /// A listener would create an HC whose name nests with an existing one's (409).
+    NameConflict,
+    /// The relay has its maximum of HCs created on first listen (503).
+    HcLimit,
     /// The HC has its maximum of waiting senders (503).
     PendingLimit,
     /// The listener rejected the sender, with its own status.
@@ -78,7 +82,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 18] = [
         Self::BadRequest,
         Self::TooLarge,
         Self::Timeout,
@@ -89,6 +93,8 @@ impl Reason {
         Self::NoListener,
         Self::ListenerLimit,
         Self::ConnectionLimit,
+        Self::NameConflict,
+        Self::HcLimit,
         Self::PendingLimit,
         Self::ListenerRejected,
         Self::AcceptTimeout,
@@ -110,6 +116,8 @@ impl Reason {
             Self::NoListener => "no_listener",
             Self::ListenerLimit => "listener_limit",
             Self::ConnectionLimit => "connection_limit",
+            Self::NameConflict => "name_conflict",
+            Self::HcLimit => "hc_limit",
             Self::PendingLimit => "pending_limit",
             Self::ListenerRejected => "listener_rejected",
             Self::AcceptTimeout => "accept_timeout",
@@ -146,7 +154,7 @@ struct Histogram {
 /// Everything `hyco serve` counts. Shared by the relay and the metrics endpoint.
 #[derive(Default)]
 pub struct Metrics {
-    /// Control channels per HC; an HC stays listed (at 0) once the relay knows it.
+    /// Control channels per HC; an HC is listed (at 0 if need be) while the relay has it.
     listeners: Mutex<BTreeMap<String, u64>>,
     tunnels_active: AtomicU64,
     tunnels_total: AtomicU64,
@@ -180,6 +188,11 @@ impl Metrics {
                 map.insert(hc.to_owned(), count as u64);
             }
         }
+    }
+
+    /// Stops listing `hc`: the relay has forgotten it.
+    pub(crate) fn forget_hc(&self, hc: &str) {
+        self.listeners.lock().expect("metrics lock").remove(hc);
     }
 
     /// Counts an open connection until the guard drops.
