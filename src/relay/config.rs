@@ -2,6 +2,7 @@
 //! without one, and the limits. Reading files happens here; the relay itself only sees
 //! the resolved [`RelaySettings`].
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,6 +30,12 @@ pub struct Limits {
     pub max_listeners_per_hc: usize,
     /// Open connections of every kind, handshakes included.
     pub max_connections: usize,
+    /// Connections in handshake (accepted, upgrade request not yet read) from one source
+    /// address, IPv6 taken by /64; more get 503. `0`: no limit.
+    pub max_handshakes_per_ip: usize,
+    /// Source addresses [`Limits::max_handshakes_per_ip`] does not apply to: by default
+    /// the relay's own host, where a local proxy in front of it connects from.
+    pub handshake_limit_exempt: Vec<IpAddr>,
     /// Hybrid connections created on first listen that may exist at once.
     pub max_auto_hcs: usize,
     /// How long a hybrid connection created on first listen outlives its last listener,
@@ -62,6 +69,8 @@ impl Default for Limits {
             max_control_message: protocol::MAX_CONTROL_MESSAGE,
             max_listeners_per_hc: protocol::MAX_LISTENERS_PER_HC,
             max_connections: 10_000,
+            max_handshakes_per_ip: 64,
+            handshake_limit_exempt: vec![IpAddr::from([127, 0, 0, 1]), IpAddr::V6(Ipv6Addr::LOCALHOST)],
             max_auto_hcs: 1_000,
             auto_hc_grace: Duration::from_secs(60),
             max_pending_senders_per_hc: 1_000,
@@ -152,6 +161,8 @@ impl RelaySettings {
         limits.max_control_message = l.max_control_message.unwrap_or(limits.max_control_message);
         limits.max_listeners_per_hc = l.max_listeners_per_hc.unwrap_or(limits.max_listeners_per_hc);
         limits.max_connections = l.max_connections.unwrap_or(limits.max_connections);
+        limits.max_handshakes_per_ip = l.max_handshakes_per_ip.unwrap_or(limits.max_handshakes_per_ip);
+        limits.handshake_limit_exempt = l.handshake_limit_exempt.unwrap_or(limits.handshake_limit_exempt);
         limits.max_auto_hcs = l.max_auto_hcs.unwrap_or(limits.max_auto_hcs);
         limits.auto_hc_grace = secs(l.auto_hc_grace_secs, limits.auto_hc_grace);
         limits.max_pending_senders_per_hc = l.max_pending_senders_per_hc.unwrap_or(limits.max_pending_senders_per_hc);
@@ -237,6 +248,8 @@ struct FileLimits {
     max_control_message: Option<usize>,
     max_listeners_per_hc: Option<usize>,
     max_connections: Option<usize>,
+    max_handshakes_per_ip: Option<usize>,
+    handshake_limit_exempt: Option<Vec<IpAddr>>,
     max_auto_hcs: Option<usize>,
     auto_hc_grace_secs: Option<u64>,
     max_pending_senders_per_hc: Option<usize>,
@@ -275,6 +288,8 @@ mod tests {
             max_http_request_body = 1048576
             http_response_timeout_secs = 7
             tunnel_idle_timeout_secs = 600
+            max_handshakes_per_ip = 8
+            handshake_limit_exempt = ["10.0.0.1"]
             max_auto_hcs = 5
             auto_hc_grace_secs = 0
             "#,
@@ -289,8 +304,10 @@ mod tests {
         assert_eq!(Limits::default().tunnel_idle_timeout, None, "off unless configured");
         assert_eq!(s.limits.max_http_request_body, 1 << 20);
         assert_eq!(s.limits.http_response_timeout, Duration::from_secs(7));
-        assert_eq!(s.limits.max_auto_hcs, 5);
+        assert_eq!((s.limits.max_handshakes_per_ip, s.limits.max_auto_hcs), (8, 5));
+        assert_eq!(s.limits.handshake_limit_exempt, [IpAddr::from([10, 0, 0, 1])]);
         assert_eq!(s.limits.auto_hc_grace, Duration::ZERO);
+        assert!(Limits::default().handshake_limit_exempt.iter().all(IpAddr::is_loopback));
         assert!(!format!("{s:?}").contains("k1"), "keys stay out of Debug");
     }
 
@@ -306,6 +323,7 @@ mod tests {
                 "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='{}'",
                 "x".repeat(257)
             ),
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[limits]\nhandshake_limit_exempt=['nowhere']",
             "",
         ] {
             assert!(RelaySettings::from_toml(bad, Path::new(".")).is_err(), "{bad}");

@@ -63,6 +63,8 @@ pub enum Reason {
     ListenerLimit,
     /// The relay has its maximum of connections (503).
     ConnectionLimit,
+    /// The source address has its maximum of connections in handshake (503).
+    AddressLimit,
     /// A listener would create an HC whose name nests with an existing one's (409).
     NameConflict,
     /// The relay has its maximum of HCs created on first listen (503).
@@ -82,7 +84,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::BadRequest,
         Self::TooLarge,
         Self::Timeout,
@@ -93,6 +95,7 @@ impl Reason {
         Self::NoListener,
         Self::ListenerLimit,
         Self::ConnectionLimit,
+        Self::AddressLimit,
         Self::NameConflict,
         Self::HcLimit,
         Self::PendingLimit,
@@ -116,6 +119,7 @@ impl Reason {
             Self::NoListener => "no_listener",
             Self::ListenerLimit => "listener_limit",
             Self::ConnectionLimit => "connection_limit",
+            Self::AddressLimit => "address_limit",
             Self::NameConflict => "name_conflict",
             Self::HcLimit => "hc_limit",
             Self::PendingLimit => "pending_limit",
