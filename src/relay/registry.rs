@@ -291,6 +291,11 @@ impl Registry {
         let (queue, messages) = mpsc::channel(CONTROL_QUEUE);
         let id = self.next_listener.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
+        // Checked first, so that no HC is created for a listener it would not take.
+        if state.hcs.get(hc).map_or(0, |h| h.listeners.len()) >= self.max_listeners {
+            let text = format!("Listener limit of {} reached for this hybrid connection", self.max_listeners);
+            return Err(Rejection::new(403, Reason::ListenerLimit, text));
+        }
         if !state.hcs.contains_key(hc) {
             self.creatable(&state, hc, grant)?;
             info!(hc, "created on first listen");
@@ -299,10 +304,6 @@ impl Registry {
             state.auto_hcs += 1;
         }
         let entry = state.hcs.get_mut(hc).expect("present or just created");
-        if entry.listeners.len() >= self.max_listeners {
-            let text = format!("Listener limit of {} reached for this hybrid connection", self.max_listeners);
-            return Err(Rejection::new(403, Reason::ListenerLimit, text));
-        }
         entry.listeners.push(Listener { id, base: base.into(), queue });
         self.metrics.set_listeners(hc, entry.listeners.len());
         Ok((grant.expiry, Registration { registry: self.clone(), hc: hc.to_owned(), id, messages }))
@@ -649,6 +650,10 @@ mod tests {
         assert_eq!(metrics.listeners("hc"), 2);
         drop(a);
         assert_eq!(metrics.listeners("hc"), 1);
+        settings.limits.max_listeners_per_hc = 0;
+        let none = Registry::new(&settings, metrics);
+        assert_eq!(none.register("new", "ws://h").err().map(|e| e.reason()), Some(Reason::ListenerLimit));
+        assert!(none.state().hcs.is_empty(), "not created for a listener it would not take");
     }
 
     #[test]
