@@ -1,6 +1,7 @@
 //! Every bound the relay keeps on what a peer controls (docs/protocol.md 5.1, 5.5, 8; each
 //! with a test that exceeds it): listeners per HC, header and control message size, control
-//! message content, handshake time, connections, waiting senders, token lifetime.
+//! message content, handshake time, connections, connections in handshake per source
+//! address, waiting senders, token lifetime.
 
 mod common;
 
@@ -383,4 +384,92 @@ async fn idle_tunnels_close_with_1001_while_busy_ones_stay() {
     assert_eq!(to_listener.0, 1001, "{to_listener:?}");
     assert!(to_sender.1.contains("idle"), "{to_sender:?}");
     assert!(quiet.elapsed() >= Duration::from_millis(500), "closed {:?} after the last message", quiet.elapsed());
+}
+
+/// A TCP connection to `addr` from `source` (any of 127.0.0.0/8 is this host on Linux: a
+/// test's way of being several clients).
+async fn connect_from(source: [u8; 4], addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind((std::net::Ipv4Addr::from(source), 0).into()).expect("bind a loopback source address");
+    within("connect", socket.connect(addr)).await.expect("connect")
+}
+
+/// A listener on `hc` and a sender joined through the relay, each from its own address.
+async fn pair_from(relay: &TestRelay, hc: &str, listener: [u8; 4], sender: [u8; 4]) -> (Ws, Ws) {
+    let url = relay.url(hc, Action::Listen);
+    let tcp = connect_from(listener, relay.addr).await;
+    let (ws, _) = within("listen", ws_over(tcp, &url, &[auth(&token(hc))])).await.expect("listen");
+    let mut l = Listener { ws };
+    let (addr, url, token) = (relay.addr, relay.url(hc, Action::Connect), token(hc));
+    let sending = tokio::spawn(async move {
+        let tcp = connect_from(sender, addr).await;
+        ws_over(tcp, &url, &[auth(&token)]).await
+    });
+    let a = l.next_accept().await;
+    let tcp = connect_from(listener, relay.addr).await;
+    let (mut lws, _) = within("accept", ws_over(tcp, &a.address, &[])).await.expect("accept");
+    let (mut sws, _) = within("sender 101", sending).await.expect("sender task").expect("sender upgrade");
+    exchange(&mut sws, &mut lws).await;
+    (sws, lws)
+}
+
+/// Issue 12 (F5): one address opening connections that never finish their handshake
+/// holds at most `max_handshakes_per_ip` of them, not the whole connection limit; the rest
+/// get 503, and clients elsewhere still get in.
+#[tokio::test]
+async fn one_address_holding_handshakes_leaves_room_for_others() {
+    const HOLD: usize = 150;
+    let mut settings = settings();
+    settings.limits.max_connections = 100;
+    settings.limits.handshake_timeout = Duration::from_secs(20);
+    let per_ip = settings.limits.max_handshakes_per_ip;
+    assert_eq!(per_ip, 64, "the default");
+    let relay = TestRelay::start(settings).await;
+
+    let mut held = Vec::new();
+    for _ in 0..HOLD {
+        held.push(connect_from([127, 0, 0, 2], relay.addr).await);
+    }
+    // Others get in meanwhile: a listener from 127.0.0.3 and a sender from 127.0.0.4.
+    let (mut s, mut l) = pair_from(&relay, "hc", [127, 0, 0, 3], [127, 0, 0, 4]).await;
+    // The relay answers those over the limit at once; the others wait for their heads.
+    let answers = futures_util::future::join_all(held.iter_mut().map(|tcp| async move {
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(1), tcp.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }))
+    .await;
+    let refused: Vec<_> = answers.iter().filter(|a| !a.is_empty()).collect();
+    assert_eq!(refused.len(), HOLD - per_ip);
+    assert!(refused.iter().all(|a| a.starts_with("HTTP/1.1 503 Too many connections in handshake from this address")));
+    assert_eq!(relay.metrics.rejected(hyco::relay::metrics::Reason::AddressLimit), (HOLD - per_ip) as u64);
+    for tcp in &mut held {
+        let _ = tcp.write_all(b"GET /$hc/hc?sb-hc-action=listen HTTP/1.1\r\nHost: x\r\n").await;
+    }
+    exchange(&mut s, &mut l).await;
+}
+
+/// Only the handshake counts: control channels and tunnels from an address at its limit
+/// of connections in handshake keep working, and more of them open once it has finished.
+#[tokio::test]
+async fn connections_past_their_handshake_do_not_count_against_their_address() {
+    let mut settings = settings();
+    settings.limits.max_handshakes_per_ip = 2;
+    let relay = TestRelay::start(settings).await;
+    const ADDR: [u8; 4] = [127, 0, 0, 5];
+    let mut tunnels = Vec::new();
+    for hc in ["a", "b", "c"] {
+        tunnels.push(pair_from(&relay, hc, ADDR, ADDR).await);
+    }
+    let _half = [connect_from(ADDR, relay.addr).await, connect_from(ADDR, relay.addr).await];
+    let tcp = connect_from(ADDR, relay.addr).await;
+    let url = relay.url("other", Action::Listen);
+    let r = raw_upgrade_over(tcp, &url, &[auth(&token("other"))]).await;
+    let (status, reason) = refused(r);
+    assert_eq!(status, 503, "{reason}");
+    for (s, l) in &mut tunnels {
+        exchange(s, l).await;
+    }
+    // Another address is not affected.
+    let _other = pair_from(&relay, "d", [127, 0, 0, 6], [127, 0, 0, 6]).await;
 }

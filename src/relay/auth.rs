@@ -35,10 +35,20 @@ fn unauthorized(text: &'static str) -> Rejection {
     Rejection::new(401, Reason::Unauthorized, text)
 }
 
+/// What a token that passed [`check`] grants, beyond its right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The token's expiry (Unix seconds).
+    pub expiry: u64,
+    /// Whether its audience names the checked path itself or the whole namespace, rather
+    /// than a shorter path above it: what creating an HC takes (docs/protocol.md 5.1).
+    pub exact: bool,
+}
+
 /// Checks `token` for `need` on the resource at `hc_path` (an HC name, plus a sender's
-/// path suffix), against the HC's own rules and then the namespace's. Returns the token's
-/// expiry. The token's host is not compared (the same relay is reached by many names);
-/// its path must be a prefix of `hc_path`.
+/// path suffix), against the HC's own rules and then the namespace's. The token's host is
+/// not compared (the same relay is reached by many names); its path must be a prefix of
+/// `hc_path`.
 pub fn check(
     token: &str,
     hc_path: &str,
@@ -47,7 +57,7 @@ pub fn check(
     namespace_rules: &[Rule],
     now: u64,
     skew_secs: u64,
-) -> Result<u64, Rejection> {
+) -> Result<Grant, Rejection> {
     let token = sas::parse(token).map_err(|_| unauthorized("Malformed token"))?;
     let rule = hc_rules
         .iter()
@@ -66,7 +76,11 @@ pub fn check(
     if !rule.grants(need) {
         return Err(Rejection::new(403, Reason::Forbidden, "Token lacks the right for this action"));
     }
-    Ok(token.expiry())
+    // A one-segment path's parent is the namespace: any audience covering it is exact.
+    let parent = hc_path.rsplit_once('/').map_or("", |(parent, _)| parent);
+    let exact =
+        sas::audience_covers(token.resource(), "", None) || !sas::audience_covers(token.resource(), parent, None);
+    Ok(Grant { expiry: token.expiry(), exact })
 }
 
 /// The token a request carries: the `ServiceBusAuthorization` header first, then the
@@ -94,7 +108,7 @@ mod tests {
         let ns = [rule("root", &[Right::Manage]), rule("sendonly", &[Right::Send])];
         let now = 1_000_000;
         let t = token("http://relay/hyco/", "root", now + 60);
-        assert_eq!(check(&t, "hyco", Right::Listen, &[], &ns, now, 0), Ok(now + 60));
+        assert_eq!(check(&t, "hyco", Right::Listen, &[], &ns, now, 0), Ok(Grant { expiry: now + 60, exact: true }));
         let t = token("sb://relay", "root", now + 60);
         assert!(check(&t, "team/ssh", Right::Send, &[], &ns, now, 0).is_ok(), "namespace-wide");
         let t = token("http://relay/other", "root", now + 60);
@@ -112,5 +126,23 @@ mod tests {
         let forged = sas::mint("http://relay/hyco", "root", &Secret::new("guess"), now + 60);
         assert_eq!(check(forged.expose(), "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status(), 401);
         assert_eq!(check("garbage", "hyco", Right::Send, &[], &ns, now, 0).unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn only_an_audience_naming_the_path_or_the_namespace_is_exact() {
+        let ns = [rule("root", &[Right::Manage])];
+        let now = 1_000_000;
+        let exact = |sr: &str, path: &str| check(&token(sr, "root", now + 60), path, Right::Listen, &[], &ns, now, 0);
+        for (sr, path, is_exact) in [
+            ("http://relay/box/", "box", true),
+            ("sb://relay", "box/web", true),
+            ("http://relay/", "a/b/c", true),
+            ("http://relay/box/web", "box/web", true),
+            ("http://relay/box", "box/web", false),
+            ("http://relay/a/b", "a/b/c", false),
+            ("http://relay/a", "a/b/c", false),
+        ] {
+            assert_eq!(exact(sr, path).map(|g| g.exact), Ok(is_exact), "{sr} for {path}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! without one, and the limits. Reading files happens here; the relay itself only sees
 //! the resolved [`RelaySettings`].
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +13,10 @@ use super::auth::{Right, Rule};
 use crate::protocol;
 use crate::sas::{LISTEN_KEY_NAME, SEND_KEY_NAME};
 use crate::secret::Secret;
+
+/// Bytes of a hybrid connection's name (its segments decoded, joined with `/`): longer
+/// names are refused in the configuration and never created on first listen.
+pub const MAX_HC_NAME_BYTES: usize = 256;
 
 /// Bounds on everything a peer controls. Each has a test that exceeds it.
 #[derive(Clone, Debug)]
@@ -25,6 +30,17 @@ pub struct Limits {
     pub max_listeners_per_hc: usize,
     /// Open connections of every kind, handshakes included.
     pub max_connections: usize,
+    /// Connections in handshake (accepted, upgrade request not yet read) from one source
+    /// address, IPv6 taken by /64; more get 503. `0`: no limit.
+    pub max_handshakes_per_ip: usize,
+    /// Source addresses [`Limits::max_handshakes_per_ip`] does not apply to: by default
+    /// the relay's own host, where a local proxy in front of it connects from.
+    pub handshake_limit_exempt: Vec<IpAddr>,
+    /// Hybrid connections created on first listen that may exist at once.
+    pub max_auto_hcs: usize,
+    /// How long a hybrid connection created on first listen outlives its last listener,
+    /// so that a listener reconnecting finds it again.
+    pub auto_hc_grace: Duration,
     /// Senders waiting for a listener's answer, per HC.
     pub max_pending_senders_per_hc: usize,
     /// How long a sender waits for accept or reject.
@@ -53,6 +69,10 @@ impl Default for Limits {
             max_control_message: protocol::MAX_CONTROL_MESSAGE,
             max_listeners_per_hc: protocol::MAX_LISTENERS_PER_HC,
             max_connections: 10_000,
+            max_handshakes_per_ip: 64,
+            handshake_limit_exempt: vec![IpAddr::from([127, 0, 0, 1]), IpAddr::V6(Ipv6Addr::LOCALHOST)],
+            max_auto_hcs: 1_000,
+            auto_hc_grace: Duration::from_secs(60),
             max_pending_senders_per_hc: 1_000,
             accept_window: protocol::ACCEPT_WINDOW,
             renew_grace: protocol::DEFAULT_RENEW_GRACE,
@@ -121,6 +141,9 @@ impl RelaySettings {
             if hc.name.is_empty() || hc.name.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
                 bail!("hybrid connection name {:?} is not a valid path", hc.name);
             }
+            if hc.name.len() > MAX_HC_NAME_BYTES {
+                bail!("hybrid connection name {:?} is longer than {MAX_HC_NAME_BYTES} bytes", hc.name);
+            }
             if hcs.iter().any(|h: &HcSettings| h.name == hc.name) {
                 bail!("hybrid connection {:?} declared twice", hc.name);
             }
@@ -138,6 +161,10 @@ impl RelaySettings {
         limits.max_control_message = l.max_control_message.unwrap_or(limits.max_control_message);
         limits.max_listeners_per_hc = l.max_listeners_per_hc.unwrap_or(limits.max_listeners_per_hc);
         limits.max_connections = l.max_connections.unwrap_or(limits.max_connections);
+        limits.max_handshakes_per_ip = l.max_handshakes_per_ip.unwrap_or(limits.max_handshakes_per_ip);
+        limits.handshake_limit_exempt = l.handshake_limit_exempt.unwrap_or(limits.handshake_limit_exempt);
+        limits.max_auto_hcs = l.max_auto_hcs.unwrap_or(limits.max_auto_hcs);
+        limits.auto_hc_grace = secs(l.auto_hc_grace_secs, limits.auto_hc_grace);
         limits.max_pending_senders_per_hc = l.max_pending_senders_per_hc.unwrap_or(limits.max_pending_senders_per_hc);
         limits.accept_window = secs(l.accept_window_secs, limits.accept_window);
         limits.renew_grace = secs(l.renew_grace_secs, limits.renew_grace);
@@ -221,6 +248,10 @@ struct FileLimits {
     max_control_message: Option<usize>,
     max_listeners_per_hc: Option<usize>,
     max_connections: Option<usize>,
+    max_handshakes_per_ip: Option<usize>,
+    handshake_limit_exempt: Option<Vec<IpAddr>>,
+    max_auto_hcs: Option<usize>,
+    auto_hc_grace_secs: Option<u64>,
     max_pending_senders_per_hc: Option<usize>,
     accept_window_secs: Option<u64>,
     renew_grace_secs: Option<u64>,
@@ -257,6 +288,10 @@ mod tests {
             max_http_request_body = 1048576
             http_response_timeout_secs = 7
             tunnel_idle_timeout_secs = 600
+            max_handshakes_per_ip = 8
+            handshake_limit_exempt = ["10.0.0.1"]
+            max_auto_hcs = 5
+            auto_hc_grace_secs = 0
             "#,
             Path::new("."),
         )
@@ -269,6 +304,10 @@ mod tests {
         assert_eq!(Limits::default().tunnel_idle_timeout, None, "off unless configured");
         assert_eq!(s.limits.max_http_request_body, 1 << 20);
         assert_eq!(s.limits.http_response_timeout, Duration::from_secs(7));
+        assert_eq!((s.limits.max_handshakes_per_ip, s.limits.max_auto_hcs), (8, 5));
+        assert_eq!(s.limits.handshake_limit_exempt, [IpAddr::from([10, 0, 0, 1])]);
+        assert_eq!(s.limits.auto_hc_grace, Duration::ZERO);
+        assert!(Limits::default().handshake_limit_exempt.iter().all(IpAddr::is_loopback));
         assert!(!format!("{s:?}").contains("k1"), "keys stay out of Debug");
     }
 
@@ -280,6 +319,11 @@ mod tests {
             "[[rules]]\nname='a'\nkey='k'\nrights=['Fly']",
             "bogus = 1",
             "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='../x'",
+            &format!(
+                "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='{}'",
+                "x".repeat(257)
+            ),
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[limits]\nhandshake_limit_exempt=['nowhere']",
             "",
         ] {
             assert!(RelaySettings::from_toml(bad, Path::new(".")).is_err(), "{bad}");

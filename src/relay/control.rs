@@ -60,11 +60,8 @@ impl Relay {
         let hc = addr.segments.join("/");
         tracing::Span::current().record("hc", hc.as_str());
         let token = auth::token_of(header(&req.headers, protocol::TOKEN_HEADER), addr.token.as_deref());
-        let registered = self.registry.authorize_listener(&hc, token).and_then(|expiry| {
-            let registration = self.registry.register_listener(&hc, self.public_base(&req, &stream))?;
-            Ok((expiry, registration))
-        });
-        let (expiry, registration) = match registered {
+        let (expiry, registration) = match self.registry.register_listener(&hc, token, self.public_base(&req, &stream))
+        {
             Ok(r) => r,
             Err(rejection) => return self.reject(&mut stream, &rejection, Some(tracking_id)).await,
         };

@@ -5,9 +5,10 @@
 //! the peer hears of it, so a scrape after a peer's answer sees it. Label values are HC
 //! names the relay registered and a fixed set of reasons, never text a peer chose. The
 //! endpoint answers `GET /metrics` (and `HEAD`), one bounded request per connection,
-//! plain HTTP: bind it to loopback or a private address.
+//! plain HTTP: bind it to loopback or a private address. Connections that have sent no
+//! request yet give way to new ones, so idle connections cannot hold scrapes off.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -32,8 +33,11 @@ pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time to write the answer to a scraper that reads slowly.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Scrape connections served at once; more get 503.
+/// Scrape connections served at once. When all are taken, a new connection closes the
+/// oldest one that has not sent its request yet; with none such, it gets 503.
 pub const MAX_SCRAPE_CONNECTIONS: usize = 8;
+/// How long a new connection waits for the slot of the connection it closed.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 /// After a refusal, how much of the rest of the request is read (and how long for), so
 /// that closing does not reset the connection before the client reads the answer.
 const LINGER_BYTES: usize = 64 * 1024;
@@ -63,6 +67,12 @@ pub enum Reason {
     ListenerLimit,
     /// The relay has its maximum of connections (503).
     ConnectionLimit,
+    /// The source address has its maximum of connections in handshake (503).
+    AddressLimit,
+    /// A listener would create an HC whose name nests with an existing one's (409).
+    NameConflict,
+    /// The relay has its maximum of HCs created on first listen (503).
+    HcLimit,
     /// The HC has its maximum of waiting senders (503).
     PendingLimit,
     /// The listener rejected the sender, with its own status.
@@ -78,7 +88,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 19] = [
         Self::BadRequest,
         Self::TooLarge,
         Self::Timeout,
@@ -89,6 +99,9 @@ impl Reason {
         Self::NoListener,
         Self::ListenerLimit,
         Self::ConnectionLimit,
+        Self::AddressLimit,
+        Self::NameConflict,
+        Self::HcLimit,
         Self::PendingLimit,
         Self::ListenerRejected,
         Self::AcceptTimeout,
@@ -110,6 +123,9 @@ impl Reason {
             Self::NoListener => "no_listener",
             Self::ListenerLimit => "listener_limit",
             Self::ConnectionLimit => "connection_limit",
+            Self::AddressLimit => "address_limit",
+            Self::NameConflict => "name_conflict",
+            Self::HcLimit => "hc_limit",
             Self::PendingLimit => "pending_limit",
             Self::ListenerRejected => "listener_rejected",
             Self::AcceptTimeout => "accept_timeout",
@@ -146,7 +162,7 @@ struct Histogram {
 /// Everything `hyco serve` counts. Shared by the relay and the metrics endpoint.
 #[derive(Default)]
 pub struct Metrics {
-    /// Control channels per HC; an HC stays listed (at 0) once the relay knows it.
+    /// Control channels per HC; an HC is listed (at 0 if need be) while the relay has it.
     listeners: Mutex<BTreeMap<String, u64>>,
     tunnels_active: AtomicU64,
     tunnels_total: AtomicU64,
@@ -180,6 +196,11 @@ impl Metrics {
                 map.insert(hc.to_owned(), count as u64);
             }
         }
+    }
+
+    /// Stops listing `hc`: the relay has forgotten it.
+    pub(crate) fn forget_hc(&self, hc: &str) {
+        self.listeners.lock().expect("metrics lock").remove(hc);
     }
 
     /// Counts an open connection until the guard drops.
@@ -314,20 +335,30 @@ fn escape_label(value: &str) -> String {
 
 /// Serves `GET /metrics` on `listener` until `shutdown` fires. Other paths get 404,
 /// other methods 405; a request head over [`MAX_REQUEST_BYTES`] gets 431, one not
-/// complete within [`REQUEST_TIMEOUT`] 408. Accept errors never end the loop.
+/// complete within [`REQUEST_TIMEOUT`] 408. At most [`MAX_SCRAPE_CONNECTIONS`] are served
+/// at once. Accept errors never end the loop.
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_SCRAPE_CONNECTIONS));
+    let waiting = Waiting::default();
     let tracker = TaskTracker::new();
     while let Some((tcp, _)) = crate::net::accept(&listener, &shutdown, "metrics").await {
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) if waiting.evict_oldest() => {
+                tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned()).await.ok().and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
+        let Some(permit) = permit else {
             let _ = tcp.try_write(http1::error_response(503, "Too many scrapes at once").as_bytes());
             continue;
         };
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
+        let entry = waiting.enter();
         tracker.spawn(async move {
             tokio::select! {
-                () = scrape(tcp, &metrics) => {}
+                () = scrape(tcp, &metrics, entry) => {}
                 () = shutdown.cancelled() => {}
             }
             drop(permit);
@@ -337,9 +368,53 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, shutdow
     tracker.wait().await;
 }
 
-/// Answers one request on `tcp`, then closes it.
-async fn scrape(mut tcp: TcpStream, metrics: &Metrics) {
-    let request = tokio::time::timeout(REQUEST_TIMEOUT, http1::read_request(&mut tcp, MAX_REQUEST_BYTES)).await;
+/// The connections that have not sent their request yet, oldest first, each with the
+/// signal that closes it.
+#[derive(Clone, Default)]
+struct Waiting(Arc<Mutex<Queue>>);
+
+/// The id the next connection gets, and the waiting ones' ids and signals.
+type Queue = (u64, VecDeque<(u64, CancellationToken)>);
+
+/// A connection's place in [`Waiting`], left when dropped.
+struct WaitingEntry {
+    waiting: Waiting,
+    id: u64,
+    evicted: CancellationToken,
+}
+
+impl Waiting {
+    fn enter(&self) -> WaitingEntry {
+        let mut guard = self.0.lock().expect("metrics lock");
+        let (next, queue) = &mut *guard;
+        let (id, evicted) = (*next, CancellationToken::new());
+        *next += 1;
+        queue.push_back((id, evicted.clone()));
+        WaitingEntry { waiting: self.clone(), id, evicted }
+    }
+
+    /// Closes the oldest connection still waiting; whether there was one.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self.0.lock().expect("metrics lock").1.pop_front();
+        oldest.map(|(_, evicted)| evicted.cancel()).is_some()
+    }
+}
+
+impl Drop for WaitingEntry {
+    fn drop(&mut self) {
+        self.waiting.0.lock().expect("metrics lock").1.retain(|(id, _)| *id != self.id);
+    }
+}
+
+/// Answers one request on `tcp`, then closes it; closes it unanswered if `waiting` is
+/// evicted before the request is complete.
+async fn scrape(mut tcp: TcpStream, metrics: &Metrics, waiting: WaitingEntry) {
+    let evicted = waiting.evicted.clone();
+    let request = tokio::select! {
+        r = tokio::time::timeout(REQUEST_TIMEOUT, http1::read_request(&mut tcp, MAX_REQUEST_BYTES)) => r,
+        () = evicted.cancelled() => return,
+    };
+    drop(waiting);
     // Ok: the request to answer with the metrics; Err: the status and text to refuse with.
     let outcome = match request {
         Ok(Ok((req, _))) => {

@@ -1,7 +1,7 @@
 //! `hyco serve`: a Hybrid Connections relay (docs/protocol.md 2-7).
 //!
-//! [`run`] takes a bound listener, settings and a shutdown token. Each connection gets
-//! a task that reads its upgrade request within the handshake limits and then becomes a
+//! [`run`] takes a bound listener, settings and a shutdown token. Each connection it
+//! [`admission`] admits gets a task that reads its upgrade request within the handshake limits and then becomes a
 //! control channel (`listen`, [`control`]), a waiting sender (`connect`) or a listener's
 //! answer at a rendezvous address (`accept`, `request`; both in [`rendezvous`]). A
 //! failing connection ends its own task, never the accept loop. A plain HTTP request
@@ -9,6 +9,7 @@
 //! `request` message. Hybrid connections, listeners and pending rendezvous belong to the
 //! [`registry`]; every no is a [`Rejection`]; what happens is counted in [`Metrics`].
 
+mod admission;
 pub mod auth;
 pub mod config;
 mod control;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span};
@@ -36,6 +37,7 @@ pub use config::{HcSettings, Limits, RelaySettings};
 pub use metrics::{Metrics, serve_metrics};
 pub use rejection::Rejection;
 
+use self::admission::{Admission, Handshake};
 use self::metrics::Reason;
 use self::registry::Registry;
 use self::stream::RelayStream;
@@ -108,7 +110,7 @@ pub async fn run_with_metrics(
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
-    let connections = Arc::new(Semaphore::new(settings.limits.max_connections));
+    let admission = Admission::new(&settings.limits);
     let relay = Arc::new(Relay {
         registry: Registry::new(&settings, metrics.clone()),
         limits: settings.limits,
@@ -119,19 +121,21 @@ pub async fn run_with_metrics(
     });
     let tracker = TaskTracker::new();
     while let Some((tcp, peer)) = crate::net::accept(&listener, &shutdown, "relay").await {
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            let rejection = Rejection::new(503, Reason::ConnectionLimit, "Relay at its connection limit");
-            relay.metrics.reject(rejection.reason());
-            let _ = tcp.try_write(rejection.handshake_response(None).as_bytes());
-            debug!(%peer, "rejected: connection limit");
-            continue;
+        let (permit, handshake) = match admission.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(rejection) => {
+                relay.metrics.reject(rejection.reason());
+                let _ = tcp.try_write(rejection.handshake_response(None).as_bytes());
+                debug!(%peer, "rejected: {}", rejection.reason().label());
+                continue;
+            }
         };
         let relay = relay.clone();
         tracker.spawn(
             async move {
                 let metrics = relay.metrics.clone();
                 let _open = metrics.connection_opened();
-                relay.serve_connection(tcp, peer, permit).await;
+                relay.serve_connection(tcp, peer, permit, handshake).await;
             }
             .instrument(info_span!("conn", %peer)),
         );
@@ -147,9 +151,18 @@ pub async fn run_with_metrics(
 }
 
 impl Relay {
-    async fn serve_connection(&self, tcp: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+    /// Serves one admitted connection; its place in handshake is given back once its
+    /// request head is read.
+    async fn serve_connection(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        handshake: Handshake,
+    ) {
         let _ = tcp.set_nodelay(true);
         let Some((mut stream, req, initial)) = self.read_head(tcp).await else { return };
+        drop(handshake);
         if http::is_http_mode(&req) {
             return self.serve_http(stream, req, initial, peer).await;
         }

@@ -9,7 +9,9 @@
 //! HTTP request it may answer on its control channel, [`Registration::take_request`]),
 //! and gives its one [`Answer`]. A listener's control channel holds a [`Registration`].
 //! Both guards give back what they hold when dropped, whatever ended them. The registry
-//! also checks tokens against the HC's rules and the namespace's.
+//! also checks tokens against the HC's rules and the namespace's, and decides which HCs a
+//! listener may create (docs/protocol.md 5.1): an HC created on first listen is forgotten
+//! a grace period after its last listener leaves, so that what clients make stays bounded.
 //!
 //! This module does not speak to sockets: the WebSocket path, HTTP mode and control
 //! channels do, through the handles it gives out, and never reach into its state.
@@ -32,12 +34,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::info;
 
-use super::auth::{self, Right, Rule};
-use super::config::{HcSettings, RelaySettings};
+use super::auth::{self, Grant, Right, Rule};
+use super::config::{HcSettings, MAX_HC_NAME_BYTES, RelaySettings};
 use super::metrics::{Metrics, Reason};
 use super::rejection::Rejection;
 use super::stream::RelayStream;
@@ -46,6 +49,10 @@ use crate::protocol::{self, Action, HttpResponse, RelayMessage};
 
 /// How many messages may queue for one control channel before senders try another listener.
 const CONTROL_QUEUE: usize = 64;
+
+/// The shortest wait before an unused HC created on first listen is looked at again
+/// (with no grace period, when rendezvous still waited on it as its last listener left).
+const MIN_RECHECK: Duration = Duration::from_millis(100);
 
 /// Random bytes in a rendezvous secret (hex-encoded in the address).
 const SECRET_BYTES: usize = 16;
@@ -141,10 +148,31 @@ impl Listener {
 /// A hybrid connection's live state.
 struct Hc {
     settings: HcSettings,
+    /// Created on first listen, not configured: forgotten once unused.
+    auto: bool,
+    /// How many times the HC has lost its last listener: a timer that would forget it
+    /// checks that this has not changed since it was set.
+    emptied: u64,
     /// Shared across nodes in a cluster: the HC's listeners.
     listeners: Vec<Listener>,
     /// On this node: its rendezvous waiting for a listener.
     pending: usize,
+}
+
+impl Hc {
+    fn new(settings: HcSettings, auto: bool) -> Self {
+        Self { settings, auto, emptied: 0, listeners: Vec::new(), pending: 0 }
+    }
+
+    /// Whether nobody uses the HC: no listener, nothing waiting.
+    fn is_unused(&self) -> bool {
+        self.listeners.is_empty() && self.pending == 0
+    }
+}
+
+/// Whether `name` is `prefix` or lies below it, segment by segment.
+fn nests_in(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// One pending rendezvous, by its secret.
@@ -159,6 +187,8 @@ struct Waiting {
 #[derive(Default)]
 struct State {
     hcs: HashMap<String, Hc>,
+    /// How many of `hcs` were created on first listen.
+    auto_hcs: usize,
     /// Pending rendezvous by secret.
     waiting: HashMap<String, Waiting>,
     /// The secret of each waiting HTTP request, by request id.
@@ -180,6 +210,8 @@ pub(super) struct Registry {
     state: Mutex<State>,
     namespace_rules: Vec<Rule>,
     auto_create: bool,
+    max_auto_hcs: usize,
+    auto_hc_grace: Duration,
     max_listeners: usize,
     max_pending: usize,
     next_listener: AtomicU64,
@@ -192,12 +224,14 @@ impl Registry {
         let mut state = State::default();
         for hc in &settings.hcs {
             metrics.set_listeners(&hc.name, 0);
-            state.hcs.insert(hc.name.clone(), Hc { settings: hc.clone(), listeners: Vec::new(), pending: 0 });
+            state.hcs.insert(hc.name.clone(), Hc::new(hc.clone(), false));
         }
         Arc::new(Self {
             state: Mutex::new(state),
             namespace_rules: settings.rules.clone(),
             auto_create: settings.auto_create,
+            max_auto_hcs: settings.limits.max_auto_hcs,
+            auto_hc_grace: settings.limits.auto_hc_grace,
             max_listeners: settings.limits.max_listeners_per_hc,
             max_pending: settings.limits.max_pending_senders_per_hc,
             next_listener: AtomicU64::new(0),
@@ -218,8 +252,8 @@ impl Registry {
         })
     }
 
-    /// Checks a listener's token: Listen on `hc`. Returns the token's expiry.
-    pub(super) fn authorize_listener(&self, hc: &str, token: Option<&str>) -> Result<u64, Rejection> {
+    /// Checks a listener's token: Listen on `hc`.
+    fn authorize_listener(&self, hc: &str, token: Option<&str>) -> Result<Grant, Rejection> {
         self.check(hc, hc, Right::Listen, token)
     }
 
@@ -235,35 +269,74 @@ impl Registry {
     }
 
     /// Checks `token` for `need` on `resource`, against `hc`'s rules and then the
-    /// namespace's; the token's expiry.
-    fn check(&self, hc: &str, resource: &str, need: Right, token: Option<&str>) -> Result<u64, Rejection> {
+    /// namespace's.
+    fn check(&self, hc: &str, resource: &str, need: Right, token: Option<&str>) -> Result<Grant, Rejection> {
         let token = token.ok_or_else(|| Rejection::new(401, Reason::Unauthorized, "Missing token"))?;
         let hc_rules = self.state().hcs.get(hc).map(|h| h.settings.rules.clone()).unwrap_or_default();
         let now = protocol::unix_now();
         auth::check(token, resource, need, &hc_rules, &self.namespace_rules, now, protocol::CLOCK_SKEW.as_secs())
     }
 
-    /// Adds a listener to `hc` (created first if the relay creates HCs on first listen),
-    /// unless the HC has its maximum of listeners. The listener reached the relay at `base`.
-    pub(super) fn register_listener(self: &Arc<Self>, hc: &str, base: String) -> Result<Registration, Rejection> {
+    /// Checks a listener's token (Listen on `hc`) and adds the listener to `hc`, unless
+    /// the HC has its maximum of listeners; returns the token's expiry. An HC that does not
+    /// exist is created first if the relay creates HCs on first listen and
+    /// [`Registry::creatable`] allows it. The listener reached the relay at `base`.
+    pub(super) fn register_listener(
+        self: &Arc<Self>,
+        hc: &str,
+        token: Option<&str>,
+        base: String,
+    ) -> Result<(u64, Registration), Rejection> {
+        let grant = self.authorize_listener(hc, token)?;
         let (queue, messages) = mpsc::channel(CONTROL_QUEUE);
         let id = self.next_listener.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
-        if !state.hcs.contains_key(hc) && self.auto_create {
-            info!(hc, "created on first listen");
-            let settings = HcSettings { name: hc.to_owned(), requires_client_authorization: true, rules: Vec::new() };
-            state.hcs.insert(hc.to_owned(), Hc { settings, listeners: Vec::new(), pending: 0 });
-        }
-        let Some(entry) = state.hcs.get_mut(hc) else {
-            return Err(Rejection::new(404, Reason::NotFound, "Endpoint does not exist"));
-        };
-        if entry.listeners.len() >= self.max_listeners {
+        // Checked first, so that no HC is created for a listener it would not take.
+        if state.hcs.get(hc).map_or(0, |h| h.listeners.len()) >= self.max_listeners {
             let text = format!("Listener limit of {} reached for this hybrid connection", self.max_listeners);
             return Err(Rejection::new(403, Reason::ListenerLimit, text));
         }
+        if !state.hcs.contains_key(hc) {
+            self.creatable(&state, hc, grant)?;
+            info!(hc, "created on first listen");
+            let settings = HcSettings { name: hc.to_owned(), requires_client_authorization: true, rules: Vec::new() };
+            state.hcs.insert(hc.to_owned(), Hc::new(settings, true));
+            state.auto_hcs += 1;
+        }
+        let entry = state.hcs.get_mut(hc).expect("present or just created");
         entry.listeners.push(Listener { id, base: base.into(), queue });
         self.metrics.set_listeners(hc, entry.listeners.len());
-        Ok(Registration { registry: self.clone(), hc: hc.to_owned(), id, messages })
+        Ok((grant.expiry, Registration { registry: self.clone(), hc: hc.to_owned(), id, messages }))
+    }
+
+    /// Whether a listener holding `grant` may create `hc` (docs/protocol.md 5.1): the
+    /// relay creates HCs on first listen; the name is within [`MAX_HC_NAME_BYTES`]; the
+    /// token's audience names `hc` itself or the whole namespace (a token for `box` covers
+    /// `box/web` but does not create it); the name neither lies below an existing HC nor
+    /// above one (so that it cannot take a path that resolves to another HC today); the
+    /// relay has fewer than its maximum of created HCs.
+    fn creatable(&self, state: &State, hc: &str, grant: Grant) -> Result<(), Rejection> {
+        if !self.auto_create {
+            return Err(Rejection::new(404, Reason::NotFound, "Endpoint does not exist"));
+        }
+        if hc.len() > MAX_HC_NAME_BYTES {
+            let text = format!("A hybrid connection name may have at most {MAX_HC_NAME_BYTES} bytes");
+            return Err(Rejection::new(400, Reason::BadRequest, text));
+        }
+        if !grant.exact {
+            let text = "Creating a hybrid connection takes a token for exactly its name or for the whole namespace";
+            return Err(Rejection::new(403, Reason::Forbidden, text));
+        }
+        if state.hcs.keys().any(|name| nests_in(hc, name) || nests_in(name, hc)) {
+            let text = "The name lies above or below an existing hybrid connection";
+            return Err(Rejection::new(409, Reason::NameConflict, text));
+        }
+        if state.auto_hcs >= self.max_auto_hcs {
+            let text =
+                format!("The relay has its maximum of {} hybrid connections created on listen", self.max_auto_hcs);
+            return Err(Rejection::new(503, Reason::HcLimit, text));
+        }
+        Ok(())
     }
 
     /// Reserves a pending rendezvous on `hc` for a party of `kind`, registered under a
@@ -305,11 +378,51 @@ impl Registry {
         }
     }
 
-    fn unregister(&self, hc: &str, id: u64) {
-        if let Some(entry) = self.state().hcs.get_mut(hc) {
-            entry.listeners.retain(|l| l.id != id);
-            self.metrics.set_listeners(hc, entry.listeners.len());
+    /// Removes listener `id` from `hc`. An HC created on first listen that has lost its
+    /// last listener is forgotten after the grace period, unless used again by then.
+    fn unregister(self: &Arc<Self>, hc: &str, id: u64) {
+        let mut state = self.state();
+        let Some(entry) = state.hcs.get_mut(hc) else { return };
+        entry.listeners.retain(|l| l.id != id);
+        self.metrics.set_listeners(hc, entry.listeners.len());
+        if !entry.auto || !entry.listeners.is_empty() {
+            return;
         }
+        entry.emptied += 1;
+        let emptied = entry.emptied;
+        if self.auto_hc_grace.is_zero() && self.forget_if_unused(&mut state, hc, emptied) {
+            return;
+        }
+        drop(state);
+        // Outside a runtime (unit tests) nothing is forgotten.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (registry, hc) = (self.clone(), hc.to_owned());
+        runtime.spawn(async move {
+            // Waiting rendezvous end within their own bounds: look again a grace later.
+            loop {
+                tokio::time::sleep(registry.auto_hc_grace.max(MIN_RECHECK)).await;
+                let mut state = registry.state();
+                let waiting =
+                    state.hcs.get(&hc).is_some_and(|e| e.emptied == emptied && e.listeners.is_empty() && e.pending > 0);
+                if !waiting {
+                    registry.forget_if_unused(&mut state, &hc, emptied);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Forgets `hc`, and its listener gauge, if nobody has used it since it lost its
+    /// last listener for the `emptied`th time. Whether it did.
+    fn forget_if_unused(&self, state: &mut State, hc: &str, emptied: u64) -> bool {
+        if !state.hcs.get(hc).is_some_and(|e| e.emptied == emptied && e.is_unused()) {
+            return false;
+        }
+        state.hcs.remove(hc);
+        state.auto_hcs -= 1;
+        self.metrics.forget_hc(hc);
+        info!(hc, "forgotten: no listener within the grace period");
+        true
     }
 
     /// The answer slot of HTTP request `id`, if `listener` is the one it went to.
@@ -425,7 +538,7 @@ impl Registration {
 
     /// Checks a renewed token (Listen on this HC); its expiry.
     pub(super) fn renew(&self, token: &str) -> Result<u64, Rejection> {
-        self.registry.authorize_listener(&self.hc, Some(token))
+        self.registry.authorize_listener(&self.hc, Some(token)).map(|grant| grant.expiry)
     }
 }
 
@@ -465,11 +578,24 @@ mod tests {
         Registry::new(&settings, Arc::new(Metrics::new()))
     }
 
+    /// A root token for `audience` (`""`: the whole namespace).
+    fn token(audience: &str) -> String {
+        let sr = format!("sb://relay/{audience}");
+        crate::sas::mint(&sr, "root", &crate::secret::Secret::new("k"), u64::MAX).expose().to_owned()
+    }
+
+    impl Registry {
+        /// Registers a listener with a namespace-wide token.
+        fn register(self: &Arc<Self>, hc: &str, base: &str) -> Result<Registration, Rejection> {
+            self.register_listener(hc, Some(&token("")), base.into()).map(|(_, r)| r)
+        }
+    }
+
     #[test]
     fn a_reservation_builds_its_address_and_gives_its_slot_back() {
         let reg = registry(1);
         assert_eq!(reg.reserve("web", Kind::Sender).err(), Some(Unavailable::NotFound));
-        let listener = reg.register_listener("web/api", "ws://h:1".into()).unwrap();
+        let listener = reg.register("web/api", "ws://h:1").unwrap();
         assert_eq!(reg.resolve(&["web".into(), "api".into(), "x y".into()]), Some(("web/api".into(), "x y".into())));
         let r = reg.reserve("web/api", Kind::Sender).unwrap();
         assert_eq!(r.listeners().len(), 1);
@@ -491,10 +617,7 @@ mod tests {
     #[test]
     fn a_claim_is_single_use_and_requests_answer_only_their_listener() {
         let reg = registry(4);
-        let (one, two) = (
-            reg.register_listener("hc", "ws://a".into()).unwrap(),
-            reg.register_listener("hc", "ws://b".into()).unwrap(),
-        );
+        let (one, two) = (reg.register("hc", "ws://a").unwrap(), reg.register("hc", "ws://b").unwrap());
         let mut r = reg.reserve("hc", Kind::Request).unwrap();
         let first = r.listeners()[0].clone();
         let id = r.expect_response(&first, "req".into());
@@ -520,13 +643,56 @@ mod tests {
         settings.limits.max_listeners_per_hc = 2;
         let metrics = Arc::new(Metrics::new());
         let reg = Registry::new(&settings, metrics.clone());
-        let a = reg.register_listener("hc", "ws://h".into()).unwrap();
-        let _b = reg.register_listener("hc", "ws://h".into()).unwrap();
-        let third = reg.register_listener("hc", "ws://h".into()).err().unwrap();
+        let a = reg.register("hc", "ws://h").unwrap();
+        let _b = reg.register("hc", "ws://h").unwrap();
+        let third = reg.register("hc", "ws://h").err().unwrap();
         assert_eq!((third.status(), third.reason()), (403, Reason::ListenerLimit));
         assert_eq!(metrics.listeners("hc"), 2);
         drop(a);
         assert_eq!(metrics.listeners("hc"), 1);
+        settings.limits.max_listeners_per_hc = 0;
+        let none = Registry::new(&settings, metrics);
+        assert_eq!(none.register("new", "ws://h").err().map(|e| e.reason()), Some(Reason::ListenerLimit));
+        assert!(none.state().hcs.is_empty(), "not created for a listener it would not take");
+    }
+
+    #[test]
+    fn who_may_create_which_hc() {
+        let mut settings = RelaySettings::with_namespace_key("root", crate::secret::Secret::new("k"));
+        settings.limits.max_auto_hcs = 2;
+        settings.limits.auto_hc_grace = Duration::ZERO;
+        let metrics = Arc::new(Metrics::new());
+        let reg = Registry::new(&settings, metrics.clone());
+        let listen = |hc: &str, audience: &str| reg.register_listener(hc, Some(&token(audience)), "ws://h".into());
+        let status = |r: Result<(u64, Registration), Rejection>| r.err().map(|e| (e.status(), e.reason()));
+        assert_eq!(status(listen("box/web", "box")), Some((403, Reason::Forbidden)), "a token above does not create");
+        let box_ = listen("box", "box").unwrap();
+        assert_eq!(status(listen("box/web", "box/web")), Some((409, Reason::NameConflict)), "below an HC");
+        assert_eq!(status(listen("box/web", "")), Some((409, Reason::NameConflict)), "even namespace-wide");
+        assert!(listen("box", "box").is_ok(), "a second listener on an existing HC");
+        let long = "x".repeat(MAX_HC_NAME_BYTES + 1);
+        assert_eq!(status(listen(&long, "")), Some((400, Reason::BadRequest)));
+        let full = listen(&"y".repeat(MAX_HC_NAME_BYTES), "").unwrap();
+        assert_eq!(status(listen("third", "")), Some((503, Reason::HcLimit)));
+        drop(full);
+        assert_eq!(metrics.render().matches("hyco_listeners{").count(), 1, "forgotten with no grace");
+        let a = listen("a/b", "a/b").unwrap();
+        assert_eq!(status(listen("a", "")), Some((409, Reason::NameConflict)), "above an HC");
+        drop((a, box_));
+        assert!(reg.state().hcs.is_empty() && reg.state().auto_hcs == 0);
+        assert!(listen("a", "").is_ok(), "free again");
+    }
+
+    #[test]
+    fn configured_hcs_are_never_forgotten_nor_created() {
+        let mut settings = RelaySettings::with_namespace_key("root", crate::secret::Secret::new("k"));
+        settings.auto_create = false;
+        settings.limits.auto_hc_grace = Duration::ZERO;
+        settings.hcs.push(HcSettings { name: "kept".into(), requires_client_authorization: true, rules: Vec::new() });
+        let reg = Registry::new(&settings, Arc::new(Metrics::new()));
+        drop(reg.register("kept", "ws://h").unwrap());
+        assert!(reg.state().hcs.contains_key("kept"));
+        assert_eq!(reg.register("new", "ws://h").err().map(|e| e.status()), Some(404));
     }
 
     #[test]
