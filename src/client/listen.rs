@@ -244,6 +244,9 @@ impl Ctx {
                     // (a service manager restarts us if this was a passing outage).
                     if !self.ever_connected.load(Ordering::Relaxed) && e.kind() == Kind::Unreachable {
                         let relay = self.client.endpoint.ws_base();
+                        if e.names_its_fix() {
+                            return Err(failure(Kind::Unreachable, e.to_string()));
+                        }
                         return Err(failure(
                             Kind::Unreachable,
                             format!("{e}; is the relay at {relay} running, and is the endpoint right?"),
