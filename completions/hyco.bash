@@ -696,7 +696,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__profile__subcmd__list)
-            opts="-v -q -h -V --verbose --quiet --log-format --threads --help --version"
+            opts="-v -q -h -V --names --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -762,7 +762,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__serve)
-            opts="-v -q -h -V --bind --config --tls-cert --tls-key --tls-self-signed --public-host --no-profile --metrics --verbose --quiet --log-format --threads --help --version"
+            opts="-v -q -h -V --bind --config --tls-cert --tls-key --tls-self-signed --public-host --no-profile --profile-name --metrics --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -785,6 +785,10 @@ _hyco() {
                     return 0
                     ;;
                 --public-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -819,7 +823,7 @@ _hyco() {
                     return 0
                     ;;
                 --rights)
-                    COMPREPLY=($(compgen -W "send listen" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "send listen key" -- "${cur}"))
                     return 0
                     ;;
                 --profile)
@@ -864,8 +868,20 @@ _hyco() {
     esac
 }
 
+_hyco_with_profiles() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}" before=""
+    if [[ ${COMP_CWORD} -ge 2 ]]; then
+        before="${COMP_WORDS[COMP_CWORD-2]}"
+    fi
+    if [[ "${prev}" == "--profile" ]] || [[ "${before}" == "profile" && "${prev}" =~ ^(show|default|remove)$ ]]; then
+        COMPREPLY=( $(compgen -W "$(hyco profile list --names 2>/dev/null)" -- "${cur}") )
+        return 0
+    fi
+    _hyco "$@"
+}
+
 if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
-    complete -F _hyco -o nosort -o bashdefault -o default hyco
+    complete -F _hyco_with_profiles -o nosort -o bashdefault -o default hyco
 else
-    complete -F _hyco -o bashdefault -o default hyco
+    complete -F _hyco_with_profiles -o bashdefault -o default hyco
 fi

@@ -39,25 +39,26 @@ complete -c hyco -n "__fish_hyco_needs_command" -f -a "profile" -d 'Manage the p
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "token" -d 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c hyco -n "__fish_hyco_using_subcommand serve" -l bind -d 'Address and port to listen on' -r
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l bind -d 'Address and port to listen on: `PORT` (on 127.0.0.1, this machine only) or `HOST:PORT` (`0.0.0.0:9400` for every interface)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l config -d 'Relay configuration (TOML: rules, hybrid connections, limits). Without it, a throwaway relay with a generated key that creates hybrid connections on first listen' -r -F
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l tls-cert -d 'TLS certificate chain (PEM); needs --tls-key' -r -F
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l tls-key -d 'TLS private key (PEM)' -r -F
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l public-host -d 'Host name other machines use to reach this relay, for the printed connection string and the self-signed certificate (default: the bind address, or this machine\'s host name when bound to all interfaces)' -r
-complete -c hyco -n "__fish_hyco_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464' -r
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l profile-name -d 'The profile to write for clients on this machine. An existing profile of that name that points at another relay is left alone (serve says so)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l tls-self-signed -d 'Serve TLS with a self-signed certificate (kept in the data directory) and print its SHA-256 fingerprint for clients to pin'
-complete -c hyco -n "__fish_hyco_using_subcommand serve" -l no-profile -d 'Do not write the `local` profile for clients on this machine'
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l no-profile -d 'Do not write a profile for clients on this machine'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `host:port`, or `name=host:port` chosen by the sender\'s path (`hyco connect HC/name`). Repeatable' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender\'s path (`hyco connect HC/name`). Repeatable' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connections -d 'Control channels to keep open, for availability (1-25)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l max-rendezvous -d 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay\'s accepts beyond it are dropped' -r
-complete -c hyco -n "__fish_hyco_using_subcommand listen" -l profile -d 'Profile name in the config file' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l profile -d 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l key-name -d 'Key name (SAS rule)' -r
@@ -71,12 +72,12 @@ complete -c hyco -n "__fish_hyco_using_subcommand listen" -l keep-path-prefix -d
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l wait-for-relay -d 'When the relay cannot be reached at startup, retry with backoff instead of exiting (exit code 4): for a service that may start before the network is up. Rejected credentials and a missing hybrid connection still exit'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand listen" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l target -d 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name' -r
-complete -c hyco -n "__fish_hyco_using_subcommand connect" -l bind -d 'Local port to accept connections on: `PORT` or `ADDR:PORT` (default address 127.0.0.1)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l bind -d 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l prewarm -d 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off' -r
-complete -c hyco -n "__fish_hyco_using_subcommand connect" -l profile -d 'Profile name in the config file' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l profile -d 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l key-name -d 'Key name (SAS rule)' -r
@@ -88,23 +89,23 @@ complete -c hyco -n "__fish_hyco_using_subcommand connect" -l threads -d 'Worker
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l stdio -d 'Bridge stdin/stdout instead (for `ssh -o ProxyCommand=\'hyco connect HC/ssh --stdio\'`)'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand connect" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -l to -d 'Where tunnelled connections go (default: a built-in echo service)' -r
-complete -c hyco -n "__fish_hyco_using_subcommand demo" -l bind -d 'Local port that reaches the target through the relay: `PORT` or `ADDR:PORT`' -r
+complete -c hyco -n "__fish_hyco_using_subcommand demo" -l bind -d 'Local port that reaches the target through the relay: `PORT` or `HOST:PORT`' -r
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand demo" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "add" -d 'Add or replace a profile. Keys and tokens are read from a file or stdin (`-`), never from the command line, so they stay out of shell history and `ps`'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "list" -d 'List profiles; `*` marks the default'
@@ -124,14 +125,15 @@ complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subco
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l default -d 'Make it the default profile'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -l names -d 'Print the names only, one a line (for shell completion)'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -139,21 +141,21 @@ complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subco
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -l show-secret -d 'Print keys and tokens in full'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from default" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add or replace a profile. Keys and tokens are read from a file or stdin (`-`), never from the command line, so they stay out of shell history and `ps`'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "list" -d 'List profiles; `*` marks the default'
@@ -162,9 +164,10 @@ complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subco
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "default" -d 'Make a profile the default'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l ttl -d 'Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`)' -r
-complete -c hyco -n "__fish_hyco_using_subcommand token" -l rights -d 'Sign with the relay\'s Send-only or Listen-only rule, derived from the root key of a `hyco serve` relay. Without it the token carries the rights of the key it is signed with. Azure keys carry their policy\'s rights: sign with a key whose policy grants only what you mean to hand out' -r -f -a "send\t''
-listen\t''"
-complete -c hyco -n "__fish_hyco_using_subcommand token" -l profile -d 'Profile name in the config file' -r
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l rights -d 'What the token may do. `send` and `listen` sign with a `hyco serve` relay\'s Send-only or Listen-only rule, derived from its root key. `key` signs with the key as it is and carries all its rule grants: with Azure, use the key of a policy that grants only what you mean to hand out' -r -f -a "send\t'Send only: a `hyco serve` relay\'s derived `hyco-send` rule'
+listen\t'Listen only: a `hyco serve` relay\'s derived `hyco-listen` rule'
+key\t'Whatever the signing key\'s own rule grants (a relay\'s root key: everything; an Azure policy\'s key: that policy\'s rights)'"
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l profile -d 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l key-name -d 'Key name (SAS rule)' -r
@@ -176,14 +179,14 @@ complete -c hyco -n "__fish_hyco_using_subcommand token" -l threads -d 'Worker t
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l as-connection-string -d 'Print a connection string (endpoint, token, hybrid connection) instead of the token'
 complete -c hyco -n "__fish_hyco_using_subcommand token" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand token" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand token" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand token" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand token" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s q -l quiet -d 'Only errors'
-complete -c hyco -n "__fish_hyco_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c hyco -n "__fish_hyco_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "serve" -d 'Run a Hybrid Connections relay (Azure-compatible)'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "listen" -d 'Accept connections for a hybrid connection and bridge them to local TCP targets'
@@ -198,3 +201,5 @@ complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcomma
 complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "show" -d 'Show a profile, keys masked'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "remove" -d 'Remove a profile'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "default" -d 'Make a profile the default'
+complete -c hyco -l profile -r -f -a "(hyco profile list --names 2>/dev/null)"
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from show default remove" -f -a "(hyco profile list --names 2>/dev/null)"

@@ -30,9 +30,6 @@ use crate::status::Stats;
 /// certificate (default: the platform data directory).
 pub(crate) const ENV_DATA_DIR: &str = "HYCO_DATA_DIR";
 
-/// The profile `hyco serve` writes for clients on the same machine.
-pub(crate) const LOCAL_PROFILE: &str = "local";
-
 /// Runs one subcommand until it ends or `shutdown` fires.
 pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
     match command {
@@ -42,10 +39,7 @@ pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToke
         Command::Demo(args) => demo(args, stats, shutdown).await,
         Command::Profile(command) => crate::manage::profile(command, &mut std::io::stdout()),
         Command::Token(args) => crate::manage::token(args, &mut std::io::stdout()),
-        Command::Completions { shell } => {
-            crate::manage::completions(shell, &mut std::io::stdout());
-            Ok(())
-        }
+        Command::Completions { shell } => crate::manage::completions(shell, &mut std::io::stdout()),
     }
 }
 
@@ -112,13 +106,30 @@ fn public_host(args: &ServeArgs) -> String {
     }
     let ip = args.bind.ip();
     if !ip.is_unspecified() {
-        return if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+        return url_host(ip);
     }
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+fn url_host(ip: std::net::IpAddr) -> String {
+    if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() }
+}
+
+/// The host this machine's own clients use in the profile serve writes: the public name
+/// when one was given and the relay is not bound to loopback (a token minted from the
+/// profile then names the relay as others reach it), else the bound address (127.0.0.1
+/// for all interfaces). A relay with a real certificate needs its name whatever the bind.
+fn profile_host(args: &ServeArgs, host: &str) -> String {
+    let ip = args.bind.ip();
+    match &args.public_host {
+        Some(_) if args.tls_cert.is_some() || !ip.is_loopback() => host.to_owned(),
+        _ if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        _ => url_host(ip),
+    }
 }
 
 /// Raises the soft open-file limit to the hard one: a relay holds two descriptors per
@@ -132,7 +143,6 @@ fn raise_open_file_limit() {
 async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     raise_open_file_limit();
     let host = public_host(&args);
-    let throwaway = args.config.is_none();
     let (settings, key) = match &args.config {
         Some(path) => {
             (RelaySettings::from_file(path).map_err(|e| config_failure(e, "fix the relay configuration"))?, None)
@@ -174,39 +184,55 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     if let Some(print) = &fingerprint {
         println!("TLS certificate SHA-256 fingerprint: {print}");
     }
+    let pin = fingerprint.as_ref().filter(|_| args.tls_self_signed);
+    let loopback = args.bind.ip().is_loopback();
+    if loopback {
+        println!(
+            "Bound to {}: only this machine can reach this relay. For other machines, bind to an address \
+             they reach, e.g. --bind 0.0.0.0:{port} --public-host NAME.",
+            args.bind.ip()
+        );
+    }
     if let Some(key) = &key {
         let emulator = if tls.is_none() { ";UseDevelopmentEmulator=true" } else { "" };
-        println!("On another machine, paste this (it holds the key; keep it private):");
+        if loopback {
+            println!("A connection string for this machine (it holds the key; keep it private):");
+        } else {
+            println!("On another machine, paste this (it holds the key; keep it private):");
+        }
         println!(
             "  export HYCO_CONNECTION_STRING='Endpoint=sb://{host}:{port}/;SharedAccessKeyName={DEFAULT_KEY_NAME};SharedAccessKey={}{emulator}'",
             key.expose()
         );
-        if let Some(print) = &fingerprint {
+        if let Some(print) = pin {
             println!("  and pass --tls-fingerprint {print}");
         }
-        if !args.no_profile {
-            let path = profile::default_path()?;
-            let local_base = format!(
-                "{scheme}://{}:{port}",
-                if args.bind.ip().is_unspecified() { "127.0.0.1".to_owned() } else { host.clone() }
-            );
-            profile::write_local_profile(
-                &path,
-                LOCAL_PROFILE,
-                &local_base,
-                DEFAULT_KEY_NAME,
-                key,
-                fingerprint.as_deref(),
-                true,
-            )
-            .map_err(|e| config_failure(e, "fix the profile file's place (HYCO_CONFIG), or pass --no-profile"))?;
-            println!(
-                "Profile '{LOCAL_PROFILE}' written to {}: hyco listen/connect on this machine need no relay flags.",
-                path.display()
-            );
+    } else if let Some(path) = &args.config {
+        println!(
+            "Clients need a key of a rule in {} or a token signed with one. To hand one out, run here \
+             (with a profile holding the {DEFAULT_KEY_NAME} key):",
+            path.display()
+        );
+        println!(
+            "  hyco token HC --rights listen --ttl 30d --as-connection-string   # for a listener; send for a sender"
+        );
+        println!("and paste what it prints on the other machine as HYCO_CONNECTION_STRING.");
+    }
+    // The key this machine's profile holds: the throwaway relay's, or a configured root rule's.
+    let profile_key = key.clone().map(|k| (DEFAULT_KEY_NAME.to_owned(), k)).or_else(|| root_rule(&settings));
+    if !args.no_profile {
+        match profile_key {
+            Some((key_name, key)) => {
+                let local_base = format!("{scheme}://{}:{port}", profile_host(&args, &host));
+                write_profile(&args.profile_name, &local_base, &key_name, &key, pin.map(String::as_str))?;
+            }
+            None => println!(
+                "No profile written: the configuration has no namespace-wide rule with the Manage right \
+                 (add one with `hyco profile add`)."
+            ),
         }
     }
-    if throwaway {
+    if args.config.is_none() {
         println!("Hybrid connections are created when a listener first asks for them.");
     }
     let Some(metrics_listener) = metrics_listener else {
@@ -221,6 +247,45 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     stop_metrics.cancel();
     let _ = scrapes.await;
     result
+}
+
+/// A configured relay's namespace-wide Manage rule for this machine's profile, the root
+/// rule by its usual name first.
+fn root_rule(settings: &RelaySettings) -> Option<(String, Secret)> {
+    let manage = |r: &&relay::auth::Rule| r.rights.contains(&relay::auth::Right::Manage);
+    let rules = &settings.rules;
+    rules
+        .iter()
+        .filter(manage)
+        .find(|r| r.name == DEFAULT_KEY_NAME)
+        .or_else(|| rules.iter().find(manage))
+        .map(|r| (r.name.clone(), r.key.clone()))
+}
+
+/// Writes (or keeps) the profile for this machine's clients and says which it did.
+fn write_profile(name: &str, base: &str, key_name: &str, key: &Secret, pin: Option<&str>) -> anyhow::Result<()> {
+    let path = profile::default_path()?;
+    let fix = "fix the profile file's place (HYCO_CONFIG), or pass --no-profile";
+    match profile::write_local_profile(&path, name, base, key_name, key, pin, true)
+        .map_err(|e| config_failure(e, fix))?
+    {
+        profile::LocalProfile::Written { default: true } => println!(
+            "Profile '{name}' written to {}: {base}, the default profile: hyco listen/connect on this machine \
+             need no relay flags.",
+            path.display()
+        ),
+        profile::LocalProfile::Written { default: false } => println!(
+            "Profile '{name}' written to {}: {base}; use it with --profile {name} (or make it the default: \
+             hyco profile default {name}).",
+            path.display()
+        ),
+        profile::LocalProfile::Kept { endpoint } => println!(
+            "Profile '{name}' in {} points at another relay ({endpoint}) and is left alone. For this relay, \
+             start it with --profile-name NAME, or remove the old profile first (hyco profile remove {name}).",
+            path.display()
+        ),
+    }
+    Ok(())
 }
 
 /// Resolves the relay and credential from flags, environment and profiles.
@@ -238,6 +303,13 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     let mut settings = ListenSettings::new(args.hc.trim_matches('/'), targets);
     settings.connections = usize::from(args.connections);
     settings.http = args.http;
+    if args.http {
+        eprintln!(
+            "hyco: HTTP requests to {} reach {}",
+            http_url(&client.endpoint, &settings.hc),
+            args.targets.join(", ")
+        );
+    }
     settings.keep_path_prefix = args.keep_path_prefix;
     settings.max_rendezvous = usize::from(args.max_rendezvous);
     settings.wait_for_relay = args.wait_for_relay;
@@ -273,6 +345,19 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     eprintln!("hyco: {addr} -> {label}");
     stats.show();
     connect::run_checked(client, settings, prewarm, checked, listener, stats, shutdown).await
+}
+
+/// The public URL HTTP callers use for `hc` on the relay at `endpoint`: `https://` for a
+/// TLS relay, `http://` for a plain one, the port only when not the scheme's default.
+fn http_url(endpoint: &crate::connstr::Endpoint, hc: &str) -> String {
+    let (scheme, default_port) = if endpoint.secure { ("https", 443) } else { ("http", 80) };
+    let authority = if endpoint.port == default_port {
+        endpoint.authority().trim_end_matches(&format!(":{default_port}")).to_owned()
+    } else {
+        endpoint.authority()
+    };
+    let path: Vec<String> = hc.split('/').map(crate::encoding::encode_component).collect();
+    format!("{scheme}://{authority}/{}/", path.join("/"))
 }
 
 /// Echoes every byte back until the peer's EOF, then closes (the demo's default target).
@@ -313,10 +398,10 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
     let endpoint = crate::connstr::parse_endpoint(&format!("ws://{relay_addr}"), false)?;
     let credential = crate::connstr::Credential::Key { name: DEFAULT_KEY_NAME.into(), key };
     let client = RelayClient::new(endpoint, credential, None)?;
-    let local_addr = crate::cli::parse_bind(&args.bind)?;
-    let local = TcpListener::bind(local_addr)
-        .await
-        .with_context(|| format!("cannot listen on {local_addr}: choose another with --bind"))?;
+    let local_addr = crate::cli::parse_bind(&args.bind).map_err(|e| failure(Kind::Config, e))?;
+    let local = TcpListener::bind(local_addr).await.map_err(|e| {
+        failure(Kind::LocalPort, format!("cannot listen on {local_addr}: {e}; choose another port with --bind"))
+    })?;
     let local_addr = local.local_addr()?;
     let online = CancellationToken::new();
     let listen_task = tasks.spawn(listen::run_with_online(

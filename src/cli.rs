@@ -11,20 +11,22 @@ use crate::client::listen::{DEFAULT_MAX_RENDEZVOUS, MAX_RENDEZVOUS};
 /// Reach a TCP port behind NAT through an Azure Relay Hybrid Connections relay, or run
 /// that relay yourself.
 #[derive(Debug, Parser)]
-#[command(name = "hyco", version, propagate_version = true, max_term_width = 100, after_long_help = EXIT_CODES)]
+#[command(name = "hyco", version, propagate_version = true, max_term_width = 100,
+          after_help = GLOBAL_NOTE, after_long_help = TOP_LONG_HELP)]
 pub struct Cli {
     /// More log output (repeat for more); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL, hide_short_help = true)]
     pub verbose: u8,
     /// Only errors.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL, hide_short_help = true)]
     pub quiet: bool,
     /// Log line format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, help_heading = GLOBAL,
+          hide_short_help = true)]
     pub log_format: LogFormat,
     /// Worker threads. Default: one per core for `serve` and `demo`, one for the rest
     /// (a tunnel needs little CPU, and one thread wakes faster than several).
-    #[arg(long, global = true, env = "HYCO_THREADS", value_name = "N",
+    #[arg(long, global = true, env = "HYCO_THREADS", value_name = "N", help_heading = GLOBAL, hide_short_help = true,
           value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS))]
     pub threads: Option<u16>,
     #[command(subcommand)]
@@ -34,18 +36,42 @@ pub struct Cli {
 /// The most worker threads `--threads` allows.
 pub(crate) const MAX_THREADS: i64 = 1024;
 
-/// The exit codes, as the man page and `--help` list them (see `crate::error::Kind`).
-pub(crate) const EXIT_CODES: &str = "\
-Exit status:
-  0  success
-  1  any other failure (for example a tunnel that broke in --stdio mode)
-  2  usage error (unknown flag, missing argument)
-  3  configuration: bad connection string, profile, config file, certificate file or flag value
-  4  the relay cannot be reached: refused, timeout, TLS failure or certificate mismatch
-  5  the relay refused the credentials (401) or their rights (403), or the token expired
-  6  not found (404): the hybrid connection does not exist, or no listener is online
-  7  a local address could not be bound (port in use, no permission)
-  8  the listener refused the connection (unknown target, target refused)";
+/// The heading the options every subcommand takes go under. `-h` leaves them out (they
+/// would repeat in every subcommand's summary); `--help` shows them under this heading.
+const GLOBAL: &str = "Global options (any subcommand, --help lists them)";
+
+/// What `hyco -h` says about the options it leaves out.
+const GLOBAL_NOTE: &str = "\
+Global options, before or after the subcommand: -v/--verbose, -q/--quiet, --log-format, --threads N
+(`hyco --help` describes them, with the environment variables and exit codes).";
+
+/// `hyco --help`'s tail and the man page's: environment, then exit codes (see
+/// `crate::error::Kind`).
+const TOP_LONG_HELP: &str = concat!(
+    "Environment:\n",
+    "  HYCO_CONNECTION_STRING  a connection string (beats HYCO_PROFILE and the default profile)\n",
+    "  HYCO_PROFILE            the profile to use instead of the default one\n",
+    "  HYCO_CONFIG             the profile file (default ~/.config/hyco/config.toml)\n",
+    "  HYCO_DATA_DIR           where `serve` keeps its generated key and certificate\n",
+    "                          (default ~/.local/share/hyco)\n",
+    "  HYCO_THREADS            worker threads (--threads)\n",
+    "  RUST_LOG                log filter (overrides -v and -q)\n",
+    "\n",
+    "Exit status:\n",
+    "  0  success\n",
+    "  1  any other failure (for example a tunnel that broke in --stdio mode)\n",
+    "  2  usage error (unknown flag, missing argument)\n",
+    "  3  configuration: bad connection string, profile, config file, certificate file or flag value\n",
+    "  4  the relay cannot be reached: refused, timeout, TLS failure or certificate mismatch\n",
+    "  5  the relay refused the credentials (401) or their rights (403), or the token expired\n",
+    "  6  not found (404): the hybrid connection does not exist, or no listener is online\n",
+    "  7  a local address could not be bound (port in use, no permission)\n",
+    "  8  the listener refused the connection (unknown target, target refused)"
+);
+
+/// The environment a command that finds a relay reads, for its `--help`.
+const CLIENT_ENV: &str = "\
+Environment: HYCO_CONNECTION_STRING, HYCO_PROFILE, HYCO_CONFIG (flags beat them; `hyco --help` says more).";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -56,10 +82,15 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a Hybrid Connections relay (Azure-compatible).
+    #[command(
+        after_help = "Environment: HYCO_DATA_DIR (generated key and certificate), HYCO_CONFIG (the profile written)."
+    )]
     Serve(ServeArgs),
     /// Accept connections for a hybrid connection and bridge them to local TCP targets.
+    #[command(after_help = CLIENT_ENV)]
     Listen(ListenArgs),
     /// Bridge local TCP connections (or stdin/stdout) through the relay to a listener.
+    #[command(after_help = CLIENT_ENV)]
     Connect(ConnectArgs),
     /// Run a relay, a listener and a connector in one process: a local port that reaches
     /// a target through the relay, with no account and no setup.
@@ -68,6 +99,7 @@ pub enum Command {
     #[command(subcommand)]
     Profile(ProfileCommand),
     /// Mint a SAS token for one hybrid connection, to hand out instead of a key.
+    #[command(after_help = CLIENT_ENV)]
     Token(TokenArgs),
     /// Print a shell completion script.
     Completions {
@@ -83,18 +115,32 @@ pub enum ProfileCommand {
     #[command(group(clap::ArgGroup::new("source").required(true).args(["endpoint", "connection_string_file"])))]
     Add(ProfileAddArgs),
     /// List profiles; `*` marks the default.
-    List,
+    List {
+        /// Print the names only, one a line (for shell completion).
+        #[arg(long, hide = true)]
+        names: bool,
+    },
     /// Show a profile, keys masked.
     Show {
+        /// Profile name (`hyco profile list` shows them).
+        #[arg(value_name = "PROFILE")]
         name: String,
         /// Print keys and tokens in full.
         #[arg(long)]
         show_secret: bool,
     },
     /// Remove a profile.
-    Remove { name: String },
+    Remove {
+        /// Profile name (`hyco profile list` shows them).
+        #[arg(value_name = "PROFILE")]
+        name: String,
+    },
     /// Make a profile the default.
-    Default { name: String },
+    Default {
+        /// Profile name (`hyco profile list` shows them).
+        #[arg(value_name = "PROFILE")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -126,8 +172,13 @@ pub struct ProfileAddArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TokenRights {
+    /// Send only: a `hyco serve` relay's derived `hyco-send` rule.
     Send,
+    /// Listen only: a `hyco serve` relay's derived `hyco-listen` rule.
     Listen,
+    /// Whatever the signing key's own rule grants (a relay's root key: everything; an
+    /// Azure policy's key: that policy's rights).
+    Key,
 }
 
 #[derive(Debug, Args)]
@@ -137,12 +188,12 @@ pub struct TokenArgs {
     /// Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub ttl: std::time::Duration,
-    /// Sign with the relay's Send-only or Listen-only rule, derived from the root key of
-    /// a `hyco serve` relay. Without it the token carries the rights of the key it is
-    /// signed with. Azure keys carry their policy's rights: sign with a key whose policy
+    /// What the token may do. `send` and `listen` sign with a `hyco serve` relay's
+    /// Send-only or Listen-only rule, derived from its root key. `key` signs with the key
+    /// as it is and carries all its rule grants: with Azure, use the key of a policy that
     /// grants only what you mean to hand out.
-    #[arg(long, value_enum)]
-    pub rights: Option<TokenRights>,
+    #[arg(long, value_enum, required = true)]
+    pub rights: TokenRights,
     /// Print a connection string (endpoint, token, hybrid connection) instead of the token.
     #[arg(long)]
     pub as_connection_string: bool,
@@ -173,15 +224,16 @@ pub struct DemoArgs {
     /// Where tunnelled connections go (default: a built-in echo service).
     #[arg(long = "to", value_name = "HOST:PORT")]
     pub target: Option<String>,
-    /// Local port that reaches the target through the relay: `PORT` or `ADDR:PORT`.
-    #[arg(long, default_value = "127.0.0.1:9401", value_name = "[ADDR:]PORT")]
+    /// Local port that reaches the target through the relay: `PORT` or `HOST:PORT`.
+    #[arg(long, default_value = "127.0.0.1:9401", value_name = "[HOST:]PORT", value_parser = bind_text)]
     pub bind: String,
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on.
-    #[arg(long, default_value = "127.0.0.1:9400", value_name = "ADDR:PORT")]
+    /// Address and port to listen on: `PORT` (on 127.0.0.1, this machine only) or
+    /// `HOST:PORT` (`0.0.0.0:9400` for every interface).
+    #[arg(long, default_value = "127.0.0.1:9400", value_name = "[HOST:]PORT", value_parser = parse_bind)]
     pub bind: SocketAddr,
     /// Relay configuration (TOML: rules, hybrid connections, limits). Without it, a
     /// throwaway relay with a generated key that creates hybrid connections on first listen.
@@ -202,12 +254,16 @@ pub struct ServeArgs {
     /// machine's host name when bound to all interfaces).
     #[arg(long, value_name = "HOST")]
     pub public_host: Option<String>,
-    /// Do not write the `local` profile for clients on this machine.
+    /// Do not write a profile for clients on this machine.
     #[arg(long)]
     pub no_profile: bool,
-    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (plain HTTP, no auth: keep it
+    /// The profile to write for clients on this machine. An existing profile of that name
+    /// that points at another relay is left alone (serve says so).
+    #[arg(long, value_name = "NAME", default_value = "local", conflicts_with = "no_profile")]
+    pub profile_name: String,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP, no auth: keep it
     /// on loopback or a private network), e.g. 127.0.0.1:9464.
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "[HOST:]PORT", value_parser = parse_bind)]
     pub metrics: Option<SocketAddr>,
 }
 
@@ -215,8 +271,8 @@ pub struct ServeArgs {
 /// the default profile.
 #[derive(Debug, Args, Default)]
 pub struct CredentialArgs {
-    /// Profile name in the config file.
-    #[arg(long, value_name = "NAME")]
+    /// Profile name in the config file (HYCO_PROFILE, when no flag names the relay).
+    #[arg(long, value_name = "PROFILE")]
     pub profile: Option<String>,
     /// Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`).
     /// Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users.
@@ -240,8 +296,8 @@ pub struct CredentialArgs {
 pub struct ListenArgs {
     /// Hybrid connection name.
     pub hc: String,
-    /// Target for accepted connections: `host:port`, or `name=host:port` chosen by the
-    /// sender's path (`hyco connect HC/name`). Repeatable.
+    /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or
+    /// `name=host:port` chosen by the sender's path (`hyco connect HC/name`). Repeatable.
     #[arg(long = "to", value_name = "[NAME=]HOST:PORT", required = true)]
     pub targets: Vec<String>,
     /// Control channels to keep open, for availability (1-25).
@@ -278,8 +334,8 @@ pub struct ConnectArgs {
     /// use this target name.
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Local port to accept connections on: `PORT` or `ADDR:PORT` (default address 127.0.0.1).
-    #[arg(long, value_name = "[ADDR:]PORT")]
+    /// Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`.
+    #[arg(long, value_name = "[HOST:]PORT", value_parser = bind_text)]
     pub bind: Option<String>,
     /// Bridge stdin/stdout instead (for `ssh -o ProxyCommand='hyco connect HC/ssh --stdio'`).
     #[arg(long)]
@@ -297,12 +353,53 @@ pub struct ConnectArgs {
 const DEFAULT_PREWARM: u8 = crate::client::prewarm::DEFAULT_TUNNELS as u8;
 const MAX_PREWARM: i64 = crate::client::prewarm::MAX_TUNNELS as i64;
 
-/// Parses `--bind` for connect: `PORT` or `ADDR:PORT`.
-pub fn parse_bind(text: &str) -> anyhow::Result<SocketAddr> {
-    if let Ok(port) = text.parse::<u16>() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+/// Parses an address to bind, the same for every `--bind` (and `--metrics`): `PORT`
+/// (on 127.0.0.1), `IP:PORT`, `[IPv6]:PORT` or `NAME:PORT` (a name is resolved, its
+/// first IPv4 address preferred: `localhost:9000` is 127.0.0.1:9000). Port 0 picks a free
+/// port.
+pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let usage = || format!("{text:?} is not PORT or HOST:PORT (9000, 127.0.0.1:9000, 0.0.0.0:9000, localhost:9000)");
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() => (Some(host), port),
+        Some(_) => return Err(usage()),
+        None => (None, text),
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(usage());
     }
-    text.parse().map_err(|_| anyhow::anyhow!("--bind takes PORT or ADDR:PORT, not {text:?}"))
+    let port: u16 = match port.parse::<u64>() {
+        Ok(p) if p <= u64::from(u16::MAX) => p as u16,
+        _ => return Err(format!("port {port} is out of range: ports go from 1 to 65535 (0 picks a free one)")),
+    };
+    let Some(host) = host else { return Ok(SocketAddr::from(([127, 0, 0, 1], port))) };
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().map(|ip| SocketAddr::from((ip, port))).map_err(|_| usage());
+    }
+    // An IPv6 address takes brackets: `::1:9` could be either.
+    if host.contains([':', '[', ']']) || host.contains(char::is_whitespace) {
+        return Err(usage());
+    }
+    let bare = host;
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot bind {text:?}: the name {bare:?} does not resolve ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("cannot bind {text:?}: the name {bare:?} resolves to no address"))
+}
+
+/// Checks a `--bind` value that the command keeps as text.
+fn bind_text(text: &str) -> Result<String, String> {
+    parse_bind(text).map(|_| text.to_owned())
 }
 
 #[cfg(test)]
@@ -344,6 +441,29 @@ mod tests {
     fn bind_forms() {
         assert_eq!(parse_bind("9000").unwrap().to_string(), "127.0.0.1:9000");
         assert_eq!(parse_bind("0.0.0.0:22").unwrap().to_string(), "0.0.0.0:22");
-        assert!(parse_bind("x").is_err());
+        assert_eq!(parse_bind("localhost:9013").unwrap().to_string(), "127.0.0.1:9013");
+        assert_eq!(parse_bind("[::1]:9").unwrap().to_string(), "[::1]:9");
+        assert_eq!(parse_bind("::1:9").ok(), None, "IPv6 takes brackets");
+        assert_eq!(parse_bind("127.0.0.1:0").unwrap().port(), 0);
+        for bad in ["x", "", ":9", "h:", "1.2.3.4:x", "a b:1"] {
+            assert!(parse_bind(bad).is_err(), "{bad:?}");
+        }
+        let err = parse_bind("99999").unwrap_err();
+        assert!(err.contains("port 99999 is out of range"), "{err}");
+        assert!(parse_bind("0.0.0.0:70000").unwrap_err().contains("out of range"));
+        // The same syntax for every --bind.
+        let parse = |args: &[&str]| Cli::try_parse_from([&["hyco"], args].concat());
+        let Command::Serve(serve) = parse(&["serve", "--bind", "9401"]).unwrap().command else { panic!() };
+        assert_eq!(serve.bind.to_string(), "127.0.0.1:9401");
+        assert!(parse(&["connect", "hc", "--bind", "localhost:9013"]).is_ok());
+        assert!(parse(&["demo", "--bind", "99999"]).is_err());
+    }
+
+    #[test]
+    fn token_needs_its_rights_spelled_out() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["hyco", "token", "web"], args].concat());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--rights", "send"]).is_ok());
+        assert!(parse(&["--rights", "key"]).is_ok());
     }
 }

@@ -30,15 +30,22 @@ pub enum ConnStrKey {
     EntityPath,
     /// `UseDevelopmentEmulator`: `true` for a local relay over plain `ws://`.
     UseDevelopmentEmulator,
+    /// `OperationTimeout`: Microsoft's SDKs' timeout for an operation (`hh:mm:ss`);
+    /// accepted and checked, hyco's own timeouts apply.
+    OperationTimeout,
+    /// `Authentication`: Microsoft's SDKs' Entra ID / managed identity mode; not supported.
+    Authentication,
 }
 
-const ALL_KEYS: [ConnStrKey; 6] = [
+const ALL_KEYS: [ConnStrKey; 8] = [
     ConnStrKey::Endpoint,
     ConnStrKey::SharedAccessKeyName,
     ConnStrKey::SharedAccessKey,
     ConnStrKey::SharedAccessSignature,
     ConnStrKey::EntityPath,
     ConnStrKey::UseDevelopmentEmulator,
+    ConnStrKey::OperationTimeout,
+    ConnStrKey::Authentication,
 ];
 
 impl ConnStrKey {
@@ -51,6 +58,8 @@ impl ConnStrKey {
             ConnStrKey::SharedAccessSignature => "SharedAccessSignature",
             ConnStrKey::EntityPath => "EntityPath",
             ConnStrKey::UseDevelopmentEmulator => "UseDevelopmentEmulator",
+            ConnStrKey::OperationTimeout => "OperationTimeout",
+            ConnStrKey::Authentication => "Authentication",
         }
     }
 
@@ -107,6 +116,8 @@ pub enum ConnStrError {
     UnknownKey {
         /// The key as written, when safe to show.
         key: Option<String>,
+        /// 1-based index of the part among the non-empty parts.
+        position: usize,
     },
     /// A key given twice.
     DuplicateKey(ConnStrKey),
@@ -124,6 +135,10 @@ pub enum ConnStrError {
     MissingKeyPart(ConnStrKey),
     /// The `SharedAccessSignature` value is not a SAS token.
     InvalidSignature(sas::SasError),
+    /// `OperationTimeout` is not a duration `[d.]hh:mm:ss[.fff]`.
+    InvalidTimeout,
+    /// `Authentication` (Entra ID, managed identity) is given: hyco speaks SAS only.
+    UnsupportedAuthentication,
 }
 
 impl fmt::Display for ConnStrError {
@@ -132,10 +147,14 @@ impl fmt::Display for ConnStrError {
             ConnStrError::MalformedPart { position } => {
                 write!(f, "connection string part {position} has no '='")
             }
-            ConnStrError::UnknownKey { key: Some(key) } => {
-                write!(f, "connection string has unknown key '{key}'")
+            ConnStrError::UnknownKey { key: Some(key), .. } => {
+                write!(f, "connection string has unknown key '{key}' (known: {})", known_keys())
             }
-            ConnStrError::UnknownKey { key: None } => f.write_str("connection string has an unknown key"),
+            ConnStrError::UnknownKey { key: None, position } => write!(
+                f,
+                "connection string part {position} has an unknown key, not shown in case it is a secret (known: {})",
+                known_keys()
+            ),
             ConnStrError::DuplicateKey(k) => write!(f, "connection string has {k} twice"),
             ConnStrError::EmptyValue(k) => write!(f, "connection string {k} is empty"),
             ConnStrError::MissingEndpoint => f.write_str("connection string lacks Endpoint"),
@@ -152,6 +171,12 @@ impl fmt::Display for ConnStrError {
                 write!(f, "connection string has {other} but lacks {missing}")
             }
             ConnStrError::InvalidSignature(e) => write!(f, "invalid SharedAccessSignature: {e}"),
+            ConnStrError::InvalidTimeout => f.write_str("OperationTimeout must be a duration like 00:01:00"),
+            ConnStrError::UnsupportedAuthentication => f.write_str(
+                "connection string has Authentication=…: Microsoft Entra ID and managed identities are not \
+                 supported yet; use a SAS key (SharedAccessKeyName and SharedAccessKey) or a token \
+                 (SharedAccessSignature)",
+            ),
         }
     }
 }
@@ -314,6 +339,38 @@ pub struct ConnectionString {
     pub use_development_emulator: bool,
 }
 
+/// The keys a connection string may hold, for messages.
+fn known_keys() -> String {
+    ALL_KEYS.iter().filter(|k| **k != ConnStrKey::Authentication).map(|k| k.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// What a pasted connection string is stripped of before parsing, wherever it comes from
+/// (a flag, `HYCO_CONNECTION_STRING`, a file or stdin): surrounding whitespace (a trailing
+/// newline or CRLF included), then one pair of matching quotes around it, then whitespace
+/// again inside them.
+pub fn clean(s: &str) -> &str {
+    let s = s.trim();
+    let unquoted = ['"', '\''].into_iter().find_map(|q| s.strip_prefix(q).and_then(|r| r.strip_suffix(q)));
+    unquoted.map_or(s, str::trim)
+}
+
+/// Checks an `OperationTimeout` value: `[d.]hh:mm:ss[.fff]`, the form Microsoft's SDKs
+/// write (a .NET `TimeSpan`).
+fn valid_timeout(value: &str) -> bool {
+    let parts: Vec<&str> = value.split(':').collect();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let [hours, minutes, seconds] = parts[..] else { return false };
+    let hours_ok = match hours.split_once('.') {
+        Some((days, h)) => digits(days) && digits(h),
+        None => digits(hours),
+    };
+    let seconds_ok = match seconds.split_once('.') {
+        Some((s, fraction)) => digits(s) && digits(fraction),
+        None => digits(seconds),
+    };
+    hours_ok && digits(minutes) && seconds_ok
+}
+
 /// A key name shown in an error only when it looks like one (short, letters only), so a
 /// secret pasted without its key never reaches a message.
 fn printable_key(key: &str) -> Option<String> {
@@ -322,16 +379,17 @@ fn printable_key(key: &str) -> Option<String> {
 
 /// Parses a connection string (docs/protocol.md 4).
 ///
-/// Parts split on `;` (empty parts dropped), then on the first `=`. Keys are
-/// case-insensitive, with surrounding ASCII whitespace ignored; values are taken as
-/// written. Unknown, duplicate or empty-valued keys are errors.
+/// The text is [`clean`]ed first. Parts split on `;` (empty parts dropped), then on the
+/// first `=`. Keys are case-insensitive, with surrounding ASCII whitespace ignored; values
+/// are taken as written. Unknown, duplicate or empty-valued keys are errors.
 pub fn parse(s: &str) -> Result<ConnectionString, ConnStrError> {
+    let s = clean(s);
     let mut values: [Option<&str>; ALL_KEYS.len()] = [None; ALL_KEYS.len()];
     for (i, part) in s.split(';').filter(|p| !p.is_empty()).enumerate() {
         let (key, value) = part.split_once('=').ok_or(ConnStrError::MalformedPart { position: i + 1 })?;
         let key_text = key.trim_ascii();
-        let key =
-            ConnStrKey::from_name(key_text).ok_or_else(|| ConnStrError::UnknownKey { key: printable_key(key_text) })?;
+        let key = ConnStrKey::from_name(key_text)
+            .ok_or_else(|| ConnStrError::UnknownKey { key: printable_key(key_text), position: i + 1 })?;
         let slot = &mut values[key as usize];
         if slot.is_some() {
             return Err(ConnStrError::DuplicateKey(key));
@@ -342,6 +400,12 @@ pub fn parse(s: &str) -> Result<ConnectionString, ConnStrError> {
         *slot = Some(value);
     }
     let get = |k: ConnStrKey| values[k as usize];
+    if get(ConnStrKey::Authentication).is_some() {
+        return Err(ConnStrError::UnsupportedAuthentication);
+    }
+    if get(ConnStrKey::OperationTimeout).is_some_and(|v| !valid_timeout(v)) {
+        return Err(ConnStrError::InvalidTimeout);
+    }
 
     let use_development_emulator = match get(ConnStrKey::UseDevelopmentEmulator) {
         None => false,
@@ -475,6 +539,39 @@ mod tests {
     }
 
     #[test]
+    fn pasted_text_loses_whitespace_and_one_pair_of_quotes() {
+        let plain = "Endpoint=sb://h:1/;SharedAccessKeyName=n;SharedAccessKey=k;UseDevelopmentEmulator=true";
+        let want = parse(plain).unwrap();
+        for pasted in [
+            format!("{plain}\n"),
+            format!("{plain}\r\n"),
+            format!("  {plain} "),
+            format!("'{plain}'"),
+            format!("\"{plain}\"\n"),
+            format!(" ' {plain}\n' "),
+        ] {
+            assert_eq!(parse(&pasted).as_ref(), Ok(&want), "{pasted:?}");
+        }
+        assert_eq!(clean("'a\""), "'a\"", "quotes must match");
+        assert_eq!(clean("''x''"), "'x'", "one pair only");
+        let err = parse(&format!("'{plain}")).unwrap_err();
+        assert_eq!(err, ConnStrError::UnknownKey { key: None, position: 1 });
+    }
+
+    #[test]
+    fn operation_timeout_is_accepted_and_authentication_has_its_own_message() {
+        for ok in ["00:01:00", "1.02:03:04", "00:00:30.5"] {
+            assert!(parse(&format!("Endpoint=sb://h/;OperationTimeout={ok}")).is_ok(), "{ok}");
+        }
+        for bad in ["60", "1:2", "a:b:c", "00:01:00x"] {
+            assert_eq!(parse(&format!("Endpoint=sb://h/;OperationTimeout={bad}")), Err(ConnStrError::InvalidTimeout));
+        }
+        let err = parse("Endpoint=sb://h/;Authentication=Managed Identity").unwrap_err();
+        assert_eq!(err, ConnStrError::UnsupportedAuthentication);
+        assert!(err.to_string().contains("not supported"), "{err}");
+    }
+
+    #[test]
     fn no_credentials_is_allowed() {
         let cs = parse("Endpoint=sb://h/;EntityPath=hyco").unwrap();
         assert_eq!(cs.credential, Credential::None);
@@ -532,7 +629,7 @@ mod tests {
     fn unknown_duplicate_malformed_empty() {
         assert_eq!(
             parse("Endpoint=sb://h/;Foo=bar").unwrap_err(),
-            ConnStrError::UnknownKey { key: Some("Foo".into()) }
+            ConnStrError::UnknownKey { key: Some("Foo".into()), position: 2 }
         );
         assert_eq!(
             parse("Endpoint=sb://h/;endpoint=sb://g/").unwrap_err(),
@@ -578,7 +675,9 @@ mod tests {
     fn error_messages_name_the_key() {
         assert!(ConnStrError::DuplicateKey(ConnStrKey::SharedAccessKey).to_string().contains("SharedAccessKey"));
         assert!(ConnStrError::EmptyValue(ConnStrKey::EntityPath).to_string().contains("EntityPath"));
-        assert!(ConnStrError::UnknownKey { key: Some("Foo".into()) }.to_string().contains("'Foo'"));
+        assert!(ConnStrError::UnknownKey { key: Some("Foo".into()), position: 2 }.to_string().contains("'Foo'"));
+        let hidden = ConnStrError::UnknownKey { key: None, position: 2 }.to_string();
+        assert!(hidden.contains("part 2") && hidden.contains("SharedAccessKey"), "{hidden}");
         assert!(
             ConnStrError::InvalidBool(ConnStrKey::UseDevelopmentEmulator)
                 .to_string()
@@ -604,7 +703,8 @@ mod tests {
         assert_eq!(cs.endpoint, ep(true, "h", 443));
         for bad in ["yes", "1", "true ", " true", "on"] {
             assert_eq!(
-                parse(&format!("Endpoint=sb://h;UseDevelopmentEmulator={bad}")).unwrap_err(),
+                // Followed by another part: the end of the whole string is trimmed (`clean`).
+                parse(&format!("Endpoint=sb://h;UseDevelopmentEmulator={bad};EntityPath=x")).unwrap_err(),
                 ConnStrError::InvalidBool(ConnStrKey::UseDevelopmentEmulator),
                 "{bad}"
             );

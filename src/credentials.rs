@@ -46,7 +46,28 @@ pub fn resolve_relay(args: &CredentialArgs) -> anyhow::Result<Resolved> {
         key: args.key.clone().map(Secret::new),
         tls_fingerprint: args.tls_fingerprint.clone(),
     };
-    resolve(&flags, &EnvSources::from_env(), &store).map_err(|e| failure(Kind::Config, e.to_string()))
+    resolve(&flags, &EnvSources::from_env(), &store).map_err(|e| match e {
+        ResolveError::NotConfigured => not_configured(),
+        e => failure(Kind::Config, e.to_string()),
+    })
+}
+
+/// The error for no relay at all; a `HYCO_CONFIG` naming a file that does not exist is
+/// the likely cause, so it says so.
+fn not_configured() -> anyhow::Error {
+    let named = std::env::var_os(profile::ENV_CONFIG).filter(|p| !p.is_empty()).map(PathBuf::from);
+    match named {
+        Some(path) if !path.exists() => failure(
+            Kind::Config,
+            format!(
+                "no relay configured: {} names {}, which does not exist; fix or unset it, or create it: \
+                 run `hyco serve` on this machine, or add a profile with `hyco profile add`",
+                profile::ENV_CONFIG,
+                path.display()
+            ),
+        ),
+        _ => failure(Kind::Config, ResolveError::NotConfigured.to_string()),
+    }
 }
 
 /// A configuration error with what to do about it, keeping the cause's own words.
@@ -151,6 +172,8 @@ pub enum ResolveError {
     UnknownProfile(ProfileOrigin, UnknownProfile),
     /// A profile is invalid (only possible for a store built by hand).
     InvalidProfile(String, ProfileError),
+    /// A connection string (from the named flag or variable) holds no key and no token.
+    NoCredential(&'static str),
     /// Nothing says which relay to use.
     NotConfigured,
 }
@@ -169,6 +192,7 @@ impl fmt::Display for ResolveError {
             ResolveError::Fingerprint => write!(f, "--tls-fingerprint: {NotAFingerprint}"),
             ResolveError::UnknownProfile(origin, e) => write!(f, "{origin}: {e}"),
             ResolveError::InvalidProfile(name, e) => write!(f, "profile '{name}': {e}"),
+            ResolveError::NoCredential(origin) => write!(f, "{origin}: {NO_CREDENTIAL}"),
             ResolveError::NotConfigured => f.write_str(
                 "no relay configured: run `hyco serve` on this machine, or pass --connection-string, \
                  or add a profile with `hyco profile add`",
@@ -261,11 +285,22 @@ pub fn resolve(flags: &CredentialSources, env: &EnvSources, store: &ProfileStore
             resolved.source.push_str(" with --key");
         }
     }
+    // After --key-name/--key, which may supply what the string lacks.
+    if resolved.credential == Credential::None
+        && let Some(origin) = [ENV_CONNECTION_STRING, "--connection-string"].into_iter().find(|o| resolved.source == *o)
+    {
+        return Err(ResolveError::NoCredential(origin));
+    }
     if let Some(f) = &flags.tls_fingerprint {
         resolved.tls_fingerprint = Some(fingerprint::normalize(f).map_err(|_| ResolveError::Fingerprint)?);
     }
     Ok(resolved)
 }
+
+/// What a connection string without a key or token is told.
+pub(crate) const NO_CREDENTIAL: &str = "no key or token in the connection string: it needs SharedAccessKeyName \
+     and SharedAccessKey, or SharedAccessSignature (for a hybrid connection open to any sender, give --endpoint \
+     alone)";
 
 fn from_connection_string(origin: &'static str, cs: &Secret) -> Result<Resolved, ResolveError> {
     let cs = connstr::parse(cs.expose()).map_err(|e| ResolveError::ConnectionString(origin, e))?;
@@ -392,6 +427,22 @@ mod tests {
 
         let flags = CredentialSources { endpoint: Some("ws://flag:1".into()), ..Default::default() };
         assert_eq!(resolve(&flags, &env, &store).unwrap().credential, Credential::None);
+    }
+
+    #[test]
+    fn a_connection_string_without_a_credential_says_so() {
+        let bare = Secret::new("Endpoint=sb://h:9/;UseDevelopmentEmulator=true\r\n");
+        let env = EnvSources { profile: None, connection_string: Some(bare.clone()) };
+        let err = resolve(&CredentialSources::default(), &env, &ProfileStore::default()).unwrap_err();
+        assert_eq!(err, ResolveError::NoCredential(ENV_CONNECTION_STRING));
+        assert!(err.to_string().contains("no key or token in the connection string"), "{err}");
+        let flags = CredentialSources { connection_string: Some(bare), ..Default::default() };
+        let err = resolve(&flags, &EnvSources::default(), &ProfileStore::default()).unwrap_err();
+        assert_eq!(err, ResolveError::NoCredential("--connection-string"));
+        // --key-name/--key may supply the credential a variable's string lacks.
+        let flags =
+            CredentialSources { key_name: Some("n".into()), key: Some(Secret::new(SECRET_KEY)), ..Default::default() };
+        assert!(resolve(&flags, &env, &ProfileStore::default()).is_ok());
     }
 
     #[test]

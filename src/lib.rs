@@ -19,6 +19,7 @@ pub mod encoding;
 pub mod error;
 pub mod fingerprint;
 pub mod fsutil;
+pub mod generated;
 pub mod http1;
 pub mod manage;
 pub mod net;

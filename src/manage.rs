@@ -4,9 +4,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use clap::CommandFactory;
-
-use crate::cli::{Cli, ProfileAddArgs, ProfileCommand, TokenArgs, TokenRights};
+use crate::cli::{ProfileAddArgs, ProfileCommand, TokenArgs, TokenRights};
 use crate::connstr::{self, ConnectionString, Credential, Endpoint};
 use crate::credentials::{self, config_failure};
 use crate::error::{Kind, failure};
@@ -58,12 +56,18 @@ pub fn profile(command: ProfileCommand, out: &mut impl Write) -> anyhow::Result<
             store.save(&path).map_err(|e| config_failure(e, "fix the profile file's place (HYCO_CONFIG)"))?;
             writeln!(out, "profile '{name}' saved to {}", path.display())?;
         }
-        ProfileCommand::List => {
+        ProfileCommand::List { names: true } => {
+            for name in store.names() {
+                writeln!(out, "{name}")?;
+            }
+        }
+        ProfileCommand::List { names: false } => {
             if store.is_empty() {
                 writeln!(
                     out,
-                    "no profiles in {} (add one with `hyco profile add`, or run `hyco serve`)",
-                    path.display()
+                    "no profiles in {}{} (add one with `hyco profile add`, or run `hyco serve`)",
+                    path.display(),
+                    if path.exists() { "" } else { ", which does not exist yet" }
                 )?;
             }
             let default = store.default_name().map(str::to_owned);
@@ -134,7 +138,10 @@ fn new_profile(args: ProfileAddArgs, _store: &mut ProfileStore) -> anyhow::Resul
         match cs.credential {
             Credential::Key { name, key } => Profile::with_key(endpoint, name, key),
             Credential::Token(token) => Profile::with_token(endpoint, token),
-            Credential::None => Profile { endpoint, key_name: None, key: None, token: None, tls_fingerprint: None },
+            Credential::None => {
+                let source = if file == Path::new("-") { "stdin".into() } else { file.display().to_string() };
+                return Err(failure(Kind::Config, format!("{source}: {}", credentials::NO_CREDENTIAL)));
+            }
         }
     } else {
         let endpoint = args.endpoint.clone().expect("clap requires --endpoint or --connection-string-file");
@@ -173,28 +180,26 @@ pub fn token(args: TokenArgs, out: &mut impl Write) -> anyhow::Result<()> {
         ));
     };
     let (key_name, key) = match args.rights {
-        None => (name.clone(), key.clone()),
-        Some(rights) => {
+        TokenRights::Key => (name.clone(), key.clone()),
+        rights => {
             if resolved.endpoint.azure_domain().is_some() {
                 return Err(failure(
                     Kind::Config,
-                    "--rights works with hyco relays; an Azure key carries its policy's rights: \
-                     sign with the key of a policy that grants only what you mean to hand out",
+                    "--rights send|listen works with hyco relays; an Azure key carries its policy's rights: \
+                     sign with the key of a policy that grants only what you mean to hand out, with --rights key",
                 ));
             }
             if name != DEFAULT_KEY_NAME {
                 return Err(failure(
                     Kind::Config,
                     format!(
-                        "--rights derives its key from a hyco relay's {DEFAULT_KEY_NAME}; {} holds '{name}'",
+                        "--rights send|listen derives its key from a hyco relay's {DEFAULT_KEY_NAME}; {} holds \
+                         '{name}' (--rights key signs with it as it is)",
                         resolved.source
                     ),
                 ));
             }
-            let rule = match rights {
-                TokenRights::Send => SEND_KEY_NAME,
-                TokenRights::Listen => LISTEN_KEY_NAME,
-            };
+            let rule = if rights == TokenRights::Send { SEND_KEY_NAME } else { LISTEN_KEY_NAME };
             (rule.to_owned(), sas::derive_key(key, rule))
         }
     };
@@ -213,15 +218,16 @@ pub fn token(args: TokenArgs, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "{}", token.expose())?;
     }
     let rights = match args.rights {
-        Some(TokenRights::Send) => "Send".to_owned(),
-        Some(TokenRights::Listen) => "Listen".to_owned(),
-        None => format!("those of rule '{key_name}'"),
+        TokenRights::Send => "Send".to_owned(),
+        TokenRights::Listen => "Listen".to_owned(),
+        TokenRights::Key => format!("all those of rule '{key_name}'"),
     };
     tracing::info!("token for '{hc}', rights {rights}, expires {}", protocol::rfc3339(expiry));
     Ok(())
 }
 
 /// Runs `hyco completions SHELL`.
-pub fn completions(shell: clap_complete::Shell, out: &mut impl Write) {
-    clap_complete::generate(shell, &mut Cli::command(), "hyco", out);
+pub fn completions(shell: clap_complete::Shell, out: &mut impl Write) -> anyhow::Result<()> {
+    out.write_all(&crate::generated::completion(shell).1)?;
+    Ok(())
 }

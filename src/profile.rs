@@ -364,10 +364,21 @@ fn path_from(hyco_config: Option<OsString>) -> anyhow::Result<PathBuf> {
     Ok(dirs.config_dir().join("config.toml"))
 }
 
-/// Adds or updates profile `name` in the file at `path` for a relay on this machine (what
-/// `hyco serve` calls), keeping the other profiles. With `make_default_if_none`, `name`
-/// becomes the default when there is none or the default names no existing profile; an
-/// existing default is left alone.
+/// What [`write_local_profile`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalProfile {
+    /// Written (added, or updated for the same endpoint); `default` when it is the default.
+    Written { default: bool },
+    /// A profile of that name points at another relay (`endpoint`) and was left alone.
+    Kept { endpoint: String },
+}
+
+/// Adds profile `name` to the file at `path` for a relay on this machine (what
+/// `hyco serve` calls), keeping the other profiles, or updates it when it names the same
+/// endpoint (its key or fingerprint may have changed). A profile of that name that points
+/// at another endpoint is left alone: a second relay must not take over the clients of the
+/// first. With `make_default_if_none`, `name` becomes the default when there is none or
+/// the default names no existing profile; an existing default is left alone.
 pub fn write_local_profile(
     path: &Path,
     name: &str,
@@ -376,15 +387,21 @@ pub fn write_local_profile(
     key: &Secret,
     tls_fingerprint: Option<&str>,
     make_default_if_none: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<LocalProfile> {
     let mut store = ProfileStore::load(path)?;
+    if let Some(existing) = store.get(name)
+        && !existing.endpoint.trim_end_matches('/').eq_ignore_ascii_case(endpoint_ws_base.trim_end_matches('/'))
+    {
+        return Ok(LocalProfile::Kept { endpoint: existing.endpoint.clone() });
+    }
     let mut profile = Profile::with_key(endpoint_ws_base, key_name, key.clone());
     profile.tls_fingerprint = tls_fingerprint.map(str::to_owned);
     store.set(name, profile).with_context(|| format!("profile '{name}'"))?;
     if make_default_if_none && store.default_name().is_none_or(|d| store.get(d).is_none()) {
         store.set_default(name).expect("the profile was just added");
     }
-    store.save(path)
+    store.save(path)?;
+    Ok(LocalProfile::Written { default: store.default_name() == Some(name) })
 }
 
 #[cfg(test)]
@@ -669,15 +686,24 @@ endpoint = "wss://relay.example:8443"
         assert_eq!(endpoint, ep(false, "127.0.0.1", 9999));
         assert_eq!(credential, Credential::Key { name: "RootManageSharedAccessKey".into(), key: key.clone() });
 
-        // Updating the default profile keeps it the default.
-        write_local_profile(&path, "local", "wss://127.0.0.1:9443", "k", &key, Some(FP), true).unwrap();
+        // Updating the default profile for the same relay keeps it the default.
+        let other_key = Secret::new("b3RoZXI=");
+        let written = write_local_profile(&path, "local", "ws://127.0.0.1:9999/", "k", &other_key, Some(FP), true);
+        assert_eq!(written.unwrap(), LocalProfile::Written { default: true });
         let store = ProfileStore::load(&path).unwrap();
         assert_eq!(store.default_name(), Some("local"));
-        assert_eq!(store.get("local").unwrap().endpoint, "wss://127.0.0.1:9443");
+        assert_eq!(store.get("local").unwrap().key.as_ref(), Some(&other_key));
         assert_eq!(store.get("local").unwrap().tls_fingerprint.as_deref(), Some(FP));
 
+        // A second relay elsewhere does not take the profile over.
+        let before = std::fs::read(&path).unwrap();
+        let kept = write_local_profile(&path, "local", "wss://127.0.0.1:9443", "k", &key, None, true).unwrap();
+        assert_eq!(kept, LocalProfile::Kept { endpoint: "ws://127.0.0.1:9999/".into() });
+        assert_eq!(std::fs::read(&path).unwrap(), before, "the file is left alone");
+
         // Another profile does not take over an existing default.
-        write_local_profile(&path, "other", "ws://127.0.0.1:1", "k", &key, None, true).unwrap();
+        let written = write_local_profile(&path, "other", "ws://127.0.0.1:1", "k", &key, None, true).unwrap();
+        assert_eq!(written, LocalProfile::Written { default: false });
         let store = ProfileStore::load(&path).unwrap();
         assert_eq!(store.default_name(), Some("local"));
         assert_eq!(store.names().collect::<Vec<_>>(), ["local", "other"]);

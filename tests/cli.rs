@@ -481,3 +481,98 @@ async fn keys_and_signatures_stay_out_of_the_logs() {
     }
     assert!(logs[4].1.contains("tunnel open"), "connect logged its tunnels:\n{}", logs[4].1);
 }
+
+// ---------------------------------------------------------------------------------------
+// First contact: a second relay, a configured relay's credentials, HTTP mode's URL
+
+#[tokio::test]
+async fn a_second_relay_leaves_the_local_profile_alone_and_says_so() {
+    let home = TempDir::new("second-serve");
+    let (serve, base) = start_serve(home.path(), &[]).await;
+    let out = serve.stdout.text();
+    assert!(out.contains("only this machine can reach this relay") && out.contains("--bind 0.0.0.0:"), "{out}");
+    assert!(!out.contains("On another machine"), "a loopback relay is not for other machines:\n{out}");
+    let profile = home.path().join("config.toml");
+    let before = std::fs::read_to_string(&profile).unwrap();
+
+    let mut cmd = hyco(home.path());
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--public-host", "relay.example.net", "--tls-self-signed"]);
+    let second = Proc::spawn(cmd);
+    let line = second.stdout.wait_for(PROC_STEP, "the profile line", |l| l.starts_with("Profile 'local'")).await;
+    assert!(
+        line.contains("points at another relay") && line.contains(&base) && line.contains("--profile-name"),
+        "{line}"
+    );
+    assert_eq!(std::fs::read_to_string(&profile).unwrap(), before, "the first relay's profile is untouched");
+
+    // With a name of its own it writes one, for its bound address and its pin.
+    let mut cmd = hyco(home.path());
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--public-host", "relay.example.net", "--tls-self-signed"]);
+    cmd.args(["--profile-name", "tls"]);
+    let third = Proc::spawn(cmd);
+    let line = third.stdout.wait_for(PROC_STEP, "the profile line", |l| l.starts_with("Profile 'tls'")).await;
+    assert!(line.contains("wss://127.0.0.1:") && line.contains("--profile tls"), "{line}");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    assert!(text.contains("default = \"local\"") && text.contains("[profiles.tls]"), "{text}");
+    let target = Target::echo().await;
+    let _listen = start_listen(home.path(), "hc", &target.spec(), &["--profile", "tls"]).await;
+    drop((serve, second));
+}
+
+#[tokio::test]
+async fn a_configured_relay_takes_tokens_minted_with_rights_and_its_401_says_how() {
+    let home = TempDir::new("configured");
+    // As the README has it: a key file, then the configuration.
+    let key =
+        std::process::Command::new("sh").args(["-c", "head -c 32 /dev/urandom | base64"]).output().expect("sh").stdout;
+    std::fs::write(home.path().join("root.key"), &key).unwrap();
+    let config = home.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        "[[rules]]\nname = \"RootManageSharedAccessKey\"\nkey_file = \"root.key\"\nrights = [\"Manage\"]\n\n\
+         [[hybrid_connections]]\nname = \"web\"\n",
+    )
+    .unwrap();
+    let mut cmd = hyco(home.path());
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--config"]).arg(&config);
+    let serve = Proc::spawn(cmd);
+    let base = serve_base(&serve).await;
+    serve.stdout.wait_for(PROC_STEP, "serve's profile line", |l| l.starts_with("Profile 'local' written")).await;
+    assert!(serve.stdout.text().contains("hyco token HC --rights listen"), "{}", serve.stdout.text());
+
+    // A Listen token for the app's machine, a Send token for a caller.
+    let mut cmd = hyco(home.path());
+    cmd.args(["token", "web", "--rights", "listen", "--ttl", "1h", "--as-connection-string"]);
+    let out = within_for(PROC_STEP, "token", cmd.output()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listen_cs = String::from_utf8(out.stdout).unwrap();
+    let app = TempDir::new("configured-app");
+    let target = Target::echo().await;
+    let mut cmd = hyco(app.path());
+    cmd.env("HYCO_CONNECTION_STRING", listen_cs.trim()).args(["listen", "web", "--http", "--to", &target.spec()]);
+    let listen = Proc::spawn(cmd);
+    let port = base.rsplit(':').next().unwrap();
+    let url = format!("http://127.0.0.1:{port}/web/");
+    listen.stderr.wait_for(PROC_STEP, "the public URL", |l| l.contains(&format!("HTTP requests to {url}"))).await;
+    listen.stderr.wait_for(PROC_STEP, "the listener", |l| l.contains(" listening") && l.contains("hc=")).await;
+
+    let mut cmd = hyco(home.path());
+    cmd.args(["token", "web", "--rights", "send", "--ttl", "1h", "--as-connection-string"]);
+    let out = within_for(PROC_STEP, "token", cmd.output()).await.unwrap();
+    let send_cs = String::from_utf8(out.stdout).unwrap();
+    let caller = TempDir::new("configured-caller");
+    let mut cmd = hyco(caller.path());
+    cmd.env("HYCO_CONNECTION_STRING", send_cs.trim()).args(["connect", "web", "--stdio"]);
+    let (proc, status) = run_stdio(cmd, b"sent with a derived token").await;
+    assert!(status.success(), "the relay accepts the hyco-send token\n{}", report(&proc));
+    assert_eq!(proc.stdout.text(), "sent with a derived token");
+
+    // A plain HTTP caller without a token learns how to present one.
+    use tokio::io::AsyncReadExt;
+    let mut tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await.unwrap();
+    tcp.write_all(b"GET /web/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    within("the 401", tcp.read_to_string(&mut answer)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("ServiceBusAuthorization") && answer.contains("hyco token HC --rights send"), "{answer}");
+}

@@ -268,3 +268,114 @@ async fn profiles_are_not_written_where_other_users_can_write() {
     assert_fails(out.status.code().expect("a code"), &err, 3, &["symbolic link"]);
     assert_eq!(std::fs::read_to_string(&real).unwrap(), "# mine\n");
 }
+
+// ---------------------------------------------------------------------------------------
+// First contact: pasted connection strings, TLS and scheme mistakes, addresses
+
+#[tokio::test]
+async fn pasted_connection_strings_are_cleaned_and_their_errors_name_the_problem() {
+    let home = TempDir::new("err-pasted");
+    let (_serve, base) = serve(&home, &[]).await;
+    let authority = base.trim_start_matches("ws://");
+    let good = format!(
+        "Endpoint=sb://{authority}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey={};UseDevelopmentEmulator=true",
+        key(&home)
+    );
+    // A trailing CRLF, a space, quotes: the same string, wherever it comes from. The HC has
+    // no listener, so getting as far as the relay's 404 proves the string was understood.
+    for pasted in [format!("{good}\r\n"), format!("'{good}' "), format!("\"{good}\"\n")] {
+        let mut cmd = hyco(home.path());
+        cmd.env("HYCO_CONNECTION_STRING", &pasted).args(["connect", "nobody", "--stdio"]);
+        let out = within_for(PROC_STEP, "hyco to exit", cmd.output()).await.unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_fails(out.status.code().unwrap(), &err, 6, &["404"]);
+        let (code, err) = run(home.path(), &["connect", "nobody", "--stdio", "--connection-string", &pasted]).await;
+        assert_fails(code, &err, 6, &["404"]);
+    }
+    let (code, err) =
+        run(home.path(), &["connect", "hc", "--stdio", "--connection-string", "'Endpoint=sb://h/;Bogus=1'"]).await;
+    assert_fails(code, &err, 3, &["unknown key 'Bogus'", "known: Endpoint"]);
+    let bare = format!("Endpoint=sb://{authority}/;UseDevelopmentEmulator=true\n");
+    let (code, err) = run(home.path(), &["listen", "hc", "--to", "1", "--connection-string", &bare]).await;
+    assert_fails(code, &err, 3, &["no key or token in the connection string"]);
+    let entra = "Endpoint=sb://contoso.servicebus.windows.net/;Authentication=Managed Identity";
+    let (code, err) = run(home.path(), &["connect", "hc", "--stdio", "--connection-string", entra]).await;
+    assert_fails(code, &err, 3, &["Authentication", "not supported"]);
+    let timeout = format!("{good};OperationTimeout=00:01:00");
+    let (code, err) = run(home.path(), &["connect", "nobody", "--stdio", "--connection-string", &timeout]).await;
+    assert_fails(code, &err, 6, &["404"]);
+}
+
+#[tokio::test]
+async fn tls_and_scheme_mistakes_name_the_cause_and_the_fix() {
+    let home = TempDir::new("err-scheme");
+    let (_tls, tls_base) = serve(&home, &["--tls-self-signed"]).await;
+    let (_plain, plain_base) = serve(&home, &[]).await;
+    let root = key(&home);
+    let listen = |base: &str, extra: &[&str]| {
+        let mut args: Vec<String> = ["listen", "hc", "--to", "127.0.0.1:1"].map(String::from).to_vec();
+        args.extend(root_flags(base, &root).map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let unpinned = listen(&tls_base, &[]);
+    let wrong = ["AB"; 32].join(":");
+    let mispinned = listen(&tls_base, &["--tls-fingerprint", &wrong]);
+    let plain_to_tls = listen(&tls_base.replace("wss://", "ws://"), &[]);
+    let tls_to_plain = listen(&plain_base.replace("ws://", "wss://"), &[]);
+    for (args, words) in [
+        (&unpinned, &["UnknownIssuer", "pin the fingerprint", "--tls-fingerprint"][..]),
+        (&mispinned, &["fingerprint mismatch", "pin the fingerprint the relay printed"]),
+        (&plain_to_tls, &["speaks TLS", "use wss://"]),
+        (&tls_to_plain, &["does not speak TLS", "use ws://"]),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, err) = run(home.path(), &args).await;
+        assert_fails(code, &err, 4, words);
+        assert!(!error_line(&err).contains("is the relay"), "no misleading hint: {err}");
+    }
+    // The connector says the same, with no "is the relay running" either.
+    let mut args = vec!["connect", "hc", "--stdio"];
+    let tls_to_plain = plain_base.replace("ws://", "wss://");
+    args.extend(root_flags(&tls_to_plain, &root));
+    let (code, err) = run(home.path(), &args).await;
+    assert_fails(code, &err, 4, &["does not speak TLS", "use ws://"]);
+    assert!(!error_line(&err).contains("is the relay"), "{err}");
+}
+
+#[tokio::test]
+async fn one_address_syntax_and_ports_out_of_range() {
+    let home = TempDir::new("err-addresses");
+    let (code, err) = run(home.path(), &["serve", "--bind", "99999"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("port 99999 is out of range"), "{err}");
+    let (code, err) = run(home.path(), &["listen", "hc", "--to", "99999", "--endpoint", "ws://127.0.0.1:9"]).await;
+    assert_fails(code, &err, 3, &["port 99999 is out of range"]);
+    // A port alone, or a name: serve binds them as connect does.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let mut cmd = hyco(home.path());
+    cmd.args(["serve", "--no-profile", "--bind", &port]);
+    let serve = Proc::spawn(cmd);
+    let line = serve.stdout.wait_for(PROC_STEP, "serve's listening line", |l| l.contains("(bound to ")).await;
+    assert!(line.ends_with(&format!("(bound to 127.0.0.1:{port})")), "{line}");
+    drop(serve);
+    let mut cmd = hyco(home.path());
+    cmd.args(["serve", "--no-profile", "--bind", "localhost:0"]);
+    let serve = Proc::spawn(cmd);
+    serve.stdout.wait_for(PROC_STEP, "serve on localhost", |l| l.contains("(bound to 127.0.0.1:")).await;
+    // demo with its port taken: 7, as documented.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err) = run(home.path(), &["demo", "--bind", &addr]).await;
+    assert_fails(code, &err, 7, &["cannot listen on", "--bind"]);
+    // token without --rights: a usage error, not a full-rights token.
+    let (code, err) = run(home.path(), &["token", "web", "--endpoint", "ws://127.0.0.1:9"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--rights"), "{err}");
+    // HYCO_CONFIG naming a file that is not there says so.
+    let mut cmd = hyco(home.path());
+    cmd.env("HYCO_CONFIG", home.path().join("nope/config.toml")).args(["connect", "hc", "--stdio"]);
+    let out = within_for(PROC_STEP, "hyco to exit", cmd.output()).await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_fails(out.status.code().unwrap(), &err, 3, &["HYCO_CONFIG names", "does not exist"]);
+}

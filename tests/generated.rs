@@ -7,31 +7,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
-use clap_complete::Shell;
-
-const SHELLS: [Shell; 5] = [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::PowerShell, Shell::Elvish];
+use hyco::generated::SHELLS;
 
 /// Every generated file, by path relative to the repository root.
 fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let scratch = std::env::temp_dir().join(format!("hyco-generated-{}-{call}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let (completions, man) = (scratch.join("completions"), scratch.join("man"));
-    std::fs::create_dir_all(&completions).unwrap();
-    std::fs::create_dir_all(&man).unwrap();
-    for shell in SHELLS {
-        clap_complete::generate_to(shell, &mut hyco::cli::Cli::command(), "hyco", &completions).unwrap();
-    }
-    clap_mangen::generate_to(hyco::cli::Cli::command(), &man).unwrap();
     let mut files = BTreeMap::new();
-    for dir in ["completions", "man"] {
-        for entry in std::fs::read_dir(scratch.join(dir)).unwrap() {
-            let entry = entry.unwrap();
-            files.insert(Path::new(dir).join(entry.file_name()), std::fs::read(entry.path()).unwrap());
-        }
+    for shell in SHELLS {
+        let (name, script) = hyco::generated::completion(shell);
+        files.insert(Path::new("completions").join(name), script);
     }
-    std::fs::remove_dir_all(&scratch).unwrap();
+    for (name, page) in hyco::generated::man_pages() {
+        files.insert(Path::new("man").join(name), page);
+    }
     files
 }
 
@@ -108,5 +95,43 @@ fn the_systemd_units_use_flags_that_exist() {
             !text.contains("--key ") && !text.contains("--connection-string "),
             "{unit}: no secret on a command line"
         );
+    }
+}
+
+#[test]
+fn completions_offer_profile_names_and_man_pages_have_examples_and_environment() {
+    let files = generate();
+    let text = |p: &str| String::from_utf8(files[Path::new(p)].clone()).unwrap();
+    let bash = text("completions/hyco.bash");
+    assert!(bash.contains("complete -F _hyco_with_profiles") && bash.contains("hyco profile list --names"), "bash");
+    let zsh = text("completions/_hyco");
+    assert!(
+        zsh.matches(":_hyco_profiles'").count() >= 6,
+        "zsh: --profile on listen/connect/token, show/default/remove"
+    );
+    assert!(text("completions/hyco.fish").contains("-l profile -r -f -a \"(hyco profile list --names"), "fish");
+    let top = text("man/hyco.1");
+    for var in ["HYCO_PROFILE", "HYCO_CONFIG", "HYCO_DATA_DIR", "HYCO_CONNECTION_STRING"] {
+        assert!(top.contains(&format!(".TP\n\\fB{}\\fR", var)), "{var} in hyco.1's ENVIRONMENT");
+    }
+    for page in ["hyco.1", "hyco-serve.1", "hyco-listen.1", "hyco-connect.1", "hyco-token.1"] {
+        let man = text(&format!("man/{page}"));
+        assert!(man.contains(".SH EXAMPLES") && man.contains(".SH ENVIRONMENT"), "{page}");
+    }
+    // Synopses show what each flag takes, and leave the global flags to hyco.1.
+    let serve = text("man/hyco-serve.1");
+    assert!(serve.contains("[\\-\\-bind [HOST:]PORT]") && serve.contains("[GLOBAL OPTIONS]"), "{serve}");
+    let synopsis = serve.split(".SH SYNOPSIS").nth(1).unwrap().split(".SH").next().unwrap();
+    assert!(!synopsis.contains("verbose"), "{synopsis}");
+}
+
+#[test]
+fn subcommand_help_does_not_repeat_the_global_flags() {
+    let mut cmd = hyco::cli::Cli::command();
+    let short = cmd.find_subcommand_mut("listen").unwrap().render_help().to_string();
+    assert!(!short.contains("--log-format") && short.contains("HYCO_PROFILE"), "{short}");
+    let top = hyco::cli::Cli::command().render_long_help().to_string();
+    for var in ["HYCO_PROFILE", "HYCO_CONFIG", "HYCO_DATA_DIR", "Exit status"] {
+        assert!(top.contains(var), "{var} in hyco --help");
     }
 }

@@ -129,8 +129,10 @@ async fn a_send_token_connects_but_cannot_listen() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
 
     // A token cannot mint another; --rights means nothing to Azure keys.
-    let (code, _, err) = run(&colleague, &["token", "tok", "--connection-string", cs.trim()], "").await;
+    let (code, _, err) =
+        run(&colleague, &["token", "tok", "--rights", "key", "--connection-string", cs.trim()], "").await;
     assert_eq!(code, 3, "{err}");
+    assert!(err.contains("holds no key"), "{err}");
     let azure = "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=a2V5";
     let (code, _, err) = run(&colleague, &["token", "tok", "--rights", "send", "--connection-string", azure], "").await;
     assert_eq!(code, 3, "{err}");

@@ -96,7 +96,7 @@ fn describe(e: OpenError, settings: &ConnectSettings) -> anyhow::Error {
     let hint = match e.kind() {
         Kind::Unauthorized => "; check the key or token and that it has the Send right",
         Kind::NotFound => "; is a listener running for it?",
-        Kind::Unreachable => "; is the relay running, and is the endpoint right?",
+        Kind::Unreachable if !e.names_its_fix() => "; is the relay running, and is the endpoint right?",
         _ => "",
     };
     failure(e.kind(), format!("{}: {e}{hint}", settings.label()))

@@ -251,6 +251,9 @@ impl Ctx {
                         && !self.settings.wait_for_relay
                     {
                         let relay = self.client.endpoint.ws_base();
+                        if e.names_its_fix() {
+                            return Err(failure(Kind::Unreachable, e.to_string()));
+                        }
                         return Err(failure(
                             Kind::Unreachable,
                             format!("{e}; is the relay at {relay} running, and is the endpoint right?"),

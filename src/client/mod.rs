@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crate::connstr::{Credential, Endpoint};
 use crate::error::{Kind, failure};
+use crate::http1::HeadError;
 use crate::http1::Response;
 use crate::net::ClientStream;
 use crate::protocol::{self, Action};
@@ -186,6 +187,10 @@ pub(crate) enum OpenError {
         text: String,
     },
     Handshake(String),
+    /// The relay answered, but not as the endpoint says it would: TLS where plain `ws://`
+    /// was asked for or the reverse, or a certificate that is not trusted or not the pinned
+    /// one. The text names the likely cause and the fix.
+    Mismatch(String),
     Timeout,
     /// The relay handed out an address that does not lead back to it ([`RelayClient::trusts`]).
     Untrusted(String),
@@ -206,10 +211,19 @@ impl OpenError {
             Self::Rejected { status: 401 | 403, .. } => Kind::Unauthorized,
             Self::Rejected { status: 404, .. } => Kind::NotFound,
             Self::Rejected { .. } => Kind::Rejected,
-            Self::Connect { .. } | Self::Tls(_) | Self::Handshake(_) | Self::Timeout | Self::Untrusted(_) => {
-                Kind::Unreachable
-            }
+            Self::Connect { .. }
+            | Self::Tls(_)
+            | Self::Handshake(_)
+            | Self::Mismatch(_)
+            | Self::Timeout
+            | Self::Untrusted(_) => Kind::Unreachable,
         }
+    }
+
+    /// Whether the text already names the cause and the fix, so that a generic "is the
+    /// relay running?" would only mislead.
+    pub(crate) fn names_its_fix(&self) -> bool {
+        matches!(self, Self::Mismatch(_))
     }
 }
 
@@ -222,6 +236,7 @@ impl fmt::Display for OpenError {
             Self::Tls(e) => write!(f, "TLS handshake with the relay failed: {e}"),
             Self::Rejected { status, text, .. } => write!(f, "{status} {text}"),
             Self::Handshake(e) => write!(f, "WebSocket handshake with the relay failed: {e}"),
+            Self::Mismatch(text) => f.write_str(text),
             Self::Timeout => write!(f, "no answer from the relay within {} s", CONNECT_TIMEOUT.as_secs()),
             Self::Untrusted(why) => write!(f, "refusing an address the relay handed out: {why}"),
         }
@@ -303,7 +318,7 @@ async fn open_ws(
         let name =
             rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| OpenError::BadUrl(url.to_owned()))?;
         let connector = tokio_rustls::TlsConnector::from(config);
-        ClientStream::Tls(Box::new(connector.connect(name, tcp).await.map_err(OpenError::Tls)?))
+        ClientStream::Tls(Box::new(connector.connect(name, tcp).await.map_err(|e| tls_failure(e, &addr))?))
     } else {
         ClientStream::Plain(tcp)
     };
@@ -319,7 +334,34 @@ async fn open_ws(
         Err(HandshakeError::Rejected { status, reason }) => {
             Err(OpenError::Rejected { by: RejectedBy::of(status, &reason), status, text: reason })
         }
+        Err(HandshakeError::Head(HeadError::Malformed(why))) if !secure => Err(OpenError::Mismatch(format!(
+            "the relay at {addr} did not answer in HTTP ({why}): it likely speaks TLS there; \
+             use wss:// (in a connection string, leave out UseDevelopmentEmulator=true)"
+        ))),
         Err(e) => Err(OpenError::Handshake(e.to_string())),
+    }
+}
+
+/// A failed TLS handshake with the relay at `addr`: the likely cause and its fix where the
+/// error tells (a plain relay, a certificate no root vouches for, another pin), else as is.
+fn tls_failure(e: std::io::Error, addr: &str) -> OpenError {
+    use rustls::{CertificateError, Error, InvalidMessage};
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::InvalidMessage(InvalidMessage::InvalidContentType)) => OpenError::Mismatch(format!(
+            "the relay at {addr} does not speak TLS: use ws:// instead of wss:// \
+             (in a connection string, add UseDevelopmentEmulator=true to an sb:// endpoint)"
+        )),
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => OpenError::Mismatch(format!(
+            "the relay at {addr} presented a certificate no trusted authority signed (UnknownIssuer): \
+             for a self-signed relay (`hyco serve --tls-self-signed`), pin the fingerprint it printed \
+             at start (`TLS certificate SHA-256 fingerprint: …`) with --tls-fingerprint or the profile's \
+             tls_fingerprint"
+        )),
+        Some(Error::General(why)) if why.starts_with(tls::MISMATCH) => OpenError::Mismatch(format!(
+            "{why}: pin the fingerprint the relay printed at start (`TLS certificate SHA-256 fingerprint: …`); \
+             if it was not set up again (a new data directory makes a new certificate), this may not be your relay"
+        )),
+        _ => OpenError::Tls(e),
     }
 }
 

@@ -20,7 +20,8 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// Parses `--to` values: `host:port` or `name=host:port`.
+    /// Parses `--to` values: `host:port` or `name=host:port`; a port alone (`8080`, `web=8080`)
+    /// is on 127.0.0.1.
     pub fn parse<S: AsRef<str>>(specs: &[S]) -> anyhow::Result<Self> {
         let mut t = Self::default();
         for spec in specs {
@@ -29,9 +30,21 @@ impl Targets {
                 Some((n, a)) => (Some(n), a),
                 None => (None, spec),
             };
-            if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
-                bail!("target {spec:?} is not host:port or name=host:port");
+            // A port alone means this machine, as `--bind PORT` does.
+            let addr = if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) {
+                format!("127.0.0.1:{addr}")
+            } else {
+                addr.to_owned()
+            };
+            let Some((host, port)) = addr.rsplit_once(':').filter(|(h, _)| !h.is_empty()) else {
+                bail!("target {spec:?} is not PORT, host:port or name=host:port");
+            };
+            match port.parse::<u64>() {
+                Ok(p) if (1..=u64::from(u16::MAX)).contains(&p) => {}
+                Ok(p) => bail!("target {spec:?}: port {p} is out of range (1 to 65535)"),
+                Err(_) => bail!("target {spec:?} is not PORT, host:port or name=host:port ({host:?} has no port)"),
             }
+            let addr = addr.as_str();
             match name {
                 Some(n) if n.is_empty() || n.contains(['/', '?', '#', ' ']) => {
                     bail!("target name {n:?} is not a path segment")
@@ -89,8 +102,13 @@ mod tests {
         let t = Targets::parse(&["127.0.0.1:9"]).unwrap();
         assert_eq!(t.pick(&["anything".into()]), Ok("127.0.0.1:9"));
         assert_eq!(t.pick(&[]), Ok("127.0.0.1:9"));
-        for bad in [&["x"][..], &["a=1:2", "a=1:3"], &["1:2", "1:3"], &[], &["=1:2"], &["h:99999"]] {
+        for bad in [&["x"][..], &["a=1:2", "a=1:3"], &["1:2", "1:3"], &[], &["=1:2"], &["h:99999"], &["0"]] {
             assert!(Targets::parse(bad).is_err(), "{bad:?}");
         }
+        let t = Targets::parse(&["8080", "ssh=22"]).unwrap();
+        assert_eq!(t.default.as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(t.named["ssh"], "127.0.0.1:22");
+        let err = Targets::parse(&["99999"]).unwrap_err().to_string();
+        assert!(err.contains("port 99999 is out of range"), "{err}");
     }
 }

@@ -33,6 +33,9 @@ pub fn system_roots() -> anyhow::Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
+/// How a pinned verifier's error starts, so that the client's error mapping can tell it.
+pub(super) const MISMATCH: &str = "certificate fingerprint mismatch";
+
 /// Accepts exactly the certificate whose SHA-256 is `expected`, whatever its names or
 /// issuer; signatures are still checked, so the peer must hold its key.
 #[derive(Debug)]
@@ -54,10 +57,7 @@ impl ServerCertVerifier for Pinned {
         if actual == self.expected {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::General(format!(
-                "certificate fingerprint mismatch: the relay presented {actual}, expected {}",
-                self.expected
-            )))
+            Err(rustls::Error::General(format!("{MISMATCH}: the relay presented {actual}, expected {}", self.expected)))
         }
     }
 

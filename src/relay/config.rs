@@ -178,8 +178,26 @@ impl RelaySettings {
         if rules.is_empty() && hcs.iter().all(|h| h.rules.is_empty()) {
             bail!("no authorization rules: declare at least one [[rules]] entry");
         }
+        let rules = with_derived_rules(rules);
         Ok(Self { rules, hcs, auto_create: file.auto_create, limits })
     }
+}
+
+/// Adds the Send-only and Listen-only rules whose keys derive from the namespace-wide
+/// root rule (`RootManageSharedAccessKey`), as the throwaway relay has them, so that
+/// `hyco token --rights send|listen` signed with the root key works against a configured
+/// relay too. Only the rights the root rule grants are derived, and a rule the file
+/// declares under either name wins.
+fn with_derived_rules(mut rules: Vec<Rule>) -> Vec<Rule> {
+    let Some(root) = rules.iter().find(|r| r.name == crate::sas::DEFAULT_KEY_NAME).cloned() else {
+        return rules;
+    };
+    for (name, right) in [(SEND_KEY_NAME, Right::Send), (LISTEN_KEY_NAME, Right::Listen)] {
+        if root.grants(right) && !rules.iter().any(|r| r.name == name) {
+            rules.push(Rule { name: name.into(), key: crate::sas::derive_key(&root.key, name), rights: vec![right] });
+        }
+    }
+    rules
 }
 
 #[derive(Deserialize)]
@@ -309,6 +327,32 @@ mod tests {
         assert_eq!(s.limits.auto_hc_grace, Duration::ZERO);
         assert!(Limits::default().handshake_limit_exempt.iter().all(IpAddr::is_loopback));
         assert!(!format!("{s:?}").contains("k1"), "keys stay out of Debug");
+    }
+
+    #[test]
+    fn a_declared_root_rule_brings_the_derived_send_and_listen_rules() {
+        let parse = |text: &str| RelaySettings::from_toml(text, Path::new(".")).unwrap().rules;
+        let root = "[[rules]]\nname='RootManageSharedAccessKey'\nkey='k1'\nrights=['Manage']\n";
+        let rules = parse(root);
+        let derived = |name: &str| rules.iter().find(|r| r.name == name).cloned();
+        let send = derived(SEND_KEY_NAME).expect("hyco-send");
+        assert_eq!(
+            (send.key.clone(), send.rights.clone()),
+            (crate::sas::derive_key(&Secret::new("k1"), SEND_KEY_NAME), vec![Right::Send])
+        );
+        assert_eq!(derived(LISTEN_KEY_NAME).unwrap().rights, vec![Right::Listen]);
+        // Only the rights the root grants; a declared rule of that name wins; no root, none.
+        let rules = parse("[[rules]]\nname='RootManageSharedAccessKey'\nkey='k1'\nrights=['Send']\n");
+        assert_eq!(
+            rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["RootManageSharedAccessKey", SEND_KEY_NAME]
+        );
+        let rules = parse(&format!("{root}[[rules]]\nname='hyco-send'\nkey='mine'\nrights=['Send']\n"));
+        assert_eq!(
+            rules.iter().filter(|r| r.name == SEND_KEY_NAME).map(|r| r.key.expose()).collect::<Vec<_>>(),
+            ["mine"]
+        );
+        assert_eq!(parse("[[rules]]\nname='root'\nkey='k1'\nrights=['Manage']\n").len(), 1);
     }
 
     #[test]

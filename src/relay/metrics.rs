@@ -262,7 +262,7 @@ impl Metrics {
     }
 
     /// The exposition text (format 0.0.4). Every series is present, at 0 if need be.
-    pub(crate) fn render(&self) -> String {
+    pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let family = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

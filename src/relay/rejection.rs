@@ -55,8 +55,14 @@ impl Rejection {
     /// The answer to an HTTP-mode request:
     /// `{"error":{"code":…,"message":"… TrackingId:…, Timestamp:…"}}`.
     pub(crate) fn http_response(&self, tracking_id: &str) -> String {
+        // A plain HTTP caller (curl, a browser) is most likely missing a token: say how to
+        // present one, before the tracking suffix.
+        let text = match self.status {
+            401 => Cow::Owned(format!("{}. {TOKEN_HINT}", self.text.trim_end_matches('.'))),
+            _ => Cow::Borrowed(self.text.as_ref()),
+        };
         let body = serde_json::json!({
-            "error": { "code": error_code(self.status), "message": protocol::status_text(&self.text, tracking_id) }
+            "error": { "code": error_code(self.status), "message": protocol::status_text(&text, tracking_id) }
         })
         .to_string();
         let headers = [
@@ -73,6 +79,10 @@ impl fmt::Display for Rejection {
         write!(f, "{} {}", self.status, self.text)
     }
 }
+
+/// How an HTTP-mode caller presents a token, in a 401's body.
+const TOKEN_HINT: &str = "Present a SAS token with the Send right in the ServiceBusAuthorization or Authorization \
+     header, or in the sb-hc-token query parameter (`hyco token HC --rights send` mints one)";
 
 /// Azure's error codes for the statuses the relay itself answers.
 fn error_code(status: u16) -> &'static str {
@@ -104,6 +114,22 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["error"]["code"], "GatewayTimeout");
         assert!(json["error"]["message"].as_str().unwrap().contains("TrackingId:t-1"));
+    }
+
+    #[test]
+    fn a_401_body_says_how_to_present_a_token() {
+        let text = Rejection::new(401, Reason::Unauthorized, "Missing token").http_response("t-3");
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("Missing token. Present a SAS token"), "{message}");
+        assert!(message.contains("ServiceBusAuthorization") && message.contains("sb-hc-token"), "{message}");
+        assert!(message.contains("TrackingId:t-3"), "{message}");
+        // Other statuses, and handshake answers, are as they were.
+        let r = Rejection::new(404, Reason::NotFound, "No such hybrid connection");
+        assert!(!r.http_response("t").contains("Present a SAS token"));
+        let r = Rejection::new(401, Reason::Unauthorized, "Missing token");
+        assert!(!r.handshake_response(Some("t")).contains("Present"));
     }
 
     #[test]
