@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use super::auth::{Right, Rule};
+pub use super::forwarded::IpNet;
 use crate::protocol;
 use crate::sas::{LISTEN_KEY_NAME, SEND_KEY_NAME};
 use crate::secret::Secret;
@@ -43,6 +44,13 @@ pub struct Limits {
     /// HTTP mode: how long a listener may take to answer a request (504 after it), and
     /// how long either side of a relayed body may stall.
     pub http_response_timeout: Duration,
+    /// HTTP mode: how long a request body may take in all, however it trickles (408).
+    pub http_request_body_timeout: Duration,
+    /// HTTP mode: requests waiting for a listener's answer, per HC, apart from senders.
+    pub max_pending_requests_per_hc: usize,
+    /// HTTP mode: the proxies in front of the relay, whose `Forwarded`, `X-Forwarded-*`
+    /// and `X-Real-IP` are kept; anyone else's are dropped (not a bound, but set here).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for Limits {
@@ -61,6 +69,9 @@ impl Default for Limits {
             tunnel_idle_timeout: None,
             max_http_request_body: protocol::MAX_HTTP_REQUEST_BODY,
             http_response_timeout: protocol::HTTP_RESPONSE_TIMEOUT,
+            http_request_body_timeout: Duration::from_secs(300),
+            max_pending_requests_per_hc: 1_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -148,6 +159,10 @@ impl RelaySettings {
         }
         limits.max_http_request_body = l.max_http_request_body.unwrap_or(limits.max_http_request_body);
         limits.http_response_timeout = secs(l.http_response_timeout_secs, limits.http_response_timeout);
+        limits.http_request_body_timeout = secs(l.http_request_body_timeout_secs, limits.http_request_body_timeout);
+        limits.max_pending_requests_per_hc =
+            l.max_pending_requests_per_hc.unwrap_or(limits.max_pending_requests_per_hc);
+        limits.trusted_proxies = file.trusted_proxies.iter().map(|n| IpNet::parse(n)).collect::<anyhow::Result<_>>()?;
         if rules.is_empty() && hcs.iter().all(|h| h.rules.is_empty()) {
             bail!("no authorization rules: declare at least one [[rules]] entry");
         }
@@ -166,6 +181,8 @@ struct FileConfig {
     auto_create: bool,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +246,8 @@ struct FileLimits {
     tunnel_idle_timeout_secs: Option<u64>,
     max_http_request_body: Option<u64>,
     http_response_timeout_secs: Option<u64>,
+    http_request_body_timeout_secs: Option<u64>,
+    max_pending_requests_per_hc: Option<usize>,
 }
 
 #[cfg(test)]
@@ -240,6 +259,7 @@ mod tests {
         let s = RelaySettings::from_toml(
             r#"
             auto_create = false
+            trusted_proxies = ["203.0.113.0/24", "::1"]
             [[rules]]
             name = "root"
             key = "k1"
@@ -257,6 +277,8 @@ mod tests {
             max_http_request_body = 1048576
             http_response_timeout_secs = 7
             tunnel_idle_timeout_secs = 600
+            http_request_body_timeout_secs = 9
+            max_pending_requests_per_hc = 4
             "#,
             Path::new("."),
         )
@@ -269,6 +291,9 @@ mod tests {
         assert_eq!(Limits::default().tunnel_idle_timeout, None, "off unless configured");
         assert_eq!(s.limits.max_http_request_body, 1 << 20);
         assert_eq!(s.limits.http_response_timeout, Duration::from_secs(7));
+        assert_eq!(s.limits.http_request_body_timeout, Duration::from_secs(9));
+        assert_eq!(s.limits.max_pending_requests_per_hc, 4);
+        assert_eq!(s.limits.trusted_proxies.len(), 2);
         assert!(!format!("{s:?}").contains("k1"), "keys stay out of Debug");
     }
 
@@ -280,6 +305,7 @@ mod tests {
             "[[rules]]\nname='a'\nkey='k'\nrights=['Fly']",
             "bogus = 1",
             "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='../x'",
+            "trusted_proxies=['10.0.0.0/33']\n[[rules]]\nname='a'\nkey='k'\nrights=['Send']",
             "",
         ] {
             assert!(RelaySettings::from_toml(bad, Path::new(".")).is_err(), "{bad}");

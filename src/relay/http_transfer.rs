@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{
     AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, Chain, ReadHalf, WriteHalf,
 };
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
 use tracing::info;
 
 use super::metrics::Reason;
@@ -110,12 +110,24 @@ pub(super) fn response_head(resp: &HttpResponse, head_request: bool, plan: Plan)
 /// The parts of a request target that matter here.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Target {
-    /// Decoded path segments (an undecodable one as sent), the first few for resolving.
+    /// The path's non-empty segments as sent (still encoded).
     pub(super) segments: Vec<String>,
     /// Path and query as sent, without `sb-hc-token`.
     pub(super) forward: String,
     pub(super) token: Option<String>,
     pub(super) id: Option<String>,
+}
+
+impl Target {
+    /// The path as the relay reads it (docs/protocol.md 7): its leading segments that are
+    /// names ([`protocol::name_segment`]), decoded; and whether a segment that is no name
+    /// follows them. Only these can make up the HC's name, the target's name and what a
+    /// token's audience is compared with: a decoded `/` never splits or joins segments.
+    pub(super) fn names(&self) -> (Vec<String>, bool) {
+        let names: Vec<String> = self.segments.iter().map_while(|s| protocol::name_segment(s).ok()).collect();
+        let more = names.len() < self.segments.len();
+        (names, more)
+    }
 }
 
 pub(super) fn parse_target(target: &str) -> Result<Target, &'static str> {
@@ -125,12 +137,11 @@ pub(super) fn parse_target(target: &str) -> Result<Target, &'static str> {
     };
     let Some(rest) = path.strip_prefix('/') else { return Err("the request target must be a path") };
     let mut segments = Vec::new();
-    for raw in rest.split('/') {
-        let seg = decode_component(raw, false).unwrap_or_else(|_| raw.to_owned());
-        if seg == "." || seg == ".." {
+    for raw in rest.split('/').filter(|s| !s.is_empty()) {
+        if matches!(decode_component(raw, false).as_deref(), Ok("." | "..")) {
             return Err("dot segment in the path");
         }
-        segments.push(seg);
+        segments.push(raw.to_owned());
     }
     let (mut token, mut id, mut kept) = (None, None, Vec::new());
     for part in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
@@ -230,16 +241,28 @@ impl Client {
     }
 }
 
-/// A request body read off the client, bounded by the body limit and the stall timeout.
+/// A request body read off the client, bounded by the body limit, the stall timeout and
+/// a deadline for the whole body (a client that sends a byte now and then must not hold
+/// a connection, or a listener, for ever).
 pub(super) struct Upload {
     pub(super) body: BodyReader,
     pub(super) limit: u64,
     pub(super) idle: Duration,
+    /// When the whole body must have arrived.
+    deadline: Instant,
+    total: Duration,
 }
 
 impl Upload {
+    /// An upload whose whole-body deadline starts now.
     pub(super) fn new(framing: Framing, limits: &Limits) -> Self {
-        Self { body: BodyReader::new(framing), limit: limits.max_http_request_body, idle: limits.http_response_timeout }
+        Self {
+            body: BodyReader::new(framing),
+            limit: limits.max_http_request_body,
+            idle: limits.http_response_timeout,
+            deadline: Instant::now() + limits.http_request_body_timeout,
+            total: limits.http_request_body_timeout,
+        }
     }
 
     pub(super) async fn read<R: AsyncBufRead + Unpin>(
@@ -247,13 +270,20 @@ impl Upload {
         r: &mut R,
         buf: &mut [u8],
     ) -> Result<usize, Rejection> {
-        let n = match timeout(self.idle, self.body.read(r, buf)).await {
+        let stall = Instant::now() + self.idle;
+        let n = match timeout_at(stall.min(self.deadline), self.body.read(r, buf)).await {
             Ok(Ok(n)) => n,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
                 return Err(Rejection::new(400, Reason::BadRequest, format!("Malformed chunked body: {e}")));
             }
             Ok(Err(_)) => return Err(Rejection::new(400, Reason::BadRequest, "The request body ended early")),
-            Err(_) => return Err(Rejection::new(408, Reason::Timeout, "The request body stalled")),
+            Err(_) if stall < self.deadline => {
+                return Err(Rejection::new(408, Reason::Timeout, "The request body stalled"));
+            }
+            Err(_) => {
+                let text = format!("The request body took longer than {} s", self.total.as_secs_f64());
+                return Err(Rejection::new(408, Reason::Timeout, text));
+            }
         };
         if self.body.read_so_far() > self.limit {
             let text = format!("Request body over the limit of {} bytes", self.limit);
@@ -412,13 +442,20 @@ mod tests {
     #[test]
     fn targets_keep_their_query_but_lose_the_token() {
         let t = parse_target("/web/a%20b/?x=1&sb-hc-token=SharedAccessSignature+sr%3Dx&sb-hc-id=abc&y").unwrap();
-        assert_eq!(t.segments, ["web", "a b", ""]);
+        assert_eq!(t.segments, ["web", "a%20b"]);
+        assert_eq!(t.names(), (vec!["web".to_owned(), "a b".to_owned()], false));
         assert_eq!(t.forward, "/web/a%20b/?x=1&sb-hc-id=abc&y");
         assert_eq!(t.token.as_deref(), Some("SharedAccessSignature sr=x"));
         assert_eq!(t.id.as_deref(), Some("abc"));
         assert_eq!(parse_target("/web?sb-hc-token=t").unwrap().forward, "/web");
         assert_eq!(parse_target("/web?").unwrap().forward, "/web?");
-        assert_eq!(parse_target("/web/%zz").unwrap().segments, ["web", "%zz"], "undecodable: kept as sent");
+        let names = |t: &str| parse_target(t).unwrap().names();
+        let web = || vec!["web".to_owned()];
+        assert_eq!(names("/web/%zz"), (web(), true), "undecodable: no name");
+        assert_eq!(names("/web/api%2Fadmin/x"), (web(), true), "an encoded slash: no name");
+        assert_eq!(names("/web/a%5Cb"), (web(), true));
+        assert_eq!(names("/web/a%00"), (web(), true));
+        assert_eq!(names("/web//x/"), (vec!["web".to_owned(), "x".to_owned()], false), "empty segments: none");
         for bad in ["*", "http://h/web", "/web/../x", "/%2e%2E/x", "web"] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }

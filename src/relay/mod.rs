@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod config;
 mod control;
+mod forwarded;
 mod http;
 mod http_transfer;
 pub mod metrics;
