@@ -218,3 +218,55 @@ async fn several_set_cookie_headers_arrive_one_by_one() {
         assert_eq!(cookies, ["a=1; Path=/; HttpOnly", "b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT"], "n={n}");
     }
 }
+
+#[tokio::test]
+async fn http_1_0_is_answered_and_bare_lf_heads_are_refused() {
+    let relay = TestRelay::start(settings()).await;
+    let server = HttpServer::start().await;
+    let mut ls = listen_settings("hc", &[server.addr.to_string()]);
+    ls.http = true;
+    let _listener = Listening::start(client(relay.addr), ls).await;
+    let t = token("hc");
+    let ask = |head: String| async move { raw_http(relay.addr, head.as_bytes()).await };
+    // HTTP/1.0: a known length as Content-Length, an unknown one until the connection ends.
+    let small = ask(format!("GET /hc/hello HTTP/1.0\r\n{TOKEN_HEADER}: {t}\r\n\r\n")).await;
+    assert_eq!(status_of(&small), 200, "{small}");
+    assert!(small.contains("Content-Length: 21\r\n") && small.ends_with("hello from the server"), "{small}");
+    let mut tcp = TcpStream::connect(relay.addr).await.unwrap();
+    let head = format!("GET /hc/big?n=200000&chunked HTTP/1.0\r\n{TOKEN_HEADER}: {t}\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut big = Vec::new();
+    within("the answer to the end", tcp.read_to_end(&mut big)).await.unwrap();
+    let end = big.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+    let head = String::from_utf8_lossy(&big[..end]);
+    assert_eq!(status_of(&head), 200, "{head}");
+    assert!(!head.contains("Transfer-Encoding") && !head.contains("Content-Length"), "{head}");
+    assert!(head.contains("Connection: close"), "{head}");
+    assert_eq!(big.len() - end, 200_000, "the whole body, then the end of the connection");
+    let upload = ask(format!("POST /hc/upload HTTP/1.0\r\n{TOKEN_HEADER}: {t}\r\nContent-Length: 3\r\n\r\nabc")).await;
+    assert_eq!(status_of(&upload), 200, "{upload}");
+    let no_continue = format!(
+        "POST /hc/upload HTTP/1.0\r\n{TOKEN_HEADER}: {t}\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"
+    );
+    let answer = ask(no_continue).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "no 100 Continue for HTTP/1.0: {answer}");
+    let chunked = ask(format!(
+        "POST /hc/upload HTTP/1.0\r\n{TOKEN_HEADER}: {t}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(status_of(&chunked), 400, "{chunked}");
+    // A WebSocket upgrade still needs HTTP/1.1.
+    let upgrade = format!(
+        "GET /$hc/hc?sb-hc-action=connect HTTP/1.0\r\nHost: x\r\n{TOKEN_HEADER}: {t}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    assert_eq!(status_of(&ask(upgrade).await), 400);
+    // Bare LF line ends: refused, whole or in part.
+    for head in [
+        format!("GET /hc/hello HTTP/1.1\nHost: x\n{TOKEN_HEADER}: {t}\n\n"),
+        format!("GET /hc/hello HTTP/1.1\r\nHost: x\n{TOKEN_HEADER}: {t}\r\n\r\n"),
+    ] {
+        let answer = ask(head).await;
+        assert_eq!(status_of(&answer), 400, "{answer}");
+    }
+}

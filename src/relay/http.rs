@@ -58,7 +58,8 @@ impl Relay {
         let idle = self.limits.http_response_timeout;
         let (r, w) = tokio::io::split(stream);
         let reader = BufReader::with_capacity(PIECE, Cursor::new(initial).chain(r));
-        let mut client = Client { reader, writer: w, answered: false, body_read: false, idle };
+        let http10 = req.version == 0;
+        let mut client = Client { reader, writer: w, answered: false, body_read: false, idle, http10 };
         let span =
             info_span!("http", method = %sanitize(&req.method), hc = tracing::field::Empty, id = tracing::field::Empty);
         let work = async {
@@ -122,6 +123,10 @@ impl Relay {
         let authorization_used = self.registry.authorize_sender(&hc, &names.join("/"), token)? && from_authorization;
         let framing = http1::request_framing(&req.headers)
             .map_err(|e| Rejection::new(400, Reason::BadRequest, format!("Bad request body framing: {e}")))?;
+        // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing.
+        if req.version == 0 && header(&req.headers, "Transfer-Encoding").is_some() {
+            return Err(Rejection::new(400, Reason::BadRequest, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
         if let Framing::Length(n) = framing
             && n > limits.max_http_request_body
         {
@@ -165,8 +170,9 @@ impl Relay {
             body: Some(framing != Framing::Empty),
             inline_body: InlineBody::default(),
         };
-        let expect_continue =
-            header(&req.headers, "Expect").is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+        // An HTTP/1.0 client's expectation is ignored (RFC 9110 10.1.1).
+        let expect_continue = req.version == 1
+            && header(&req.headers, "Expect").is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
         Ok(Prepared { hc, id, message, framing, head_request: req.method == "HEAD", expect_continue })
     }
 
@@ -313,7 +319,7 @@ impl Relay {
         };
         client.body_read |= uploaded && body.body.is_done();
         let plan = if response.body { Plan::Streamed } else { Plan::None };
-        let (head, out) = response_head(&response, head_request, plan)
+        let (head, out) = response_head(&response, head_request, plan, client.http10)
             .ok_or_else(|| Rejection::new(502, Reason::Internal, "The listener answered with an invalid status"))?;
         info!(status = response.status_code, "answered on a rendezvous");
         client.write(head.as_bytes()).await?;
@@ -356,6 +362,7 @@ mod tests {
         let req = |target: &str, headers: &[(&str, &str)]| Request {
             method: "GET".into(),
             target: target.into(),
+            version: 1,
             headers: headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
         };
         assert!(is_http_mode(&req("/web/x", &[])));

@@ -41,8 +41,14 @@ pub(super) enum Plan {
 }
 
 /// The head the client gets for a listener's `response`, and how its body is framed;
-/// `None` for a status no HTTP/1.1 client can take as a final answer.
-pub(super) fn response_head(resp: &HttpResponse, head_request: bool, plan: Plan) -> Option<(String, Framing)> {
+/// `None` for a status no HTTP/1.1 client can take as a final answer. An HTTP/1.0 client
+/// (`http10`) knows no chunked encoding: a body of unknown length ends with the connection.
+pub(super) fn response_head(
+    resp: &HttpResponse,
+    head_request: bool,
+    plan: Plan,
+    http10: bool,
+) -> Option<(String, Framing)> {
     let status = resp.status_code;
     if !(200..=599).contains(&status) {
         return None;
@@ -96,6 +102,7 @@ pub(super) fn response_head(resp: &HttpResponse, head_request: bool, plan: Plan)
                 set_length(n);
                 Framing::Length(n)
             }
+            (Plan::Streamed, None) if http10 => Framing::UntilClose,
             (Plan::Streamed, None) => {
                 headers.push(("Transfer-Encoding".to_owned(), "chunked".to_owned()));
                 Framing::Chunked
@@ -177,6 +184,8 @@ pub(super) struct Client {
     /// Whether the request body has been read to its end.
     pub(super) body_read: bool,
     pub(super) idle: Duration,
+    /// An HTTP/1.0 client: no `100 Continue`, no chunked answers.
+    pub(super) http10: bool,
 }
 
 impl Client {
@@ -219,7 +228,7 @@ impl Client {
         head_request: bool,
     ) -> Result<(), Rejection> {
         let plan = if response.body || !body.is_empty() { Plan::Known(body.len() as u64) } else { Plan::None };
-        let (head, framing) = response_head(response, head_request, plan)
+        let (head, framing) = response_head(response, head_request, plan, self.http10)
             .ok_or_else(|| Rejection::new(502, Reason::Internal, "The listener answered with an invalid status"))?;
         info!(status = response.status_code, "answered on the control channel");
         self.write(head.as_bytes()).await?;
@@ -381,7 +390,7 @@ pub(super) async fn relay_body<R: AsyncRead + Unpin>(
         Ok(Ok(Next::Close(_) | Next::End)) => {
             return match framing {
                 Framing::Chunked => client.write(LAST_CHUNK).await,
-                Framing::Length(0) => Ok(()),
+                Framing::Length(0) | Framing::UntilClose => Ok(()),
                 _ => Err(cut("The listener's response body is missing")),
             };
         }
@@ -409,6 +418,7 @@ pub(super) async fn relay_body<R: AsyncRead + Unpin>(
                 client.write(&buf[..take]).await?;
                 *left -= take as u64;
             }
+            None if framing == Framing::UntilClose => client.write(&buf[..n]).await?,
             None => {
                 client.answered = true;
                 match timeout(idle, http1::write_chunk(&mut client.writer, &buf[..n])).await {
@@ -421,6 +431,7 @@ pub(super) async fn relay_body<R: AsyncRead + Unpin>(
     match left {
         Some(0) => Ok(()),
         Some(_) => Err(cut("The listener's response body was shorter than its Content-Length")),
+        None if framing == Framing::UntilClose => Ok(()),
         None => client.write(LAST_CHUNK).await,
     }
 }
@@ -476,7 +487,7 @@ mod tests {
                 ("Bad Name", "v"),
             ],
         );
-        let (head, framing) = response_head(&r, false, Plan::Known(3)).unwrap();
+        let (head, framing) = response_head(&r, false, Plan::Known(3), false).unwrap();
         assert_eq!(framing, Framing::Length(3));
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         for want in [
@@ -490,20 +501,30 @@ mod tests {
         for gone in ["X-Hop", "Transfer-Encoding", "Injected", "Bad Name", "Content-Length: 5"] {
             assert!(!head.contains(gone), "{gone:?} in {head}");
         }
-        let (head, framing) = response_head(&response(201, &[]), false, Plan::Streamed).unwrap();
+        let (head, framing) = response_head(&response(201, &[]), false, Plan::Streamed, false).unwrap();
         assert_eq!(framing, Framing::Chunked);
         assert!(head.contains("Transfer-Encoding: chunked\r\n") && head.contains("Via: 1.1 hyco\r\n"));
-        let (_, framing) = response_head(&response(200, &[("Content-Length", "10")]), false, Plan::Streamed).unwrap();
+        let (head, framing) = response_head(&response(201, &[]), false, Plan::Streamed, true).unwrap();
+        assert_eq!(framing, Framing::UntilClose, "HTTP/1.0: until the connection closes");
+        assert!(!head.contains("Transfer-Encoding") && head.contains("Connection: close\r\n"), "{head}");
+        let (_, framing) =
+            response_head(&response(200, &[("Content-Length", "10")]), false, Plan::Streamed, false).unwrap();
         assert_eq!(framing, Framing::Length(10));
-        let (head, framing) = response_head(&response(200, &[("Content-Length", "10")]), true, Plan::None).unwrap();
+        let (head, framing) =
+            response_head(&response(200, &[("Content-Length", "10")]), true, Plan::None, false).unwrap();
         assert_eq!((framing, head.contains("Content-Length: 10")), (Framing::Empty, true), "HEAD keeps the length");
-        let (head, framing) = response_head(&response(204, &[]), false, Plan::Streamed).unwrap();
+        let (head, framing) = response_head(&response(204, &[]), false, Plan::Streamed, false).unwrap();
         assert_eq!((framing, head.contains("Content-Length")), (Framing::Empty, false));
         let mut described = response(418, &[]);
         described.status_description = Some("I'm a\r\nteapot".into());
-        assert!(response_head(&described, false, Plan::None).unwrap().0.starts_with("HTTP/1.1 418 I'm a??teapot\r\n"));
+        assert!(
+            response_head(&described, false, Plan::None, false)
+                .unwrap()
+                .0
+                .starts_with("HTTP/1.1 418 I'm a??teapot\r\n")
+        );
         for bad in [100, 101, 199, 600, 0] {
-            assert!(response_head(&response(bad, &[]), false, Plan::None).is_none(), "{bad}");
+            assert!(response_head(&response(bad, &[]), false, Plan::None, false).is_none(), "{bad}");
         }
     }
 }
