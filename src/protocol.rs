@@ -134,6 +134,24 @@ pub fn is_tracking_id(id: &str) -> bool {
     !id.is_empty() && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
+/// Reads one path segment that names something (an HC's segment or a listener's target):
+/// decoded once, non-empty, not `.` or `..`, and free of `/ \ ? #` and control characters
+/// once decoded, so that every party splits the path into the same segments
+/// (docs/protocol.md 2, 7). The relay and the listener both read names with this.
+pub fn name_segment(raw: &str) -> Result<String, AddressError> {
+    let seg = decode_component(raw, false).map_err(|_| AddressError::BadPath("bad percent-encoding"))?;
+    if seg.is_empty() {
+        return Err(AddressError::BadPath("empty segment"));
+    }
+    if seg == "." || seg == ".." {
+        return Err(AddressError::BadPath("dot segment"));
+    }
+    if seg.contains(['/', '\\', '?', '#']) || seg.chars().any(char::is_control) {
+        return Err(AddressError::BadPath("reserved character in a segment"));
+    }
+    Ok(seg)
+}
+
 impl HcAddress {
     /// Parses a request target such as `/$hc/db/x?a=1&sb-hc-action=connect`.
     pub fn parse(target: &str) -> Result<Self, AddressError> {
@@ -143,20 +161,7 @@ impl HcAddress {
             .or_else(|| path.strip_prefix("/%24hc/"))
             .or_else(|| path.strip_prefix("/%24HC/"))
             .ok_or(AddressError::NotHc)?;
-        let mut segments = Vec::new();
-        for raw in rest.trim_end_matches('/').split('/') {
-            let seg = decode_component(raw, false).map_err(|_| AddressError::BadPath("bad percent-encoding"))?;
-            if seg.is_empty() {
-                return Err(AddressError::BadPath("empty segment"));
-            }
-            if seg == "." || seg == ".." {
-                return Err(AddressError::BadPath("dot segment"));
-            }
-            if seg.contains(['/', '\\', '?', '#']) || seg.chars().any(char::is_control) {
-                return Err(AddressError::BadPath("reserved character in a segment"));
-            }
-            segments.push(seg);
-        }
+        let segments = rest.trim_end_matches('/').split('/').map(name_segment).collect::<Result<Vec<_>, _>>()?;
         if segments.len() > MAX_PATH_SEGMENTS {
             return Err(AddressError::BadPath("too many segments"));
         }
@@ -332,10 +337,18 @@ pub struct HttpResponse {
     pub status_code: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_description: Option<String>,
-    /// One value per name; numbers and booleans are taken as text, an array's items are
-    /// joined with `, `, `null` is dropped (hyco-https passes `setHeader` values through).
-    #[serde(default, deserialize_with = "header_map", skip_serializing_if = "BTreeMap::is_empty")]
-    pub response_headers: BTreeMap<String, String>,
+    /// The headers, in order, a name as often as it occurs. On the wire an object: a name
+    /// that occurs more than once is an array of its values, each item its own header line
+    /// (how a response carries several `Set-Cookie`, docs/protocol.md 7); numbers and
+    /// booleans are taken as text, `null` is dropped, and a name repeated in the object
+    /// adds its values too.
+    #[serde(
+        default,
+        deserialize_with = "header_lines",
+        serialize_with = "header_object",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub response_headers: Vec<(String, String)>,
     #[serde(default)]
     pub body: bool,
 }
@@ -350,22 +363,56 @@ fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Er
     .ok_or_else(|| D::Error::custom("statusCode must be a number from 0 to 65535"))
 }
 
-fn header_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+fn header_lines<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
     use serde_json::Value;
-    fn text(v: &Value) -> Option<String> {
+    fn texts(v: Value, out: &mut Vec<String>) {
         match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            Value::Array(items) => {
-                let parts: Vec<String> = items.iter().filter_map(text).collect();
-                (!parts.is_empty()).then(|| parts.join(", "))
-            }
-            Value::Null | Value::Object(_) => None,
+            Value::String(s) => out.push(s),
+            Value::Number(n) => out.push(n.to_string()),
+            Value::Bool(b) => out.push(b.to_string()),
+            Value::Array(items) => items.into_iter().filter(|i| !i.is_array()).for_each(|i| texts(i, out)),
+            Value::Null | Value::Object(_) => {}
         }
     }
-    let map = Option::<serde_json::Map<String, Value>>::deserialize(d)?.unwrap_or_default();
-    Ok(map.iter().filter_map(|(k, v)| Some((k.clone(), text(v)?))).collect())
+    struct Lines;
+    impl<'de> serde::de::Visitor<'de> for Lines {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object of header names and values")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut lines = Vec::new();
+            while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                let mut values = Vec::new();
+                texts(value, &mut values);
+                lines.extend(values.into_iter().map(|v| (name.clone(), v)));
+            }
+            Ok(lines)
+        }
+    }
+    d.deserialize_any(Lines)
+}
+
+fn header_object<S: serde::Serializer>(lines: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut names: Vec<&str> = Vec::new();
+    for (n, _) in lines {
+        if !names.contains(&n.as_str()) {
+            names.push(n);
+        }
+    }
+    let mut map = s.serialize_map(Some(names.len()))?;
+    for name in names {
+        let values: Vec<&str> = lines.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect();
+        match values.as_slice() {
+            [one] => map.serialize_entry(name, one)?,
+            many => map.serialize_entry(name, many)?,
+        }
+    }
+    map.end()
 }
 
 /// Messages the relay sends on a control channel.
@@ -532,10 +579,27 @@ mod tests {
         )
         .unwrap();
         let ListenerMessage::Response(resp) = m else { panic!("{m:?}") };
-        assert_eq!((resp.status_code, resp.body, resp.status_description), (200, true, None));
-        assert_eq!(resp.response_headers["x-n"], "5");
-        assert_eq!(resp.response_headers["set-cookie"], "a=1, b=2");
-        assert!(!resp.response_headers.contains_key("x-null"));
+        assert_eq!((resp.status_code, resp.body, resp.status_description.as_deref()), (200, true, None));
+        let line = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+        assert_eq!(
+            resp.response_headers,
+            [
+                line("content-type", "text/plain"),
+                line("x-n", "5"),
+                line("set-cookie", "a=1"),
+                line("set-cookie", "b=2")
+            ],
+            "an array is one line per item; null is dropped"
+        );
+        let json = serde_json::to_string(&ListenerMessage::Response(resp)).unwrap();
+        assert!(
+            json.contains(r#""responseHeaders":{"content-type":"text/plain","x-n":"5","set-cookie":["a=1","b=2"]}"#),
+            "{json}"
+        );
+        let m: ListenerMessage =
+            serde_json::from_str(r#"{"response":{"statusCode":200,"responseHeaders":{"a":"1","a":"2"}}}"#).unwrap();
+        let ListenerMessage::Response(resp) = m else { panic!("{m:?}") };
+        assert_eq!(resp.response_headers, [line("a", "1"), line("a", "2")], "a repeated name adds a line");
         // .NET's documented form: a string status.
         let m: ListenerMessage = serde_json::from_str(
             r#"{"response":{"requestId":"1","statusCode":"404","statusDescription":"Not Found","body":false}}"#,

@@ -19,7 +19,6 @@ use tracing::{debug, info, warn};
 
 use super::RelayClient;
 use super::target::{Targets, connect_target};
-use crate::encoding::decode_component;
 use crate::http1::{self, BodyReader, Framing, LAST_CHUNK, connection_tokens, is_hop_by_hop};
 use crate::http1::{HeadError, header};
 use crate::net::ClientStream;
@@ -72,7 +71,7 @@ fn text_response(id: &str, status: u16, text: &str) -> ControlReply {
         request_id: id.to_owned(),
         status_code: status,
         status_description: Some(http1::reason(status).to_owned()).filter(|r| !r.is_empty()),
-        response_headers: [("Content-Type".to_owned(), "text/plain; charset=utf-8".to_owned())].into(),
+        response_headers: vec![("Content-Type".to_owned(), "text/plain; charset=utf-8".to_owned())],
         body: true,
     };
     (response, format!("{text}\n").into_bytes())
@@ -83,7 +82,13 @@ fn response_json(response: &HttpResponse) -> String {
 }
 
 /// The local path for a relayed target: `/{hc}` (and a named target's segment) removed
-/// unless `keep_prefix`. Returns the target name the path picked, if any, and the path.
+/// unless `keep_prefix`. Returns the target the path picked and the path.
+///
+/// The path is read as the relay reads it (docs/protocol.md 7): empty segments skipped,
+/// the HC's segments, then the target's, each a name ([`protocol::name_segment`]). A
+/// listener with named targets rejects a target segment that is no name (`api%2Fadmin`)
+/// instead of passing it to the unnamed target: the relay checked the token against
+/// names only, and a relay that reads paths differently must not widen a token's reach.
 fn local_target(
     request_target: &str,
     hc: &str,
@@ -95,16 +100,29 @@ fn local_target(
         None => (request_target, None),
     };
     let raw: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let filled: Vec<usize> = (0..raw.len()).filter(|&i| !raw[i].is_empty()).collect();
     let hc_segments: Vec<&str> = hc.split('/').filter(|s| !s.is_empty()).collect();
-    let decoded = |s: &str| decode_component(s, false).unwrap_or_else(|_| s.to_owned());
-    let under_hc = raw.len() >= hc_segments.len() && raw.iter().zip(&hc_segments).all(|(r, h)| decoded(r) == *h);
-    let mut rest: &[&str] = if under_hc { &raw[hc_segments.len()..] } else { &raw[..] };
-    let suffix: Vec<String> = rest.iter().filter(|s| !s.is_empty()).map(|s| decoded(s)).collect();
+    let under_hc = filled.len() >= hc_segments.len()
+        && filled.iter().zip(&hc_segments).all(|(&i, h)| protocol::name_segment(raw[i]).is_ok_and(|n| n == *h));
+    let after = if under_hc { hc_segments.len() } else { 0 };
+    let first = filled.get(after).copied();
+    let suffix = match first.map(|i| (raw[i], protocol::name_segment(raw[i]))) {
+        None => Vec::new(),
+        Some((_, Ok(name))) => vec![name],
+        Some((_, Err(_))) if !targets.named.is_empty() => {
+            return Err("The path's target segment is not a name".to_owned());
+        }
+        Some((raw, Err(_))) => vec![raw.to_owned()],
+    };
     let picked = targets.pick(&suffix)?.to_owned();
-    if suffix.first().is_some_and(|first| targets.named.contains_key(first)) {
-        rest = &rest[1..];
-    }
-    let mut out = if keep_prefix || !under_hc { path.to_owned() } else { format!("/{}", rest.join("/")) };
+    let mut out = if keep_prefix || !under_hc {
+        path.to_owned()
+    } else {
+        let start = if after == 0 { 0 } else { filled[after - 1] + 1 };
+        let named = suffix.first().is_some_and(|name| targets.named.contains_key(name));
+        let rest: Vec<&str> = (start..raw.len()).filter(|&i| !(named && Some(i) == first)).map(|i| raw[i]).collect();
+        format!("/{}", rest.join("/"))
+    };
     if let Some(q) = query {
         out.push('?');
         out.push_str(q);
@@ -148,11 +166,16 @@ fn local_head(
     {
         headers.push(("X-Forwarded-Host".to_owned(), host));
     }
-    if let Some(remote) = &request.remote_endpoint {
-        let chain = forwarded_for.map_or_else(|| remote.address.clone(), |f| format!("{f}, {}", remote.address));
+    // The relay owns the forwarding headers (hyco serve drops a client's and sets its
+    // own); the chain must still end with the address the relay reports, whatever relay.
+    let chain = match (forwarded_for, &request.remote_endpoint) {
+        (Some(f), Some(r)) if f.rsplit(',').next().map(str::trim) == Some(r.address.as_str()) => Some(f),
+        (Some(f), Some(r)) => Some(format!("{f}, {}", r.address)),
+        (None, Some(r)) => Some(r.address.clone()),
+        (f, None) => f,
+    };
+    if let Some(chain) = chain {
         headers.push(("X-Forwarded-For".to_owned(), chain));
-    } else if let Some(f) = forwarded_for {
-        headers.push(("X-Forwarded-For".to_owned(), f));
     }
     match (body, streamed) {
         (Some(n), _) => headers.push(("Content-Length".to_owned(), n.to_string())),
@@ -375,23 +398,7 @@ async fn exchange(
     let head_request = request.method.as_deref() == Some("HEAD");
     let framing = http1::response_framing(response.status, head_request, &response.headers)
         .map_err(|e| early(error_answer(502, format!("Bad response from the local server: {e}"))))?;
-    let conn = connection_tokens(&response.headers);
-    let mut headers = std::collections::BTreeMap::<String, String>::new();
-    for (name, value) in &response.headers {
-        if is_hop_by_hop(name, &conn) {
-            continue;
-        }
-        // One value per name on the wire: repeated headers are joined (Set-Cookie too).
-        match headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            Some((_, old)) => {
-                old.push_str(", ");
-                old.push_str(value);
-            }
-            None => {
-                headers.insert(name.clone(), value.clone());
-            }
-        }
-    }
+    let headers = response_headers(&response.headers);
     let mut message = HttpResponse {
         request_id: request.id.clone(),
         status_code: response.status,
@@ -436,6 +443,32 @@ async fn exchange(
     let sent = send_on_rendezvous(&mut w, &message, framing, &mut rest).await;
     w.close(Some(CloseFrame::new(close::NORMAL, "Response complete"))).await;
     sent.map(|()| status)
+}
+
+/// The local server's response headers as a `response` carries them (docs/protocol.md 7):
+/// hop-by-hop ones dropped, one spelling per name; repeats joined with `, ` (RFC 9110
+/// 5.3), except `Set-Cookie`, whose values cannot be joined: each stays its own line,
+/// which goes on the wire as an array.
+fn response_headers(given: &[(String, String)]) -> Vec<(String, String)> {
+    let conn = connection_tokens(given);
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for (name, value) in given {
+        if is_hop_by_hop(name, &conn) {
+            continue;
+        }
+        match headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((n, _)) if n.eq_ignore_ascii_case("Set-Cookie") => {
+                let n = n.clone();
+                headers.push((n, value.clone()));
+            }
+            Some((_, old)) => {
+                old.push_str(", ");
+                old.push_str(value);
+            }
+            None => headers.push((name.clone(), value.clone())),
+        }
+    }
+    headers
 }
 
 async fn read_local<R: AsyncBufRead + Unpin>(
@@ -568,6 +601,13 @@ mod tests {
         assert_eq!(local_target("/web/api/v1", "web", &named, false).unwrap(), ("127.0.0.1:1".into(), "/v1".into()));
         assert_eq!(local_target("/web/page", "web", &named, false).unwrap(), ("127.0.0.1:2".into(), "/page".into()));
         assert!(local_target("/web/x", "web", &targets(&["api=127.0.0.1:1"]), false).is_err());
+        // One reading with the relay: empty segments skipped, an encoded separator is no name.
+        assert_eq!(local_target("/web//api/v1", "web", &named, false).unwrap(), ("127.0.0.1:1".into(), "//v1".into()));
+        for bad in ["/web/api%2Fadmin", "/web/api%2fadmin/x", "/web/%zz", "/web/a%00", "/web/a%5Cb"] {
+            assert!(local_target(bad, "web", &named, false).is_err(), "{bad}: never the unnamed target");
+        }
+        assert!(local_target("/web/API/x", "web", &named, false).is_err(), "case-only differences");
+        assert_eq!(local("/web/x%2Fy/z", false), "/x%2Fy/z", "no named targets: no target to mistake");
     }
 
     #[test]
@@ -603,7 +643,28 @@ mod tests {
         for gone in ["X-Hop", "Injected", "relay.example\r\nHost"] {
             assert!(!head.contains(gone), "{gone:?} in {head}");
         }
+        let mut relayed = request.clone();
+        relayed.request_headers.insert("X-Forwarded-For".into(), "192.0.2.1, 203.0.113.9".into());
+        let head = local_head(&relayed, "h:1", "/x", None, false).unwrap();
+        assert!(head.contains("X-Forwarded-For: 192.0.2.1, 203.0.113.9\r\n"), "set by the relay: as is; {head}");
+        relayed.request_headers.insert("X-Forwarded-For".into(), "198.51.100.1".into());
+        let head = local_head(&relayed, "h:1", "/x", None, false).unwrap();
+        assert!(head.contains("X-Forwarded-For: 198.51.100.1, 203.0.113.9\r\n"), "ends with the peer; {head}");
         let chunked = local_head(&request, "h:1", "/x", None, true).unwrap();
+        let given: Vec<(String, String)> = [
+            ("Set-Cookie", "a=1; Path=/"),
+            ("Vary", "Accept"),
+            ("set-cookie", "b=2, c"),
+            ("vary", "Origin"),
+            ("Connection", "close"),
+        ]
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+        let kept = response_headers(&given);
+        let lines: Vec<(&str, &str)> = kept.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let want = [("Set-Cookie", "a=1; Path=/"), ("Vary", "Accept, Origin"), ("Set-Cookie", "b=2, c")];
+        assert_eq!(lines, want, "cookies one by one, other repeats joined, no hop-by-hop");
         assert!(chunked.contains("Transfer-Encoding: chunked\r\n") && !chunked.contains("Content-Length"));
         assert!(local_head(&request, "h:1", "/a b", None, false).is_err());
     }

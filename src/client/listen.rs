@@ -26,10 +26,10 @@ use super::http::{self, ControlReply, HttpEnv};
 use super::pump::{self, LocalSide};
 use super::target::{TARGET_CONNECT_TIMEOUT, Targets, connect_target};
 use super::tunnel::{GOODBYE_TIMEOUT, Tunnel, short_id};
-use super::{OpenError, RelayClient, prewarm, split_url};
+use super::{OpenError, RelayClient, prewarm};
 use crate::encoding::encode_component;
 use crate::error::{Kind, failure};
-use crate::protocol::{self, Accept, Action, HcAddress, HttpRequest, ListenerMessage, RelayMessage, RenewToken, close};
+use crate::protocol::{self, Accept, Action, HttpRequest, ListenerMessage, RelayMessage, RenewToken, close};
 use crate::status::{Stats, Tally};
 use crate::ws::frame::CloseFrame as WsClose;
 
@@ -431,10 +431,7 @@ impl Ctx {
         self.tunnels.spawn(
             async move {
                 let Some(Some(permit)) = force.run_until_cancelled(admission.slot()).await else { return };
-                let suffix = split_url(&accept.address)
-                    .and_then(|(_, _, _, target)| HcAddress::parse(&target).ok())
-                    .map(|a| a.segments.into_iter().skip(hc_segments).collect::<Vec<_>>())
-                    .unwrap_or_default();
+                let suffix = super::target::address_suffix(&accept.address, hc_segments);
                 let from = accept.remote_endpoint.as_ref().map_or_else(
                     || "a sender".to_owned(),
                     |r| {
@@ -445,8 +442,11 @@ impl Ctx {
                         }
                     },
                 );
-                let path = if suffix.is_empty() { hc } else { format!("{hc}/{}", suffix.join("/")) };
-                let target = match targets.pick(&suffix) {
+                let path = match &suffix {
+                    Ok(s) if !s.is_empty() => format!("{hc}/{}", s.join("/")),
+                    _ => hc,
+                };
+                let target = match suffix.as_deref().map_err(Clone::clone).and_then(|s| targets.pick(s)) {
                     Ok(t) => t.to_owned(),
                     Err(text) => {
                         force.run_until_cancelled(reject(&client, &accept, 404, &text)).await;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::bail;
 use tokio::net::TcpStream;
 
+use crate::protocol::HcAddress;
+
 /// Time to open a TCP connection to a target, unless told otherwise.
 pub(super) const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,19 +63,40 @@ impl Targets {
         Ok(t)
     }
 
-    /// The target for a sender's path suffix (first segment names the target).
+    /// The target for a sender's path suffix, whose first segment names the target. A name
+    /// this listener lacks goes to the unnamed target, if there is one, except a name that
+    /// differs from one of this listener's only in case: a relay that compares names
+    /// without case (Azure's entity names are case-insensitive) may have let a token for
+    /// `web` through for `WEB`, and that must not reach another target.
     pub fn pick(&self, suffix: &[String]) -> Result<&str, String> {
+        let known = || self.named.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
         match suffix.first() {
-            Some(name) => self.named.get(name).or(self.default.as_ref()).map(String::as_str).ok_or_else(|| {
-                let known: Vec<&str> = self.named.keys().map(String::as_str).collect();
-                format!("No target named '{name}' (this listener has: {})", known.join(", "))
-            }),
-            None => self.default.as_deref().ok_or_else(|| {
-                let known: Vec<&str> = self.named.keys().map(String::as_str).collect();
-                format!("Name a target in the path (this listener has: {})", known.join(", "))
-            }),
+            Some(name) => match self.named.get(name) {
+                Some(target) => Ok(target),
+                None if self.named.keys().any(|n| n.eq_ignore_ascii_case(name)) => {
+                    Err(format!("No target named '{name}' (names are case-sensitive; this listener has: {})", known()))
+                }
+                None => self
+                    .default
+                    .as_deref()
+                    .ok_or_else(|| format!("No target named '{name}' (this listener has: {})", known())),
+            },
+            None => self
+                .default
+                .as_deref()
+                .ok_or_else(|| format!("Name a target in the path (this listener has: {})", known())),
         }
     }
+}
+
+/// The path suffix of a rendezvous address (after the HC's `hc_segments` segments),
+/// segment by segment as [`HcAddress::parse`] reads it; an address it cannot read names
+/// no target, and never the unnamed one.
+pub(super) fn address_suffix(address: &str, hc_segments: usize) -> Result<Vec<String>, String> {
+    super::split_url(address)
+        .and_then(|(_, _, _, target)| HcAddress::parse(&target).ok())
+        .map(|a| a.segments.into_iter().skip(hc_segments).collect())
+        .ok_or_else(|| "The path does not name a target".to_owned())
 }
 
 /// Opens a listener's TCP connection to its `target`; a failure is the HTTP status and
@@ -102,6 +125,13 @@ mod tests {
         let t = Targets::parse(&["127.0.0.1:9"]).unwrap();
         assert_eq!(t.pick(&["anything".into()]), Ok("127.0.0.1:9"));
         assert_eq!(t.pick(&[]), Ok("127.0.0.1:9"));
+        let t = Targets::parse(&["api=127.0.0.1:1", "127.0.0.1:2"]).unwrap();
+        assert_eq!(t.pick(&["other".into()]), Ok("127.0.0.1:2"));
+        assert!(t.pick(&["API".into()]).unwrap_err().contains("case-sensitive"), "never the unnamed one");
+        let suffix = |a: &str| address_suffix(a, 1);
+        assert_eq!(suffix("ws://h:1/$hc/web/api/x?sb-hc-action=accept"), Ok(vec!["api".into(), "x".into()]));
+        assert!(suffix("ws://h:1/$hc/web/api%2Fadmin?sb-hc-action=accept").is_err());
+        assert!(suffix("ws://h:1/$hc/web/%zz").is_err());
         for bad in [&["x"][..], &["a=1:2", "a=1:3"], &["1:2", "1:3"], &[], &["=1:2"], &["h:99999"], &["0"]] {
             assert!(Targets::parse(bad).is_err(), "{bad:?}");
         }

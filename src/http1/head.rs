@@ -53,6 +53,8 @@ pub struct Request {
     pub method: String,
     /// The request target as sent: path and query, still percent-encoded.
     pub target: String,
+    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub version: u8,
     pub headers: Headers,
 }
 
@@ -97,19 +99,23 @@ fn map_parse_error(e: httparse::Error) -> HeadError {
 }
 
 /// Parses a request head from the front of `buf`: `Ok(None)` if incomplete, else the
-/// request and the number of bytes it took.
+/// request and the number of bytes it took. HTTP/1.1 and HTTP/1.0 (what a WebSocket
+/// upgrade needs is [`crate::ws::handshake`]'s to check). Every line must end in CR LF: a
+/// bare LF, which RFC 9112 2.2 lets a server take, is refused, since a proxy in front that
+/// reads the head differently could be made to pass a second request (smuggling).
 pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADER_COUNT];
     let mut req = httparse::Request::new(&mut raw);
     match req.parse(buf).map_err(map_parse_error)? {
         httparse::Status::Partial => Ok(None),
         httparse::Status::Complete(n) => {
-            if req.version != Some(1) {
-                return Err(HeadError::Malformed("HTTP/1.1 required".into()));
+            if buf[..n].iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || buf[i - 1] != b'\r')) {
+                return Err(HeadError::Malformed("a line ends in a bare LF".into()));
             }
             let request = Request {
                 method: req.method.unwrap_or_default().to_owned(),
                 target: req.path.unwrap_or_default().to_owned(),
+                version: req.version.unwrap_or_default(),
                 headers: owned_headers(req.headers)?,
             };
             Ok(Some((request, n)))
@@ -301,6 +307,22 @@ mod tests {
     fn status_text_cannot_inject_lines() {
         let out = error_response(502, "refused\r\nSet-Cookie: x");
         assert!(out.starts_with("HTTP/1.1 502 refused??Set-Cookie: x\r\n"));
+    }
+
+    #[test]
+    fn http_1_0_is_read_and_bare_lf_is_refused() {
+        let (req, n) = parse_request(b"GET /x HTTP/1.0\r\nHost: h\r\n\r\nbody").unwrap().unwrap();
+        assert_eq!((req.version, req.target.as_str(), n), (0, "/x", 28));
+        let (req, _) = parse_request(b"GET /x HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!(req.version, 1);
+        for bare in [
+            &b"GET /x HTTP/1.1\nHost: h\n\n"[..],
+            b"GET /x HTTP/1.1\r\nHost: h\nX: 1\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: h\r\n\n",
+        ] {
+            assert!(matches!(parse_request(bare), Err(HeadError::Malformed(_))), "{:?}", String::from_utf8_lossy(bare));
+        }
+        assert!(parse_request(b"GET /x HTTP/2.0\r\n\r\n").is_err());
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use super::auth::{Right, Rule};
+pub use super::forwarded::IpNet;
 use crate::protocol;
 use crate::sas::{LISTEN_KEY_NAME, SEND_KEY_NAME};
 use crate::secret::Secret;
@@ -59,6 +60,13 @@ pub struct Limits {
     /// HTTP mode: how long a listener may take to answer a request (504 after it), and
     /// how long either side of a relayed body may stall.
     pub http_response_timeout: Duration,
+    /// HTTP mode: how long a request body may take in all, however it trickles (408).
+    pub http_request_body_timeout: Duration,
+    /// HTTP mode: requests waiting for a listener's answer, per HC, apart from senders.
+    pub max_pending_requests_per_hc: usize,
+    /// HTTP mode: the proxies in front of the relay, whose `Forwarded`, `X-Forwarded-*`
+    /// and `X-Real-IP` are kept; anyone else's are dropped (not a bound, but set here).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for Limits {
@@ -81,6 +89,9 @@ impl Default for Limits {
             tunnel_idle_timeout: None,
             max_http_request_body: protocol::MAX_HTTP_REQUEST_BODY,
             http_response_timeout: protocol::HTTP_RESPONSE_TIMEOUT,
+            http_request_body_timeout: Duration::from_secs(300),
+            max_pending_requests_per_hc: 1_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -175,6 +186,10 @@ impl RelaySettings {
         }
         limits.max_http_request_body = l.max_http_request_body.unwrap_or(limits.max_http_request_body);
         limits.http_response_timeout = secs(l.http_response_timeout_secs, limits.http_response_timeout);
+        limits.http_request_body_timeout = secs(l.http_request_body_timeout_secs, limits.http_request_body_timeout);
+        limits.max_pending_requests_per_hc =
+            l.max_pending_requests_per_hc.unwrap_or(limits.max_pending_requests_per_hc);
+        limits.trusted_proxies = file.trusted_proxies.iter().map(|n| IpNet::parse(n)).collect::<anyhow::Result<_>>()?;
         if rules.is_empty() && hcs.iter().all(|h| h.rules.is_empty()) {
             bail!("no authorization rules: declare at least one [[rules]] entry");
         }
@@ -211,6 +226,8 @@ struct FileConfig {
     auto_create: bool,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -278,6 +295,8 @@ struct FileLimits {
     tunnel_idle_timeout_secs: Option<u64>,
     max_http_request_body: Option<u64>,
     http_response_timeout_secs: Option<u64>,
+    http_request_body_timeout_secs: Option<u64>,
+    max_pending_requests_per_hc: Option<usize>,
 }
 
 #[cfg(test)]
@@ -289,6 +308,7 @@ mod tests {
         let s = RelaySettings::from_toml(
             r#"
             auto_create = false
+            trusted_proxies = ["203.0.113.0/24", "::1"]
             [[rules]]
             name = "root"
             key = "k1"
@@ -310,6 +330,8 @@ mod tests {
             handshake_limit_exempt = ["10.0.0.1"]
             max_auto_hcs = 5
             auto_hc_grace_secs = 0
+            http_request_body_timeout_secs = 9
+            max_pending_requests_per_hc = 4
             "#,
             Path::new("."),
         )
@@ -326,6 +348,9 @@ mod tests {
         assert_eq!(s.limits.handshake_limit_exempt, [IpAddr::from([10, 0, 0, 1])]);
         assert_eq!(s.limits.auto_hc_grace, Duration::ZERO);
         assert!(Limits::default().handshake_limit_exempt.iter().all(IpAddr::is_loopback));
+        assert_eq!(s.limits.http_request_body_timeout, Duration::from_secs(9));
+        assert_eq!(s.limits.max_pending_requests_per_hc, 4);
+        assert_eq!(s.limits.trusted_proxies.len(), 2);
         assert!(!format!("{s:?}").contains("k1"), "keys stay out of Debug");
     }
 
@@ -368,6 +393,7 @@ mod tests {
                 "x".repeat(257)
             ),
             "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[limits]\nhandshake_limit_exempt=['nowhere']",
+            "trusted_proxies=['10.0.0.0/33']\n[[rules]]\nname='a'\nkey='k'\nrights=['Send']",
             "",
         ] {
             assert!(RelaySettings::from_toml(bad, Path::new(".")).is_err(), "{bad}");

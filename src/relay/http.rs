@@ -22,7 +22,7 @@ use super::http_transfer::{Client, Plan, Upload, parse_target, relay_body, respo
 use super::metrics::Reason;
 use super::registry::{Answer, Kind, Listener, Reservation, Unavailable};
 use super::stream::RelayStream;
-use super::{Rejection, Relay};
+use super::{Rejection, Relay, forwarded};
 use crate::http1::{self, Framing, Request, connection_tokens, header, is_hop_by_hop, sanitize};
 use crate::protocol::{
     self, HttpRequest, InlineBody, MAX_INLINE_BODY, MAX_PATH_SEGMENTS, RelayMessage, RemoteEndpoint,
@@ -58,7 +58,8 @@ impl Relay {
         let idle = self.limits.http_response_timeout;
         let (r, w) = tokio::io::split(stream);
         let reader = BufReader::with_capacity(PIECE, Cursor::new(initial).chain(r));
-        let mut client = Client { reader, writer: w, answered: false, body_read: false, idle };
+        let http10 = req.version == 0;
+        let mut client = Client { reader, writer: w, answered: false, body_read: false, idle, http10 };
         let span =
             info_span!("http", method = %sanitize(&req.method), hc = tracing::field::Empty, id = tracing::field::Empty);
         let work = async {
@@ -98,21 +99,34 @@ impl Relay {
             .unwrap_or_else(protocol::new_guid);
         let span = tracing::Span::current();
         span.record("id", tracing::field::display(&id));
-        let resolvable = &target.segments[..target.segments.len().min(MAX_PATH_SEGMENTS)];
-        let Some((hc, _)) = self.registry.resolve(resolvable) else {
+        // One reading of the path for the relay and the listener (docs/protocol.md 7): the
+        // HC's segments and the target's (the next one) must be names; what follows is the
+        // application's, and the token is checked against the names only.
+        let (names, more) = target.names();
+        let bad_name = || Rejection::new(400, Reason::BadRequest, "A path segment that names something is not a name");
+        let Some((hc, _)) = self.registry.resolve(&names[..names.len().min(MAX_PATH_SEGMENTS)]) else {
+            if names.is_empty() && more {
+                return Err(bad_name());
+            }
             return Err(Rejection::new(404, Reason::NotFound, "Endpoint does not exist"));
         };
         span.record("hc", tracing::field::display(&hc));
+        if more && names.len() <= hc.split('/').count() {
+            return Err(bad_name());
+        }
         // The token: `ServiceBusAuthorization`, `sb-hc-token`, or else `Authorization`,
         // which then is the relay's and does not go to the listener.
         let sb_auth = header(&req.headers, protocol::TOKEN_HEADER);
         let from_authorization = sb_auth.is_none() && target.token.is_none();
         let token = sb_auth.or(target.token.as_deref()).or_else(|| header(&req.headers, "Authorization"));
         let token = token.map(str::trim).filter(|t| !t.is_empty());
-        let path: Vec<&str> = target.segments.iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
-        let authorization_used = self.registry.authorize_sender(&hc, &path.join("/"), token)? && from_authorization;
+        let authorization_used = self.registry.authorize_sender(&hc, &names.join("/"), token)? && from_authorization;
         let framing = http1::request_framing(&req.headers)
             .map_err(|e| Rejection::new(400, Reason::BadRequest, format!("Bad request body framing: {e}")))?;
+        // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing.
+        if req.version == 0 && header(&req.headers, "Transfer-Encoding").is_some() {
+            return Err(Rejection::new(400, Reason::BadRequest, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
         if let Framing::Length(n) = framing
             && n > limits.max_http_request_body
         {
@@ -123,12 +137,16 @@ impl Relay {
             ));
         }
         let conn = connection_tokens(&req.headers);
+        // Who the client is, the relay says (docs/protocol.md 7): only a trusted proxy's
+        // forwarding headers are kept.
+        let trusted = limits.trusted_proxies.iter().any(|net| net.contains(peer.ip()));
         let mut headers: Vec<(String, String)> = Vec::new();
         for (name, value) in &req.headers {
             let drop = is_hop_by_hop(name, &conn)
                 || name.eq_ignore_ascii_case(protocol::TOKEN_HEADER)
                 || (authorization_used && name.eq_ignore_ascii_case("Authorization"))
-                || name.eq_ignore_ascii_case("Expect");
+                || name.eq_ignore_ascii_case("Expect")
+                || (!trusted && forwarded::is_forwarding(name));
             if drop {
                 continue;
             }
@@ -141,6 +159,7 @@ impl Relay {
                 None => headers.push((name.clone(), value.clone())),
             }
         }
+        forwarded::set_forwarding(&mut headers, peer.ip(), self.tls.is_some(), header(&req.headers, "Host"));
         let message = HttpRequest {
             address: None,
             id: id.clone(),
@@ -151,19 +170,23 @@ impl Relay {
             body: Some(framing != Framing::Empty),
             inline_body: InlineBody::default(),
         };
-        let expect_continue =
-            header(&req.headers, "Expect").is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+        // An HTTP/1.0 client's expectation is ignored (RFC 9110 10.1.1).
+        let expect_continue = req.version == 1
+            && header(&req.headers, "Expect").is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
         Ok(Prepared { hc, id, message, framing, head_request: req.method == "HEAD", expect_continue })
     }
 
     /// Hands a prepared request to a listener and its answer to the client.
     async fn relay_http(&self, client: &mut Client, mut p: Prepared) -> Result<(), Rejection> {
-        let (mut reservation, listener) = self.reserve_listener(&mut p)?;
+        let mut upload = Upload::new(p.framing, &self.limits);
         if p.expect_continue && p.framing != Framing::Empty {
             client.go_on().await?;
         }
-        let mut upload = Upload::new(p.framing, &self.limits);
-        let (message, full) = self.request_message(client, &mut upload, &p, &listener).await?;
+        // A body that may go inline is read before a rendezvous is reserved: a client that
+        // trickles it in holds its own connection, never a place among the HC's waiting.
+        let prefix = read_small_body(client, &mut upload, p.framing).await?;
+        let (mut reservation, listener) = self.reserve_listener(&mut p)?;
+        let (message, full) = self.request_message(prefix, &upload, &p, &listener);
         debug!(inline = full.is_none(), listener = listener.id(), "request sent");
         let deadline = Instant::now() + self.limits.http_response_timeout;
         let timed_out = || {
@@ -224,24 +247,17 @@ impl Relay {
     }
 
     /// The `request` message for the listener: complete, with its body, when the body is
-    /// whole and small (read first: at most 64 KiB and a byte) and either empty or the
-    /// listener's queue is idle, and it fits in a control message; else address-only,
-    /// returned with the full request (its JSON and the body read so far) to send over
-    /// the rendezvous.
-    async fn request_message(
+    /// whole and small (`prefix` holds it all) and either empty or the listener's queue is
+    /// idle, and it fits in a control message; else address-only, returned with the full
+    /// request (its JSON and the body read so far) to send over the rendezvous.
+    fn request_message(
         &self,
-        client: &mut Client,
-        upload: &mut Upload,
+        prefix: Vec<u8>,
+        upload: &Upload,
         p: &Prepared,
         listener: &Listener,
-    ) -> Result<(HttpRequest, Option<(String, Vec<u8>)>), Rejection> {
-        if p.framing == Framing::Empty {
-            client.body_read = true;
-        }
-        let small = matches!(p.framing, Framing::Chunked)
-            || matches!(p.framing, Framing::Length(n) if n <= MAX_INLINE_BODY as u64);
-        let prefix = if small { client.read_prefix(upload).await? } else { Vec::new() };
-        let whole = p.framing == Framing::Empty || (small && upload.body.is_done());
+    ) -> (HttpRequest, Option<(String, Vec<u8>)>) {
+        let whole = p.framing == Framing::Empty || (prefix.len() <= MAX_INLINE_BODY && upload.body.is_done());
         let full_json = serde_json::to_string(&RelayMessage::Request(p.message.clone())).expect("requests serialize");
         let inline =
             whole && (prefix.is_empty() || listener.is_idle()) && full_json.len() <= self.limits.max_control_message;
@@ -249,10 +265,10 @@ impl Relay {
             let mut m = p.message.clone();
             m.body = Some(!prefix.is_empty());
             m.inline_body = InlineBody(prefix);
-            return Ok((m, None));
+            return (m, None);
         }
         let message = HttpRequest { address: p.message.address.clone(), id: p.id.clone(), ..HttpRequest::default() };
-        Ok((message, Some((full_json, prefix))))
+        (message, Some((full_json, prefix)))
     }
 
     /// A rendezvous for request `id`: sends the request first if it went address-only,
@@ -303,7 +319,7 @@ impl Relay {
         };
         client.body_read |= uploaded && body.body.is_done();
         let plan = if response.body { Plan::Streamed } else { Plan::None };
-        let (head, out) = response_head(&response, head_request, plan)
+        let (head, out) = response_head(&response, head_request, plan, client.http10)
             .ok_or_else(|| Rejection::new(502, Reason::Internal, "The listener answered with an invalid status"))?;
         info!(status = response.status_code, "answered on a rendezvous");
         client.write(head.as_bytes()).await?;
@@ -314,6 +330,19 @@ impl Relay {
         to.close(uploaded.then_some(done)).await;
         Ok(())
     }
+}
+
+/// Reads a body that may go inline in a `request` message (chunked, or a declared length
+/// of at most 64 KiB): up to its end, or one byte over what a message carries. Other
+/// bodies are left for the rendezvous.
+async fn read_small_body(client: &mut Client, upload: &mut Upload, framing: Framing) -> Result<Vec<u8>, Rejection> {
+    if framing == Framing::Empty {
+        client.body_read = true;
+        return Ok(Vec::new());
+    }
+    let small =
+        matches!(framing, Framing::Chunked) || matches!(framing, Framing::Length(n) if n <= MAX_INLINE_BODY as u64);
+    if small { client.read_prefix(upload).await } else { Ok(Vec::new()) }
 }
 
 fn no_listener() -> Rejection {
@@ -333,6 +362,7 @@ mod tests {
         let req = |target: &str, headers: &[(&str, &str)]| Request {
             method: "GET".into(),
             target: target.into(),
+            version: 1,
             headers: headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
         };
         assert!(is_http_mode(&req("/web/x", &[])));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{
     AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, Chain, ReadHalf, WriteHalf,
 };
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
 use tracing::info;
 
 use super::metrics::Reason;
@@ -41,8 +41,14 @@ pub(super) enum Plan {
 }
 
 /// The head the client gets for a listener's `response`, and how its body is framed;
-/// `None` for a status no HTTP/1.1 client can take as a final answer.
-pub(super) fn response_head(resp: &HttpResponse, head_request: bool, plan: Plan) -> Option<(String, Framing)> {
+/// `None` for a status no HTTP/1.1 client can take as a final answer. An HTTP/1.0 client
+/// (`http10`) knows no chunked encoding: a body of unknown length ends with the connection.
+pub(super) fn response_head(
+    resp: &HttpResponse,
+    head_request: bool,
+    plan: Plan,
+    http10: bool,
+) -> Option<(String, Framing)> {
     let status = resp.status_code;
     if !(200..=599).contains(&status) {
         return None;
@@ -96,6 +102,7 @@ pub(super) fn response_head(resp: &HttpResponse, head_request: bool, plan: Plan)
                 set_length(n);
                 Framing::Length(n)
             }
+            (Plan::Streamed, None) if http10 => Framing::UntilClose,
             (Plan::Streamed, None) => {
                 headers.push(("Transfer-Encoding".to_owned(), "chunked".to_owned()));
                 Framing::Chunked
@@ -110,12 +117,24 @@ pub(super) fn response_head(resp: &HttpResponse, head_request: bool, plan: Plan)
 /// The parts of a request target that matter here.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Target {
-    /// Decoded path segments (an undecodable one as sent), the first few for resolving.
+    /// The path's non-empty segments as sent (still encoded).
     pub(super) segments: Vec<String>,
     /// Path and query as sent, without `sb-hc-token`.
     pub(super) forward: String,
     pub(super) token: Option<String>,
     pub(super) id: Option<String>,
+}
+
+impl Target {
+    /// The path as the relay reads it (docs/protocol.md 7): its leading segments that are
+    /// names ([`protocol::name_segment`]), decoded; and whether a segment that is no name
+    /// follows them. Only these can make up the HC's name, the target's name and what a
+    /// token's audience is compared with: a decoded `/` never splits or joins segments.
+    pub(super) fn names(&self) -> (Vec<String>, bool) {
+        let names: Vec<String> = self.segments.iter().map_while(|s| protocol::name_segment(s).ok()).collect();
+        let more = names.len() < self.segments.len();
+        (names, more)
+    }
 }
 
 pub(super) fn parse_target(target: &str) -> Result<Target, &'static str> {
@@ -125,12 +144,11 @@ pub(super) fn parse_target(target: &str) -> Result<Target, &'static str> {
     };
     let Some(rest) = path.strip_prefix('/') else { return Err("the request target must be a path") };
     let mut segments = Vec::new();
-    for raw in rest.split('/') {
-        let seg = decode_component(raw, false).unwrap_or_else(|_| raw.to_owned());
-        if seg == "." || seg == ".." {
+    for raw in rest.split('/').filter(|s| !s.is_empty()) {
+        if matches!(decode_component(raw, false).as_deref(), Ok("." | "..")) {
             return Err("dot segment in the path");
         }
-        segments.push(seg);
+        segments.push(raw.to_owned());
     }
     let (mut token, mut id, mut kept) = (None, None, Vec::new());
     for part in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
@@ -166,6 +184,8 @@ pub(super) struct Client {
     /// Whether the request body has been read to its end.
     pub(super) body_read: bool,
     pub(super) idle: Duration,
+    /// An HTTP/1.0 client: no `100 Continue`, no chunked answers.
+    pub(super) http10: bool,
 }
 
 impl Client {
@@ -208,7 +228,7 @@ impl Client {
         head_request: bool,
     ) -> Result<(), Rejection> {
         let plan = if response.body || !body.is_empty() { Plan::Known(body.len() as u64) } else { Plan::None };
-        let (head, framing) = response_head(response, head_request, plan)
+        let (head, framing) = response_head(response, head_request, plan, self.http10)
             .ok_or_else(|| Rejection::new(502, Reason::Internal, "The listener answered with an invalid status"))?;
         info!(status = response.status_code, "answered on the control channel");
         self.write(head.as_bytes()).await?;
@@ -230,16 +250,28 @@ impl Client {
     }
 }
 
-/// A request body read off the client, bounded by the body limit and the stall timeout.
+/// A request body read off the client, bounded by the body limit, the stall timeout and
+/// a deadline for the whole body (a client that sends a byte now and then must not hold
+/// a connection, or a listener, for ever).
 pub(super) struct Upload {
     pub(super) body: BodyReader,
     pub(super) limit: u64,
     pub(super) idle: Duration,
+    /// When the whole body must have arrived.
+    deadline: Instant,
+    total: Duration,
 }
 
 impl Upload {
+    /// An upload whose whole-body deadline starts now.
     pub(super) fn new(framing: Framing, limits: &Limits) -> Self {
-        Self { body: BodyReader::new(framing), limit: limits.max_http_request_body, idle: limits.http_response_timeout }
+        Self {
+            body: BodyReader::new(framing),
+            limit: limits.max_http_request_body,
+            idle: limits.http_response_timeout,
+            deadline: Instant::now() + limits.http_request_body_timeout,
+            total: limits.http_request_body_timeout,
+        }
     }
 
     pub(super) async fn read<R: AsyncBufRead + Unpin>(
@@ -247,13 +279,20 @@ impl Upload {
         r: &mut R,
         buf: &mut [u8],
     ) -> Result<usize, Rejection> {
-        let n = match timeout(self.idle, self.body.read(r, buf)).await {
+        let stall = Instant::now() + self.idle;
+        let n = match timeout_at(stall.min(self.deadline), self.body.read(r, buf)).await {
             Ok(Ok(n)) => n,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
                 return Err(Rejection::new(400, Reason::BadRequest, format!("Malformed chunked body: {e}")));
             }
             Ok(Err(_)) => return Err(Rejection::new(400, Reason::BadRequest, "The request body ended early")),
-            Err(_) => return Err(Rejection::new(408, Reason::Timeout, "The request body stalled")),
+            Err(_) if stall < self.deadline => {
+                return Err(Rejection::new(408, Reason::Timeout, "The request body stalled"));
+            }
+            Err(_) => {
+                let text = format!("The request body took longer than {} s", self.total.as_secs_f64());
+                return Err(Rejection::new(408, Reason::Timeout, text));
+            }
         };
         if self.body.read_so_far() > self.limit {
             let text = format!("Request body over the limit of {} bytes", self.limit);
@@ -351,7 +390,7 @@ pub(super) async fn relay_body<R: AsyncRead + Unpin>(
         Ok(Ok(Next::Close(_) | Next::End)) => {
             return match framing {
                 Framing::Chunked => client.write(LAST_CHUNK).await,
-                Framing::Length(0) => Ok(()),
+                Framing::Length(0) | Framing::UntilClose => Ok(()),
                 _ => Err(cut("The listener's response body is missing")),
             };
         }
@@ -379,6 +418,7 @@ pub(super) async fn relay_body<R: AsyncRead + Unpin>(
                 client.write(&buf[..take]).await?;
                 *left -= take as u64;
             }
+            None if framing == Framing::UntilClose => client.write(&buf[..n]).await?,
             None => {
                 client.answered = true;
                 match timeout(idle, http1::write_chunk(&mut client.writer, &buf[..n])).await {
@@ -391,6 +431,7 @@ pub(super) async fn relay_body<R: AsyncRead + Unpin>(
     match left {
         Some(0) => Ok(()),
         Some(_) => Err(cut("The listener's response body was shorter than its Content-Length")),
+        None if framing == Framing::UntilClose => Ok(()),
         None => client.write(LAST_CHUNK).await,
     }
 }
@@ -412,13 +453,20 @@ mod tests {
     #[test]
     fn targets_keep_their_query_but_lose_the_token() {
         let t = parse_target("/web/a%20b/?x=1&sb-hc-token=SharedAccessSignature+sr%3Dx&sb-hc-id=abc&y").unwrap();
-        assert_eq!(t.segments, ["web", "a b", ""]);
+        assert_eq!(t.segments, ["web", "a%20b"]);
+        assert_eq!(t.names(), (vec!["web".to_owned(), "a b".to_owned()], false));
         assert_eq!(t.forward, "/web/a%20b/?x=1&sb-hc-id=abc&y");
         assert_eq!(t.token.as_deref(), Some("SharedAccessSignature sr=x"));
         assert_eq!(t.id.as_deref(), Some("abc"));
         assert_eq!(parse_target("/web?sb-hc-token=t").unwrap().forward, "/web");
         assert_eq!(parse_target("/web?").unwrap().forward, "/web?");
-        assert_eq!(parse_target("/web/%zz").unwrap().segments, ["web", "%zz"], "undecodable: kept as sent");
+        let names = |t: &str| parse_target(t).unwrap().names();
+        let web = || vec!["web".to_owned()];
+        assert_eq!(names("/web/%zz"), (web(), true), "undecodable: no name");
+        assert_eq!(names("/web/api%2Fadmin/x"), (web(), true), "an encoded slash: no name");
+        assert_eq!(names("/web/a%5Cb"), (web(), true));
+        assert_eq!(names("/web/a%00"), (web(), true));
+        assert_eq!(names("/web//x/"), (vec!["web".to_owned(), "x".to_owned()], false), "empty segments: none");
         for bad in ["*", "http://h/web", "/web/../x", "/%2e%2E/x", "web"] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
@@ -439,7 +487,7 @@ mod tests {
                 ("Bad Name", "v"),
             ],
         );
-        let (head, framing) = response_head(&r, false, Plan::Known(3)).unwrap();
+        let (head, framing) = response_head(&r, false, Plan::Known(3), false).unwrap();
         assert_eq!(framing, Framing::Length(3));
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         for want in [
@@ -453,20 +501,30 @@ mod tests {
         for gone in ["X-Hop", "Transfer-Encoding", "Injected", "Bad Name", "Content-Length: 5"] {
             assert!(!head.contains(gone), "{gone:?} in {head}");
         }
-        let (head, framing) = response_head(&response(201, &[]), false, Plan::Streamed).unwrap();
+        let (head, framing) = response_head(&response(201, &[]), false, Plan::Streamed, false).unwrap();
         assert_eq!(framing, Framing::Chunked);
         assert!(head.contains("Transfer-Encoding: chunked\r\n") && head.contains("Via: 1.1 hyco\r\n"));
-        let (_, framing) = response_head(&response(200, &[("Content-Length", "10")]), false, Plan::Streamed).unwrap();
+        let (head, framing) = response_head(&response(201, &[]), false, Plan::Streamed, true).unwrap();
+        assert_eq!(framing, Framing::UntilClose, "HTTP/1.0: until the connection closes");
+        assert!(!head.contains("Transfer-Encoding") && head.contains("Connection: close\r\n"), "{head}");
+        let (_, framing) =
+            response_head(&response(200, &[("Content-Length", "10")]), false, Plan::Streamed, false).unwrap();
         assert_eq!(framing, Framing::Length(10));
-        let (head, framing) = response_head(&response(200, &[("Content-Length", "10")]), true, Plan::None).unwrap();
+        let (head, framing) =
+            response_head(&response(200, &[("Content-Length", "10")]), true, Plan::None, false).unwrap();
         assert_eq!((framing, head.contains("Content-Length: 10")), (Framing::Empty, true), "HEAD keeps the length");
-        let (head, framing) = response_head(&response(204, &[]), false, Plan::Streamed).unwrap();
+        let (head, framing) = response_head(&response(204, &[]), false, Plan::Streamed, false).unwrap();
         assert_eq!((framing, head.contains("Content-Length")), (Framing::Empty, false));
         let mut described = response(418, &[]);
         described.status_description = Some("I'm a\r\nteapot".into());
-        assert!(response_head(&described, false, Plan::None).unwrap().0.starts_with("HTTP/1.1 418 I'm a??teapot\r\n"));
+        assert!(
+            response_head(&described, false, Plan::None, false)
+                .unwrap()
+                .0
+                .starts_with("HTTP/1.1 418 I'm a??teapot\r\n")
+        );
         for bad in [100, 101, 199, 600, 0] {
-            assert!(response_head(&response(bad, &[]), false, Plan::None).is_none(), "{bad}");
+            assert!(response_head(&response(bad, &[]), false, Plan::None, false).is_none(), "{bad}");
         }
     }
 }

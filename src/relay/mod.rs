@@ -13,6 +13,7 @@ mod admission;
 pub mod auth;
 pub mod config;
 mod control;
+mod forwarded;
 mod http;
 mod http_transfer;
 pub mod metrics;

@@ -193,6 +193,9 @@ struct State {
     waiting: HashMap<String, Waiting>,
     /// The secret of each waiting HTTP request, by request id.
     requests: HashMap<String, String>,
+    /// HTTP requests waiting on each HC (senders are [`Hc`]'s `pending`): they have a
+    /// limit of their own, so that requests cannot starve senders, nor senders requests.
+    pending_requests: HashMap<String, usize>,
 }
 
 impl State {
@@ -214,6 +217,7 @@ pub(super) struct Registry {
     auto_hc_grace: Duration,
     max_listeners: usize,
     max_pending: usize,
+    max_pending_requests: usize,
     next_listener: AtomicU64,
     metrics: Arc<Metrics>,
 }
@@ -234,6 +238,7 @@ impl Registry {
             auto_hc_grace: settings.limits.auto_hc_grace,
             max_listeners: settings.limits.max_listeners_per_hc,
             max_pending: settings.limits.max_pending_senders_per_hc,
+            max_pending_requests: settings.limits.max_pending_requests_per_hc,
             next_listener: AtomicU64::new(0),
             metrics,
         })
@@ -344,16 +349,24 @@ impl Registry {
     pub(super) fn reserve(self: &Arc<Self>, hc: &str, kind: Kind) -> Result<Reservation, Unavailable> {
         let secret = new_secret();
         let (answer_tx, answer) = oneshot::channel();
-        let mut state = self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         let entry = state.hcs.get_mut(hc).ok_or(Unavailable::NotFound)?;
-        let (none, full) = (entry.listeners.is_empty(), entry.pending >= self.max_pending);
+        let full = match kind {
+            Kind::Sender => entry.pending >= self.max_pending,
+            Kind::Request => state.pending_requests.get(hc).copied().unwrap_or(0) >= self.max_pending_requests,
+        };
+        let none = entry.listeners.is_empty();
         // A sender hears of the pending limit first, an HTTP request of a missing listener.
         match (kind, none, full) {
             (Kind::Sender, _, true) | (Kind::Request, false, true) => return Err(Unavailable::PendingLimit),
             (_, true, _) => return Err(Unavailable::NoListener),
             _ => {}
         }
-        entry.pending += 1;
+        match kind {
+            Kind::Sender => entry.pending += 1,
+            Kind::Request => *state.pending_requests.entry(hc.to_owned()).or_default() += 1,
+        }
         let mut listeners = entry.listeners.clone();
         rand::seq::SliceRandom::shuffle(&mut listeners[..], &mut rand::rng());
         state.waiting.insert(secret.clone(), Waiting { kind, answer: answer_tx, request: None });
@@ -370,11 +383,23 @@ impl Registry {
         state.forget(secret).map(|w| Claim(w.answer))
     }
 
-    fn release(&self, hc: &str, secret: &str) {
+    fn release(&self, hc: &str, kind: Kind, secret: &str) {
         let mut state = self.state();
         state.forget(secret);
-        if let Some(entry) = state.hcs.get_mut(hc) {
-            entry.pending -= 1;
+        match kind {
+            Kind::Sender => {
+                if let Some(entry) = state.hcs.get_mut(hc) {
+                    entry.pending -= 1;
+                }
+            }
+            Kind::Request => {
+                if let Some(n) = state.pending_requests.get_mut(hc) {
+                    *n -= 1;
+                    if *n == 0 {
+                        state.pending_requests.remove(hc);
+                    }
+                }
+            }
         }
     }
 
@@ -502,7 +527,7 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.registry.release(&self.hc, &self.secret);
+        self.registry.release(&self.hc, self.kind, &self.secret);
     }
 }
 
@@ -574,7 +599,11 @@ mod tests {
 
     fn registry(max_pending: usize) -> Arc<Registry> {
         let mut settings = RelaySettings::with_namespace_key("root", crate::secret::Secret::new("k"));
-        settings.limits = Limits { max_pending_senders_per_hc: max_pending, ..Limits::default() };
+        settings.limits = Limits {
+            max_pending_senders_per_hc: max_pending,
+            max_pending_requests_per_hc: max_pending,
+            ..Limits::default()
+        };
         Registry::new(&settings, Arc::new(Metrics::new()))
     }
 
@@ -610,6 +639,13 @@ mod tests {
         assert!(reg.claim(Kind::Sender, id).is_none(), "retired with its reservation");
         let r = reg.reserve("web/api", Kind::Request).unwrap();
         assert!(r.address("ws://h:1", "", &[], "q").contains("?sb-hc-action=request&sb-hc-id=q_"));
+        // Requests and senders wait within limits of their own.
+        let sender = reg.reserve("web/api", Kind::Sender).unwrap();
+        assert_eq!(reg.reserve("web/api", Kind::Request).err(), Some(Unavailable::PendingLimit));
+        assert_eq!(reg.reserve("web/api", Kind::Sender).err(), Some(Unavailable::PendingLimit));
+        drop((r, sender));
+        assert!(reg.state().pending_requests.is_empty(), "no count left behind");
+        let r = reg.reserve("web/api", Kind::Request).unwrap();
         drop((r, listener));
         assert_eq!(reg.reserve("web/api", Kind::Sender).err(), Some(Unavailable::NoListener));
     }
@@ -631,9 +667,13 @@ mod tests {
         let address = r.address("ws://a", "", &[], "req");
         let secret = address.rsplit_once('_').unwrap().1;
         assert!(reg.claim(Kind::Request, secret).is_none(), "claimed through its control channel");
-        assert_eq!(reg.state().hcs["hc"].pending, 2);
+        let counts = {
+            let state = reg.state();
+            (state.hcs["hc"].pending, state.pending_requests["hc"])
+        };
+        assert_eq!(counts, (0, 2));
         drop((r, other));
-        assert_eq!(reg.state().hcs["hc"].pending, 0);
+        assert!(reg.state().pending_requests.is_empty());
         assert!(reg.state().waiting.is_empty() && reg.state().requests.is_empty());
     }
 

@@ -55,6 +55,9 @@ impl From<io::Error> for HandshakeError {
 
 /// Checks that `req` is a WebSocket upgrade and returns its `Sec-WebSocket-Key`.
 pub fn websocket_key(req: &Request) -> Result<&str, &'static str> {
+    if req.version != 1 {
+        return Err("HTTP/1.1 required");
+    }
     if req.method != "GET" {
         return Err("method must be GET");
     }
@@ -169,7 +172,9 @@ mod tests {
         let short_key = UPGRADE.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=");
         let (req, _) = parse_request(short_key.as_bytes()).unwrap().unwrap();
         assert!(websocket_key(&req).is_err());
-        assert!(parse_request(b"GET / HTTP/1.0\r\n\r\n").is_err());
+        let http10 = UPGRADE.replace("HTTP/1.1", "HTTP/1.0");
+        let (req, _) = parse_request(http10.as_bytes()).unwrap().unwrap();
+        assert_eq!(websocket_key(&req), Err("HTTP/1.1 required"), "an upgrade needs HTTP/1.1");
         assert!(parse_request(b"\x00\x01garbage\r\n\r\n").is_err());
     }
 

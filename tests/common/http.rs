@@ -41,6 +41,7 @@ impl Seen {
 /// - `/big?n=N&seed=S[&chunked]`: N bytes of [`Noise`] from S, by Content-Length or chunked;
 /// - `/stall`: never answers;
 /// - `/status/NNN`: status NNN, no body;
+/// - `/cookies?n=N`: 200, two `Set-Cookie` headers and N bytes of body;
 /// - anything else: 404.
 pub struct HttpServer {
     pub addr: SocketAddr,
@@ -155,6 +156,12 @@ async fn serve(tcp: TcpStream, seen: mpsc::UnboundedSender<Seen>) {
             }
             let _ = w.shutdown().await;
             return;
+        }
+        "/cookies" => {
+            let n: usize = param("n").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let cookies =
+                [("Set-Cookie", "a=1; Path=/; HttpOnly"), ("Set-Cookie", "b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT")];
+            reply(200, &cookies, &vec![b'c'; n])
         }
         "/stall" => {
             std::future::pending::<()>().await;
