@@ -19,6 +19,8 @@ pub mod encoding;
 pub mod error;
 pub mod fingerprint;
 pub mod fsutil;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod generated;
 pub mod http1;
 pub mod manage;

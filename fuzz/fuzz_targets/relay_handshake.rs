@@ -102,7 +102,7 @@ async fn serve(input: &[u8], chunk: usize, limit: usize) {
         Some(token) => {
             match auth::check(token, &addr.segments.join("/"), need, &[], rules(), NOW, protocol::CLOCK_SKEW.as_secs())
             {
-                Ok(expiry) => assert!(expiry.saturating_add(protocol::CLOCK_SKEW.as_secs()) >= NOW),
+                Ok(grant) => assert!(grant.expiry.saturating_add(protocol::CLOCK_SKEW.as_secs()) >= NOW),
                 Err(r) => check_answer(r.status(), r.text()),
             }
         }

@@ -255,6 +255,18 @@ rendezvous = [
     ("ws://relay.example.net:9400\nws://RELAY.example.net:9400?x").encode(),
 ]
 
+# --- http_mode: a client's request head, for HC web2 with targets api, admin and a default ---
+http_mode = [
+    b"GET /web2/api/items?x=1 HTTP/1.1\r\nHost: relay\r\n\r\n",
+    b"GET /web2/api%2Fadmin HTTP/1.1\r\nHost: relay\r\n\r\n",
+    b"GET /web2/API/x HTTP/1.1\r\nHost: relay\r\n\r\n",
+    b"GET /web2//admin/ HTTP/1.1\r\nHost: relay\r\n\r\n",
+    b"POST /web2/other/a%20b?sb-hc-token=SharedAccessSignature+sr%3Dx&q HTTP/1.1\r\nHost: r\r\nContent-Length: 0\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+    b"GET /web2 HTTP/1.0\r\n\r\n",
+    b"GET /web2/%2e%2e/api HTTP/1.1\r\nHost: r\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\n\r\n",
+    b"GET /web2/api HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\n",
+]
+
 write("sas", sas)
 write("connstr", conn)
 write("address", addr)
@@ -262,3 +274,4 @@ write("control", control)
 write("handshake", handshake)
 write("relay_handshake", relay)
 write("rendezvous_address", rendezvous)
+write("http_mode", http_mode)

@@ -56,7 +56,7 @@ type RvWriter = MessageWriter<WriteHalf<ClientStream>>;
 /// Why a request failed before its response began: the status and text of the answer
 /// the listener gives of its own.
 #[derive(Debug)]
-struct ErrorAnswer {
+pub(crate) struct ErrorAnswer {
     status: u16,
     text: String,
 }
@@ -89,7 +89,7 @@ fn response_json(response: &HttpResponse) -> String {
 /// listener with named targets rejects a target segment that is no name (`api%2Fadmin`)
 /// instead of passing it to the unnamed target: the relay checked the token against
 /// names only, and a relay that reads paths differently must not widen a token's reach.
-fn local_target(
+pub(crate) fn local_target(
     request_target: &str,
     hc: &str,
     targets: &Targets,
@@ -131,7 +131,7 @@ fn local_target(
 }
 
 /// The head sent to the local server.
-fn local_head(
+pub(crate) fn local_head(
     request: &HttpRequest,
     target: &str,
     path: &str,

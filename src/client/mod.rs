@@ -5,7 +5,7 @@
 //! where a listener forwards to.
 
 pub mod connect;
-mod http;
+pub(crate) mod http;
 pub mod listen;
 pub mod prewarm;
 mod pump;

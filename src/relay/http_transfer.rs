@@ -116,13 +116,13 @@ pub(super) fn response_head(
 
 /// The parts of a request target that matter here.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Target {
+pub(crate) struct Target {
     /// The path's non-empty segments as sent (still encoded).
-    pub(super) segments: Vec<String>,
+    pub(crate) segments: Vec<String>,
     /// Path and query as sent, without `sb-hc-token`.
-    pub(super) forward: String,
-    pub(super) token: Option<String>,
-    pub(super) id: Option<String>,
+    pub(crate) forward: String,
+    pub(crate) token: Option<String>,
+    pub(crate) id: Option<String>,
 }
 
 impl Target {
@@ -130,14 +130,14 @@ impl Target {
     /// names ([`protocol::name_segment`]), decoded; and whether a segment that is no name
     /// follows them. Only these can make up the HC's name, the target's name and what a
     /// token's audience is compared with: a decoded `/` never splits or joins segments.
-    pub(super) fn names(&self) -> (Vec<String>, bool) {
+    pub(crate) fn names(&self) -> (Vec<String>, bool) {
         let names: Vec<String> = self.segments.iter().map_while(|s| protocol::name_segment(s).ok()).collect();
         let more = names.len() < self.segments.len();
         (names, more)
     }
 }
 
-pub(super) fn parse_target(target: &str) -> Result<Target, &'static str> {
+pub(crate) fn parse_target(target: &str) -> Result<Target, &'static str> {
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),

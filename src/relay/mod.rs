@@ -15,7 +15,7 @@ pub mod config;
 mod control;
 mod forwarded;
 mod http;
-mod http_transfer;
+pub(crate) mod http_transfer;
 pub mod metrics;
 mod registry;
 mod rejection;
