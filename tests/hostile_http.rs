@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::bridge::{Listening, client, listen_settings};
-use common::http::{Body, HttpServer, request};
+use common::http::{Body, HttpServer, Setup, request, setup};
 use common::*;
 use hyco::protocol::TOKEN_HEADER;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,16 +92,13 @@ async fn drip(addr: SocketAddr, target: String, len: usize, token: String) -> (u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drip_fed_bodies_end_at_their_deadline_and_starve_no_one() {
-    let mut s = settings();
-    s.limits.max_pending_senders_per_hc = 4;
-    s.limits.max_pending_requests_per_hc = 4;
-    s.limits.http_request_body_timeout = Duration::from_secs(3);
-    s.limits.http_response_timeout = Duration::from_secs(30);
-    let relay = TestRelay::start(s).await;
-    let server = HttpServer::start().await;
-    let mut ls = listen_settings("hc", &[server.addr.to_string()]);
-    ls.http = true;
-    let _listener = Listening::start(client(relay.addr), ls).await;
+    let Setup { relay, server: _server, _listener } = setup(|s| {
+        s.limits.max_pending_senders_per_hc = 4;
+        s.limits.max_pending_requests_per_hc = 4;
+        s.limits.http_request_body_timeout = Duration::from_secs(3);
+        s.limits.http_response_timeout = Duration::from_secs(30);
+    })
+    .await;
     let t = token("hc");
     // As many slow small uploads (which could go inline) as requests may wait, then two
     // slow large ones (streamed over a rendezvous).
@@ -158,13 +155,10 @@ async fn waiting_requests_have_a_limit_of_their_own() {
 /// What the app saw of a request carrying made-up forwarding headers, through a relay
 /// that trusts `trusted` (CIDR networks) in front of it.
 async fn forwarded_as_seen(trusted: &[&str]) -> common::http::Seen {
-    let mut s = settings();
-    s.limits.trusted_proxies = trusted.iter().map(|n| hyco::relay::config::IpNet::parse(n).unwrap()).collect();
-    let relay = TestRelay::start(s).await;
-    let mut server = HttpServer::start().await;
-    let mut ls = listen_settings("hc", &[server.addr.to_string()]);
-    ls.http = true;
-    let _listener = Listening::start(client(relay.addr), ls).await;
+    let Setup { relay, mut server, _listener } = setup(|s| {
+        s.limits.trusted_proxies = trusted.iter().map(|n| hyco::relay::config::IpNet::parse(n).unwrap()).collect();
+    })
+    .await;
     let made_up = [
         (TOKEN_HEADER, token("hc")),
         ("X-Forwarded-For", "198.51.100.66".to_owned()),
@@ -202,11 +196,7 @@ async fn the_relay_sets_forwarding_headers_and_drops_a_clients_own() {
 
 #[tokio::test]
 async fn several_set_cookie_headers_arrive_one_by_one() {
-    let relay = TestRelay::start(settings()).await;
-    let server = HttpServer::start().await;
-    let mut ls = listen_settings("hc", &[server.addr.to_string()]);
-    ls.http = true;
-    let _listener = Listening::start(client(relay.addr), ls).await;
+    let Setup { relay, server: _server, _listener } = setup(|_| {}).await;
     let t = token("hc");
     // A small answer comes on the control channel, a large one on a rendezvous.
     for n in [5, 200_000] {
@@ -221,11 +211,7 @@ async fn several_set_cookie_headers_arrive_one_by_one() {
 
 #[tokio::test]
 async fn http_1_0_is_answered_and_bare_lf_heads_are_refused() {
-    let relay = TestRelay::start(settings()).await;
-    let server = HttpServer::start().await;
-    let mut ls = listen_settings("hc", &[server.addr.to_string()]);
-    ls.http = true;
-    let _listener = Listening::start(client(relay.addr), ls).await;
+    let Setup { relay, server: _server, _listener } = setup(|_| {}).await;
     let t = token("hc");
     let ask = |head: String| async move { raw_http(relay.addr, head.as_bytes()).await };
     // HTTP/1.0: a known length as Content-Length, an unknown one until the connection ends.

@@ -8,12 +8,12 @@ mod common;
 use std::time::Duration;
 
 use common::bridge::{Bound, Listening, client, listen_settings, noise_digest};
-use common::http::{Body, HttpServer, PIECE, Reply, hex, request};
+use common::http::{Body, HttpServer, PIECE, Reply, hex, request, setup};
 use common::*;
 use futures_util::SinkExt;
 use hyco::http1::Framing;
 use hyco::protocol::{RelayMessage, TOKEN_HEADER};
-use hyco::relay::{HcSettings, RelaySettings};
+use hyco::relay::HcSettings;
 use hyco::ws::frame::OpCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -22,24 +22,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode as Ws
 
 /// Big transfers in debug builds on a shared machine get this long.
 const BULK: Duration = Duration::from_secs(60);
-
-struct Setup {
-    relay: TestRelay,
-    server: HttpServer,
-    _listener: Listening,
-}
-
-/// A relay (with `tweak`), the HTTP server, and `hyco listen hc --http --to server`.
-async fn setup(tweak: impl FnOnce(&mut RelaySettings)) -> Setup {
-    let mut s = settings();
-    tweak(&mut s);
-    let relay = TestRelay::start(s).await;
-    let server = HttpServer::start().await;
-    let mut ls = listen_settings("hc", &[server.addr.to_string()]);
-    ls.http = true;
-    let listener = Listening::start(client(relay.addr), ls).await;
-    Setup { relay, server, _listener: listener }
-}
 
 async fn call(relay: &TestRelay, method: &str, target: &str, headers: &[(&str, &str)], body: Body) -> Reply {
     within_for(BULK, "an HTTP exchange through the relay", request(relay.addr, method, target, headers, body)).await

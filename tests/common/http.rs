@@ -1,6 +1,7 @@
-//! Helpers for the HTTP-mode tests (`tests/http_mode.rs`, `tests/interop_hyco_https.rs`):
-//! a small HTTP/1.1 server that records what reaches it, and a raw HTTP/1.1 client, both
-//! on hyco's own `http1` framing, one request per connection.
+//! Helpers for the HTTP-mode tests (`tests/http_mode.rs`, `tests/hostile_http.rs`,
+//! `tests/interop_hyco_https.rs`): a small HTTP/1.1 server that records what reaches it, a
+//! raw HTTP/1.1 client, both on hyco's own `http1` framing, one request per connection,
+//! and the usual relay + server + `hyco listen --http` setup.
 
 use std::net::SocketAddr;
 
@@ -11,6 +12,25 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
+
+/// A relay, the HTTP server, and `hyco listen hc --http --to server`, in process.
+pub struct Setup {
+    pub relay: super::TestRelay,
+    pub server: HttpServer,
+    pub _listener: super::bridge::Listening,
+}
+
+/// [`Setup`] with relay settings changed by `tweak`.
+pub async fn setup(tweak: impl FnOnce(&mut hyco::relay::RelaySettings)) -> Setup {
+    let mut s = super::settings();
+    tweak(&mut s);
+    let relay = super::TestRelay::start(s).await;
+    let server = HttpServer::start().await;
+    let mut ls = super::bridge::listen_settings("hc", &[server.addr.to_string()]);
+    ls.http = true;
+    let listener = super::bridge::Listening::start(super::bridge::client(relay.addr), ls).await;
+    Setup { relay, server, _listener: listener }
+}
 
 use super::bridge::Noise;
 use super::within_for;
