@@ -188,7 +188,9 @@ impl Relay {
         if let Err(why) = websocket_key(&req) {
             return self.reject(&mut stream, &Rejection::new(400, Reason::BadRequest, why), Some(&tracking_id)).await;
         }
-        let span = info_span!("tunnel", action = addr.action.as_str(), hc = tracing::field::Empty, id = %tracking_id);
+        // One span per upgrade request, whatever it becomes: a control channel, a waiting
+        // sender, a listener's accept (the word "tunnel" is kept for the tunnel itself).
+        let span = info_span!("upgrade", action = addr.action.as_str(), hc = tracing::field::Empty, id = %tracking_id);
         let task = async {
             match addr.action {
                 Action::Listen => self.listen(stream, req, initial, addr, &tracking_id).await,
