@@ -95,7 +95,7 @@ async fn connect_stdio_bridges_stdin_and_stdout() {
     let _listening = Listening::start(client(relay.addr), listen_settings("hc", &[target.spec()])).await;
 
     let mut cmd = hyco(home.path());
-    cmd.args(["connect", "hc", "--stdio", "--endpoint", &relay.base(), "--key-name", KEY_NAME, "--key", KEY]);
+    cmd.args(["connect", "hc", "--stdio"]).args(key_flags(&relay.base(), KEY));
     let (proc, status) = run_stdio(cmd, b"hello over stdio\nsecond line\n").await;
     assert!(status.success(), "exit {status}\n{}", report(&proc));
     assert_eq!(proc.stdout.text(), "HELLO OVER STDIO\nSECOND LINE", "{}", report(&proc));
@@ -109,7 +109,7 @@ async fn connect_stdio_exits_non_zero_with_the_502_when_the_target_refuses() {
     let _listening = Listening::start(client(relay.addr), listen_settings("hc", &[dead.to_string()])).await;
 
     let mut cmd = hyco(home.path());
-    cmd.args(["connect", "hc", "--stdio", "--endpoint", &relay.base(), "--key-name", KEY_NAME, "--key", KEY]);
+    cmd.args(["connect", "hc", "--stdio"]).args(key_flags(&relay.base(), KEY));
     let (proc, status) = run_stdio(cmd, b"anyone there?\n").await;
     assert_eq!(status.code(), Some(8), "a refused tunnel exits 8 (rejected)\n{}", report(&proc));
     let stderr = proc.stderr.text();
@@ -125,7 +125,7 @@ async fn connect_stdio_ends_cleanly_when_signalled_as_ssh_does_after_closing_its
     let listening = Listening::start(client(relay.addr), listen_settings("hc", &[target.spec()])).await;
 
     let mut cmd = hyco(home.path());
-    cmd.args(["connect", "hc", "--stdio", "--endpoint", &relay.base(), "--key-name", KEY_NAME, "--key", KEY]);
+    cmd.args(["connect", "hc", "--stdio"]).args(key_flags(&relay.base(), KEY));
     cmd.stdin(Stdio::piped());
     let mut proc = Proc::spawn(cmd);
     let mut stdin = proc.child.stdin.take().expect("piped stdin");
@@ -261,7 +261,7 @@ async fn listen_with_wait_for_relay_rides_out_a_relay_not_up_yet() {
     let endpoint = format!("ws://{addr}");
     let mut cmd = hyco(home.path());
     cmd.args(["listen", "hc", "--to", &target.spec(), "--wait-for-relay"]);
-    cmd.args(["--endpoint", &endpoint, "--key-name", KEY_NAME, "--key", &key]);
+    cmd.args(key_flags(&endpoint, &key));
     let mut listen = Proc::spawn(cmd);
     listen.stderr.wait_for(PROC_STEP, "a retry", |l| l.contains("reconnecting in")).await;
     assert!(listen.child.try_wait().expect("try_wait").is_none(), "still running\n{}", report(&listen));

@@ -38,11 +38,6 @@ async fn serve(home: &TempDir, extra: &[&str]) -> (Proc, String) {
     (serve, base)
 }
 
-/// The relay at `base` with its root key, as flags.
-fn root_flags<'a>(base: &'a str, key: &'a str) -> [&'a str; 6] {
-    ["--endpoint", base, "--key-name", "RootManageSharedAccessKey", "--key", key]
-}
-
 fn key(home: &TempDir) -> String {
     std::fs::read_to_string(home.path().join("data/namespace.key")).unwrap().trim().to_owned()
 }
@@ -83,7 +78,7 @@ async fn wrong_key_wrong_right_and_missing_hc_are_401_403_404() {
     let (serve, base) = serve(&home, &[]).await;
     let root = key(&home);
     let (code, err) =
-        run(home.path(), &[&["listen", "hc", "--to", "127.0.0.1:1"][..], &root_flags(&base, "wrong")].concat()).await;
+        run(home.path(), &[&["listen", "hc", "--to", "127.0.0.1:1"][..], &key_flags(&base, "wrong")].concat()).await;
     assert_fails(code, &err, 5, &["401", "check the key"]);
     assert!(!err.contains(&root));
     // The relay's Send-only rule may not listen.
@@ -106,7 +101,7 @@ async fn wrong_key_wrong_right_and_missing_hc_are_401_403_404() {
     .await;
     assert_fails(code, &err, 5, &["403", "Listen right"]);
     let (code, err) =
-        run(home.path(), &[&["connect", "nobody-here", "--stdio"][..], &root_flags(&base, &root)].concat()).await;
+        run(home.path(), &[&["connect", "nobody-here", "--stdio"][..], &key_flags(&base, &root)].concat()).await;
     assert_fails(code, &err, 6, &["404", "is a listener running"]);
     // The relay logged each refused attempt at its default level, with the peer and why.
     for status in ["status=401", "status=403", "status=404"] {
@@ -134,10 +129,10 @@ async fn connect_bind_checks_the_path_at_startup_as_stdio_would() {
     let (_serve, base) = serve(&home, &[]).await;
     let root = key(&home);
     let mut cmd = hyco(home.path());
-    cmd.args(["listen", "hc", "--to", "127.0.0.1:1"]).args(root_flags(&base, &root));
+    cmd.args(["listen", "hc", "--to", "127.0.0.1:1"]).args(key_flags(&base, &root));
     let listen = Proc::spawn(cmd);
     listen.stderr.wait_for(PROC_STEP, "the listener", |l| l.contains(" listening")).await;
-    let (code, err) = run(home.path(), &[&bind[..], &root_flags(&base, "wrong")].concat()).await;
+    let (code, err) = run(home.path(), &[&bind[..], &key_flags(&base, "wrong")].concat()).await;
     assert_fails(code, &err, 5, &["hc: 401", "check the key"]);
 
     // An expired token, in a connection string as it is handed out.
@@ -173,18 +168,14 @@ async fn a_certificate_that_does_not_match_the_pin_is_refused() {
     let wrong = ["AB"; 32].join(":");
     let (code, err) = run(
         home.path(),
-        &[
-            &["listen", "hc", "--to", "127.0.0.1:1"][..],
-            &root_flags(&base, &key(&home)),
-            &["--tls-fingerprint", &wrong],
-        ]
-        .concat(),
+        &[&["listen", "hc", "--to", "127.0.0.1:1"][..], &key_flags(&base, &key(&home)), &["--tls-fingerprint", &wrong]]
+            .concat(),
     )
     .await;
     assert_fails(code, &err, 4, &["fingerprint mismatch"]);
     // Without a pin the self-signed certificate is not trusted either: no "verify nothing".
     let (code, err) =
-        run(home.path(), &[&["listen", "hc", "--to", "127.0.0.1:1"][..], &root_flags(&base, &key(&home))].concat())
+        run(home.path(), &[&["listen", "hc", "--to", "127.0.0.1:1"][..], &key_flags(&base, &key(&home))].concat())
             .await;
     assert_fails(code, &err, 4, &["TLS"]);
 }
@@ -194,7 +185,7 @@ async fn a_refused_target_is_exit_8() {
     let home = TempDir::new("err-target");
     let (_serve, base) = serve(&home, &[]).await;
     let root = key(&home);
-    let creds = root_flags(&base, &root);
+    let creds = key_flags(&base, &root);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let target = format!("web=127.0.0.1:{port}");
     let mut cmd = hyco(home.path());
@@ -314,7 +305,7 @@ async fn tls_and_scheme_mistakes_name_the_cause_and_the_fix() {
     let root = key(&home);
     let listen = |base: &str, extra: &[&str]| {
         let mut args: Vec<String> = ["listen", "hc", "--to", "127.0.0.1:1"].map(String::from).to_vec();
-        args.extend(root_flags(base, &root).map(String::from));
+        args.extend(key_flags(base, &root).map(String::from));
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     };
@@ -337,7 +328,7 @@ async fn tls_and_scheme_mistakes_name_the_cause_and_the_fix() {
     // The connector says the same, with no "is the relay running" either.
     let mut args = vec!["connect", "hc", "--stdio"];
     let tls_to_plain = plain_base.replace("ws://", "wss://");
-    args.extend(root_flags(&tls_to_plain, &root));
+    args.extend(key_flags(&tls_to_plain, &root));
     let (code, err) = run(home.path(), &args).await;
     assert_fails(code, &err, 4, &["does not speak TLS", "use ws://"]);
     assert!(!error_line(&err).contains("is the relay"), "{err}");

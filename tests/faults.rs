@@ -169,18 +169,7 @@ async fn a_killed_listener_is_an_error_for_its_sender_and_404_until_it_is_back()
     let endpoint = format!("ws://{}", relay.addr);
     let start_listener = || {
         let mut cmd = hyco(home.path());
-        cmd.args([
-            "listen",
-            "hc",
-            "--to",
-            &streaming.spec(),
-            "--endpoint",
-            &endpoint,
-            "--key-name",
-            KEY_NAME,
-            "--key",
-            KEY,
-        ]);
+        cmd.args(["listen", "hc", "--to", &streaming.spec()]).args(key_flags(&endpoint, KEY));
         let p = Proc::spawn(cmd);
         async move {
             p.stderr.wait_for(PROC_STEP, "the listener's 'listening' log", |l| l.contains(" listening")).await;

@@ -220,18 +220,7 @@ async fn what_a_relay_puts_in_an_accept_cannot_forge_log_lines() {
     let home = TempDir::new("logforge");
     let mut cmd = hyco(home.path());
     let endpoint = format!("ws://{}", relay.addr);
-    cmd.args([
-        "listen",
-        "hc",
-        "--to",
-        "web=127.0.0.1:1",
-        "--endpoint",
-        &endpoint,
-        "--key-name",
-        KEY_NAME,
-        "--key",
-        KEY,
-    ]);
+    cmd.args(["listen", "hc", "--to", "web=127.0.0.1:1"]).args(key_flags(&endpoint, KEY));
     let mut listen = Proc::spawn(cmd);
     let mut control = within("the control channel", relay.controls.recv()).await.expect("a control channel");
     // A tracking id and a target name that try to end the log line and clear the screen.

@@ -329,6 +329,12 @@ impl Drop for TempDir {
     }
 }
 
+/// The flags that name a relay at `endpoint` and sign with `key` under the tests' rule
+/// name ([`KEY_NAME`]), for the real binary.
+pub fn key_flags<'a>(endpoint: &'a str, key: &'a str) -> [&'a str; 6] {
+    ["--endpoint", endpoint, "--key-name", KEY_NAME, "--key", key]
+}
+
 /// `hyco` with a clean environment: only `HYCO_CONFIG` and `HYCO_DATA_DIR` (inside `home`)
 /// and `HOME`, so the developer's own profiles and variables never leak in.
 pub fn hyco(home: &Path) -> tokio::process::Command {
