@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Loopback benchmark: hyco (connect -> serve -> listen) against direct TCP, bore, rathole,
-# frp and chisel, all measured in the same run. Not part of `cargo test`; see README "Benchmark".
+# Loopback benchmark: hyco's two paths, connect (visitor -> connect -> serve -> listen ->
+# target) and public port (visitor -> serve -> listen -> target, bore's and rathole's
+# topology), against direct TCP, bore, rathole, frp and chisel, all measured in the same run;
+# UDP through hyco's public port against rathole's UDP forwarding. Not part of `cargo test`;
+# see README "Benchmark".
 #
-#   bash bench/run.sh            # ~8 minutes (installing the peers first: ~18 more); writes bench/RESULTS.md
-#   BENCH_HYCO_BASE=/path/to/previous/hyco bash bench/run.sh   # ~9 minutes: adds "hyco base"
+#   bash bench/run.sh            # ~11 minutes (installing the peers first: ~18 more); writes bench/RESULTS.md
+#   BENCH_HYCO_BASE=/path/to/previous/hyco bash bench/run.sh   # ~14 minutes: adds "hyco base"
 #
 # Knobs (environment): BENCH_SECS (iperf3 seconds per run, 5), BENCH_ROUNDS (throughput
 # rounds, tools interleaved, median kept, 3), BENCH_LATENCY_N (connections, 1000),
 # BENCH_IDLE_N (idle tunnels for RSS, 5000), BENCH_MAX_N (hyco's concurrent tunnels,
-# 9000), BENCH_PORT_BASE (first of the ports used, 24100), BENCH_PEERS (where the peers
-# are installed, bench/.peers), BENCH_HYCO (the hyco binary measured as "hyco"; default:
-# this tree's release build), BENCH_HYCO_BASE (a second hyco binary, e.g. the previous
-# build, measured as "hyco base" in the same interleaved rounds with its own serve, listen
-# and connect, plus a "hyco / hyco base" ratio column; unset: no such columns).
+# 9000), BENCH_UDP_RATES (iperf3 -u offered rates, one run per rate and tool per round,
+# "200M 1G": one the peers carry, one beyond), BENCH_UDP_LEN (datagram bytes, 1200),
+# BENCH_PORT_BASE (first of the ports used, 24100; hyco's public ports must lie in the relay's
+# range, 20000-29999), BENCH_PEERS (where the peers are installed, bench/.peers), BENCH_HYCO
+# (the hyco binary measured as "hyco"; default: this tree's release build), BENCH_HYCO_BASE (a
+# second hyco binary, e.g. the previous build, measured as "hyco base" in the same interleaved
+# rounds with its own serve, listen and connect, and its public path when its `listen` has
+# --public, plus "hyco / hyco base" ratio columns; unset: no such columns).
 # Peers: bore-cli and rathole from crates.io (cargo), frp and chisel at the versions pinned
 # below from the Go module proxy (go 1.25 or later). bore's control port is its fixed 7835.
 set -euo pipefail
@@ -25,6 +31,8 @@ ROUNDS=${BENCH_ROUNDS:-3}
 LAT_N=${BENCH_LATENCY_N:-1000}
 IDLE_N=${BENCH_IDLE_N:-5000}
 MAX_N=${BENCH_MAX_N:-9000}
+read -r -a UDP_RATES <<<"${BENCH_UDP_RATES:-200M 1G}"
+UDP_LEN=${BENCH_UDP_LEN:-1200}
 BASE=${BENCH_PORT_BASE:-24100}
 export DEBIAN_FRONTEND=noninteractive
 
@@ -94,6 +102,10 @@ wait_listening() {
   for _ in $(seq 200); do listening "$1" && return 0; sleep 0.05; done
   die "nothing listens on port $1"
 }
+wait_udp() {
+  for _ in $(seq 200); do ss -Hlun "( sport = :$1 )" | grep -q . && return 0; sleep 0.05; done
+  die "nothing listens on UDP port $1"
+}
 wait_tunnel() { # port: until an echo round trip through it works
   for _ in $(seq 100); do "$PROBE" latency "127.0.0.1:$1" 1 >/dev/null 2>&1 && return 0; sleep 0.1; done
   die "no echo through port $1"
@@ -112,12 +124,20 @@ wait_listening "$IPERF"
 wait_listening "$ECHO"
 
 PEER_TOOLS=(bore rathole-tcp rathole-ws frp chisel)
-HYCOS=(hyco)
-[[ -n $HYCO_BASE ]] && HYCOS+=(hyco-base)
-TOOLS=(direct "${PEER_TOOLS[@]}" "${HYCOS[@]}")
+UDP_PEERS=(rathole-tcp rathole-ws)
+has_public() { "$1" listen --help 2>/dev/null | grep -q -- '--public'; }
+HYCOS=(hyco) PUBLICS=() NOTES=()
+if has_public "$HYCO"; then PUBLICS+=(hyco-public); else NOTES+=("hyco's listen has no --public: its public path is not measured."); fi
+if [[ -n $HYCO_BASE ]]; then
+  HYCOS+=(hyco-base)
+  if has_public "$HYCO_BASE"; then PUBLICS+=(hyco-base-public); else NOTES+=("hyco base's listen has no --public: its public path is not measured."); fi
+fi
+TOOLS=(direct "${PEER_TOOLS[@]}" "${HYCOS[@]}" "${PUBLICS[@]}")
+UDP_TOOLS=("${UDP_PEERS[@]}" "${PUBLICS[@]}")
 declare -A LABEL=([direct]=direct [bore]=bore [rathole-tcp]="rathole tcp" [rathole-ws]="rathole ws"
-  [frp]=frp [chisel]=chisel [hyco]=hyco [hyco-base]="hyco base")
-declare -A IPORT EPORT SERVER CLIENTS LISTEN CONNECT
+  [frp]=frp [chisel]=chisel [hyco]=hyco [hyco-base]="hyco base" [hyco-public]="hyco public"
+  [hyco-base-public]="hyco base public")
+declare -A IPORT EPORT UPORT SERVER CLIENTS LISTEN CONNECT
 IPORT[direct]=$IPERF EPORT[direct]=$ECHO
 
 say "bore"
@@ -140,6 +160,9 @@ default_token = "bench"
 ${ws//X/server}
 [server.services.iperf]
 bind_addr = "127.0.0.1:$((port + 1))"
+[server.services.iperf-udp]
+type = "udp"
+bind_addr = "127.0.0.1:$((port + 1))"
 [server.services.echo]
 bind_addr = "127.0.0.1:$((port + 2))"
 EOF
@@ -150,6 +173,9 @@ default_token = "bench"
 ${ws//X/client}
 [client.services.iperf]
 local_addr = "127.0.0.1:$IPERF"
+[client.services.iperf-udp]
+type = "udp"
+local_addr = "127.0.0.1:$IPERF"
 [client.services.echo]
 local_addr = "127.0.0.1:$ECHO"
 EOF
@@ -158,9 +184,11 @@ EOF
   wait_listening "$port"
   spawn "$name-client" "$RATHOLE" --client "$WORK/$name-client.toml"
   CLIENTS[$name]=$LAST
-  IPORT[$name]=$((port + 1)) EPORT[$name]=$((port + 2))
+  IPORT[$name]=$((port + 1)) EPORT[$name]=$((port + 2)) UPORT[$name]=$((port + 1))
 }
-say "rathole (TCP and WebSocket transports)"
+# iperf3 -u keeps its control connection on TCP: the iperf service is on both protocols,
+# one port number.
+say "rathole (TCP and WebSocket transports; TCP and UDP services)"
 rathole rathole-tcp $((BASE + 20)) tcp
 rathole rathole-ws $((BASE + 30)) websocket
 
@@ -222,22 +250,37 @@ name = "bench"
 max_connections = 19500
 max_pending_senders_per_hc = 10000
 EOF
-hyco_tunnels() { # name binary relay-port: serve, listen and two connects, as the other tools' tunnels
+hyco_serve() { # name binary relay-port: a relay of its own; sets HENV and HCRED for its clients
   local t=$1 bin=$2 port=$3
-  local env=(env HOME="$WORK/$t" XDG_CONFIG_HOME="$WORK/$t/config" HYCO_DATA_DIR="$WORK/$t/data")
-  local cred=(--endpoint "ws://127.0.0.1:$port" --key-name bench --key "$KEY")
+  HENV=(env HOME="$WORK/$t" XDG_CONFIG_HOME="$WORK/$t/config" HYCO_DATA_DIR="$WORK/$t/data")
+  HCRED=(--endpoint "ws://127.0.0.1:$port" --key-name bench --key "$KEY")
   mkdir -p "$WORK/$t"
-  spawn "$t-serve" "${env[@]}" "$bin" serve --bind "127.0.0.1:$port" --config "$WORK/relay.toml"
+  spawn "$t-serve" "${HENV[@]}" "$bin" serve --bind "127.0.0.1:$port" --config "$WORK/relay.toml"
   SERVER[$t]=$LAST
   wait_listening "$port"
-  spawn "$t-listen" "${env[@]}" "$bin" listen bench --to "iperf=127.0.0.1:$IPERF" --to "echo=127.0.0.1:$ECHO" "${cred[@]}"
+}
+hyco_tunnels() { # name binary relay-port: serve, listen and two connects, as the other tools' tunnels
+  local t=$1 bin=$2 port=$3
+  hyco_serve "$t" "$bin" "$port"
+  spawn "$t-listen" "${HENV[@]}" "$bin" listen bench --to "iperf=127.0.0.1:$IPERF" --to "echo=127.0.0.1:$ECHO" "${HCRED[@]}"
   LISTEN[$t]=$LAST
-  spawn "$t-connect-iperf" "${env[@]}" "$bin" connect bench/iperf --bind "127.0.0.1:$((port + 1))" "${cred[@]}"
+  spawn "$t-connect-iperf" "${HENV[@]}" "$bin" connect bench/iperf --bind "127.0.0.1:$((port + 1))" "${HCRED[@]}"
   CLIENTS[$t]="${LISTEN[$t]} $LAST"
-  spawn "$t-connect-echo" "${env[@]}" "$bin" connect bench/echo --bind "127.0.0.1:$((port + 2))" "${cred[@]}"
+  spawn "$t-connect-echo" "${HENV[@]}" "$bin" connect bench/echo --bind "127.0.0.1:$((port + 2))" "${HCRED[@]}"
   CONNECT[$t]=$LAST
   CLIENTS[$t]+=" $LAST"
   IPORT[$t]=$((port + 1)) EPORT[$t]=$((port + 2))
+}
+hyco_public() { # name binary relay-port: serve and a listen asking for public ports, as bore's and rathole's tunnels
+  local t=$1 bin=$2 port=$3
+  hyco_serve "$t" "$bin" "$port"
+  # iperf3 -u keeps its control connection on TCP: TCP and UDP on one port number.
+  spawn "$t-listen" "${HENV[@]}" "$bin" listen bench --to "iperf=127.0.0.1:$IPERF" --to "echo=127.0.0.1:$ECHO" \
+    --to "iperf-udp=udp://127.0.0.1:$IPERF" --public "iperf=$((port + 1))" --public "echo=$((port + 2))" \
+    --public "iperf-udp=$((port + 1))" "${HCRED[@]}"
+  LISTEN[$t]=$LAST
+  CLIENTS[$t]=$LAST
+  IPORT[$t]=$((port + 1)) EPORT[$t]=$((port + 2)) UPORT[$t]=$((port + 1))
 }
 say "hyco ($HYCO)"
 hyco_tunnels hyco "$HYCO" $((BASE + 40))
@@ -245,11 +288,17 @@ if [[ -n $HYCO_BASE ]]; then
   say "hyco base ($HYCO_BASE)"
   hyco_tunnels hyco-base "$HYCO_BASE" $((BASE + 50))
 fi
+for t in "${PUBLICS[@]}"; do
+  say "${LABEL[$t]}: public ports"
+  if [[ $t == hyco-public ]]; then hyco_public "$t" "$HYCO" $((BASE + 80)); else hyco_public "$t" "$HYCO_BASE" $((BASE + 90)); fi
+done
+for n in "${NOTES[@]}"; do say "$n"; done
 
 for t in "${TOOLS[@]}"; do
   wait_listening "${IPORT[$t]}"
   wait_tunnel "${EPORT[$t]}"
 done
+for t in "${UDP_TOOLS[@]}"; do wait_udp "${UPORT[$t]}"; done
 
 # ---------------------------------------------------------------- throughput and CPU
 declare -A R          # R[tool,metric]
@@ -293,6 +342,30 @@ for t in "${TOOLS[@]}"; do
   fi
 done
 
+# ---------------------------------------------------------------- UDP
+# iperf3 -u at each offered rate through the UDP ports: datagrams received per second and
+# the share lost, as iperf3's server counts them.
+declare -A UPPS ULOSS # space-separated samples per tool,rate
+iperf_udp() { # port rate -> "received-packets/s lost-%"
+  iperf3 -c 127.0.0.1 -p "$1" -u -b "$2" -l "$UDP_LEN" -t "$SECS" -J >"$WORK/iperf-udp.json" ||
+    die "iperf3 -u through port $1 failed"
+  jq -r '(.end.sum_received // .end.sum) | "\((.packets - .lost_packets) / .seconds) \(.lost_percent)"' "$WORK/iperf-udp.json"
+}
+for round in $(seq "$ROUNDS"); do
+  for rate in "${UDP_RATES[@]}"; do
+    for t in "${UDP_TOOLS[@]}"; do
+      say "UDP round $round/$ROUNDS, $rate: $t"
+      read -r pps loss <<<"$(iperf_udp "${UPORT[$t]}" "$rate")"
+      UPPS[$t,$rate]+="$pps " ULOSS[$t,$rate]+="$loss "
+    done
+  done
+done
+for rate in "${UDP_RATES[@]}"; do
+  for t in "${UDP_TOOLS[@]}"; do
+    R[$t,udp_$rate]=$(echo "${UPPS[$t,$rate]}" | median) R[$t,udploss_$rate]=$(echo "${ULOSS[$t,$rate]}" | median)
+  done
+done
+
 # ---------------------------------------------------------------- setup latency
 percentile() { sort -n "$1" | awk -v q="$2" '{a[NR] = $1} END {i = int(NR * q); if (i < NR * q) i++; print a[i]}'; }
 for t in "${TOOLS[@]}"; do "$PROBE" latency "127.0.0.1:${EPORT[$t]}" 20 >/dev/null; done
@@ -319,17 +392,20 @@ open_idle() { # name port n: opens n idle tunnels, sets LAST to the holder
   return 1
 }
 per_tunnel() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.1f", (b - a) / n}'; }
-for t in "${PEER_TOOLS[@]}" "${HYCOS[@]}"; do
+# The public path's visitors hold their connections to the public port: the relay then
+# carries each tunnel as the visitor's TCP plus the listener's rendezvous WebSocket.
+for t in "${PEER_TOOLS[@]}" "${HYCOS[@]}" "${PUBLICS[@]}"; do
   say "idle memory: $t ($IDLE_N tunnels)"
   server=${SERVER[$t]}
   before=$(rss_kb "$server")
-  [[ -n ${LISTEN[$t]:-} ]] && { c_before=$(rss_kb "${CONNECT[$t]}"); l_before=$(rss_kb "${LISTEN[$t]}"); }
+  [[ -n ${LISTEN[$t]:-} ]] && l_before=$(rss_kb "${LISTEN[$t]}")
+  [[ -n ${CONNECT[$t]:-} ]] && c_before=$(rss_kb "${CONNECT[$t]}")
   if open_idle "idle-$t" "${EPORT[$t]}" "$IDLE_N"; then
     holder=$LAST
     R[$t,rss]=$(per_tunnel "$before" "$(rss_kb "$server")" "$IDLE_N")
-    if [[ -n ${LISTEN[$t]:-} ]]; then
+    [[ -n ${LISTEN[$t]:-} ]] && R[$t,rss_listen]=$(per_tunnel "$l_before" "$(rss_kb "${LISTEN[$t]}")" "$IDLE_N")
+    if [[ -n ${CONNECT[$t]:-} ]]; then
       R[$t,rss_connect]=$(per_tunnel "$c_before" "$(rss_kb "${CONNECT[$t]}")" "$IDLE_N")
-      R[$t,rss_listen]=$(per_tunnel "$l_before" "$(rss_kb "${LISTEN[$t]}")" "$IDLE_N")
       more=$((MAX_N - IDLE_N))
       say "$t: $more more, $MAX_N concurrent tunnels"
       if open_idle "idle-$t-more" "${EPORT[$t]}" "$more" && alive "$server" &&
@@ -360,25 +436,103 @@ best() { # metric lower|higher -> best peer value
 }
 ratio() { [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "-"}' || echo "-"; }
 fmt() { [[ $1 =~ ^[0-9.]+$ ]] && awk -v v="$1" -v s="$2" 'BEGIN {printf "%.*f", s, v}' || echo "${1:--}"; }
+# Ratio columns, "tool:against": against a tool, or "best" (the best peer in this run).
+RATIOS=(hyco:best)
+[[ " ${PUBLICS[*]} " == *" hyco-public "* ]] && RATIOS+=(hyco-public:best)
+RATIOS+=(hyco:direct)
+[[ " ${PUBLICS[*]} " == *" hyco-public "* ]] && RATIOS+=(hyco-public:direct)
+[[ -n $HYCO_BASE ]] && RATIOS+=(hyco:hyco-base)
+[[ " ${PUBLICS[*]} " == *" hyco-base-public "* && " ${PUBLICS[*]} " == *" hyco-public "* ]] &&
+  RATIOS+=(hyco-public:hyco-base-public)
+ratio_of() { # tool against metric lower|higher -> e.g. 1.14x
+  local against=${R[$2,$3]:-}
+  [[ $2 == best ]] && against=$(best "$3" "$4")
+  ratio "${R[$1,$3]:-}" "$against"
+}
 row() { # label metric lower|higher decimals divisor
-  local label=$1 m=$2 dir=$3 dec=$4 div=${5:-1} cells="" t v
+  local label=$1 m=$2 dir=$3 dec=$4 div=${5:-1} cells="" t v r
   for t in "${TOOLS[@]}"; do
     v=${R[$t,$m]:-}
     [[ $v =~ ^[0-9.]+$ ]] && v=$(awk -v v="$v" -v d="$div" 'BEGIN {print v / d}')
     cells+=" $(fmt "$v" "$dec") |"
   done
-  local b=${R[hyco,$m]:-} bp
-  bp=$(best "$m" "$dir")
-  cells+=" $(ratio "$b" "$bp") | $(ratio "$b" "${R[direct,$m]:-}") |"
-  [[ -n $HYCO_BASE ]] && cells+=" $(ratio "$b" "${R[hyco-base,$m]:-}") |"
+  for r in "${RATIOS[@]}"; do cells+=" $(ratio_of "${r%%:*}" "${r#*:}" "$m" "$dir") |"; done
   printf '| %s |%s\n' "$label" "$cells"
 }
 header() { # the table's first two lines
-  local names="" rules="" t
+  local names="" rules="" t r against
   for t in "${TOOLS[@]}"; do names+=" ${LABEL[$t]} |" rules+=" --- |"; done
-  names+=" hyco / best peer | hyco / direct |" rules+=" --- | --- |"
-  [[ -n $HYCO_BASE ]] && names+=" hyco / hyco base |" rules+=" --- |"
+  for r in "${RATIOS[@]}"; do
+    against=${r#*:}
+    [[ $against == best ]] && against="best peer" || against=${LABEL[$against]}
+    names+=" ${LABEL[${r%%:*}]} / $against |" rules+=" --- |"
+  done
   printf '| metric |%s\n| --- |%s\n' "$names" "$rules"
+}
+# Targets (issue 13): "label|tool|metric|lower or higher|at least or at most|target|unit"; a
+# ratio to the best peer unless the unit says KiB. The UDP ones are added per rate below.
+TARGETS=(
+  "single stream|hyco|single|higher|>=|1.0|x"
+  "single stream reverse (-R)|hyco|reverse|higher|>=|1.0|x"
+  "8 streams|hyco|parallel|higher|>=|1.0|x"
+  "setup latency p50|hyco|p50|lower|<=|1.25|x"
+  "single stream|hyco-public|single|higher|>=|1.2|x"
+  "single stream reverse (-R)|hyco-public|reverse|higher|>=|1.2|x"
+  "8 streams|hyco-public|parallel|higher|>=|1.2|x"
+  "setup latency p50|hyco-public|p50|lower|<=|1.0|x"
+  "setup latency p99|hyco-public|p99|lower|<=|1.2|x"
+  "relay RSS per idle tunnel|hyco-public|rss|lower|<=|12|KiB"
+)
+for rate in "${UDP_RATES[@]}"; do
+  TARGETS+=("UDP received packets/s at $rate (against rathole)|hyco-public|udp_$rate|higher|>=|1.0|x")
+done
+best_udp() { # metric -> the best rathole value (more packets/s)
+  local v out="" p
+  for p in "${UDP_PEERS[@]}"; do
+    v=${R[$p,$1]:-}
+    [[ $v =~ ^[0-9.]+$ ]] || continue
+    if [[ -z $out ]] || awk -v a="$v" -v b="$out" 'BEGIN {exit !(a > b)}'; then out=$v; fi
+  done
+  echo "$out"
+}
+target_row() { # one TARGETS entry -> a table line
+  local label tool m dir op goal unit value verdict
+  IFS='|' read -r label tool m dir op goal unit <<<"$1"
+  if [[ $unit == KiB ]]; then
+    value=$(fmt "${R[$tool,$m]:-}" 1)
+  elif [[ $m == udp_* ]]; then
+    value=$(ratio "${R[$tool,$m]:-}" "$(best_udp "$m")")
+  else
+    value=$(ratio_of "$tool" best "$m" "$dir")
+  fi
+  local v=${value%x}
+  if [[ ! $v =~ ^[0-9.]+$ ]]; then
+    verdict="not measured"
+  elif awk -v v="$v" -v g="$goal" -v op="$op" 'BEGIN {exit !((op == ">=") ? v >= g : v <= g)}'; then
+    verdict="met"
+  else
+    verdict=$(awk -v v="$v" -v g="$goal" -v u="$unit" 'BEGIN {
+      printf "missed by %.2f%s (%s%.0f%%)", (v > g ? v - g : g - v), (u == "x" ? "x" : " " u), (v > g ? "+" : "-"), (v - g) / g * 100 }')
+  fi
+  [[ $unit == KiB ]] && value+=" KiB" goal+=" KiB" || goal+="x"
+  printf '| %s | %s | %s | %s %s | %s |\n' "${LABEL[$tool]}" "$label" "$value" "$op" "$goal" "$verdict"
+}
+udp_rows() { # the UDP table
+  local rate t names="" rules="" cells offered
+  for t in "${UDP_TOOLS[@]}"; do names+=" ${LABEL[$t]} |" rules+=" --- |"; done
+  for t in "${PUBLICS[@]}"; do names+=" ${LABEL[$t]} / best rathole |" rules+=" --- |"; done
+  printf '| offered rate (iperf3 -u -l %s) |%s\n| --- |%s\n' "$UDP_LEN" "$names" "$rules"
+  for rate in "${UDP_RATES[@]}"; do
+    offered=$(awk -v r="$rate" -v l="$UDP_LEN" 'BEGIN {
+      m = 1; u = substr(r, length(r)); if (u ~ /[kK]/) m = 1e3; if (u ~ /[mM]/) m = 1e6; if (u ~ /[gG]/) m = 1e9
+      printf "%.0f", (r + 0) * m / (l * 8) }')
+    cells=""
+    for t in "${UDP_TOOLS[@]}"; do
+      cells+=" $(fmt "${R[$t,udp_$rate]:-}" 0) pkt/s, $(fmt "${R[$t,udploss_$rate]:-}" 2)% lost |"
+    done
+    for t in "${PUBLICS[@]}"; do cells+=" $(ratio "${R[$t,udp_$rate]:-}" "$(best_udp "udp_$rate")") |"; done
+    printf '| %s (%s pkt/s) |%s\n' "$rate" "$offered" "$cells"
+  done
 }
 hyco_version() { # binary: its git commit when it is this tree's build, else its path
   if [[ $1 == "$ROOT/target/release/hyco" ]]; then
@@ -395,6 +549,9 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo "hyco $(hyco_version "$HYCO"),${HYCO_BASE:+ hyco base $(hyco_version "$HYCO_BASE"),}"
   echo "$("$BORE" --version), rathole $("$RATHOLE" --version 2>/dev/null | awk '/Build Version/ {print $3}'), frp $("$FRPS" --version),"
   echo "chisel $("$CHISEL" --version), $(iperf3 --version | head -1 | cut -d' ' -f1-2)."
+  echo "Paths: \"hyco\" is the connect path (visitor -> hyco connect -> serve -> listen -> target, one"
+  echo "process hop more than the peers by the protocol's design); \"hyco public\" is the public-port"
+  echo "path (visitor -> serve -> listen -> target), the peers' topology. Each has its own relay."
   echo "Throughput: iperf3 -t $SECS, median of $ROUNDS rounds with the tools interleaved. Latency: $LAT_N"
   echo "new connections each (in $ROUNDS interleaved rounds), connect until an echoed byte is back."
   echo "Memory: relay (server) VmRSS growth with $IDLE_N idle tunnels open, divided by $IDLE_N."
@@ -412,6 +569,19 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   row "relay CPU per GB, s" cpu lower 2
   row "all processes' CPU per GB, s" cpuall lower 2
   echo
+  echo "UDP: iperf3 -u -t $SECS at a fixed offered rate through each tool's UDP port (rathole: a"
+  echo "\`type = \"udp\"\` service; hyco: a \`udp://\` target's public port), iperf3's TCP control"
+  echo "connection on the same port number; datagrams received per second and the share lost as"
+  echo "iperf3's server counts them, median of $ROUNDS interleaved rounds."
+  echo
+  udp_rows
+  echo
+  echo "Targets (issue 13), as ratios to the best peer in this run (UDP: the better rathole):"
+  echo
+  echo "| path | metric | measured | target | verdict |"
+  echo "| --- | --- | --- | --- | --- |"
+  for target in "${TARGETS[@]}"; do target_row "$target"; done
+  echo
   echo "Throughput samples, MB/s (single, reverse, 8 streams; one per round):"
   echo
   for t in "${TOOLS[@]}"; do
@@ -420,10 +590,23 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
       "$(printf '%.0f ' ${SAMPLES[$t,reverse]})" "$(printf '%.0f ' ${SAMPLES[$t,parallel]})"
   done
   echo
+  echo "UDP samples, received packets/s and % lost (one per round):"
+  echo
+  for rate in "${UDP_RATES[@]}"; do
+    for t in "${UDP_TOOLS[@]}"; do
+      # shellcheck disable=SC2086 # samples are words
+      printf -- '- %s, %s: %s| %s\n' "$t" "$rate" "$(printf '%.0f ' ${UPPS[$t,$rate]})" "$(printf '%.2f ' ${ULOSS[$t,$rate]})"
+    done
+  done
+  echo
   for t in "${HYCOS[@]}"; do
     echo "${LABEL[$t]} clients, RSS per idle tunnel: connect ${R[$t,rss_connect]:--} KiB, listen ${R[$t,rss_listen]:--} KiB."
     echo "${LABEL[$t]} serve at $MAX_N concurrent tunnels (fd limit $(ulimit -n)): ${R[$t,max]:--}."
   done
+  for t in "${PUBLICS[@]}"; do
+    echo "${LABEL[$t]}: listen RSS per idle tunnel ${R[$t,rss_listen]:--} KiB."
+  done
+  for n in "${NOTES[@]}"; do echo "$n"; done
 } >"$WORK/results.md"
 cat "$WORK/results.md"
 cp "$WORK/results.md" "$ROOT/bench/RESULTS.md"
