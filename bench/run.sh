@@ -250,18 +250,21 @@ name = "bench"
 max_connections = 19500
 max_pending_senders_per_hc = 10000
 EOF
-hyco_serve() { # name binary relay-port: a relay of its own; sets HENV and HCRED for its clients
-  local t=$1 bin=$2 port=$3
+# The public path's relay: the same, and the bench rule may ask for ports (20000-29999).
+cp "$WORK/relay.toml" "$WORK/relay-public.toml"
+printf '\n[public_ports]\nrules = ["bench"]\n' >>"$WORK/relay-public.toml"
+hyco_serve() { # name binary relay-port config: a relay of its own; sets HENV and HCRED for its clients
+  local t=$1 bin=$2 port=$3 config=$4
   HENV=(env HOME="$WORK/$t" XDG_CONFIG_HOME="$WORK/$t/config" HYCO_DATA_DIR="$WORK/$t/data")
   HCRED=(--endpoint "ws://127.0.0.1:$port" --key-name bench --key "$KEY")
   mkdir -p "$WORK/$t"
-  spawn "$t-serve" "${HENV[@]}" "$bin" serve --bind "127.0.0.1:$port" --config "$WORK/relay.toml"
+  spawn "$t-serve" "${HENV[@]}" "$bin" serve --bind "127.0.0.1:$port" --config "$config"
   SERVER[$t]=$LAST
   wait_listening "$port"
 }
 hyco_tunnels() { # name binary relay-port: serve, listen and two connects, as the other tools' tunnels
   local t=$1 bin=$2 port=$3
-  hyco_serve "$t" "$bin" "$port"
+  hyco_serve "$t" "$bin" "$port" "$WORK/relay.toml"
   spawn "$t-listen" "${HENV[@]}" "$bin" listen bench --to "iperf=127.0.0.1:$IPERF" --to "echo=127.0.0.1:$ECHO" "${HCRED[@]}"
   LISTEN[$t]=$LAST
   spawn "$t-connect-iperf" "${HENV[@]}" "$bin" connect bench/iperf --bind "127.0.0.1:$((port + 1))" "${HCRED[@]}"
@@ -273,7 +276,7 @@ hyco_tunnels() { # name binary relay-port: serve, listen and two connects, as th
 }
 hyco_public() { # name binary relay-port: serve and a listen asking for public ports, as bore's and rathole's tunnels
   local t=$1 bin=$2 port=$3
-  hyco_serve "$t" "$bin" "$port"
+  hyco_serve "$t" "$bin" "$port" "$WORK/relay-public.toml"
   # iperf3 -u keeps its control connection on TCP: TCP and UDP on one port number.
   spawn "$t-listen" "${HENV[@]}" "$bin" listen bench --to "iperf=127.0.0.1:$IPERF" --to "echo=127.0.0.1:$ECHO" \
     --to "iperf-udp=udp://127.0.0.1:$IPERF" --public "iperf=$((port + 1))" --public "echo=$((port + 2))" \
