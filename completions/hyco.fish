@@ -55,9 +55,10 @@ complete -c hyco -n "__fish_hyco_using_subcommand serve" -s v -l verbose -d 'Mor
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender\'s path (`hyco connect HC/name`). Repeatable' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender\'s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connections -d 'Control channels to keep open, for availability (1-25)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l max-rendezvous -d 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay\'s accepts beyond it are dropped' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l public -d 'Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or UDP client: `--public` every target on any free port, `--public PORT` the unnamed (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://` target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after a reconnect. Repeatable. Azure Relay has no public ports' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l profile -d 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r

@@ -313,6 +313,7 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     settings.keep_path_prefix = args.keep_path_prefix;
     settings.max_rendezvous = usize::from(args.max_rendezvous);
     settings.wait_for_relay = args.wait_for_relay;
+    settings.public = settings.targets.public_asks(&args.public).map_err(|e| failure(Kind::Config, e.to_string()))?;
     raise_open_file_limit();
     stats.show();
     listen::run(client, settings, stats, shutdown).await
