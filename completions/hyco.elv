@@ -43,6 +43,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --tls-cert 'TLS certificate chain (PEM); needs --tls-key'
             cand --tls-key 'TLS private key (PEM)'
             cand --public-host 'Host name other machines use to reach this relay, for the printed connection string and the self-signed certificate (default: the bind address, or this machine''s host name when bound to all interfaces)'
+            cand --public-ports 'Without --config: the ports listeners may open for anyone (`hyco listen --public`), `FIRST-LAST`, or `off`. They are bound on the --bind address. With --config, `[public_ports]` in the file says'
             cand --profile-name 'The profile to write for clients on this machine. An existing profile of that name that points at another relay is left alone (serve says so)'
             cand --metrics 'Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464'
             cand --log-format 'Log line format on stderr'

@@ -44,6 +44,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand serve" -l config -d 'Relay con
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l tls-cert -d 'TLS certificate chain (PEM); needs --tls-key' -r -F
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l tls-key -d 'TLS private key (PEM)' -r -F
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l public-host -d 'Host name other machines use to reach this relay, for the printed connection string and the self-signed certificate (default: the bind address, or this machine\'s host name when bound to all interfaces)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l public-ports -d 'Without --config: the ports listeners may open for anyone (`hyco listen --public`), `FIRST-LAST`, or `off`. They are bound on the --bind address. With --config, `[public_ports]` in the file says' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l profile-name -d 'The profile to write for clients on this machine. An existing profile of that name that points at another relay is left alone (serve says so)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''

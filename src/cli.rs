@@ -256,6 +256,11 @@ pub struct ServeArgs {
     /// machine's host name when bound to all interfaces).
     #[arg(long, value_name = "HOST")]
     pub public_host: Option<String>,
+    /// Without --config: the ports listeners may open for anyone (`hyco listen --public`),
+    /// `FIRST-LAST`, or `off`. They are bound on the --bind address. With --config,
+    /// `[public_ports]` in the file says.
+    #[arg(long, value_name = "FIRST-LAST|off", default_value = "20000-29999", conflicts_with = "config")]
+    pub public_ports: String,
     /// Do not write a profile for clients on this machine.
     #[arg(long)]
     pub no_profile: bool,

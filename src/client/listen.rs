@@ -344,7 +344,7 @@ impl Ctx {
                 info!("reachable at {address} ({} -> {})", g.proto, to.map_or("", String::as_str));
                 addresses.push(address);
             }
-            self.stats.set_note(Some(format!("reachable at {}", addresses.join(", "))));
+            self.stats.public.send_replace(addresses);
             *announced = grants;
         }
         Ok(())
