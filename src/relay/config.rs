@@ -589,6 +589,62 @@ mod tests {
     }
 
     #[test]
+    fn public_ports_parse() {
+        let s = RelaySettings::from_toml(
+            r#"
+            [[rules]]
+            name = "root"
+            key = "k1"
+            rights = ["Manage"]
+            [[hybrid_connections]]
+            name = "box"
+            public_tcp = ["127.0.0.1:2222"]
+            public_udp = ["[::1]:5353"]
+            [[hybrid_connections.ports]]
+            tcp = "0.0.0.0:8443"
+            target = "web"
+            allow_from = ["203.0.113.0/24"]
+            [public_ports]
+            rules = ["root"]
+            range = "30000-30009"
+            max_per_hc = 2
+            grace_secs = 0
+            udp_idle_timeout_secs = 5
+            max_udp_sessions_per_port = 3
+            max_udp_datagram = 512
+            "#,
+            Path::new("."),
+        )
+        .unwrap();
+        let ports = &s.hcs[0].ports;
+        assert_eq!(ports.len(), 3);
+        assert_eq!((ports[0].proto, ports[0].addr.port(), ports[0].target.as_str()), (Proto::Tcp, 2222, ""));
+        assert_eq!((ports[1].proto, ports[2].target.as_str(), ports[2].allow_from.len()), (Proto::Udp, "web", 1));
+        let p = &s.public;
+        assert_eq!((p.rules.clone(), p.range.clone(), p.max_per_hc), (Some(vec!["root".to_owned()]), 30000..=30009, 2));
+        assert_eq!((p.grace, p.udp_idle_timeout), (Duration::ZERO, Duration::from_secs(5)));
+        assert_eq!((p.max_udp_sessions_per_port, p.max_udp_datagram), (3, 512));
+        // No section: nobody may ask.
+        let off = RelaySettings::from_toml("[[rules]]\nname='a'\nkey='k'\nrights=['Listen']", Path::new(".")).unwrap();
+        assert_eq!(off.public.rules, Some(Vec::new()));
+        assert_eq!(parse_port_range("8000").unwrap(), 8000..=8000);
+        for bad in ["0-10", "10-5", "x", "1-70000"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_readme_configuration_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("The configuration file:").expect("the section");
+        let block = readme[start..].split("```toml\n").nth(1).and_then(|b| b.split("```").next()).expect("its block");
+        let block = block.replace("key_file = \"root.key\"", "key = \"k\"");
+        let s = RelaySettings::from_toml(&block, Path::new(".")).unwrap();
+        assert_eq!(s.hcs[0].ports.len(), 2);
+        assert!(s.public.rules.as_ref().is_some_and(|r| r.len() == 2));
+    }
+
+    #[test]
     fn bad_configs_are_refused() {
         for bad in [
             "[[rules]]\nname='a'\nrights=['Send']",
@@ -601,6 +657,12 @@ mod tests {
                 "x".repeat(257)
             ),
             "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[limits]\nhandshake_limit_exempt=['nowhere']",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[public_ports]\nrules=[]\nrange='80-90'",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[public_ports]\nrules=[]\nmax_udp_datagram=70000",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[public_ports]\nrules=[]\nallow_from=['x']",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='a'\npublic_tcp=['1.2.3.4:0']",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='a'\n[[hybrid_connections.ports]]\ntcp='1.2.3.4:5'\nudp='1.2.3.4:5'",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='a'\npublic_tcp=['1.2.3.4:5']\n[[hybrid_connections]]\nname='b'\npublic_tcp=['0.0.0.0:5']",
             "trusted_proxies=['10.0.0.0/33']\n[[rules]]\nname='a'\nkey='k'\nrights=['Send']",
             "",
         ] {
