@@ -401,3 +401,45 @@ impl Relay {
         .to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| format!("{}={}", public::PARAM_PUBLIC, crate::encoding::encode_component(v))).collect()
+    }
+
+    #[test]
+    fn asks_are_read_from_the_query_and_bounded() {
+        let mut q = query(&["tcp:0:", "udp:~5353:dns"]);
+        q.insert(0, "other=1".into());
+        let read = asks(&q).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[1].port, PortAsk::Prefer(5353));
+        let status = |q: &[String]| asks(q).err().map(|r| r.status());
+        assert_eq!(status(&query(&["tcp:0:", "tcp:1:"])), Some(400), "one port per protocol and target");
+        assert_eq!(status(&query(&["tcp:x:"])), Some(400));
+        let many: Vec<String> = (0..=public::MAX_ASKS).map(|i| format!("tcp:0:t{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(status(&query(&many)), Some(400));
+        assert!(asks(&query(&many[..public::MAX_ASKS])).is_ok());
+        assert_eq!(status(&["hyco-public=%ff".to_owned()]), Some(400));
+    }
+
+    #[test]
+    fn policy_range_and_privileged_ports() {
+        let mut settings = PublicSettings { range: 1000..=1100, ..PublicSettings::default() };
+        let ports = Ports::new(settings.clone(), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(ports.policy(999).err().map(|r| r.status()), Some(403));
+        assert_eq!(ports.policy(1023).err().map(|r| r.status()), Some(403), "below 1024");
+        assert!(ports.policy(1024).is_ok());
+        settings.allow_privileged = true;
+        assert!(Ports::new(settings, IpAddr::from([127, 0, 0, 1])).policy(1023).is_ok());
+        assert!(ports.may_ask("anyone"), "the throwaway relay: any listen credential");
+        let named =
+            Ports::new(PublicSettings { rules: Some(vec!["a".into()]), ..PublicSettings::default() }, ports.bind_ip);
+        assert!(named.may_ask("a") && !named.may_ask("b"));
+        assert!(!Ports::new(PublicSettings::off(), ports.bind_ip).may_ask("a"));
+    }
+}
