@@ -47,6 +47,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'TLS certificate chain (PEM); needs --tls-key')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'TLS private key (PEM)')
             [CompletionResult]::new('--public-host', '--public-host', [CompletionResultType]::ParameterName, 'Host name other machines use to reach this relay, for the printed connection string and the self-signed certificate (default: the bind address, or this machine''s host name when bound to all interfaces)')
+            [CompletionResult]::new('--public-ports', '--public-ports', [CompletionResultType]::ParameterName, 'Without --config: the ports listeners may open for anyone (`hyco listen --public`), `FIRST-LAST`, or `off`. They are bound on the --bind address. With --config, `[public_ports]` in the file says')
             [CompletionResult]::new('--profile-name', '--profile-name', [CompletionResultType]::ParameterName, 'The profile to write for clients on this machine. An existing profile of that name that points at another relay is left alone (serve says so)')
             [CompletionResult]::new('--metrics', '--metrics', [CompletionResultType]::ParameterName, 'Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
@@ -64,9 +65,10 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             break
         }
         'hyco;listen' {
-            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`). Repeatable')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable')
             [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Control channels to keep open, for availability (1-25)')
             [CompletionResult]::new('--max-rendezvous', '--max-rendezvous', [CompletionResultType]::ParameterName, 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay''s accepts beyond it are dropped')
+            [CompletionResult]::new('--public', '--public', [CompletionResultType]::ParameterName, 'Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or UDP client: `--public` every target on any free port, `--public PORT` the unnamed (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://` target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after a reconnect. Repeatable. Azure Relay has no public ports')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)')
             [CompletionResult]::new('--connection-string', '--connection-string', [CompletionResultType]::ParameterName, 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users')
             [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)')

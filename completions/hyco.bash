@@ -450,7 +450,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__listen)
-            opts="-v -q -h -V --to --connections --http --keep-path-prefix --max-rendezvous --wait-for-relay --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
+            opts="-v -q -h -V --to --connections --http --keep-path-prefix --max-rendezvous --public --wait-for-relay --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -465,6 +465,10 @@ _hyco() {
                     return 0
                     ;;
                 --max-rendezvous)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --public)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -762,7 +766,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__serve)
-            opts="-v -q -h -V --bind --config --tls-cert --tls-key --tls-self-signed --public-host --no-profile --profile-name --metrics --verbose --quiet --log-format --threads --help --version"
+            opts="-v -q -h -V --bind --config --tls-cert --tls-key --tls-self-signed --public-host --public-ports --no-profile --profile-name --metrics --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -785,6 +789,10 @@ _hyco() {
                     return 0
                     ;;
                 --public-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --public-ports)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

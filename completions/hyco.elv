@@ -43,6 +43,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --tls-cert 'TLS certificate chain (PEM); needs --tls-key'
             cand --tls-key 'TLS private key (PEM)'
             cand --public-host 'Host name other machines use to reach this relay, for the printed connection string and the self-signed certificate (default: the bind address, or this machine''s host name when bound to all interfaces)'
+            cand --public-ports 'Without --config: the ports listeners may open for anyone (`hyco listen --public`), `FIRST-LAST`, or `off`. They are bound on the --bind address. With --config, `[public_ports]` in the file says'
             cand --profile-name 'The profile to write for clients on this machine. An existing profile of that name that points at another relay is left alone (serve says so)'
             cand --metrics 'Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464'
             cand --log-format 'Log line format on stderr'
@@ -59,9 +60,10 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --version 'Print version'
         }
         &'hyco;listen'= {
-            cand --to 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`). Repeatable'
+            cand --to 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable'
             cand --connections 'Control channels to keep open, for availability (1-25)'
             cand --max-rendezvous 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay''s accepts beyond it are dropped'
+            cand --public 'Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or UDP client: `--public` every target on any free port, `--public PORT` the unnamed (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://` target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after a reconnect. Repeatable. Azure Relay has no public ports'
             cand --profile 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)'
             cand --connection-string 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users'
             cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'

@@ -44,6 +44,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand serve" -l config -d 'Relay con
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l tls-cert -d 'TLS certificate chain (PEM); needs --tls-key' -r -F
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l tls-key -d 'TLS private key (PEM)' -r -F
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l public-host -d 'Host name other machines use to reach this relay, for the printed connection string and the self-signed certificate (default: the bind address, or this machine\'s host name when bound to all interfaces)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l public-ports -d 'Without --config: the ports listeners may open for anyone (`hyco listen --public`), `FIRST-LAST`, or `off`. They are bound on the --bind address. With --config, `[public_ports]` in the file says' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l profile-name -d 'The profile to write for clients on this machine. An existing profile of that name that points at another relay is left alone (serve says so)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
@@ -55,9 +56,10 @@ complete -c hyco -n "__fish_hyco_using_subcommand serve" -s v -l verbose -d 'Mor
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender\'s path (`hyco connect HC/name`). Repeatable' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender\'s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connections -d 'Control channels to keep open, for availability (1-25)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l max-rendezvous -d 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay\'s accepts beyond it are dropped' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l public -d 'Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or UDP client: `--public` every target on any free port, `--public PORT` the unnamed (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://` target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after a reconnect. Repeatable. Azure Relay has no public ports' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l profile -d 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r

@@ -21,7 +21,7 @@ use crate::credentials::{self, config_failure};
 use crate::error::{Kind, failure};
 use crate::fsutil;
 use crate::profile;
-use crate::relay::{self, RelaySettings};
+use crate::relay::{self, PublicSettings, RelaySettings};
 use crate::sas::DEFAULT_KEY_NAME;
 use crate::secret::Secret;
 use crate::status::Stats;
@@ -143,15 +143,28 @@ fn raise_open_file_limit() {
 async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     raise_open_file_limit();
     let host = public_host(&args);
-    let (settings, key) = match &args.config {
+    let (mut settings, key) = match &args.config {
         Some(path) => {
             (RelaySettings::from_file(path).map_err(|e| config_failure(e, "fix the relay configuration"))?, None)
         }
         None => {
             let key = namespace_key(&data_dir()?)?;
-            (RelaySettings::with_namespace_key(DEFAULT_KEY_NAME, key.clone()), Some(key))
+            let mut settings = RelaySettings::with_namespace_key(DEFAULT_KEY_NAME, key.clone());
+            settings.public = match args.public_ports.trim() {
+                "off" => PublicSettings::off(),
+                range => PublicSettings {
+                    range: relay::config::parse_port_range(range)
+                        .map_err(|e| failure(Kind::Config, format!("--public-ports: {e:#}")))?,
+                    allow_privileged: true,
+                    ..PublicSettings::default()
+                },
+            };
+            (settings, Some(key))
         }
     };
+    if settings.public.host.is_none() {
+        settings.public.host = args.public_host.clone();
+    }
     let (tls, fingerprint) = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
         (Some(cert), Some(key), _) => {
             let (config, print) = relay::tls::from_pem_files(cert, key)
@@ -235,6 +248,13 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     if args.config.is_none() {
         println!("Hybrid connections are created when a listener first asks for them.");
     }
+    if settings.public.rules.as_ref().is_none_or(|r| !r.is_empty()) {
+        let (first, last) = (settings.public.range.start(), settings.public.range.end());
+        let ip = settings.public.bind.unwrap_or(args.bind.ip());
+        println!(
+            "Listeners may open public ports {first}-{last} on {ip} for anyone: hyco listen HC --to PORT --public"
+        );
+    }
     let Some(metrics_listener) = metrics_listener else {
         return relay::run(listener, settings, tls, shutdown).await;
     };
@@ -313,6 +333,7 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     settings.keep_path_prefix = args.keep_path_prefix;
     settings.max_rendezvous = usize::from(args.max_rendezvous);
     settings.wait_for_relay = args.wait_for_relay;
+    settings.public = settings.targets.public_asks(&args.public).map_err(|e| failure(Kind::Config, e.to_string()))?;
     raise_open_file_limit();
     stats.show();
     listen::run(client, settings, stats, shutdown).await
@@ -404,9 +425,13 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
     })?;
     let local_addr = local.local_addr()?;
     let online = CancellationToken::new();
+    let mut listen_settings = ListenSettings::new("demo", Targets::parse(&[&target])?);
+    // The public-port path too (docs/protocol.md 10.2): visitors need no hyco at all.
+    listen_settings.public = listen_settings.targets.public_asks(&[""])?;
+    let mut public = stats.public.subscribe();
     let listen_task = tasks.spawn(listen::run_with_online(
         client.clone(),
-        ListenSettings::new("demo", Targets::parse(&[&target])?),
+        listen_settings,
         stats.clone(),
         shutdown.clone(),
         online.clone(),
@@ -415,6 +440,7 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
         () = online.cancelled() => {}
         r = listen_task => { r??; bail!("the listener stopped"); }
     }
+    let public = public.wait_for(|p| !p.is_empty()).await?.first().cloned().unwrap_or_default();
     // After the listener is online, so that the first prewarmed tunnel finds it.
     tasks.spawn(connect::run_bind(
         client,
@@ -427,18 +453,22 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
     println!("relay     ws://{relay_addr} (in this process, hybrid connection 'demo')");
     println!("listener  bridges to {target}");
     println!("connector {local_addr} -> relay -> listener -> {target}");
-    // Prove the path once, so a broken setup says so now rather than at first use.
+    println!("public    {public} -> relay -> listener -> {target} (any TCP client, no hyco needed)");
+    // Prove both paths once, so a broken setup says so now rather than at first use.
     if echo {
-        let started = std::time::Instant::now();
-        let mut probe = tokio::net::TcpStream::connect(local_addr).await?;
-        probe.write_all(b"ping").await?;
-        probe.shutdown().await?;
-        let mut back = Vec::new();
-        probe.read_to_end(&mut back).await?;
-        anyhow::ensure!(back == b"ping", "the probe came back as {back:?}");
-        println!("probe     4 bytes there and back in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+        for (path, addr) in [("connector", local_addr.to_string()), ("public", public.clone())] {
+            let started = std::time::Instant::now();
+            let mut probe = tokio::net::TcpStream::connect(&addr).await?;
+            probe.write_all(b"ping").await?;
+            probe.shutdown().await?;
+            let mut back = Vec::new();
+            probe.read_to_end(&mut back).await?;
+            anyhow::ensure!(back == b"ping", "the probe through {addr} came back as {back:?}");
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            println!("probe     4 bytes there and back through the {path} path in {ms:.1} ms");
+        }
     }
-    println!("ready: connect to {local_addr} (Ctrl-C to stop)");
+    println!("ready: connect to {local_addr} or {public} (Ctrl-C to stop)");
     shutdown.cancelled().await;
     tasks.close();
     tasks.wait().await;

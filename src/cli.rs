@@ -66,7 +66,9 @@ const TOP_LONG_HELP: &str = concat!(
     "  5  the relay refused the credentials (401) or their rights (403), or the token expired\n",
     "  6  not found (404): the hybrid connection does not exist, or no listener is online\n",
     "  7  a local address could not be bound (port in use, no permission)\n",
-    "  8  the listener refused the connection (unknown target, target refused)"
+    "  8  the listener refused the connection (unknown target, target refused)\n",
+    "  9  the relay refused what was asked of it: a public port that is taken or none free, a name\n",
+    "     that nests with another hybrid connection's (409), or a relay without public ports"
 );
 
 /// The environment a command that finds a relay reads, for its `--help`.
@@ -254,6 +256,11 @@ pub struct ServeArgs {
     /// machine's host name when bound to all interfaces).
     #[arg(long, value_name = "HOST")]
     pub public_host: Option<String>,
+    /// Without --config: the ports listeners may open for anyone (`hyco listen --public`),
+    /// `FIRST-LAST`, or `off`. They are bound on the --bind address. With --config,
+    /// `[public_ports]` in the file says.
+    #[arg(long, value_name = "FIRST-LAST|off", default_value = "20000-29999", conflicts_with = "config")]
+    pub public_ports: String,
     /// Do not write a profile for clients on this machine.
     #[arg(long)]
     pub no_profile: bool,
@@ -297,7 +304,8 @@ pub struct ListenArgs {
     /// Hybrid connection name.
     pub hc: String,
     /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or
-    /// `name=host:port` chosen by the sender's path (`hyco connect HC/name`). Repeatable.
+    /// `name=host:port` chosen by the sender's path (`hyco connect HC/name`);
+    /// `udp://host:port` for a public UDP port (--public). Repeatable.
     #[arg(long = "to", value_name = "[NAME=]HOST:PORT", required = true)]
     pub targets: Vec<String>,
     /// Control channels to keep open, for availability (1-25).
@@ -316,6 +324,13 @@ pub struct ListenArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RENDEZVOUS as u16,
           value_parser = clap::value_parser!(u16).range(1..=MAX_RENDEZVOUS as i64))]
     pub max_rendezvous: u16,
+    /// Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or
+    /// UDP client: `--public` every target on any free port, `--public PORT` the unnamed
+    /// (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://`
+    /// target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after
+    /// a reconnect. Repeatable. Azure Relay has no public ports.
+    #[arg(long, value_name = "[NAME=]PORT", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
+    pub public: Vec<String>,
     /// When the relay cannot be reached at startup, retry with backoff instead of exiting
     /// (exit code 4): for a service that may start before the network is up. Rejected
     /// credentials and a missing hybrid connection still exit.

@@ -20,6 +20,9 @@ pub enum Kind {
     LocalPort,
     /// The listener rejected the connection (its target is unknown or refused it).
     Rejected,
+    /// The relay refused what was asked of it: a public port taken or none free, a name
+    /// that nests with another HC's (409), or a relay without public ports.
+    Conflict,
 }
 
 impl Kind {
@@ -32,6 +35,7 @@ impl Kind {
             Self::NotFound => 6,
             Self::LocalPort => 7,
             Self::Rejected => 8,
+            Self::Conflict => 9,
         }
     }
 }

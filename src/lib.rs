@@ -27,6 +27,7 @@ pub mod manage;
 pub mod net;
 pub mod profile;
 pub mod protocol;
+pub mod public;
 pub mod relay;
 pub mod sas;
 pub mod secret;

@@ -36,6 +36,11 @@ pub const MAX_HTTP_REQUEST_BODY: u64 = 64 * 1024 * 1024;
 
 /// The HTTP header the official clients put their token in.
 pub const TOKEN_HEADER: &str = "ServiceBusAuthorization";
+/// The subprotocol a listener that connects to its target at once picks (offered first;
+/// docs/protocol.md 10.1).
+pub const PREWARM_IMMEDIATE: &str = "hyco.immediate";
+/// The subprotocol a hyco listener picks to defer its target until *start* (10.1).
+pub const PREWARM_DEFERRED: &str = "hyco.deferred";
 pub const PARAM_ACTION: &str = "sb-hc-action";
 pub const PARAM_ID: &str = "sb-hc-id";
 pub const PARAM_TOKEN: &str = "sb-hc-token";

@@ -19,6 +19,9 @@ const REFRESH: Duration = Duration::from_millis(500);
 pub struct Stats {
     /// Live control channels (`hyco listen`); tests and the status line watch it.
     pub channels: tokio::sync::watch::Sender<usize>,
+    /// Where visitors reach a listener's public ports (`host:port`, docs/protocol.md
+    /// 10.2), as the relay last granted them; `hyco demo` and the status line watch it.
+    pub public: tokio::sync::watch::Sender<Vec<String>>,
     pub active: AtomicU64,
     pub total: AtomicU64,
     pub failed: AtomicU64,
@@ -42,6 +45,7 @@ impl Default for Stats {
     fn default() -> Self {
         Self {
             channels: tokio::sync::watch::channel(0).0,
+            public: tokio::sync::watch::channel(Vec::new()).0,
             active: AtomicU64::new(0),
             total: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -212,6 +216,10 @@ fn status_text(stats: &Stats, rate_out: f64, rate_in: f64) -> String {
             1 => "1 control channel to the relay".to_owned(),
             n => format!("{n} control channels to the relay"),
         });
+        let public = stats.public.borrow();
+        if !public.is_empty() {
+            parts.push(format!("reachable at {}", public.join(", ")));
+        }
     }
     parts.push(format!(
         "{} active / {} total tunnels, {} failed",

@@ -116,7 +116,12 @@ async fn a_token_for_one_hc_creates_no_hc_below_it() {
 async fn a_created_hc_is_forgotten_after_its_grace_and_kept_through_a_reconnect() {
     let grace = Duration::from_millis(600);
     let mut s = quick_forget(grace);
-    s.hcs.push(HcSettings { name: "kept".into(), requires_client_authorization: true, rules: Vec::new() });
+    s.hcs.push(HcSettings {
+        name: "kept".into(),
+        requires_client_authorization: true,
+        rules: Vec::new(),
+        ports: Vec::new(),
+    });
     let relay = TestRelay::start(s).await;
     until_listed(&relay, 1).await;
 

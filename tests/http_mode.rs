@@ -169,7 +169,12 @@ async fn concurrent_requests_each_get_their_own_answer() {
 async fn no_listener_is_502_and_no_hc_is_404() {
     let relay = TestRelay::start({
         let mut s = settings();
-        s.hcs.push(HcSettings { name: "idle".into(), requires_client_authorization: true, rules: Vec::new() });
+        s.hcs.push(HcSettings {
+            name: "idle".into(),
+            requires_client_authorization: true,
+            rules: Vec::new(),
+            ports: Vec::new(),
+        });
         s
     })
     .await;
@@ -250,7 +255,12 @@ async fn tokens_are_checked_in_every_place_and_kept_from_the_listener() {
 #[tokio::test]
 async fn an_hc_without_client_authorization_serves_anyone() {
     let mut s = settings();
-    s.hcs.push(HcSettings { name: "open".into(), requires_client_authorization: false, rules: Vec::new() });
+    s.hcs.push(HcSettings {
+        name: "open".into(),
+        requires_client_authorization: false,
+        rules: Vec::new(),
+        ports: Vec::new(),
+    });
     let relay = TestRelay::start(s).await;
     let mut server = HttpServer::start().await;
     let mut ls = listen_settings("open", &[server.addr.to_string()]);

@@ -82,7 +82,12 @@ async fn pass(from: &mut Ws, to: &mut Ws, msg: Message) {
 #[tokio::test]
 async fn a_scrape_counts_listeners_tunnels_bytes_and_refusals_exactly() {
     let mut settings = settings();
-    settings.hcs.push(HcSettings { name: "idle".into(), requires_client_authorization: true, rules: Vec::new() });
+    settings.hcs.push(HcSettings {
+        name: "idle".into(),
+        requires_client_authorization: true,
+        rules: Vec::new(),
+        ports: Vec::new(),
+    });
     let relay = TestRelay::start_with_metrics(settings).await;
     let at = relay.metrics_addr.expect("metrics served");
 

@@ -139,8 +139,18 @@ async fn token_in_the_query_is_accepted_and_not_passed_on() {
 #[tokio::test]
 async fn hc_without_client_authorization_lets_senders_in_without_a_token() {
     let mut settings = settings();
-    settings.hcs.push(HcSettings { name: "open".into(), requires_client_authorization: false, rules: Vec::new() });
-    settings.hcs.push(HcSettings { name: "closed".into(), requires_client_authorization: true, rules: Vec::new() });
+    settings.hcs.push(HcSettings {
+        name: "open".into(),
+        requires_client_authorization: false,
+        rules: Vec::new(),
+        ports: Vec::new(),
+    });
+    settings.hcs.push(HcSettings {
+        name: "closed".into(),
+        requires_client_authorization: true,
+        rules: Vec::new(),
+        ports: Vec::new(),
+    });
     let relay = TestRelay::start(settings).await;
     let mut open = listen(&relay, "open").await;
     let _closed = listen(&relay, "closed").await;
@@ -154,8 +164,18 @@ async fn hc_without_client_authorization_lets_senders_in_without_a_token() {
 async fn hc_rules_apply_to_their_hc_only() {
     let mut settings = settings();
     let rule = Rule { name: "TeamKey".into(), key: Secret::new("team key"), rights: vec![Right::Listen, Right::Send] };
-    settings.hcs.push(HcSettings { name: "team/ssh".into(), requires_client_authorization: true, rules: vec![rule] });
-    settings.hcs.push(HcSettings { name: "other".into(), requires_client_authorization: true, rules: Vec::new() });
+    settings.hcs.push(HcSettings {
+        name: "team/ssh".into(),
+        requires_client_authorization: true,
+        rules: vec![rule],
+        ports: Vec::new(),
+    });
+    settings.hcs.push(HcSettings {
+        name: "other".into(),
+        requires_client_authorization: true,
+        rules: Vec::new(),
+        ports: Vec::new(),
+    });
     let relay = TestRelay::start(settings).await;
     let later = protocol::unix_now() + 3600;
 

@@ -349,7 +349,12 @@ async fn a_side_vanishing_without_close_gets_the_other_1011() {
 #[tokio::test]
 async fn unknown_hc_no_listener_and_bad_paths_get_404_or_400() {
     let mut settings = settings();
-    settings.hcs.push(HcSettings { name: "quiet".into(), requires_client_authorization: true, rules: Vec::new() });
+    settings.hcs.push(HcSettings {
+        name: "quiet".into(),
+        requires_client_authorization: true,
+        rules: Vec::new(),
+        ports: Vec::new(),
+    });
     let relay = TestRelay::start(settings).await;
 
     let url = client_url(&relay.base(), "nowhere", None, "", Action::Connect, Some("track-404"));

@@ -30,6 +30,7 @@ use super::{OpenError, RelayClient, prewarm};
 use crate::encoding::encode_component;
 use crate::error::{Kind, failure};
 use crate::protocol::{self, Accept, Action, HttpRequest, ListenerMessage, RelayMessage, RenewToken, close};
+use crate::public::{self, Ask, PortAsk};
 use crate::status::{Stats, Tally};
 use crate::ws::frame::CloseFrame as WsClose;
 
@@ -79,6 +80,8 @@ pub struct ListenSettings {
     /// dropped. So a relay that sends thousands of accepts cannot make the listener open
     /// thousands of connections, while an honest burst only waits.
     pub max_rendezvous: usize,
+    /// Public ports to ask the relay for (`--public`, docs/protocol.md 10.2).
+    pub public: Vec<Ask>,
 }
 
 impl ListenSettings {
@@ -95,6 +98,7 @@ impl ListenSettings {
             prewarm_start_timeout: prewarm::START_TIMEOUT,
             max_rendezvous: DEFAULT_MAX_RENDEZVOUS,
             wait_for_relay: false,
+            public: Vec::new(),
         }
     }
 }
@@ -125,10 +129,16 @@ pub async fn run_with_online(
     if !(1..=MAX_RENDEZVOUS).contains(&settings.max_rendezvous) {
         return Err(failure(Kind::Config, format!("--max-rendezvous must be between 1 and {MAX_RENDEZVOUS}")));
     }
+    if !settings.public.is_empty() && client.endpoint.azure_domain().is_some() {
+        let text = "Azure Relay has no public ports (--public needs a hyco serve relay); \
+                    reach the listener with hyco connect, or over HTTP with --http";
+        return Err(failure(Kind::Config, text));
+    }
     stats.set_listener();
     let tunnels = TaskTracker::new();
     let force = CancellationToken::new();
     let ctx_rendezvous = settings.max_rendezvous;
+    let asks = settings.public.clone();
     let http = Arc::new(HttpEnv {
         client: client.clone(),
         hc: settings.hc.clone(),
@@ -147,6 +157,8 @@ pub async fn run_with_online(
         shutdown: shutdown.clone(),
         ever_connected: AtomicBool::new(false),
         online,
+        asks: std::sync::Mutex::new(asks),
+        announced: std::sync::Mutex::new(Vec::new()),
         rendezvous: Arc::new(Semaphore::new(ctx_rendezvous)),
         waiting: Arc::new(AtomicUsize::new(0)),
         dropped: AtomicU64::new(0),
@@ -183,6 +195,11 @@ struct Ctx {
     ever_connected: AtomicBool,
     /// Fired when a control channel is up (the first time counts).
     online: CancellationToken,
+    /// The public ports to ask for; after a grant, a port asked for as any is asked for
+    /// as that one (`~N`), so that a reconnect gets it back.
+    asks: std::sync::Mutex<Vec<Ask>>,
+    /// The ports last announced, so that each change is said once.
+    announced: std::sync::Mutex<Vec<public::Grant>>,
     /// Slots for rendezvous worked on at once ([`ListenSettings::max_rendezvous`]).
     rendezvous: Arc<Semaphore>,
     /// Rendezvous waiting for a slot.
@@ -222,13 +239,14 @@ impl Ctx {
         let mut attempt = 0;
         loop {
             let (token, expiry) = self.client.token(hc)?.map_or((None, None), |(t, e)| (Some(t), Some(e)));
-            let url = self.client.url(hc, None, Action::Listen, Some(&protocol::new_guid()));
+            let url = self.listen_url();
             let opened = tokio::select! {
                 o = self.client.open(&url, token.as_ref(), &[]) => o,
                 () = shutdown.cancelled() => return Ok(()),
             };
             match opened {
                 Ok(opened) => {
+                    self.take_grants(&opened.response)?;
                     self.ever_connected.store(true, Ordering::Relaxed);
                     let started = Instant::now();
                     info!(hc = %hc, relay = %self.client.endpoint.ws_base(), "listening");
@@ -272,6 +290,64 @@ impl Ctx {
                 () = shutdown.cancelled() => return Ok(()),
             }
         }
+    }
+
+    /// The control channel's URL, with the public ports to ask for.
+    fn listen_url(&self) -> String {
+        let asks = self.asks.lock().expect("asks lock");
+        let query: Vec<String> =
+            asks.iter().map(|a| format!("{}={}", public::PARAM_PUBLIC, encode_component(&a.to_string()))).collect();
+        let id = protocol::new_guid();
+        protocol::client_url(
+            &self.client.endpoint.ws_base(),
+            &self.settings.hc,
+            None,
+            &query.join("&"),
+            Action::Listen,
+            Some(&id),
+        )
+    }
+
+    /// Reads the ports the relay granted from its 101 (docs/protocol.md 10.2), says where
+    /// visitors reach them when that changes, and asks for the same ones next time. A
+    /// relay that granted none of those asked for does not offer public ports: an error.
+    fn take_grants(&self, response: &crate::http1::Response) -> anyhow::Result<()> {
+        let mut asks = self.asks.lock().expect("asks lock");
+        if asks.is_empty() {
+            return Ok(());
+        }
+        let relay = self.client.endpoint.ws_base();
+        let grants = crate::http1::header(&response.headers, public::HEADER_PUBLIC).and_then(public::parse_grants);
+        let Some(grants) = grants.filter(|g| g.len() == asks.len()) else {
+            let text = format!(
+                "the relay at {relay} does not offer public ports (a hyco serve relay of this version does; \
+                 Azure Relay has none): run without --public, or update the relay"
+            );
+            return Err(failure(Kind::Conflict, text));
+        };
+        let host = crate::http1::header(&response.headers, public::HEADER_PUBLIC_HOST)
+            .map(crate::http1::sanitize)
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| self.client.endpoint.host.clone());
+        for (ask, grant) in asks.iter_mut().zip(&grants) {
+            if ask.port == PortAsk::Any || matches!(ask.port, PortAsk::Prefer(_)) {
+                ask.port = PortAsk::Prefer(grant.port);
+            }
+        }
+        let mut announced = self.announced.lock().expect("announced lock");
+        if *announced != grants {
+            let mut addresses = Vec::new();
+            for g in &grants {
+                let targets = &self.settings.targets;
+                let to = if g.target.is_empty() { targets.default.as_ref() } else { targets.named.get(&g.target) };
+                let address = public::visitor_address(&host, g.port);
+                info!("reachable at {address} ({} -> {})", g.proto, to.map_or("", String::as_str));
+                addresses.push(address);
+            }
+            self.stats.public.send_replace(addresses);
+            *announced = grants;
+        }
+        Ok(())
     }
 
     async fn run_channel(

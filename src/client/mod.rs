@@ -199,7 +199,7 @@ pub(crate) enum OpenError {
 impl OpenError {
     /// A status the user cannot fix by waiting: bad credentials, missing HC, bad request.
     pub(crate) fn is_permanent(&self) -> bool {
-        matches!(self, Self::Rejected { status: 400 | 401 | 403 | 404, .. } | Self::BadUrl(_))
+        matches!(self, Self::Rejected { status: 400 | 401 | 403 | 404 | 409, .. } | Self::BadUrl(_))
     }
 
     /// What kind of failure this is, for the exit code: a listener's rejection is
@@ -210,6 +210,7 @@ impl OpenError {
             Self::BadUrl(_) | Self::Rejected { status: 400, .. } => Kind::Config,
             Self::Rejected { status: 401 | 403, .. } => Kind::Unauthorized,
             Self::Rejected { status: 404, .. } => Kind::NotFound,
+            Self::Rejected { status: 409, .. } => Kind::Conflict,
             Self::Rejected { .. } => Kind::Rejected,
             Self::Connect { .. }
             | Self::Tls(_)

@@ -38,15 +38,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span};
 
 use super::pump::{self, LocalSide};
-use super::tunnel::{Idle, StartError, Tunnel};
+use super::tunnel::{Idle, Tunnel};
 use crate::protocol::close;
 use crate::status::{Stats, Tally};
 use crate::ws::frame::CloseFrame;
+use crate::ws::pump::StartError;
 
-/// The subprotocol a listener that connects at once picks (offered first).
-pub const IMMEDIATE: &str = "hyco.immediate";
-/// The subprotocol a hyco listener picks to defer the target until *start*.
-pub const DEFERRED: &str = "hyco.deferred";
+pub use crate::protocol::{PREWARM_DEFERRED as DEFERRED, PREWARM_IMMEDIATE as IMMEDIATE};
 /// Tunnels `hyco connect --bind` keeps open ahead of need, unless told otherwise.
 pub const DEFAULT_TUNNELS: usize = 8;
 /// The most tunnels `--prewarm` may keep open.
@@ -320,7 +318,7 @@ impl Pool {
                     tunnel.goodbye(&CloseFrame::new(close::GOING_AWAY, "")).await;
                     return crate::net::reset(tcp);
                 }
-                Err(StartError::Relay(e)) => {
+                Err(StartError::Tunnel(e)) => {
                     tally.failed();
                     tracing::warn!("{what}: tunnel aborted: relay connection lost: {e}");
                     return crate::net::reset(tcp);

@@ -9,6 +9,7 @@ use anyhow::bail;
 use tokio::net::TcpStream;
 
 use crate::protocol::HcAddress;
+use crate::public::{self, Ask, PortAsk, Proto};
 
 /// Time to open a TCP connection to a target, unless told otherwise.
 pub(super) const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +33,11 @@ impl Targets {
                 Some((n, a)) => (Some(n), a),
                 None => (None, spec),
             };
+            // A UDP target keeps its scheme (only a public UDP port reaches it).
+            let (scheme, addr) = match addr.strip_prefix(UDP_SCHEME) {
+                Some(rest) => (UDP_SCHEME, rest),
+                None => ("", addr),
+            };
             // A port alone means this machine, as `--bind PORT` does.
             let addr = if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) {
                 format!("127.0.0.1:{addr}")
@@ -46,6 +52,7 @@ impl Targets {
                 Ok(p) => bail!("target {spec:?}: port {p} is out of range (1 to 65535)"),
                 Err(_) => bail!("target {spec:?} is not PORT, host:port or name=host:port ({host:?} has no port)"),
             }
+            let addr = format!("{scheme}{addr}");
             let addr = addr.as_str();
             match name {
                 Some(n) if n.is_empty() || n.contains(['/', '?', '#', ' ']) => {
@@ -61,6 +68,61 @@ impl Targets {
             bail!("give at least one target with --to");
         }
         Ok(t)
+    }
+
+    /// The public ports `--public` asks for (docs/protocol.md 10.2), one per spec: `""`
+    /// every target on any port, `PORT` the unnamed (or only) target, `NAME` or
+    /// `NAME=PORT` a named one. A `udp://` target gets a UDP port, any other a TCP port.
+    pub fn public_asks<S: AsRef<str>>(&self, specs: &[S]) -> anyhow::Result<Vec<Ask>> {
+        let ask = |name: &str, target: &str, port: PortAsk| Ask {
+            proto: if is_udp(target) { Proto::Udp } else { Proto::Tcp },
+            port,
+            target: name.to_owned(),
+        };
+        let mut asks: Vec<Ask> = Vec::new();
+        for spec in specs {
+            let spec = spec.as_ref().trim();
+            if spec.is_empty() {
+                asks.extend(self.default.iter().map(|t| ask("", t, PortAsk::Any)));
+                asks.extend(self.named.iter().map(|(n, t)| ask(n, t, PortAsk::Any)));
+                continue;
+            }
+            let (name, port) = match spec.split_once('=') {
+                Some((n, p)) => (Some(n), Some(p)),
+                None if spec.bytes().all(|b| b.is_ascii_digit()) => (None, Some(spec)),
+                None => (Some(spec), None),
+            };
+            let port = match port {
+                None => PortAsk::Any,
+                Some(p) => match p.parse::<u16>() {
+                    Ok(0) => PortAsk::Any,
+                    Ok(n) => PortAsk::Exactly(n),
+                    Err(_) => bail!("--public {spec:?}: {p:?} is not a port (1 to 65535)"),
+                },
+            };
+            let (name, target) = match name {
+                Some(n) => match self.named.get(n) {
+                    Some(t) => (n, t.as_str()),
+                    None => bail!("--public {spec:?}: no target named {n:?} (give it with --to {n}=HOST:PORT)"),
+                },
+                None => match (&self.default, self.named.len()) {
+                    (Some(t), _) => ("", t.as_str()),
+                    (None, 1) => self.named.iter().next().map(|(n, t)| (n.as_str(), t.as_str())).expect("one"),
+                    (None, _) => bail!("--public {spec:?}: name the target (--public NAME=PORT)"),
+                },
+            };
+            asks.push(ask(name, target, port));
+        }
+        asks.dedup_by(|a, b| a.proto == b.proto && a.target == b.target && a.port == b.port);
+        for (i, a) in asks.iter().enumerate() {
+            if asks[..i].iter().any(|b| b.proto == a.proto && b.target == a.target) {
+                bail!("--public names target {:?} twice", a.target);
+            }
+        }
+        if asks.len() > public::MAX_ASKS {
+            bail!("--public: at most {} ports", public::MAX_ASKS);
+        }
+        Ok(asks)
     }
 
     /// The target for a sender's path suffix, whose first segment names the target. A name
@@ -97,6 +159,14 @@ pub(super) fn address_suffix(address: &str, hc_segments: usize) -> Result<Vec<St
         .and_then(|(_, _, _, target)| HcAddress::parse(&target).ok())
         .map(|a| a.segments.into_iter().skip(hc_segments).collect())
         .ok_or_else(|| "The path does not name a target".to_owned())
+}
+
+/// The scheme of a UDP target (`udp://host:port`).
+pub const UDP_SCHEME: &str = "udp://";
+
+/// Whether `target` is a UDP target.
+pub fn is_udp(target: &str) -> bool {
+    target.starts_with(UDP_SCHEME)
 }
 
 /// Opens a listener's TCP connection to its `target`; a failure is the HTTP status and
@@ -140,5 +210,23 @@ mod tests {
         assert_eq!(t.named["ssh"], "127.0.0.1:22");
         let err = Targets::parse(&["99999"]).unwrap_err().to_string();
         assert!(err.contains("port 99999 is out of range"), "{err}");
+    }
+
+    #[test]
+    fn public_asks_follow_the_targets() {
+        let t = Targets::parse(&["8080", "dns=udp://127.0.0.1:53"]).unwrap();
+        assert_eq!(t.named["dns"], "udp://127.0.0.1:53");
+        let asks = |specs: &[&str]| t.public_asks(specs).map(|a| a.iter().map(Ask::to_string).collect::<Vec<_>>());
+        assert_eq!(asks(&[""]).unwrap(), ["tcp:0:", "udp:0:dns"]);
+        assert_eq!(asks(&["8000", "dns=5353"]).unwrap(), ["tcp:8000:", "udp:5353:dns"]);
+        assert_eq!(asks(&["dns"]).unwrap(), ["udp:0:dns"]);
+        assert!(asks(&["web"]).unwrap_err().to_string().contains("no target named"));
+        assert!(asks(&["8000", "9000"]).unwrap_err().to_string().contains("twice"));
+        assert!(asks(&["dns=x"]).is_err());
+        let only = Targets::parse(&["web=80"]).unwrap();
+        assert_eq!(only.public_asks(&["21000"]).unwrap()[0].to_string(), "tcp:21000:web");
+        let two = Targets::parse(&["a=1", "b=2"]).unwrap();
+        assert!(two.public_asks(&["21000"]).unwrap_err().to_string().contains("name the target"));
+        assert!(Targets::parse(&["udp://x"]).is_err());
     }
 }

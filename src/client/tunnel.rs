@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::net::{ClientStream, ReadPart, WritePart};
 use crate::protocol::close;
-use crate::ws::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode};
+use crate::ws::frame::{CloseFrame, FrameHeader, OpCode};
+use crate::ws::pump::{StartError, send_start};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
 
 /// The tunnel's read half.
@@ -24,12 +25,6 @@ pub(super) type WsWrite = WritePart<tokio_rustls::client::TlsStream<TcpStream>>;
 /// hold up the end of a tunnel (or of a control channel).
 pub(super) const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Bytes read from the local side into one frame while the tunnel is quiet, into a
-/// buffer the tunnel keeps (and the most *start* carries). A read that fills it means
-/// data is flowing: the pump then reads into a borrowed [`crate::ws::chunk::Chunk`] for
-/// as long as the local side has more at hand.
-pub(super) const QUIET_READ: usize = 2 * 1024;
-
 /// An open tunnel: the client's end of one sender<->listener connection.
 pub(super) struct Tunnel {
     reader: FrameReader<WsRead>,
@@ -37,14 +32,6 @@ pub(super) struct Tunnel {
     /// A data frame whose header has been read but whose payload has not: the pump
     /// delivers it first.
     pending: Option<FrameHeader>,
-}
-
-/// Why *start* could not be sent.
-pub(super) enum StartError {
-    /// Reading what the local connection had already sent failed.
-    Local(io::Error),
-    /// Writing to the relay failed.
-    Relay(io::Error),
 }
 
 /// What arrived on a tunnel that is not in use (yet).
@@ -99,18 +86,10 @@ impl Tunnel {
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.writer.send_close(Some(frame))).await;
     }
 
-    /// Sender side: sends *start*, which is what `tcp` has already sent (up to
-    /// [`QUIET_READ`] bytes) or an empty binary frame; returns the bytes sent. (Its
-    /// buffer lives only for this call, not for the tunnel's life.)
+    /// Sender side: sends *start* (what `tcp` has already sent, or an empty binary frame);
+    /// returns the bytes sent.
     pub(super) async fn start(&mut self, tcp: &TcpStream) -> Result<usize, StartError> {
-        let mut first = [0; MAX_HEADER_LEN + QUIET_READ];
-        let n = match tcp.try_read(&mut first[MAX_HEADER_LEN..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) => return Err(StartError::Local(e)),
-        };
-        let header = FrameHeader { fin: true, opcode: OpCode::Binary, mask: None, len: n as u64 };
-        self.writer.send_with_header(header, &mut first, n).await.map(|()| n).map_err(StartError::Relay)
+        send_start(&mut self.writer, tcp).await
     }
 
     /// Listener side: waits up to `timeout` for *start*: an empty binary frame, or a data

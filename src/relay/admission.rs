@@ -54,6 +54,12 @@ impl Admission {
         }
     }
 
+    /// The slots of the connection limit, for connections admitted elsewhere (a public
+    /// port's visitors).
+    pub(super) fn connections(&self) -> Arc<Semaphore> {
+        self.connections.clone()
+    }
+
     /// Admits a connection from `peer`: its slot against the connection limit and its
     /// place in handshake, or the rejection (503) when either is full.
     pub(super) fn admit(&self, peer: IpAddr) -> Result<(OwnedSemaphorePermit, Handshake), Rejection> {

@@ -36,8 +36,10 @@ fn unauthorized(text: &'static str) -> Rejection {
 }
 
 /// What a token that passed [`check`] grants, beyond its right.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
+    /// The name of the rule that signed the token.
+    pub rule: String,
     /// The token's expiry (Unix seconds).
     pub expiry: u64,
     /// Whether its audience names the checked path itself or the whole namespace, rather
@@ -80,7 +82,7 @@ pub fn check(
     let parent = hc_path.rsplit_once('/').map_or("", |(parent, _)| parent);
     let exact =
         sas::audience_covers(token.resource(), "", None) || !sas::audience_covers(token.resource(), parent, None);
-    Ok(Grant { expiry: token.expiry(), exact })
+    Ok(Grant { rule: rule.name.clone(), expiry: token.expiry(), exact })
 }
 
 /// The token a request carries: the `ServiceBusAuthorization` header first, then the
@@ -108,7 +110,10 @@ mod tests {
         let ns = [rule("root", &[Right::Manage]), rule("sendonly", &[Right::Send])];
         let now = 1_000_000;
         let t = token("http://relay/hyco/", "root", now + 60);
-        assert_eq!(check(&t, "hyco", Right::Listen, &[], &ns, now, 0), Ok(Grant { expiry: now + 60, exact: true }));
+        assert_eq!(
+            check(&t, "hyco", Right::Listen, &[], &ns, now, 0),
+            Ok(Grant { rule: "root".into(), expiry: now + 60, exact: true })
+        );
         let t = token("sb://relay", "root", now + 60);
         assert!(check(&t, "team/ssh", Right::Send, &[], &ns, now, 0).is_ok(), "namespace-wide");
         let t = token("http://relay/other", "root", now + 60);

@@ -2,7 +2,8 @@
 //! without one, and the limits. Reading files happens here; the relay itself only sees
 //! the resolved [`RelaySettings`].
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use super::auth::{Right, Rule};
 pub use super::forwarded::IpNet;
 use crate::protocol;
+pub use crate::public::Proto;
 use crate::sas::{LISTEN_KEY_NAME, SEND_KEY_NAME};
 use crate::secret::Secret;
 
@@ -103,6 +105,97 @@ pub struct HcSettings {
     /// Whether senders need a token with Send. Listeners always need Listen.
     pub requires_client_authorization: bool,
     pub rules: Vec<Rule>,
+    /// Public ports the operator declares for it (docs/protocol.md 10.2).
+    pub ports: Vec<DeclaredPort>,
+}
+
+impl HcSettings {
+    /// An HC that requires client authorization, with no rules of its own and no ports.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), requires_client_authorization: true, rules: Vec::new(), ports: Vec::new() }
+    }
+}
+
+/// A public port the operator declares for an HC: open from the relay's start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeclaredPort {
+    pub proto: Proto,
+    pub addr: SocketAddr,
+    /// The target name it leads to; empty: the listener's unnamed target.
+    pub target: String,
+    /// Sources allowed to connect; empty: anyone.
+    pub allow_from: Vec<IpNet>,
+}
+
+/// Ports a listener opens on the relay for anyone (docs/protocol.md 10.2): who may ask,
+/// which ports, and the bounds on what visitors use.
+#[derive(Clone, Debug)]
+pub struct PublicSettings {
+    /// Names of the rules whose tokens may ask for ports; `None`: any rule that lets a
+    /// listener listen (the throwaway relay). Empty: nobody (public ports off).
+    pub rules: Option<Vec<String>>,
+    /// Ports a listener may ask for.
+    pub range: RangeInclusive<u16>,
+    /// Whether ports below 1024 may be asked for (if in `range`).
+    pub allow_privileged: bool,
+    /// Ports one HC may hold at once, asked for (declared ones aside).
+    pub max_per_hc: usize,
+    /// The address ports are bound on; `None`: the relay's own listening address.
+    pub bind: Option<IpAddr>,
+    /// The host listeners are told visitors use; `None`: the host they used themselves.
+    pub host: Option<String>,
+    /// Sources allowed to connect to ports asked for; empty: anyone.
+    pub allow_from: Vec<IpNet>,
+    /// How long a port outlives the last control channel that asked for it.
+    pub grace: Duration,
+    /// Rendezvous a TCP port keeps open ahead of need.
+    pub prewarm: usize,
+    /// A UDP session with no datagram either way for this long ends.
+    pub udp_idle_timeout: Duration,
+    /// UDP sessions (source addresses) per port at once; datagrams from more are dropped.
+    pub max_udp_sessions_per_port: usize,
+    /// Bytes of one datagram, either way; larger ones are dropped.
+    pub max_udp_datagram: usize,
+}
+
+/// Ports the throwaway relay lets listeners ask for.
+pub const DEFAULT_PUBLIC_RANGE: RangeInclusive<u16> = 20000..=29999;
+
+impl Default for PublicSettings {
+    /// The throwaway relay's: any listener, ports 20000-29999.
+    fn default() -> Self {
+        Self {
+            rules: None,
+            range: DEFAULT_PUBLIC_RANGE,
+            allow_privileged: false,
+            max_per_hc: 8,
+            bind: None,
+            host: None,
+            allow_from: Vec::new(),
+            grace: Duration::from_secs(60),
+            prewarm: 4,
+            udp_idle_timeout: Duration::from_secs(60),
+            max_udp_sessions_per_port: 1024,
+            max_udp_datagram: 65_507,
+        }
+    }
+}
+
+impl PublicSettings {
+    /// Nobody may ask for ports (a configured relay without `[public_ports]`).
+    pub fn off() -> Self {
+        Self { rules: Some(Vec::new()), ..Self::default() }
+    }
+}
+
+/// Parses a port range `A-B` (or a single port).
+pub fn parse_port_range(text: &str) -> anyhow::Result<RangeInclusive<u16>> {
+    let (a, b) = text.split_once('-').unwrap_or((text, text));
+    let port = |s: &str| s.trim().parse::<u16>().ok().filter(|p| *p > 0);
+    match (port(a), port(b)) {
+        (Some(a), Some(b)) if a <= b => Ok(a..=b),
+        _ => bail!("port range {text:?} is not FIRST-LAST with 1 <= FIRST <= LAST <= 65535"),
+    }
 }
 
 /// Everything the relay needs to run.
@@ -110,6 +203,7 @@ pub struct HcSettings {
 pub struct RelaySettings {
     pub rules: Vec<Rule>,
     pub hcs: Vec<HcSettings>,
+    pub public: PublicSettings,
     /// Create an HC when a listener first asks for it (the throwaway default).
     pub auto_create: bool,
     pub limits: Limits,
@@ -131,6 +225,7 @@ impl RelaySettings {
                 Rule { name: name.into(), key: key.clone(), rights: vec![Right::Manage] },
             ],
             hcs: Vec::new(),
+            public: PublicSettings::default(),
             auto_create: true,
             limits: Limits::default(),
         }
@@ -158,10 +253,12 @@ impl RelaySettings {
             if hcs.iter().any(|h: &HcSettings| h.name == hc.name) {
                 bail!("hybrid connection {:?} declared twice", hc.name);
             }
+            let ports = hc.declared_ports().with_context(|| format!("hybrid connection {:?}", hc.name))?;
             hcs.push(HcSettings {
                 name: hc.name,
                 requires_client_authorization: hc.requires_client_authorization,
                 rules: hc.rules.into_iter().map(|r| r.resolve(base)).collect::<anyhow::Result<_>>()?,
+                ports,
             });
         }
         let mut limits = Limits::default();
@@ -193,8 +290,14 @@ impl RelaySettings {
         if rules.is_empty() && hcs.iter().all(|h| h.rules.is_empty()) {
             bail!("no authorization rules: declare at least one [[rules]] entry");
         }
+        let mut declared: Vec<_> = hcs.iter().flat_map(|h| &h.ports).map(|p| (p.proto, p.addr.port())).collect();
+        declared.sort_unstable();
+        if let Some(w) = declared.windows(2).find(|w| w[0] == w[1]) {
+            bail!("public {} port {} declared twice", w[0].0, w[0].1);
+        }
+        let public = file.public_ports.map_or_else(|| Ok(PublicSettings::off()), FilePublic::resolve)?;
         let rules = with_derived_rules(rules);
-        Ok(Self { rules, hcs, auto_create: file.auto_create, limits })
+        Ok(Self { rules, hcs, public, auto_create: file.auto_create, limits })
     }
 }
 
@@ -228,7 +331,65 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    public_ports: Option<FilePublic>,
 }
+
+/// `[public_ports]`: its presence turns public ports on for the rules it names.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePublic {
+    rules: Vec<String>,
+    range: Option<String>,
+    #[serde(default)]
+    allow_privileged: bool,
+    max_per_hc: Option<usize>,
+    bind: Option<IpAddr>,
+    host: Option<String>,
+    #[serde(default)]
+    allow_from: Vec<String>,
+    grace_secs: Option<u64>,
+    prewarm: Option<usize>,
+    udp_idle_timeout_secs: Option<u64>,
+    max_udp_sessions_per_port: Option<usize>,
+    max_udp_datagram: Option<usize>,
+}
+
+impl FilePublic {
+    fn resolve(self) -> anyhow::Result<PublicSettings> {
+        let d = PublicSettings::default();
+        let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        let range = self.range.as_deref().map_or(Ok(d.range.clone()), parse_port_range)?;
+        if *range.start() < 1024 && !self.allow_privileged {
+            bail!("[public_ports] range starts below 1024: set allow_privileged = true, or start it at 1024 or above");
+        }
+        if let Some(host) = &self.host
+            && (host.is_empty() || host.contains([' ', '/', '?', '#', '@']))
+        {
+            bail!("[public_ports] host {host:?} is not a host name or address");
+        }
+        let max_udp_datagram = self.max_udp_datagram.unwrap_or(d.max_udp_datagram);
+        if !(1..=d.max_udp_datagram).contains(&max_udp_datagram) {
+            bail!("[public_ports] max_udp_datagram must be between 1 and {}", d.max_udp_datagram);
+        }
+        Ok(PublicSettings {
+            rules: Some(self.rules),
+            range,
+            allow_privileged: self.allow_privileged,
+            max_per_hc: self.max_per_hc.unwrap_or(d.max_per_hc),
+            bind: self.bind,
+            host: self.host,
+            allow_from: self.allow_from.iter().map(|n| IpNet::parse(n)).collect::<anyhow::Result<_>>()?,
+            grace: secs(self.grace_secs, d.grace),
+            prewarm: self.prewarm.unwrap_or(d.prewarm).min(MAX_PUBLIC_PREWARM),
+            udp_idle_timeout: secs(self.udp_idle_timeout_secs, d.udp_idle_timeout),
+            max_udp_sessions_per_port: self.max_udp_sessions_per_port.unwrap_or(d.max_udp_sessions_per_port),
+            max_udp_datagram,
+        })
+    }
+}
+
+/// The most rendezvous a public TCP port may keep open ahead of need.
+pub const MAX_PUBLIC_PREWARM: usize = 64;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -269,6 +430,53 @@ struct FileHc {
     requires_client_authorization: bool,
     #[serde(default)]
     rules: Vec<FileRule>,
+    #[serde(default)]
+    public_tcp: Vec<SocketAddr>,
+    #[serde(default)]
+    public_udp: Vec<SocketAddr>,
+    #[serde(default)]
+    ports: Vec<FilePort>,
+}
+
+/// `[[hybrid_connections.ports]]`: one declared port with its target and allowlist.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePort {
+    tcp: Option<SocketAddr>,
+    udp: Option<SocketAddr>,
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    allow_from: Vec<String>,
+}
+
+impl FileHc {
+    fn declared_ports(&self) -> anyhow::Result<Vec<DeclaredPort>> {
+        let plain = |proto, addr: &SocketAddr| DeclaredPort {
+            proto,
+            addr: *addr,
+            target: String::new(),
+            allow_from: Vec::new(),
+        };
+        let mut ports: Vec<_> = self.public_tcp.iter().map(|a| plain(Proto::Tcp, a)).collect();
+        ports.extend(self.public_udp.iter().map(|a| plain(Proto::Udp, a)));
+        for p in &self.ports {
+            let (proto, addr) = match (p.tcp, p.udp) {
+                (Some(a), None) => (Proto::Tcp, a),
+                (None, Some(a)) => (Proto::Udp, a),
+                _ => bail!("a [[hybrid_connections.ports]] entry needs exactly one of tcp and udp"),
+            };
+            if p.target.contains(['/', '?', '#', ':', ' ']) {
+                bail!("port target {:?} is not a target name", p.target);
+            }
+            let allow_from = p.allow_from.iter().map(|n| IpNet::parse(n)).collect::<anyhow::Result<_>>()?;
+            ports.push(DeclaredPort { proto, addr, target: p.target.clone(), allow_from });
+        }
+        if let Some(p) = ports.iter().find(|p| p.addr.port() == 0) {
+            bail!("declared public {} port {} names no port", p.proto, p.addr);
+        }
+        Ok(ports)
+    }
 }
 
 fn yes() -> bool {
@@ -381,6 +589,62 @@ mod tests {
     }
 
     #[test]
+    fn public_ports_parse() {
+        let s = RelaySettings::from_toml(
+            r#"
+            [[rules]]
+            name = "root"
+            key = "k1"
+            rights = ["Manage"]
+            [[hybrid_connections]]
+            name = "box"
+            public_tcp = ["127.0.0.1:2222"]
+            public_udp = ["[::1]:5353"]
+            [[hybrid_connections.ports]]
+            tcp = "0.0.0.0:8443"
+            target = "web"
+            allow_from = ["203.0.113.0/24"]
+            [public_ports]
+            rules = ["root"]
+            range = "30000-30009"
+            max_per_hc = 2
+            grace_secs = 0
+            udp_idle_timeout_secs = 5
+            max_udp_sessions_per_port = 3
+            max_udp_datagram = 512
+            "#,
+            Path::new("."),
+        )
+        .unwrap();
+        let ports = &s.hcs[0].ports;
+        assert_eq!(ports.len(), 3);
+        assert_eq!((ports[0].proto, ports[0].addr.port(), ports[0].target.as_str()), (Proto::Tcp, 2222, ""));
+        assert_eq!((ports[1].proto, ports[2].target.as_str(), ports[2].allow_from.len()), (Proto::Udp, "web", 1));
+        let p = &s.public;
+        assert_eq!((p.rules.clone(), p.range.clone(), p.max_per_hc), (Some(vec!["root".to_owned()]), 30000..=30009, 2));
+        assert_eq!((p.grace, p.udp_idle_timeout), (Duration::ZERO, Duration::from_secs(5)));
+        assert_eq!((p.max_udp_sessions_per_port, p.max_udp_datagram), (3, 512));
+        // No section: nobody may ask.
+        let off = RelaySettings::from_toml("[[rules]]\nname='a'\nkey='k'\nrights=['Listen']", Path::new(".")).unwrap();
+        assert_eq!(off.public.rules, Some(Vec::new()));
+        assert_eq!(parse_port_range("8000").unwrap(), 8000..=8000);
+        for bad in ["0-10", "10-5", "x", "1-70000"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_readme_configuration_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("The configuration file:").expect("the section");
+        let block = readme[start..].split("```toml\n").nth(1).and_then(|b| b.split("```").next()).expect("its block");
+        let block = block.replace("key_file = \"root.key\"", "key = \"k\"");
+        let s = RelaySettings::from_toml(&block, Path::new(".")).unwrap();
+        assert_eq!(s.hcs[0].ports.len(), 2);
+        assert!(s.public.rules.as_ref().is_some_and(|r| r.len() == 2));
+    }
+
+    #[test]
     fn bad_configs_are_refused() {
         for bad in [
             "[[rules]]\nname='a'\nrights=['Send']",
@@ -393,6 +657,12 @@ mod tests {
                 "x".repeat(257)
             ),
             "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[limits]\nhandshake_limit_exempt=['nowhere']",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[public_ports]\nrules=[]\nrange='80-90'",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[public_ports]\nrules=[]\nmax_udp_datagram=70000",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[public_ports]\nrules=[]\nallow_from=['x']",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='a'\npublic_tcp=['1.2.3.4:0']",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='a'\n[[hybrid_connections.ports]]\ntcp='1.2.3.4:5'\nudp='1.2.3.4:5'",
+            "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='a'\npublic_tcp=['1.2.3.4:5']\n[[hybrid_connections]]\nname='b'\npublic_tcp=['0.0.0.0:5']",
             "trusted_proxies=['10.0.0.0/33']\n[[rules]]\nname='a'\nkey='k'\nrights=['Send']",
             "",
         ] {

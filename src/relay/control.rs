@@ -7,6 +7,7 @@
 //! reading is dropped once a message has waited a ping interval.
 
 use std::ops::ControlFlow::{self, Break, Continue};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -24,6 +25,7 @@ use super::stream::RelayStream;
 use super::{Relay, auth};
 use crate::http1::{Request, header};
 use crate::protocol::{self, HcAddress, HttpResponse, ListenerMessage, RelayMessage, close};
+use crate::public;
 use crate::ws::handshake::{self, websocket_key};
 
 /// Read buffer of a control channel; messages are small and rare.
@@ -50,7 +52,7 @@ impl Relay {
     /// A listener's upgrade request: checks its token (Listen), registers it on its HC,
     /// answers 101 and runs the control channel until it ends.
     pub(super) async fn listen(
-        &self,
+        self: &Arc<Self>,
         mut stream: RelayStream,
         req: Request,
         initial: Vec<u8>,
@@ -60,13 +62,31 @@ impl Relay {
         let hc = addr.segments.join("/");
         tracing::Span::current().record("hc", hc.as_str());
         let token = auth::token_of(header(&req.headers, protocol::TOKEN_HEADER), addr.token.as_deref());
-        let (expiry, registration) = match self.registry.register_listener(&hc, token, self.public_base(&req, &stream))
-        {
+        let base = self.public_base(&req, &stream);
+        // Public ports first (docs/protocol.md 10.2): a refusal leaves the HC as it was.
+        let leases = match self.public_leases(&hc, token, &addr.app_query) {
+            Ok(leases) => leases,
+            Err(rejection) => return self.reject(&mut stream, &rejection, Some(tracking_id)).await,
+        };
+        let host = self.public_host(&base);
+        let (expiry, registration) = match self.registry.register_listener(&hc, token, base) {
             Ok(r) => r,
             Err(rejection) => return self.reject(&mut stream, &rejection, Some(tracking_id)).await,
         };
         let key = websocket_key(&req).unwrap_or_default();
-        if stream.write_all(handshake::switching_protocols(key, None).as_bytes()).await.is_err() {
+        let mut answer = handshake::switching_protocols(key, None);
+        if !leases.is_empty() {
+            let grants: Vec<_> = leases.iter().map(|(g, _)| g.clone()).collect();
+            let extra = format!(
+                "{}: {}\r\n{}: {host}\r\n\r\n",
+                public::HEADER_PUBLIC,
+                public::grants_header(&grants),
+                public::HEADER_PUBLIC_HOST
+            );
+            answer.truncate(answer.len() - 2);
+            answer.push_str(&extra);
+        }
+        if stream.write_all(answer.as_bytes()).await.is_err() {
             return;
         }
         info!(hc = %hc, "listener connected");
@@ -79,7 +99,26 @@ impl Relay {
         ControlChannel { relay: self, ws, registration, expires, last_heard: Instant::now(), awaiting: None }
             .run()
             .await;
+        drop(leases);
         info!("listener gone");
+    }
+}
+
+impl Relay {
+    /// The public ports a `listen` handshake asks for, leased to `hc`, if its token may
+    /// listen there and its rule may ask.
+    fn public_leases(
+        self: &Arc<Self>,
+        hc: &str,
+        token: Option<&str>,
+        app_query: &[String],
+    ) -> Result<Vec<(public::Grant, super::public::Lease)>, super::Rejection> {
+        let asks = super::public::asks(app_query)?;
+        if asks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let grant = self.registry.authorize_listener(hc, token)?;
+        self.lease_ports(hc, &grant.rule, &asks)
     }
 }
 

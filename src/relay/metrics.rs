@@ -73,6 +73,8 @@ pub enum Reason {
     NameConflict,
     /// The relay has its maximum of HCs created on first listen (503).
     HcLimit,
+    /// A public port asked for is another HC's, in use, or none is free (409).
+    PortConflict,
     /// The HC has its maximum of waiting senders (503).
     PendingLimit,
     /// The listener rejected the sender, with its own status.
@@ -88,7 +90,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::BadRequest,
         Self::TooLarge,
         Self::Timeout,
@@ -102,6 +104,7 @@ impl Reason {
         Self::AddressLimit,
         Self::NameConflict,
         Self::HcLimit,
+        Self::PortConflict,
         Self::PendingLimit,
         Self::ListenerRejected,
         Self::AcceptTimeout,
@@ -126,6 +129,7 @@ impl Reason {
             Self::AddressLimit => "address_limit",
             Self::NameConflict => "name_conflict",
             Self::HcLimit => "hc_limit",
+            Self::PortConflict => "port_conflict",
             Self::PendingLimit => "pending_limit",
             Self::ListenerRejected => "listener_rejected",
             Self::AcceptTimeout => "accept_timeout",
@@ -152,6 +156,85 @@ impl Flow {
     }
 }
 
+/// Why a public port served a visitor not, or dropped a datagram: the `reason` label of
+/// `hyco_public_rejected_total` (docs/protocol.md 10.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unserved {
+    /// The source is not in the port's allowlist (reset).
+    NotAllowed,
+    /// No listener could take it: none online, the waiting limit, no answer in time (reset).
+    NoListener,
+    /// The relay has its maximum of connections (reset).
+    ConnectionLimit,
+    /// UDP: the port has its maximum of sessions (datagram dropped).
+    SessionLimit,
+    /// UDP: a datagram over the size limit, either way (dropped).
+    Oversize,
+    /// UDP: more datagrams than a session opening may hold (dropped).
+    QueueFull,
+}
+
+impl Unserved {
+    pub const ALL: [Self; 6] = [
+        Self::NotAllowed,
+        Self::NoListener,
+        Self::ConnectionLimit,
+        Self::SessionLimit,
+        Self::Oversize,
+        Self::QueueFull,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotAllowed => "not_allowed",
+            Self::NoListener => "no_listener",
+            Self::ConnectionLimit => "connection_limit",
+            Self::SessionLimit => "session_limit",
+            Self::Oversize => "oversize",
+            Self::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// One public port's counters; the series go when the port closes.
+#[derive(Default)]
+pub struct PortCounters {
+    /// TCP connections carried, or UDP sessions opened.
+    pub(crate) opened: AtomicU64,
+    /// TCP connections or UDP sessions now open.
+    pub(crate) active: AtomicU64,
+    /// Payload bytes, visitor to listener and back.
+    pub(crate) bytes: [AtomicU64; 2],
+    /// UDP: datagrams, visitor to listener and back.
+    pub(crate) datagrams: [AtomicU64; 2],
+    /// Indexed by `Unserved as usize`.
+    pub(crate) unserved: [AtomicU64; Unserved::ALL.len()],
+}
+
+impl PortCounters {
+    pub(crate) fn unserved(&self, why: Unserved) {
+        self.unserved[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a connection or session, and an active one until the guard drops.
+    pub(crate) fn opened(&self) -> GaugeGuard<'_> {
+        self.opened.fetch_add(1, Relaxed);
+        self.active.fetch_add(1, Relaxed);
+        GaugeGuard(&self.active)
+    }
+
+    pub fn rejected(&self, why: Unserved) -> u64 {
+        self.unserved[why as usize].load(Relaxed)
+    }
+
+    pub fn active(&self) -> u64 {
+        self.active.load(Relaxed)
+    }
+}
+
+/// A public port's key in the metrics: protocol and number.
+type PortKey = (crate::public::Proto, u16);
+
 /// Counts per bucket (not cumulative; the last is `+Inf`) and the sum of observations.
 #[derive(Default)]
 struct Histogram {
@@ -172,6 +255,8 @@ pub struct Metrics {
     /// Indexed by `Reason as usize`.
     rejected: [AtomicU64; Reason::ALL.len()],
     connections_open: AtomicU64,
+    /// Open public ports: the HC each belongs to, and its counters.
+    public: Mutex<BTreeMap<PortKey, (String, Arc<PortCounters>)>>,
 }
 
 /// Decrements a gauge when dropped.
@@ -230,6 +315,22 @@ impl Metrics {
     /// The counter a tunnel adds `flow`'s data payload bytes to.
     pub(crate) fn relayed_counter(&self, flow: Flow) -> &AtomicU64 {
         &self.relayed[flow as usize]
+    }
+
+    /// A public port's counters, listed from now on under `hc`.
+    pub(crate) fn public_port(&self, proto: crate::public::Proto, port: u16, hc: &str) -> Arc<PortCounters> {
+        let mut map = self.public.lock().expect("metrics lock");
+        map.entry((proto, port)).or_insert_with(|| (hc.to_owned(), Arc::default())).1.clone()
+    }
+
+    /// Stops listing a public port: it has closed.
+    pub(crate) fn forget_public_port(&self, proto: crate::public::Proto, port: u16) {
+        self.public.lock().expect("metrics lock").remove(&(proto, port));
+    }
+
+    /// The counters of an open public port.
+    pub fn public_counters(&self, proto: crate::public::Proto, port: u16) -> Option<Arc<PortCounters>> {
+        self.public.lock().expect("metrics lock").get(&(proto, port)).map(|(_, c)| c.clone())
     }
 
     /// Control channels open for `hc` (0 if the relay never knew it).
@@ -315,7 +416,59 @@ impl Metrics {
             let _ =
                 writeln!(out, "hyco_rejected_handshakes_total{{reason=\"{}\"}} {}", why.label(), self.rejected(why));
         }
+        self.render_public(&mut out, family);
         out
+    }
+
+    /// The public ports' series, one set per open port.
+    fn render_public(&self, out: &mut String, family: impl Fn(&mut String, &str, &str, &str)) {
+        let ports = self.public.lock().expect("metrics lock");
+        let labels = |(proto, port): &PortKey, hc: &str| {
+            format!("proto=\"{proto}\",port=\"{port}\",hc=\"{}\"", escape_label(hc))
+        };
+        family(out, "hyco_public_ports_open", "gauge", "Public ports open on the relay.");
+        let _ = writeln!(out, "hyco_public_ports_open {}", ports.len());
+        family(
+            out,
+            "hyco_public_opened_total",
+            "counter",
+            "Visitors served per public port: TCP connections, UDP sessions.",
+        );
+        for (key, (hc, c)) in ports.iter() {
+            let _ = writeln!(out, "hyco_public_opened_total{{{}}} {}", labels(key, hc), c.opened.load(Relaxed));
+        }
+        family(out, "hyco_public_active", "gauge", "TCP connections or UDP sessions open per public port.");
+        for (key, (hc, c)) in ports.iter() {
+            let _ = writeln!(out, "hyco_public_active{{{}}} {}", labels(key, hc), c.active());
+        }
+        let directions = ["visitor_to_listener", "listener_to_visitor"];
+        family(out, "hyco_public_bytes_total", "counter", "Payload bytes through a public port, by direction.");
+        for (key, (hc, c)) in ports.iter() {
+            for (i, dir) in directions.iter().enumerate() {
+                let n = c.bytes[i].load(Relaxed);
+                let _ = writeln!(out, "hyco_public_bytes_total{{{},direction=\"{dir}\"}} {n}", labels(key, hc));
+            }
+        }
+        family(out, "hyco_public_datagrams_total", "counter", "Datagrams through a public UDP port, by direction.");
+        for (key, (hc, c)) in ports.iter().filter(|((proto, _), _)| *proto == crate::public::Proto::Udp) {
+            for (i, dir) in directions.iter().enumerate() {
+                let n = c.datagrams[i].load(Relaxed);
+                let _ = writeln!(out, "hyco_public_datagrams_total{{{},direction=\"{dir}\"}} {n}", labels(key, hc));
+            }
+        }
+        family(
+            out,
+            "hyco_public_rejected_total",
+            "counter",
+            "Visitors reset and datagrams dropped per public port, by reason.",
+        );
+        for (key, (hc, c)) in ports.iter() {
+            for why in Unserved::ALL {
+                let n = c.rejected(why);
+                let _ =
+                    writeln!(out, "hyco_public_rejected_total{{{},reason=\"{}\"}} {n}", labels(key, hc), why.label());
+            }
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod forwarded;
 mod http;
 pub(crate) mod http_transfer;
 pub mod metrics;
+mod public;
 mod registry;
 mod rejection;
 mod rendezvous;
@@ -34,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span};
 
-pub use config::{HcSettings, Limits, RelaySettings};
+pub use config::{DeclaredPort, HcSettings, Limits, PublicSettings, RelaySettings};
 pub use metrics::{Metrics, serve_metrics};
 pub use rejection::Rejection;
 
@@ -85,6 +86,12 @@ impl LogBudget {
 struct Relay {
     limits: Limits,
     registry: Arc<Registry>,
+    /// Public ports (docs/protocol.md 10.2).
+    ports: public::Ports,
+    /// The slots of the connection limit, shared with [`Admission`].
+    connections: Arc<tokio::sync::Semaphore>,
+    /// Every task that serves a connection, a tunnel or a public port: the drain waits on them.
+    tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Fires after the drain period: live tunnels end at once.
     force: CancellationToken,
@@ -112,15 +119,22 @@ pub async fn run_with_metrics(
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
     let admission = Admission::new(&settings.limits);
+    let relay_ip = listener.local_addr()?.ip();
     let relay = Arc::new(Relay {
         registry: Registry::new(&settings, metrics.clone()),
+        ports: public::Ports::new(settings.public.clone(), relay_ip),
+        connections: admission.connections(),
+        tasks: TaskTracker::new(),
         limits: settings.limits,
         shutdown: shutdown.clone(),
         force: CancellationToken::new(),
         tls: tls.map(tokio_rustls::TlsAcceptor::from),
         metrics,
     });
-    let tracker = TaskTracker::new();
+    for hc in settings.hcs.iter().filter(|h| !h.ports.is_empty()) {
+        relay.open_declared(&hc.name, &hc.ports)?;
+    }
+    let tracker = relay.tasks.clone();
     while let Some((tcp, peer)) = crate::net::accept(&listener, &shutdown, "relay").await {
         let (permit, handshake) = match admission.admit(peer.ip()) {
             Ok(admitted) => admitted,
@@ -136,7 +150,7 @@ pub async fn run_with_metrics(
             async move {
                 let metrics = relay.metrics.clone();
                 let _open = metrics.connection_opened();
-                relay.serve_connection(tcp, peer, permit, handshake).await;
+                Relay::serve_connection(&relay, tcp, peer, permit, handshake).await;
             }
             .instrument(info_span!("conn", %peer)),
         );
@@ -155,7 +169,7 @@ impl Relay {
     /// Serves one admitted connection; its place in handshake is given back once its
     /// request head is read.
     async fn serve_connection(
-        &self,
+        self: &Arc<Self>,
         tcp: TcpStream,
         peer: SocketAddr,
         permit: OwnedSemaphorePermit,

@@ -219,6 +219,8 @@ pub(super) struct Registry {
     max_pending: usize,
     max_pending_requests: usize,
     next_listener: AtomicU64,
+    /// Counts listeners registered, so that a public port's pool can wait for one.
+    joins: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
 }
 
@@ -240,6 +242,7 @@ impl Registry {
             max_pending: settings.limits.max_pending_senders_per_hc,
             max_pending_requests: settings.limits.max_pending_requests_per_hc,
             next_listener: AtomicU64::new(0),
+            joins: tokio::sync::watch::Sender::new(0),
             metrics,
         })
     }
@@ -258,7 +261,7 @@ impl Registry {
     }
 
     /// Checks a listener's token: Listen on `hc`.
-    fn authorize_listener(&self, hc: &str, token: Option<&str>) -> Result<Grant, Rejection> {
+    pub(super) fn authorize_listener(&self, hc: &str, token: Option<&str>) -> Result<Grant, Rejection> {
         self.check(hc, hc, Right::Listen, token)
     }
 
@@ -302,16 +305,22 @@ impl Registry {
             return Err(Rejection::new(403, Reason::ListenerLimit, text));
         }
         if !state.hcs.contains_key(hc) {
-            self.creatable(&state, hc, grant)?;
+            self.creatable(&state, hc, &grant)?;
             info!(hc, "created on first listen");
-            let settings = HcSettings { name: hc.to_owned(), requires_client_authorization: true, rules: Vec::new() };
+            let settings = HcSettings::new(hc);
             state.hcs.insert(hc.to_owned(), Hc::new(settings, true));
             state.auto_hcs += 1;
         }
         let entry = state.hcs.get_mut(hc).expect("present or just created");
         entry.listeners.push(Listener { id, base: base.into(), queue });
         self.metrics.set_listeners(hc, entry.listeners.len());
+        self.joins.send_modify(|n| *n += 1);
         Ok((grant.expiry, Registration { registry: self.clone(), hc: hc.to_owned(), id, messages }))
+    }
+
+    /// Changes whenever a listener registers, on any HC.
+    pub(super) fn joins(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.joins.subscribe()
     }
 
     /// Whether a listener holding `grant` may create `hc` (docs/protocol.md 5.1): the
@@ -320,7 +329,7 @@ impl Registry {
     /// `box/web` but does not create it); the name neither lies below an existing HC nor
     /// above one (so that it cannot take a path that resolves to another HC today); the
     /// relay has fewer than its maximum of created HCs.
-    fn creatable(&self, state: &State, hc: &str, grant: Grant) -> Result<(), Rejection> {
+    fn creatable(&self, state: &State, hc: &str, grant: &Grant) -> Result<(), Rejection> {
         if !self.auto_create {
             return Err(Rejection::new(404, Reason::NotFound, "Endpoint does not exist"));
         }
@@ -728,7 +737,12 @@ mod tests {
         let mut settings = RelaySettings::with_namespace_key("root", crate::secret::Secret::new("k"));
         settings.auto_create = false;
         settings.limits.auto_hc_grace = Duration::ZERO;
-        settings.hcs.push(HcSettings { name: "kept".into(), requires_client_authorization: true, rules: Vec::new() });
+        settings.hcs.push(HcSettings {
+            name: "kept".into(),
+            requires_client_authorization: true,
+            rules: Vec::new(),
+            ports: Vec::new(),
+        });
         let reg = Registry::new(&settings, Arc::new(Metrics::new()));
         drop(reg.register("kept", "ws://h").unwrap());
         assert!(reg.state().hcs.contains_key("kept"));

@@ -7,6 +7,7 @@
 //! The pending rendezvous themselves belong to the [`super::registry`]; this module only
 //! speaks to the sockets.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use tokio::io::AsyncWriteExt;
@@ -73,9 +74,7 @@ impl Relay {
         self.reject(&mut stream, &rejection, Some(tracking_id)).await;
     }
 
-    /// Resolves the sender's HC, checks its token, reserves a rendezvous, offers it to a
-    /// listener and waits for the answer within the accept window. The reservation ends
-    /// on return, so that its address is dead by the time the sender hears a 504.
+    /// Resolves the sender's HC, checks its token, and meets a listener ([`Self::rendezvous`]).
     async fn meet_listener(
         &self,
         req: &Request,
@@ -89,19 +88,28 @@ impl Relay {
         tracing::Span::current().record("hc", hc.as_str());
         let token = auth::token_of(header(&req.headers, protocol::TOKEN_HEADER), addr.token.as_deref());
         self.registry.authorize_sender(&hc, &addr.segments.join("/"), token)?;
+        let sender = Sender { headers: connect_headers(req), peer, app_query: &addr.app_query, tracking_id };
+        self.rendezvous(&hc, &suffix, sender).await
+    }
+
+    /// Reserves a rendezvous on `hc` for `sender` (who reaches `suffix` below it), offers
+    /// it to a listener and waits for the answer within the accept window. The
+    /// reservation ends on return, so that its address is dead by the time the sender
+    /// hears a 504. Also how a public port's visitor meets a listener (docs/protocol.md 10.2).
+    pub(super) async fn rendezvous(&self, hc: &str, suffix: &str, sender: Sender<'_>) -> Result<Answer, Rejection> {
         let deadline = Instant::now() + self.limits.accept_window;
-        let mut reservation = self.registry.reserve(&hc, Kind::Sender).map_err(|why| match why {
+        let mut reservation = self.registry.reserve(hc, Kind::Sender).map_err(|why| match why {
             Unavailable::PendingLimit => {
                 Rejection::new(503, Reason::PendingLimit, "Too many senders waiting on this hybrid connection")
             }
             Unavailable::NoListener => no_listener(),
             Unavailable::NotFound => Rejection::new(404, Reason::NotFound, "Endpoint does not exist"),
         })?;
-        let headers = connect_headers(req);
+        let Sender { headers, peer, app_query, tracking_id } = sender;
         let remote = RemoteEndpoint { address: peer.ip().to_string(), port: peer.port() };
         let accept_for = |base: &str| {
             RelayMessage::Accept(Accept {
-                address: reservation.address(base, &suffix, &addr.app_query, tracking_id),
+                address: reservation.address(base, suffix, app_query, tracking_id),
                 id: tracking_id.to_owned(),
                 connect_headers: headers.clone(),
                 remote_endpoint: Some(remote.clone()),
@@ -220,6 +228,17 @@ impl Relay {
     }
 }
 
+/// Who waits at a rendezvous, as the listener's accept describes them.
+pub(super) struct Sender<'a> {
+    /// The accept's `connectHeaders`.
+    pub(super) headers: BTreeMap<String, String>,
+    /// The accept's `remoteEndpoint`.
+    pub(super) peer: SocketAddr,
+    /// Query parameters passed on in the accept address, still encoded.
+    pub(super) app_query: &'a [String],
+    pub(super) tracking_id: &'a str,
+}
+
 fn no_listener() -> Rejection {
     Rejection::new(404, Reason::NoListener, "No listener is online for this hybrid connection")
 }
@@ -230,8 +249,8 @@ fn unknown_address() -> Rejection {
 
 /// The sender's headers as an accept carries them: all but its token, repeated names
 /// joined with `, `.
-fn connect_headers(req: &Request) -> std::collections::BTreeMap<String, String> {
-    let mut headers = std::collections::BTreeMap::<String, String>::new();
+fn connect_headers(req: &Request) -> BTreeMap<String, String> {
+    let mut headers = BTreeMap::<String, String>::new();
     for (n, v) in req.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case(protocol::TOKEN_HEADER)) {
         headers.entry(n.clone()).and_modify(|old| *old = format!("{old}, {v}")).or_insert_with(|| v.clone());
     }

@@ -10,4 +10,5 @@ pub mod chunk;
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod pump;
 pub mod stream;
