@@ -362,6 +362,39 @@ async fn a_session_queues_64_datagrams_while_it_opens_and_drops_the_rest() {
 }
 
 #[tokio::test]
+async fn a_port_queues_at_most_4_mib_for_sessions_that_open() {
+    let relay = TestRelay::start(settings()).await;
+    let (mut l, port) = raw_listener(&relay, "budget", "").await;
+    // One datagram from each of many sources: each opens a session (an accept the raw
+    // listener reads and leaves unanswered) and queues there, until the port's budget is
+    // spent. Each step waits for the relay to have taken its datagram, so none is lost
+    // to a full socket buffer.
+    let size = 60_000;
+    let fits = (4 << 20) / (size + hyco::ws::frame::MAX_HEADER_LEN);
+    let mut visitors = Vec::new();
+    for i in 0..fits + 3 {
+        let v = visitor(port).await;
+        send(&v, &vec![1; size]).await;
+        if i < fits {
+            l.next_accept().await;
+        } else {
+            let dropped = (i - fits + 1) as u64;
+            until("the datagram over the budget to be dropped", || {
+                rejected(&relay, port, Unserved::QueueFull) == dropped
+            })
+            .await;
+        }
+        visitors.push(v);
+    }
+    // The budget comes back as sessions give up their datagrams (no listener took them).
+    until("the unanswered sessions to give up", || rejected(&relay, port, Unserved::NoListener) == fits as u64).await;
+    let v = visitor(port).await;
+    send(&v, &vec![2; size]).await;
+    l.next_accept().await;
+    assert_eq!(rejected(&relay, port, Unserved::QueueFull), 3);
+}
+
+#[tokio::test]
 async fn an_idle_session_is_closed_with_1000_and_a_stopping_relay_closes_with_1001() {
     let relay = TestRelay::start(relay_settings(|s| s.public.udp_idle_timeout = Duration::from_millis(300))).await;
     let (mut l, port) = raw_listener(&relay, "idle", "").await;

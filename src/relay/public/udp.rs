@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
@@ -34,7 +34,14 @@ use crate::ws::frame::{MAX_HEADER_LEN, OpCode};
 
 /// Datagrams that may wait for their session: while its rendezvous opens, or while its
 /// listener reads more slowly than the visitor sends. More are dropped (`queue_full`).
-pub(super) const SESSION_QUEUE: usize = 64;
+/// All of a port's queues together hold at most [`MAX_QUEUED_BYTES`].
+const SESSION_QUEUE: usize = 64;
+
+/// Bytes of datagrams (each with room for its frame header) that may wait in all of a
+/// port's queues at once: without it, a port's sessions could hold
+/// `max_udp_sessions_per_port` x [`SESSION_QUEUE`] x `max_udp_datagram` (4 GiB by
+/// default) while their listener is slow to accept. More are dropped (`queue_full`).
+const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
 
 /// The largest datagram UDP can carry: a receive buffer one byte longer than the size
 /// limit (to see a datagram over it) never needs to be longer than this.
@@ -51,7 +58,8 @@ pub(super) async fn serve(relay: Arc<Relay>, socket: UdpSocket, port: Arc<PortIn
     let (limit, max_sessions) = (settings.max_udp_datagram, settings.max_udp_sessions_per_port);
     // Room for a frame header before the datagram, so that its session sends it as it is.
     let mut buf = vec![0; MAX_HEADER_LEN + limit.min(UDP_MAX) + 1];
-    let mut sessions: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut sessions: HashMap<SocketAddr, mpsc::Sender<Queued>> = HashMap::new();
+    let queued_bytes = Arc::new(Semaphore::new(MAX_QUEUED_BYTES));
     loop {
         let received = tokio::select! {
             r = socket.recv_from(&mut buf[MAX_HEADER_LEN..]) => r,
@@ -75,7 +83,12 @@ pub(super) async fn serve(relay: Arc<Relay>, socket: UdpSocket, port: Arc<PortIn
             port.counters.unserved(Unserved::NotAllowed);
             continue;
         }
-        let mut datagram = buf[..MAX_HEADER_LEN + n].to_vec();
+        let cost = u32::try_from(MAX_HEADER_LEN + n).expect("a datagram's size fits");
+        let Ok(budget) = queued_bytes.clone().try_acquire_many_owned(cost) else {
+            port.counters.unserved(Unserved::QueueFull);
+            continue;
+        };
+        let mut datagram = Queued { bytes: buf[..MAX_HEADER_LEN + n].to_vec(), _budget: budget };
         if let Some(queue) = sessions.get(&peer) {
             match queue.try_send(datagram) {
                 Ok(()) => continue,
@@ -106,6 +119,13 @@ pub(super) async fn serve(relay: Arc<Relay>, socket: UdpSocket, port: Arc<PortIn
     }
 }
 
+/// A datagram waiting for its session, frame header room first, holding its share of
+/// [`MAX_QUEUED_BYTES`] until sent.
+struct Queued {
+    bytes: Vec<u8>,
+    _budget: OwnedSemaphorePermit,
+}
+
 /// One visitor address's session.
 struct Session {
     relay: Arc<Relay>,
@@ -128,7 +148,7 @@ enum Ended {
 }
 
 impl Session {
-    async fn run(self, mut queue: mpsc::Receiver<Vec<u8>>, stop: CancellationToken) {
+    async fn run(self, mut queue: mpsc::Receiver<Queued>, stop: CancellationToken) {
         let met = tokio::select! {
             end = self.relay.meet_for_visitor(&self.port, self.peer) => end,
             () = stop.cancelled() => return,
@@ -174,7 +194,7 @@ impl Session {
     async fn carry(
         &self,
         end: &mut ListenerEnd,
-        queue: &mut mpsc::Receiver<Vec<u8>>,
+        queue: &mut mpsc::Receiver<Queued>,
         moved: &[AtomicU64; 2],
         stop: &CancellationToken,
     ) -> Ended {
@@ -193,9 +213,11 @@ impl Session {
         let writer = Mutex::new(&mut end.writer);
         let reader = &mut end.reader;
         let up = async {
-            while let Some(mut d) = queue.recv().await {
-                let n = d.len() - MAX_HEADER_LEN;
-                datagram::send_in_place(&mut **writer.lock().await, &mut d, n).await.map_err(Ended::Broken)?;
+            while let Some(mut queued) = queue.recv().await {
+                let n = queued.bytes.len() - MAX_HEADER_LEN;
+                let mut writer = writer.lock().await;
+                datagram::send_in_place(&mut writer, &mut queued.bytes, n).await.map_err(Ended::Broken)?;
+                drop(writer);
                 touch();
                 count(0, n);
             }
