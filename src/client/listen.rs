@@ -1,6 +1,6 @@
 //! `hyco listen`: keeps control channels to the relay and bridges every accepted
 //! connection to a local TCP target (or a public UDP port's session to a UDP target,
-//! [`super::datagram`]).
+//! `datagram`).
 //!
 //! Each control channel renews its token at half its lifetime, pings the relay and
 //! treats silence as a dead channel, and reconnects with backoff (docs/protocol.md 5.6). A
