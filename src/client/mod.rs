@@ -5,6 +5,7 @@
 //! where a listener forwards to.
 
 pub mod connect;
+mod datagram;
 pub(crate) mod http;
 pub mod listen;
 pub mod prewarm;
