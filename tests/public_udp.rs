@@ -441,4 +441,9 @@ async fn a_port_reaches_only_targets_of_its_protocol() {
     let (status, text) = refused(raw_upgrade(relay.addr, &url, &[auth(&token("mixed"))]).await);
     assert_eq!(status, 400);
     assert!(text.contains("only a public UDP port reaches it"), "{text}");
+    // Nor one that claims to be a visitor: the relay drops a sender's own Hyco-Public.
+    let forged = [auth(&token("mixed")), ("Hyco-Public", "udp".to_owned())];
+    let (status, text) = refused(raw_upgrade(relay.addr, &url, &forged).await);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("only a public UDP port reaches it"), "{text}");
 }
