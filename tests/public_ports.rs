@@ -429,6 +429,29 @@ async fn a_target_reset_resets_the_visitor() {
 }
 
 #[tokio::test]
+async fn a_visitor_reset_resets_the_target() {
+    let relay = TestRelay::start(settings()).await;
+    let (tx, mut ends) = tokio::sync::mpsc::unbounded_channel();
+    let target = Target::spawn(move |mut tcp| {
+        let tx = tx.clone();
+        async move {
+            let mut first = [0; 5];
+            tcp.read_exact(&mut first).await.expect("the visitor's first bytes");
+            let _ = tx.send(None);
+            let _ = tx.send(Some(read_until_end(&mut tcp).await.1.map_err(|e| e.kind())));
+        }
+    })
+    .await;
+    let (_listen, public) = listen_public(relay.addr, "vreset", &[target.spec()], &[""]).await;
+    let mut visitor = visit(public[0]).await;
+    visitor.write_all(b"hello").await.expect("write");
+    assert_eq!(within("the target to hear", ends.recv()).await, Some(None));
+    abort_socket(visitor);
+    let end = within("the target's end", ends.recv()).await.expect("an end");
+    assert_eq!(end, Some(Err(ErrorKind::ConnectionReset)), "the target sees a reset, not a clean EOF");
+}
+
+#[tokio::test]
 async fn a_visitor_with_no_listener_online_is_reset_and_counted() {
     let relay = TestRelay::start(settings()).await;
     let target = Target::echo().await;
@@ -509,6 +532,38 @@ async fn declared_ports_reset_until_a_listener_is_online_and_keep_their_own_allo
     assert_eq!(counters(barred).rejected(Unserved::NoListener), 0);
     let opened = format!("hyco_public_opened_total{{{}}}", port_labels(plain, "box"));
     assert_eq!(metric(&relay.metrics.render(), &opened), Some(1));
+}
+
+#[tokio::test]
+async fn a_hyco_ws_listener_of_microsofts_serves_a_declared_port() {
+    if !common::node::node_available("hyco-ws") {
+        return;
+    }
+    let port = closed_port().await.port();
+    let mut s = configured(&format!("[[hybrid_connections]]\nname = \"msft\"\npublic_tcp = [\"127.0.0.1:{port}\"]\n"));
+    s.limits.accept_window = Duration::from_secs(10);
+    let relay = TestRelay::start(s).await;
+    let node = Proc::spawn(common::node::node("listener.js", &[&relay.base(), "msft", KEY_NAME, KEY], &[]));
+    node.stdout.wait_for(PROC_STEP, "listener.js READY", |l| l == "READY").await;
+    // It knows nothing of deferred starts: each visitor gets a rendezvous of its own.
+    let mut visitor = visit(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    visitor.write_all(&[0, 1, 2, 255]).await.expect("write");
+    let mut echo = [0; 4];
+    let echoed = within_for(PROC_STEP, "the echo", visitor.read_exact(&mut echo)).await;
+    echoed.unwrap_or_else(|e| panic!("no echo ({e}); listener.js said:\n{}", node.stdout.text()));
+    assert_eq!(echo, [0, 1, 2, 255]);
+    visitor.shutdown().await.expect("shutdown");
+    let mut rest = Vec::new();
+    within("a clean EOF", visitor.read_to_end(&mut rest)).await.expect("a clean EOF");
+    assert!(rest.is_empty(), "{rest:?}");
+    let me = visitor.local_addr().expect("addr").port();
+    let line = node
+        .stdout
+        .wait_for(PROC_STEP, "the visitor's ACCEPTED line", |l| {
+            l.starts_with("ACCEPTED ") && l.contains(&format!("\"port\":{me}"))
+        })
+        .await;
+    assert!(line.contains("\"Hyco-Public\":\"tcp\""), "{line}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -700,6 +755,65 @@ async fn an_idle_visitor_is_reset_after_the_tunnel_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_visitor_mid_stream_rides_out_a_relay_shutdown_until_the_drain_timeout() {
+    let relay = TestRelay::start(settings()).await;
+    let (addr, drain) = (relay.addr, settings().limits.drain_timeout);
+    let target = Target::echo().await;
+    let (_listen, public) = listen_public(addr, "drain", &[target.spec()], &[""]).await;
+    let mut visitor = visit(public[0]).await;
+    let mut echo = [0; 6];
+    visitor.write_all(b"before").await.expect("write");
+    within("echo", visitor.read_exact(&mut echo)).await.expect("echo");
+    let stopping = Instant::now();
+    let stop = tokio::spawn(relay.stop());
+    // The port takes no one new, while the visitor inside goes on.
+    within("the port to close", async {
+        while TcpStream::connect(public[0]).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    visitor.write_all(b"during").await.expect("write");
+    within("echo while draining", visitor.read_exact(&mut echo)).await.expect("echo");
+    assert_eq!(&echo, b"during");
+    expect_reset(&mut visitor, "a visitor still there at the end of the drain").await;
+    assert!(stopping.elapsed() >= drain.mul_f32(0.8), "reset after {:?}", stopping.elapsed());
+    within("relay::run to return", stop).await.expect("stop task").expect("relay stops cleanly");
+}
+
+#[tokio::test]
+async fn a_visitor_beyond_the_connection_limit_is_reset_and_counted() {
+    let mut s = settings();
+    // The control channel, one visitor and its rendezvous.
+    s.limits.max_connections = 3;
+    s.public.prewarm = 0;
+    let relay = TestRelay::start(s).await;
+    let target = Target::echo().await;
+    let (_listen, public) = listen_public(relay.addr, "full", &[target.spec()], &[""]).await;
+    let mut first = visit(public[0]).await;
+    first.write_all(b"in").await.expect("write");
+    let mut echo = [0; 2];
+    within("echo", first.read_exact(&mut echo)).await.expect("echo");
+    let mut second = visit(public[0]).await;
+    expect_reset(&mut second, "a visitor over max_connections").await;
+    let counters = relay.metrics.public_counters(Proto::Tcp, public[0].port()).expect("open");
+    assert_eq!(counters.rejected(Unserved::ConnectionLimit), 1);
+    drop(first);
+    within("a slot again", async {
+        loop {
+            let mut visitor = visit(public[0]).await;
+            if let Ok(Ok(got)) = tokio::time::timeout(Duration::from_secs(1), round_trip(&mut visitor, b"again")).await
+                && got == b"again"
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_listener_without_prewarming_gets_a_rendezvous_per_visitor() {
     // A plain WebSocket listener: it picks no subprotocol, so every rendezvous it accepts
     // is already joined to its "target" (here the test, echoing).
@@ -714,6 +828,9 @@ async fn a_listener_without_prewarming_gets_a_rendezvous_per_visitor() {
     // The pool's first try: the relay sees no deferred start and lets it go (1000).
     let a = listener.next_accept().await;
     assert_eq!(a.connect_headers.get("Hyco-Public").map(String::as_str), Some("tcp"));
+    // The upgrade headers a sender's accept has (hyco-ws needs the key).
+    assert_eq!(a.connect_headers.get("Sec-WebSocket-Key").map(String::len), Some(24), "{:?}", a.connect_headers);
+    assert_eq!(a.connect_headers.get("Sec-WebSocket-Version").map(String::as_str), Some("13"));
     let mut stray = accept(relay.addr, &a, &[]).await;
     assert_eq!(next_close(&mut stray).await.0, 1000);
     for round in 0..2 {
