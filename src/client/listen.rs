@@ -675,6 +675,13 @@ fn permanent(e: &OpenError, hc: &str, client: &RelayClient) -> Option<anyhow::Er
         OpenError::Rejected { status: 401, text, .. } => {
             format!("{relay} refused the credentials (401 {text}); check the key name and key, or the token's expiry")
         }
+        // The relay's texts for a public port it will not open all say "public port".
+        OpenError::Rejected { status: 403, text, .. } if text.to_ascii_lowercase().contains("public port") => {
+            format!(
+                "{relay} refused the public ports asked for on {hc} (403 {text}); \
+                 run without --public, or ask the relay's operator"
+            )
+        }
         OpenError::Rejected { status: 403, text, .. } => {
             format!("{relay} refused to let this key listen on {hc} (403 {text}); use a key with the Listen right")
         }
