@@ -1115,3 +1115,23 @@ async fn metrics_count_visitors_bytes_both_ways_and_rejections_per_port() {
     assert_eq!(metric(&text, &format!("hyco_public_opened_total{{{labels}}}")), Some(2), "{text}");
     assert_eq!(metric(&text, &format!("hyco_public_active{{{labels}}}")), Some(0), "{text}");
 }
+
+#[tokio::test]
+async fn a_declared_port_that_cannot_be_bound_stops_serve_before_it_says_it_listens() {
+    let home = TempDir::new("public-declared-taken");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let config = home.path().join("relay.toml");
+    let text = format!(
+        "[[rules]]\nname = \"{KEY_NAME}\"\nkey = \"{KEY}\"\nrights = [\"Manage\"]\n\
+         [[hybrid_connections]]\nname = \"web\"\npublic_tcp = [\"127.0.0.1:{port}\"]\n"
+    );
+    std::fs::write(&config, text).expect("write the config");
+    let mut cmd = hyco(home.path());
+    cmd.args(["serve", "--no-profile", "--bind", "127.0.0.1:0", "--config"]).arg(&config);
+    let out = within("serve to stop", tokio::process::Command::from(cmd).output()).await.expect("serve runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(7), "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("cannot open public tcp port 127.0.0.1:{port}")), "{stderr}");
+    assert!(!stdout.contains("listening"), "nothing said before every port is bound: {stdout}");
+}
