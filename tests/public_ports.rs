@@ -1129,7 +1129,7 @@ async fn a_declared_port_that_cannot_be_bound_stops_serve_before_it_says_it_list
     std::fs::write(&config, text).expect("write the config");
     let mut cmd = hyco(home.path());
     cmd.args(["serve", "--no-profile", "--bind", "127.0.0.1:0", "--config"]).arg(&config);
-    let out = within("serve to stop", tokio::process::Command::from(cmd).output()).await.expect("serve runs");
+    let out = within("serve to stop", cmd.output()).await.expect("serve runs");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(7), "{stdout}{stderr}");
     assert!(stderr.contains(&format!("cannot open public tcp port 127.0.0.1:{port}")), "{stderr}");
