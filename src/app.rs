@@ -190,6 +190,9 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
         })?),
         None => None,
     };
+    let declared = relay::bind_declared(&settings).map_err(|e| {
+        failure(Kind::LocalPort, format!("{e:#}; free the port, or change it in the relay configuration"))
+    })?;
     let port = listener.local_addr()?.port();
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     let base = format!("{scheme}://{host}:{port}");
@@ -256,14 +259,14 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
         );
     }
     let Some(metrics_listener) = metrics_listener else {
-        return relay::run(listener, settings, tls, shutdown).await;
+        return relay::run_bound(listener, declared, settings, tls, shutdown, Arc::new(relay::Metrics::new())).await;
     };
     println!("Prometheus metrics on http://{}/metrics", metrics_listener.local_addr()?);
     let metrics = Arc::new(relay::Metrics::new());
     // Scrapes go on through the drain period and stop when the relay has.
     let stop_metrics = CancellationToken::new();
     let scrapes = tokio::spawn(relay::serve_metrics(metrics_listener, metrics.clone(), stop_metrics.clone()));
-    let result = relay::run_with_metrics(listener, settings, tls, shutdown, metrics).await;
+    let result = relay::run_bound(listener, declared, settings, tls, shutdown, metrics).await;
     stop_metrics.cancel();
     let _ = scrapes.await;
     result

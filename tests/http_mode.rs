@@ -435,3 +435,15 @@ async fn every_answer_form_of_the_official_listeners_is_understood() {
     l.send_text(format!(r#"{{"response":{{"requestId":"{}","statusCode":204,"body":false}}}}"#, r.id)).await;
     assert_eq!(within("the last answer", call).await.unwrap().status, 204);
 }
+
+#[tokio::test]
+async fn a_udp_target_is_no_http_server_and_says_so() {
+    let relay = TestRelay::start(settings()).await;
+    let mut ls = listen_settings("hc", &["dns=udp://127.0.0.1:9".to_owned()]);
+    ls.http = true;
+    let _listener = Listening::start(client(relay.addr), ls).await;
+    let tok = token("hc");
+    let reply = call(&relay, "GET", "/hc/dns/x", &[(TOKEN_HEADER, &tok)], Body::Empty).await;
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert!(reply.text().contains("is UDP: only a public UDP port reaches it"), "{}", reply.text());
+}

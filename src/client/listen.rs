@@ -1,5 +1,6 @@
 //! `hyco listen`: keeps control channels to the relay and bridges every accepted
-//! connection to a local TCP target.
+//! connection to a local TCP target (or a public UDP port's session to a UDP target,
+//! `datagram`).
 //!
 //! Each control channel renews its token at half its lifetime, pings the relay and
 //! treats silence as a dead channel, and reconnects with backoff (docs/protocol.md 5.6). A
@@ -24,9 +25,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::http::{self, ControlReply, HttpEnv};
 use super::pump::{self, LocalSide};
-use super::target::{TARGET_CONNECT_TIMEOUT, Targets, connect_target};
+use super::target::{TARGET_CONNECT_TIMEOUT, Targets, connect_target, is_udp};
 use super::tunnel::{GOODBYE_TIMEOUT, Tunnel, short_id};
-use super::{OpenError, RelayClient, prewarm};
+use super::{OpenError, RelayClient, datagram, prewarm};
 use crate::encoding::encode_component;
 use crate::error::{Kind, failure};
 use crate::protocol::{self, Accept, Action, HttpRequest, ListenerMessage, RelayMessage, RenewToken, close};
@@ -535,6 +536,28 @@ impl Ctx {
                     .find(|(k, _)| k.eq_ignore_ascii_case("Sec-WebSocket-Protocol"))
                     .map(|(_, v)| v.as_str())
                     .unwrap_or_default();
+                if let Some(text) = datagram::mismatch(&target, &accept) {
+                    force.run_until_cancelled(reject(&client, &accept, 400, &text)).await;
+                    return;
+                }
+                if is_udp(&target) {
+                    let socket = match force.run_until_cancelled(datagram::bind_target(&target)).await {
+                        None => return,
+                        Some(Ok(socket)) => socket,
+                        Some(Err((status, text))) => {
+                            force.run_until_cancelled(reject(&client, &accept, status, &text)).await;
+                            return;
+                        }
+                    };
+                    let deferred = prewarm::requested(offered).then_some(start_timeout);
+                    let protocol = deferred.map(|_| prewarm::DEFERRED);
+                    let opening = accept_rendezvous(&client, &accept, protocol);
+                    let Some(tunnel) = force.run_until_cancelled(opening).await.flatten() else { return };
+                    drop((accept, targets, client, suffix, permit));
+                    let what = format!("{from} -> {path} -> {target}");
+                    let session = datagram::Session { tunnel, socket, what: &what };
+                    return session.run(deferred, &stats, &shutdown, &force).await;
+                }
                 if prewarm::requested(offered) {
                     // The target is reached when the sender starts the tunnel.
                     let opening = accept_rendezvous(&client, &accept, Some(prewarm::DEFERRED));
@@ -651,6 +674,13 @@ fn permanent(e: &OpenError, hc: &str, client: &RelayClient) -> Option<anyhow::Er
     let message = match e {
         OpenError::Rejected { status: 401, text, .. } => {
             format!("{relay} refused the credentials (401 {text}); check the key name and key, or the token's expiry")
+        }
+        // The relay's texts for a public port it will not open all say "public port".
+        OpenError::Rejected { status: 403, text, .. } if text.to_ascii_lowercase().contains("public port") => {
+            format!(
+                "{relay} refused the public ports asked for on {hc} (403 {text}); \
+                 run without --public, or ask the relay's operator"
+            )
         }
         OpenError::Rejected { status: 403, text, .. } => {
             format!("{relay} refused to let this key listen on {hc} (403 {text}); use a key with the Listen right")

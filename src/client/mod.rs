@@ -5,6 +5,7 @@
 //! where a listener forwards to.
 
 pub mod connect;
+mod datagram;
 pub(crate) mod http;
 pub mod listen;
 pub mod prewarm;
@@ -254,9 +255,9 @@ pub(crate) enum RejectedBy {
 }
 
 /// Statuses a relay answers a WebSocket upgrade with on its own (docs/protocol.md 5.1,
-/// 6, and hyco's relay: 431 for a head too large, 503 when stopping or full, 504 when
-/// no listener accepts in time).
-const RELAY_STATUSES: [u16; 8] = [400, 401, 403, 404, 431, 500, 503, 504];
+/// 6, and hyco's relay: 409 for a public port or an HC name another HC has, 431 for a
+/// head too large, 503 when stopping or full, 504 when no listener accepts in time).
+const RELAY_STATUSES: [u16; 9] = [400, 401, 403, 404, 409, 431, 500, 503, 504];
 
 impl RejectedBy {
     /// Who sent a rejection with `status` and `text`, as far as the answer tells.
@@ -388,6 +389,8 @@ mod tests {
         assert_eq!(kind(RejectedBy::Relay, 403), Kind::Unauthorized);
         assert_eq!(kind(RejectedBy::Relay, 400), Kind::Config);
         assert_eq!(kind(RejectedBy::Relay, 503), Kind::Rejected);
+        // The relay's own 409 (a public port or a name another HC has): exit 9, not 8.
+        assert_eq!(kind(RejectedBy::of(409, relay), 409), Kind::Conflict);
     }
 
     fn relay(url: &str) -> RelayClient {

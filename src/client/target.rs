@@ -172,6 +172,9 @@ pub fn is_udp(target: &str) -> bool {
 /// Opens a listener's TCP connection to its `target`; a failure is the HTTP status and
 /// text to answer the sender with (502 refused or failed, 504 timed out).
 pub(super) async fn connect_target(target: &str, timeout: Duration) -> Result<TcpStream, (u16, String)> {
+    if is_udp(target) {
+        return Err((502, format!("The target {target} is UDP: only a public UDP port reaches it")));
+    }
     match tokio::time::timeout(timeout, crate::net::connect(target)).await {
         Ok(Ok(tcp)) => Ok(tcp),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {

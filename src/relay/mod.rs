@@ -37,6 +37,7 @@ use tracing::{Instrument, debug, info, info_span};
 
 pub use config::{DeclaredPort, HcSettings, Limits, PublicSettings, RelaySettings};
 pub use metrics::{Metrics, serve_metrics};
+pub use public::{DeclaredPorts, bind_declared};
 pub use rejection::Rejection;
 
 use self::admission::{Admission, Handshake};
@@ -118,6 +119,20 @@ pub async fn run_with_metrics(
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
+    let declared = bind_declared(&settings)?;
+    run_bound(listener, declared, settings, tls, shutdown, metrics).await
+}
+
+/// [`run_with_metrics`] with the operator's public ports bound already ([`bind_declared`]),
+/// so that a caller can say it is listening only once every port is.
+pub async fn run_bound(
+    listener: TcpListener,
+    declared: DeclaredPorts,
+    settings: RelaySettings,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
     let admission = Admission::new(&settings.limits);
     let relay_ip = listener.local_addr()?.ip();
     let relay = Arc::new(Relay {
@@ -131,9 +146,7 @@ pub async fn run_with_metrics(
         tls: tls.map(tokio_rustls::TlsAcceptor::from),
         metrics,
     });
-    for hc in settings.hcs.iter().filter(|h| !h.ports.is_empty()) {
-        relay.open_declared(&hc.name, &hc.ports)?;
-    }
+    relay.open_declared(declared)?;
     let tracker = relay.tasks.clone();
     while let Some((tcp, peer)) = crate::net::accept(&listener, &shutdown, "relay").await {
         let (permit, handshake) = match admission.admit(peer.ip()) {

@@ -21,6 +21,7 @@ use super::stream::RelayStream;
 use super::{Rejection, Relay, auth, splice};
 use crate::http1::{self, Request, header};
 use crate::protocol::{self, Accept, HcAddress, RelayMessage, RemoteEndpoint};
+use crate::public::HEADER_VISITOR;
 use crate::ws::handshake::{self, websocket_key};
 
 /// Room a listener's accept request needs besides the accept address: the request line's
@@ -247,11 +248,13 @@ fn unknown_address() -> Rejection {
     Rejection::new(403, Reason::BadAcceptAddress, "Rendezvous address unknown, used or expired")
 }
 
-/// The sender's headers as an accept carries them: all but its token, repeated names
-/// joined with `, `.
+/// The sender's headers as an accept carries them: all but its token and `Hyco-Public`
+/// (which only the relay sets, for a public port's visitor: docs/protocol.md 10.2),
+/// repeated names joined with `, `.
 fn connect_headers(req: &Request) -> BTreeMap<String, String> {
     let mut headers = BTreeMap::<String, String>::new();
-    for (n, v) in req.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case(protocol::TOKEN_HEADER)) {
+    let kept = |n: &str| !n.eq_ignore_ascii_case(protocol::TOKEN_HEADER) && !n.eq_ignore_ascii_case(HEADER_VISITOR);
+    for (n, v) in req.headers.iter().filter(|(n, _)| kept(n)) {
         headers.entry(n.clone()).and_modify(|old| *old = format!("{old}, {v}")).or_insert_with(|| v.clone());
     }
     headers

@@ -4,9 +4,11 @@
 //! The control channel uses tokio-tungstenite on top of [`handshake`]; tunnels use
 //! [`stream`], because tungstenite answers a Close frame at once, which would cut off the
 //! other direction of a half-closed tunnel. HTTP mode's rendezvous uses [`message`], whole
-//! messages over the same frame streams.
+//! messages over the same frame streams; a public UDP port's tunnel, [`datagram`], one
+//! datagram per message.
 
 pub mod chunk;
+pub mod datagram;
 pub mod frame;
 pub mod handshake;
 pub mod message;

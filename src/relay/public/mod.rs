@@ -203,6 +203,29 @@ impl Drop for Lease {
     }
 }
 
+/// The operator's public ports, bound (docs/protocol.md 10.2).
+pub struct DeclaredPorts(Vec<(String, DeclaredPort, Bound)>);
+
+/// Binds every port the configuration declares; an error names the one that cannot be
+/// bound (the relay does not start then).
+pub fn bind_declared(settings: &super::RelaySettings) -> anyhow::Result<DeclaredPorts> {
+    let mut bound = Vec::new();
+    for hc in &settings.hcs {
+        for d in &hc.ports {
+            let socket = Bound::bind(d.proto, d.addr).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open public {} port {} of hybrid connection {:?}: {e}",
+                    d.proto,
+                    d.addr,
+                    hc.name
+                )
+            })?;
+            bound.push((hc.name.clone(), d.clone(), socket));
+        }
+    }
+    Ok(DeclaredPorts(bound))
+}
+
 /// The `hyco-public` asks among a `listen` handshake's query parameters (still encoded).
 pub(super) fn asks(app_query: &[String]) -> Result<Vec<Ask>, Rejection> {
     let bad = |text: String| Rejection::new(400, Reason::BadRequest, text);
@@ -306,19 +329,16 @@ impl Relay {
         Ok(granted)
     }
 
-    /// Opens the operator's ports of `hc`; an error (a port that cannot be bound) stops the relay.
-    pub(super) fn open_declared(self: &Arc<Self>, hc: &str, declared: &[DeclaredPort]) -> anyhow::Result<()> {
-        for d in declared {
-            let bound = Bound::bind(d.proto, d.addr).map_err(|e| {
-                anyhow::anyhow!("cannot open public {} port {} of hybrid connection {hc:?}: {e}", d.proto, d.addr)
-            })?;
+    /// Serves the operator's ports, bound already ([`bind_declared`]).
+    pub(super) fn open_declared(self: &Arc<Self>, declared: DeclaredPorts) -> anyhow::Result<()> {
+        for (hc, d, bound) in declared.0 {
             let info = PortInfo {
-                hc: hc.to_owned(),
+                hc: hc.clone(),
                 target: d.target.clone(),
                 proto: d.proto,
                 addr: d.addr,
                 allow_from: d.allow_from.clone(),
-                counters: self.metrics.public_port(d.proto, d.addr.port(), hc),
+                counters: self.metrics.public_port(d.proto, d.addr.port(), &hc),
             };
             self.serve_port(info, bound, self.shutdown.child_token())?;
             info!(hc, "public {} port {} declared for target {:?}", d.proto, d.addr, d.target);

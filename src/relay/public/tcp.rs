@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +65,12 @@ impl Relay {
     pub(super) async fn meet_for_visitor(&self, port: &PortInfo, peer: SocketAddr) -> Option<ListenerEnd> {
         let tracking_id = protocol::new_guid();
         let mut headers = std::collections::BTreeMap::new();
+        // The upgrade headers a WebSocket sender's accept carries: Microsoft's hyco-ws
+        // listener rejects an accept without a key, and its rejection path throws (the
+        // listener process dies).
+        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+        headers.insert("Sec-WebSocket-Key".to_owned(), key);
+        headers.insert("Sec-WebSocket-Version".to_owned(), "13".to_owned());
         headers.insert(
             "Sec-WebSocket-Protocol".to_owned(),
             format!("{}, {}", protocol::PREWARM_IMMEDIATE, protocol::PREWARM_DEFERRED),
