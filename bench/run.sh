@@ -5,8 +5,8 @@
 # UDP through hyco's public port against rathole's UDP forwarding. Not part of `cargo test`;
 # see README "Benchmark".
 #
-#   bash bench/run.sh            # ~11 minutes (installing the peers first: ~18 more); writes bench/RESULTS.md
-#   BENCH_HYCO_BASE=/path/to/previous/hyco bash bench/run.sh   # ~14 minutes: adds "hyco base"
+#   bash bench/run.sh            # ~9 minutes (installing the peers first: ~18 more); writes bench/RESULTS.md
+#   BENCH_HYCO_BASE=/path/to/previous/hyco bash bench/run.sh   # ~12 minutes: adds "hyco base"
 #
 # Knobs (environment): BENCH_SECS (iperf3 seconds per run, 5), BENCH_ROUNDS (throughput
 # rounds, tools interleaved, median kept, 3), BENCH_LATENCY_N (connections, 1000),
