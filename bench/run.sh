@@ -535,6 +535,7 @@ udp_rows() { # the UDP table
   local rate t names="" rules="" cells offered
   for t in "${UDP_TOOLS[@]}"; do names+=" ${LABEL[$t]} |" rules+=" --- |"; done
   for t in "${PUBLICS[@]}"; do names+=" ${LABEL[$t]} / best rathole |" rules+=" --- |"; done
+  ((${#PUBLICS[@]} == 2)) && names+=" hyco public / hyco base public |" rules+=" --- |"
   printf '| offered rate (iperf3 -u -l %s) |%s\n| --- |%s\n' "$UDP_LEN" "$names" "$rules"
   for rate in "${UDP_RATES[@]}"; do
     offered=$(awk -v r="$rate" -v l="$UDP_LEN" 'BEGIN {
@@ -549,6 +550,7 @@ udp_rows() { # the UDP table
       fi
     done
     for t in "${PUBLICS[@]}"; do cells+=" $(ratio "${R[$t,udp_$rate]:-}" "$(best_udp "udp_$rate")") |"; done
+    ((${#PUBLICS[@]} == 2)) && cells+=" $(ratio "${R[hyco-public,udp_$rate]:-}" "${R[hyco-base-public,udp_$rate]:-}") |"
     printf '| %s (%s pkt/s) |%s\n' "$rate" "$offered" "$cells"
   done
 }
