@@ -37,6 +37,9 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 /// The longest a pool waits to try again after failing to open a rendezvous, unless a
 /// listener joins first.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// The longest the relay spends sending a listener's end its Close: a listener that
+/// stopped reading does not hold the task.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 type WsRead = ReadPart<tokio_rustls::server::TlsStream<TcpStream>>;
 type WsWrite = WritePart<tokio_rustls::server::TlsStream<TcpStream>>;
@@ -54,8 +57,7 @@ pub(super) struct ListenerEnd {
 impl ListenerEnd {
     pub(super) async fn goodbye(&mut self, code: u16, reason: &str) {
         let _ =
-            tokio::time::timeout(Duration::from_secs(2), self.writer.send_close(Some(&CloseFrame::new(code, reason))))
-                .await;
+            tokio::time::timeout(GOODBYE_TIMEOUT, self.writer.send_close(Some(&CloseFrame::new(code, reason)))).await;
     }
 }
 
