@@ -21,6 +21,7 @@ mod public;
 mod registry;
 mod rejection;
 mod rendezvous;
+mod runtime_info;
 mod splice;
 mod stream;
 pub mod tls;

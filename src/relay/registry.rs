@@ -97,6 +97,14 @@ pub(super) enum Unavailable {
     PendingLimit,
 }
 
+/// An HC as its runtime information describes it.
+pub(super) struct HcInfo {
+    pub(super) listeners: usize,
+    pub(super) requires_client_authorization: bool,
+    /// Unix seconds.
+    pub(super) created: u64,
+}
+
 /// A listener's control channel, as a waiting sender or request sees it.
 #[derive(Clone)]
 pub(super) struct Listener {
@@ -157,11 +165,13 @@ struct Hc {
     listeners: Vec<Listener>,
     /// On this node: its rendezvous waiting for a listener.
     pending: usize,
+    /// When the relay made it (Unix seconds): at start for a configured HC.
+    created: u64,
 }
 
 impl Hc {
     fn new(settings: HcSettings, auto: bool) -> Self {
-        Self { settings, auto, emptied: 0, listeners: Vec::new(), pending: 0 }
+        Self { settings, auto, emptied: 0, listeners: Vec::new(), pending: 0, created: protocol::unix_now() }
     }
 
     /// Whether nobody uses the HC: no listener, nothing waiting.
@@ -258,6 +268,20 @@ impl Registry {
             let name = segments[..n].join("/");
             state.hcs.contains_key(&name).then(|| (name, segments[n..].join("/")))
         })
+    }
+
+    /// What an HC's runtime information tells (docs/protocol.md 7.1), if the relay has it.
+    pub(super) fn hc_info(&self, hc: &str) -> Option<HcInfo> {
+        self.state().hcs.get(hc).map(|h| HcInfo {
+            listeners: h.listeners.len(),
+            requires_client_authorization: h.settings.requires_client_authorization,
+            created: h.created,
+        })
+    }
+
+    /// Checks `token` for `need` on `hc` itself.
+    pub(super) fn check_right(&self, hc: &str, need: Right, token: Option<&str>) -> Result<Grant, Rejection> {
+        self.check(hc, hc, need, token)
     }
 
     /// Checks a listener's token: Listen on `hc`.
