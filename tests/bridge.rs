@@ -179,6 +179,21 @@ async fn half_close_keeps_the_answer_coming() {
     assert_eq!(bound.stats.failed.load(Ordering::Relaxed), 0, "a half-closed tunnel is a clean end");
 }
 
+#[tokio::test]
+async fn hc_names_compare_without_case_as_on_azure() {
+    let relay = TestRelay::start(settings()).await;
+    let target = Target::upper_after_eof().await;
+    let _listening = Listening::start(client(relay.addr), listen_settings("Mixed", &[target.spec()])).await;
+    let bound = Bound::start(client(relay.addr), "mIXED", None).await;
+    let mut tcp = bound.connect().await;
+    let (mut r, mut w) = tcp.split();
+    within("send", w.write_all(b"case")).await.expect("write");
+    within("half-close", w.shutdown()).await.expect("shutdown write");
+    let mut answer = Vec::new();
+    within("the answer", r.read_to_end(&mut answer)).await.expect("read");
+    assert_eq!(answer, b"CASE");
+}
+
 // ---------------------------------------------------------------------------------------
 // Refusals
 

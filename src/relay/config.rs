@@ -255,7 +255,10 @@ impl RelaySettings {
             if hc.name.len() > MAX_HC_NAME_BYTES {
                 bail!("hybrid connection name {:?} is longer than {MAX_HC_NAME_BYTES} bytes", hc.name);
             }
-            if hcs.iter().any(|h: &HcSettings| h.name == hc.name) {
+            if hcs
+                .iter()
+                .any(|h: &HcSettings| crate::protocol::name_key(&h.name) == crate::protocol::name_key(&hc.name))
+            {
                 bail!("hybrid connection {:?} declared twice", hc.name);
             }
             let ports = hc.declared_ports().with_context(|| format!("hybrid connection {:?}", hc.name))?;
