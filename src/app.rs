@@ -321,7 +321,8 @@ pub(crate) fn resolve_client(args: &CredentialArgs) -> anyhow::Result<(RelayClie
 }
 
 async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (client, _) = resolve_client(&args.credentials)?;
+    let (mut client, _) = resolve_client(&args.credentials)?;
+    client.keepalive = keepalive(args.keepalive);
     let targets = Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?;
     let mut settings = ListenSettings::new(args.hc.trim_matches('/'), targets);
     settings.connections = usize::from(args.connections);
@@ -342,8 +343,14 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     listen::run(client, settings, stats, shutdown).await
 }
 
+/// `--keepalive SECS`: 0 is never.
+fn keepalive(secs: u64) -> Option<std::time::Duration> {
+    (secs > 0).then(|| std::time::Duration::from_secs(secs))
+}
+
 async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (client, _) = resolve_client(&args.credentials)?;
+    let (mut client, _) = resolve_client(&args.credentials)?;
+    client.keepalive = keepalive(args.keepalive);
     raise_open_file_limit();
     let settings = match &args.target {
         Some(name) => ConnectSettings { hc: args.hc.trim_matches('/').to_owned(), suffix: Some(name.clone()) },

@@ -331,6 +331,11 @@ pub struct ListenArgs {
     /// a reconnect. Repeatable. Azure Relay has no public ports.
     #[arg(long, value_name = "[NAME=]PORT", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
     pub public: Vec<String>,
+    /// Seconds a tunnel may stay silent before hyco pings through it, so that relays and
+    /// firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about
+    /// 4 minutes); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_KEEPALIVE_SECS)]
+    pub keepalive: u64,
     /// When the relay cannot be reached at startup, retry with backoff instead of exiting
     /// (exit code 4): for a service that may start before the network is up. Rejected
     /// credentials and a missing hybrid connection still exit.
@@ -361,10 +366,16 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PREWARM, conflicts_with = "stdio",
           value_parser = clap::value_parser!(u8).range(0..=MAX_PREWARM))]
     pub prewarm: u8,
+    /// Seconds a tunnel may stay silent before hyco pings through it, so that relays and
+    /// firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about
+    /// 4 minutes); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_KEEPALIVE_SECS)]
+    pub keepalive: u64,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }
 
+const DEFAULT_KEEPALIVE_SECS: u64 = crate::ws::pump::DEFAULT_KEEPALIVE.as_secs();
 const DEFAULT_PREWARM: u8 = crate::client::prewarm::DEFAULT_TUNNELS as u8;
 const MAX_PREWARM: i64 = crate::client::prewarm::MAX_TUNNELS as i64;
 

@@ -601,7 +601,7 @@ impl Ctx {
 async fn accept_rendezvous(client: &RelayClient, accept: &Accept, protocol: Option<&str>) -> Option<Tunnel> {
     let headers: Vec<_> = protocol.map(|p| ("Sec-WebSocket-Protocol".to_owned(), p.to_owned())).into_iter().collect();
     match client.open_rendezvous(&accept.address, &headers).await {
-        Ok(super::Opened { stream, initial, .. }) => Some(Tunnel::new(stream, &initial)),
+        Ok(super::Opened { stream, initial, .. }) => Some(Tunnel::new(stream, &initial).keepalive(client.keepalive)),
         Err(e) => {
             warn!("accepting failed: {e}");
             None

@@ -43,6 +43,8 @@ pub struct RelayClient {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Lifetime of the tokens this client mints.
     pub token_ttl: Duration,
+    /// How long a tunnel end stays silent before it pings (`--keepalive`; `None`: never).
+    pub keepalive: Option<Duration>,
 }
 
 impl fmt::Debug for RelayClient {
@@ -60,7 +62,13 @@ impl RelayClient {
             None if endpoint.secure => Some(tls::system_roots()?),
             None => None,
         };
-        Ok(Self { endpoint, credential, tls, token_ttl: protocol::DEFAULT_TOKEN_TTL })
+        Ok(Self {
+            endpoint,
+            credential,
+            tls,
+            token_ttl: protocol::DEFAULT_TOKEN_TTL,
+            keepalive: Some(crate::ws::pump::DEFAULT_KEEPALIVE),
+        })
     }
 
     /// The token to present for `hc`: minted from a key (with its expiry), or the given
@@ -400,6 +408,7 @@ mod tests {
             credential: Credential::None,
             tls: None,
             token_ttl: protocol::DEFAULT_TOKEN_TTL,
+            keepalive: Some(crate::ws::pump::DEFAULT_KEEPALIVE),
         }
     }
 
