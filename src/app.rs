@@ -311,19 +311,24 @@ fn write_profile(name: &str, base: &str, key_name: &str, key: &Secret, pin: Opti
     Ok(())
 }
 
-/// Resolves the relay and credential from flags, environment and profiles.
-pub(crate) fn resolve_client(args: &CredentialArgs) -> anyhow::Result<(RelayClient, Option<String>)> {
+/// Resolves the relay and credential from flags, environment and profiles, and with
+/// `choose` the hybrid connection (the HC argument or the credential's `EntityPath`).
+pub(crate) fn resolve_client<T>(
+    args: &CredentialArgs,
+    choose: impl FnOnce(&credentials::Resolved) -> Result<T, credentials::HcError>,
+) -> anyhow::Result<(RelayClient, T)> {
     let resolved = credentials::resolve_relay(args)?;
+    let chosen = choose(&resolved).map_err(|e| failure(Kind::Config, e.to_string()))?;
     info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
     let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())
         .map_err(|e| config_failure(e, "check the TLS settings"))?;
-    Ok((client, resolved.entity_path))
+    Ok((client, chosen))
 }
 
 async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (client, _) = resolve_client(&args.credentials)?;
+    let (client, hc) = resolve_client(&args.credentials, |r| credentials::choose_hc(args.hc.as_deref(), r))?;
     let targets = Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?;
-    let mut settings = ListenSettings::new(args.hc.trim_matches('/'), targets);
+    let mut settings = ListenSettings::new(hc, targets);
     settings.connections = usize::from(args.connections);
     settings.http = args.http;
     if args.http {
@@ -343,12 +348,11 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
 }
 
 async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (client, _) = resolve_client(&args.credentials)?;
+    let (client, (hc, suffix)) = resolve_client(&args.credentials, |r| {
+        credentials::choose_connect(args.hc.as_deref(), args.target.as_deref(), r)
+    })?;
     raise_open_file_limit();
-    let settings = match &args.target {
-        Some(name) => ConnectSettings { hc: args.hc.trim_matches('/').to_owned(), suffix: Some(name.clone()) },
-        None => ConnectSettings::parse(&args.hc, 1).map_err(|e| failure(Kind::Config, e.to_string()))?,
-    };
+    let settings = ConnectSettings { hc, suffix };
     if args.stdio {
         return connect::run_stdio(client, settings, stats, shutdown).await;
     }

@@ -185,8 +185,9 @@ pub enum TokenRights {
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// Hybrid connection the token is for (its audience).
-    pub hc: String,
+    /// Hybrid connection the token is for (its audience); default: the connection
+    /// string's EntityPath.
+    pub hc: Option<String>,
     /// Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub ttl: std::time::Duration,
@@ -301,8 +302,8 @@ pub struct CredentialArgs {
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Hybrid connection name.
-    pub hc: String,
+    /// Hybrid connection name; default: the connection string's EntityPath.
+    pub hc: Option<String>,
     /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or
     /// `name=host:port` chosen by the sender's path (`hyco connect HC/name`);
     /// `udp://host:port` for a public UDP port (--public). Repeatable.
@@ -343,8 +344,9 @@ pub struct ListenArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["bind", "stdio"])))]
 pub struct ConnectArgs {
-    /// Hybrid connection, optionally with a target name: `HC` or `HC/NAME`.
-    pub hc: String,
+    /// Hybrid connection, optionally with a target name: `HC` or `HC/NAME`; default: the
+    /// connection string's EntityPath.
+    pub hc: Option<String>,
     /// Take the whole of HC as the hybrid connection name (for names holding `/`) and
     /// use this target name.
     #[arg(long, value_name = "NAME")]
