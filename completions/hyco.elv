@@ -87,7 +87,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;connect'= {
             cand --target 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name'
             cand --bind 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`'
-            cand --prewarm 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off'
+            cand --prewarm 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off. Default: 8, and 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is unverified'
             cand --profile 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)'
             cand --connection-string 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users'
             cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'

@@ -357,7 +357,11 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
         return connect::run_stdio(client, settings, stats, shutdown).await;
     }
     let Some(bind) = &args.bind else { bail!("give --bind PORT or --stdio") };
-    let prewarm = Prewarm { tunnels: usize::from(args.prewarm), ..Prewarm::default() };
+    let tunnels = prewarm_tunnels(args.prewarm, &client.endpoint);
+    if args.prewarm.is_none() && tunnels == 0 {
+        info!("prewarming is off against Azure Relay (--prewarm N turns it on)");
+    }
+    let prewarm = Prewarm { tunnels, ..Prewarm::default() };
     let addr = crate::cli::parse_bind(bind).map_err(|e| failure(Kind::Config, e.to_string()))?;
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with --bind"))
@@ -373,6 +377,18 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     eprintln!("hyco: {addr} -> {label}");
     stats.show();
     connect::run_checked(client, settings, prewarm, checked, listener, stats, shutdown).await
+}
+
+/// How many tunnels `connect --bind` keeps prewarmed: `--prewarm N` when given; else none
+/// against Azure Relay, where prewarming rests on what is not verified there (that the
+/// relay returns the listener's chosen subprotocol and passes an empty binary frame) and
+/// keeps that many connections churning per connector; else the default.
+fn prewarm_tunnels(flag: Option<u8>, endpoint: &crate::connstr::Endpoint) -> usize {
+    match flag {
+        Some(n) => usize::from(n),
+        None if endpoint.azure_domain().is_some() => 0,
+        None => crate::client::prewarm::DEFAULT_TUNNELS,
+    }
 }
 
 /// The public URL HTTP callers use for `hc` on the relay at `endpoint`: `https://` for a
@@ -488,6 +504,20 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
 mod tests {
     use super::*;
     use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn prewarming_is_off_by_default_against_azure_only() {
+        use crate::client::prewarm::DEFAULT_TUNNELS;
+        let ep = |url: &str| crate::connstr::parse_endpoint(url, false).unwrap();
+        for azure in ["sb://contoso.servicebus.windows.net", "sb://x.servicebus.chinacloudapi.cn"] {
+            assert_eq!(prewarm_tunnels(None, &ep(azure)), 0, "{azure}");
+            assert_eq!(prewarm_tunnels(Some(4), &ep(azure)), 4, "{azure}: --prewarm turns it on");
+        }
+        for other in ["ws://127.0.0.1:9400", "wss://relay.example.net", "sb://servicebus.windows.net.evil.net"] {
+            assert_eq!(prewarm_tunnels(None, &ep(other)), DEFAULT_TUNNELS, "{other}");
+            assert_eq!(prewarm_tunnels(Some(0), &ep(other)), 0, "{other}");
+        }
+    }
 
     #[test]
     fn the_log_filter_is_the_users_and_the_cap_holds_whatever_it_says() {

@@ -359,15 +359,16 @@ pub struct ConnectArgs {
     pub stdio: bool,
     /// With --bind: tunnels to keep open ahead of need, so that a new connection does not
     /// wait for the rendezvous (0 turns this off). A hyco listener reaches the target only
-    /// when a tunnel is used; with another listener this turns itself off.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_PREWARM, conflicts_with = "stdio",
+    /// when a tunnel is used; with another listener this turns itself off. Default: 8, and
+    /// 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is
+    /// unverified.
+    #[arg(long, value_name = "N", conflicts_with = "stdio",
           value_parser = clap::value_parser!(u8).range(0..=MAX_PREWARM))]
-    pub prewarm: u8,
+    pub prewarm: Option<u8>,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }
 
-const DEFAULT_PREWARM: u8 = crate::client::prewarm::DEFAULT_TUNNELS as u8;
 const MAX_PREWARM: i64 = crate::client::prewarm::MAX_TUNNELS as i64;
 
 /// Parses an address to bind, the same for every `--bind` (and `--metrics`): `PORT`
@@ -439,6 +440,8 @@ mod tests {
         }
         let connect = |n: &str| parse(&["connect", "hc", "--bind", "9000", "--prewarm", n]);
         assert!(connect(&MAX_PREWARM.to_string()).is_ok());
+        let Command::Connect(args) = parse(&["connect", "hc", "--bind", "9000"]).unwrap().command else { panic!() };
+        assert_eq!(args.prewarm, None, "not given: the relay decides the default");
         assert!(connect(&(MAX_PREWARM + 1).to_string()).is_err());
         assert!(parse(&["connect", "hc", "--stdio", "--prewarm", "2"]).is_err(), "prewarming is for --bind");
     }
