@@ -71,7 +71,7 @@ json\t''"
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l http -d 'Also answer plain HTTP requests for the hybrid connection (`https://relay/HC/…`) by calling the target over HTTP/1.1, with `/HC` taken off the path. WebSocket senders keep reaching the same target. Without it, HTTP requests get 501'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l keep-path-prefix -d 'With --http: pass the path on as the client sent it, `/HC` included'
-complete -c hyco -n "__fish_hyco_using_subcommand listen" -l wait-for-relay -d 'When the relay cannot be reached at startup, retry with backoff instead of exiting (exit code 4): for a service that may start before the network is up. Rejected credentials and a missing hybrid connection still exit'
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l wait-for-relay -d 'When the relay cannot be reached at startup, retry with backoff instead of exiting (exit code 4): for a service that may start before the network is up. Rejected credentials and a missing hybrid connection still exit at startup (once online, the listener retries through them)'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'

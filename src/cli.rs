@@ -334,7 +334,8 @@ pub struct ListenArgs {
     pub public: Vec<String>,
     /// When the relay cannot be reached at startup, retry with backoff instead of exiting
     /// (exit code 4): for a service that may start before the network is up. Rejected
-    /// credentials and a missing hybrid connection still exit.
+    /// credentials and a missing hybrid connection still exit at startup (once online, the
+    /// listener retries through them).
     #[arg(long)]
     pub wait_for_relay: bool,
     #[command(flatten)]

@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::bridge::*;
 use common::*;
@@ -110,4 +111,65 @@ async fn an_endpoint_path_resolves_against_entity_path_or_says_what_to_write() {
     let (code, stderr) = run(hyco_with(home.path(), &cs, &["listen", "hc", "--to", "9"])).await;
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("EntityPath=team/ssh"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A.7: rejections at first start and once online
+
+#[tokio::test]
+async fn a_403_for_the_listener_limit_at_first_start_exits_naming_the_limit() {
+    let mut settings = settings();
+    settings.limits.max_listeners_per_hc = 1;
+    let relay = TestRelay::start(settings).await;
+    let home = TempDir::new("listener-limit");
+    let target = Target::echo().await;
+    let endpoint = relay.base();
+    let listen = |home: &Path| {
+        let mut cmd = hyco(home);
+        cmd.args(["listen", "hc", "--to", &target.spec()]).args(key_flags(&endpoint, KEY));
+        cmd
+    };
+    let first = Proc::spawn(listen(home.path()));
+    listening(&first, "hc").await;
+    let (code, stderr) = run(listen(home.path())).await;
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("reached a limit for hc") && stderr.contains("Listener limit of 1"), "{stderr}");
+    assert!(!stderr.contains("Listen right"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_listener_that_was_online_retries_through_a_401_and_comes_back() {
+    let home = TempDir::new("retry-401");
+    let other = TempDir::new("retry-401-other");
+    let mut serve = ServeProc::start(home.path()).await;
+    let (addr, key) = (serve.addr, serve.key.clone());
+    let target = Target::echo().await;
+    let endpoint = format!("ws://{addr}");
+    let mut cmd = hyco(home.path());
+    cmd.args(["listen", "hc", "--to", &target.spec()]).args(key_flags(&endpoint, &key));
+    let mut listen = Proc::spawn(cmd);
+    listening(&listen, "hc").await;
+
+    // The relay comes back with another key: this listener's key is refused now.
+    serve.proc.terminate().await;
+    let mut rotated = ServeProc::restart_on(other.path(), addr).await;
+    assert_ne!(rotated.key, key);
+    let line = listen
+        .stderr
+        .wait_for(Duration::from_secs(20), "the 401 logged", |l| l.contains("401") && l.contains("retrying"))
+        .await;
+    assert!(line.contains("refused the credentials"), "{line}");
+    assert!(listen.child.try_wait().expect("try_wait").is_none(), "still running\n{}", report(&listen));
+
+    // The key is good again: the listener is back online by itself.
+    rotated.proc.terminate().await;
+    let _serve = ServeProc::restart_on(home.path(), addr).await;
+    within_for(Duration::from_secs(30), "the listener back online", async {
+        while listen.stderr.text().matches(" listening").count() < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(listen.child.try_wait().expect("try_wait").is_none(), "{}", report(&listen));
+    listen.terminate().await;
 }
