@@ -75,7 +75,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand --http 'Also answer plain HTTP requests for the hybrid connection (`https://relay/HC/…`) by calling the target over HTTP/1.1, with `/HC` taken off the path. WebSocket senders keep reaching the same target. Without it, HTTP requests get 501'
             cand --keep-path-prefix 'With --http: pass the path on as the client sent it, `/HC` included'
-            cand --wait-for-relay 'When the relay cannot be reached at startup, retry with backoff instead of exiting (exit code 4): for a service that may start before the network is up. Rejected credentials and a missing hybrid connection still exit'
+            cand --wait-for-relay 'When the relay cannot be reached at startup, retry with backoff instead of exiting (exit code 4): for a service that may start before the network is up. Rejected credentials and a missing hybrid connection still exit at startup (once online, the listener retries through them)'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
             cand -q 'Only errors'
@@ -88,7 +88,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;connect'= {
             cand --target 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name'
             cand --bind 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`'
-            cand --prewarm 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off'
+            cand --prewarm 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off. Default: 8, and 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is unverified'
             cand --keepalive 'Seconds a tunnel may stay silent before hyco pings through it, so that relays and firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about 4 minutes); 0: never'
             cand --profile 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)'
             cand --connection-string 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users'
