@@ -342,6 +342,7 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     settings.keep_path_prefix = args.keep_path_prefix;
     settings.max_rendezvous = usize::from(args.max_rendezvous);
     settings.wait_for_relay = args.wait_for_relay;
+    settings.azbridge = args.azbridge;
     settings.public = settings.targets.public_asks(&args.public).map_err(|e| failure(Kind::Config, e.to_string()))?;
     raise_open_file_limit();
     stats.show();
@@ -359,13 +360,14 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     })?;
     client.keepalive = keepalive(args.keepalive);
     raise_open_file_limit();
-    let settings = ConnectSettings { hc, suffix };
+    let settings = ConnectSettings { hc, suffix, azbridge: args.azbridge_port.clone() };
     if args.stdio {
         return connect::run_stdio(client, settings, stats, shutdown).await;
     }
     let Some(bind) = &args.bind else { bail!("give --bind PORT or --stdio") };
-    let tunnels = prewarm_tunnels(args.prewarm, &client.endpoint);
-    if args.prewarm.is_none() && tunnels == 0 {
+    // An azbridge listener answers a preamble per tunnel, never a deferred start.
+    let tunnels = if settings.azbridge.is_some() { 0 } else { prewarm_tunnels(args.prewarm, &client.endpoint) };
+    if args.prewarm.is_none() && tunnels == 0 && settings.azbridge.is_none() {
         info!("prewarming is off against Azure Relay (--prewarm N turns it on)");
     }
     let prewarm = Prewarm { tunnels, ..Prewarm::default() };
@@ -474,7 +476,7 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
     // After the listener is online, so that the first prewarmed tunnel finds it.
     tasks.spawn(connect::run_bind(
         client,
-        ConnectSettings { hc: "demo".into(), suffix: None },
+        ConnectSettings { hc: "demo".into(), suffix: None, azbridge: None },
         Prewarm::default(),
         local,
         stats.clone(),

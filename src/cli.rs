@@ -337,6 +337,11 @@ pub struct ListenArgs {
     /// 4 minutes); 0: never.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_KEEPALIVE_SECS)]
     pub keepalive: u64,
+    /// Senders are azbridge (Azure Relay Bridge `-L`): read each one's preamble, pick the
+    /// target by its port name (`--to NAME=…`; with one target, any port number), and
+    /// answer it as an azbridge listener does.
+    #[arg(long)]
+    pub azbridge: bool,
     /// When the relay cannot be reached at startup, retry with backoff instead of exiting
     /// (exit code 4): for a service that may start before the network is up. Rejected
     /// credentials and a missing hybrid connection still exit at startup (once online, the
@@ -376,6 +381,11 @@ pub struct ConnectArgs {
     /// 4 minutes); 0: never.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_KEEPALIVE_SECS)]
     pub keepalive: u64,
+    /// The listener is azbridge (Azure Relay Bridge `-T`): start each tunnel with its
+    /// preamble for this port name (its `-T` name, by default the target's port number).
+    /// No prewarming.
+    #[arg(long, value_name = "NAME")]
+    pub azbridge_port: Option<String>,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }

@@ -203,7 +203,7 @@ async fn a_refused_target_is_a_502_for_the_sender_and_a_reset_locally() {
     let dead = closed_port().await;
     let _listening = Listening::start(client(relay.addr), listen_settings("hc", &[dead.to_string()])).await;
 
-    let settings = ConnectSettings { hc: "hc".into(), suffix: None };
+    let settings = ConnectSettings { hc: "hc".into(), suffix: None, azbridge: None };
     let err = within("open_sender", open_sender(&client(relay.addr), &settings)).await.err().expect("refused");
     let text = format!("{err:#}");
     assert!(text.contains("502") && text.contains("refused"), "{text}");
@@ -224,12 +224,12 @@ async fn an_unknown_target_name_is_a_404() {
     let to = [format!("a={}", target.spec())];
     let _listening = Listening::start(client(relay.addr), listen_settings("hc", &to)).await;
 
-    let settings = ConnectSettings { hc: "hc".into(), suffix: Some("other".into()) };
+    let settings = ConnectSettings { hc: "hc".into(), suffix: Some("other".into()), azbridge: None };
     let err = within("open_sender", open_sender(&client(relay.addr), &settings)).await.err().expect("refused");
     let text = format!("{err:#}");
     assert!(text.contains("404") && text.contains("No target named 'other'"), "{text}");
     // The name the listener does have still works.
-    let settings = ConnectSettings { hc: "hc".into(), suffix: Some("a".into()) };
+    let settings = ConnectSettings { hc: "hc".into(), suffix: Some("a".into()), azbridge: None };
     within("open_sender to a", open_sender(&client(relay.addr), &settings)).await.expect("target a");
 }
 

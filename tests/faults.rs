@@ -190,7 +190,7 @@ async fn a_killed_listener_is_an_error_for_its_sender_and_404_until_it_is_back()
 
     // The relay forgets the listener as soon as its connection drops; a sender that raced
     // the drop could wait out the accept window (504), any later one gets 404 at once.
-    let settings = ConnectSettings { hc: "hc".into(), suffix: None };
+    let settings = ConnectSettings { hc: "hc".into(), suffix: None, azbridge: None };
     let sending = client(relay.addr);
     let sender = || open_sender(&sending, &settings);
     let mut answers = Vec::new();
@@ -252,7 +252,7 @@ async fn a_target_that_never_accepts_is_a_504_after_the_target_connect_timeout()
     let _listening = Listening::start(client(relay.addr), ls).await;
 
     let started = Instant::now();
-    let settings = ConnectSettings { hc: "hc".into(), suffix: Some("hole".into()) };
+    let settings = ConnectSettings { hc: "hc".into(), suffix: Some("hole".into()), azbridge: None };
     let err = within("open_sender", open_sender(&client(relay.addr), &settings)).await.err().expect("refused");
     let took = started.elapsed();
     let text = format!("{err:#}");

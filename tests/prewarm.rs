@@ -190,7 +190,7 @@ async fn a_listener_closes_a_tunnel_that_is_never_started() {
     listen.prewarm_start_timeout = Duration::from_millis(400);
     let _listening = Listening::start(client(relay.addr), listen).await;
 
-    let settings = ConnectSettings { hc: "hc".into(), suffix: None };
+    let settings = ConnectSettings { hc: "hc".into(), suffix: None, azbridge: None };
     let opened =
         within("a deferred tunnel", open_sender_with(&client(relay.addr), &settings, "id-1", &[prewarm::offer()]))
             .await

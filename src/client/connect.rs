@@ -33,6 +33,9 @@ pub struct ConnectSettings {
     pub hc: String,
     /// The path suffix after the HC name (`ssh` in `myhc/ssh`).
     pub suffix: Option<String>,
+    /// The listener is an azbridge (`-T`): each tunnel starts with its preamble for this
+    /// port name (`--azbridge-port`, docs/protocol.md 10.3).
+    pub azbridge: Option<String>,
 }
 
 impl ConnectSettings {
@@ -44,7 +47,8 @@ impl ConnectSettings {
             anyhow::bail!("{spec:?} does not name a hybrid connection");
         }
         let suffix = segments[hc_segments..].join("/");
-        Ok(Self { hc: segments[..hc_segments].join("/"), suffix: (!suffix.is_empty()).then_some(suffix) })
+        let hc = segments[..hc_segments].join("/");
+        Ok(Self { hc, suffix: (!suffix.is_empty()).then_some(suffix), azbridge: None })
     }
 
     /// `hc` or `hc/name`: what the connector reaches, as every line about it says.
@@ -325,7 +329,14 @@ fn on_demand(
                 debug!("tunnel open");
                 let what = format!("{peer} -> {}", settings.label());
                 // A tunnel may live for days: let go of what only the rendezvous needed.
-                let tunnel = Tunnel::new(stream, &initial).keepalive(client.keepalive);
+                let mut tunnel = Tunnel::new(stream, &initial).keepalive(client.keepalive);
+                if let Some(port) = &settings.azbridge
+                    && let Err(why) = super::azbridge::greet(&mut tunnel, port).await
+                {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    warn!("{what}: {why}");
+                    return crate::net::reset(tcp);
+                }
                 drop((response, initial, client, settings, presence));
                 pump::pump_tcp(tcp, tunnel, Tally::new(stats), LocalSide::Client, &what, &force).await;
             }
@@ -367,7 +378,10 @@ pub async fn run_stdio(
         let opened = open_sender_as(&client, &settings, &id).await?;
         debug!("tunnel open");
         let tally = Tally::new(stats.clone());
-        let tunnel = Tunnel::new(opened.stream, &opened.initial).keepalive(client.keepalive);
+        let mut tunnel = Tunnel::new(opened.stream, &opened.initial).keepalive(client.keepalive);
+        if let Some(port) = &settings.azbridge {
+            super::azbridge::greet(&mut tunnel, port).await.map_err(|why| failure(Kind::Rejected, why))?;
+        }
         let force = CancellationToken::new();
         let deadline = async {
             shutdown.cancelled().await;

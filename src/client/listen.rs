@@ -88,6 +88,8 @@ pub struct ListenSettings {
     pub max_rendezvous: usize,
     /// Public ports to ask the relay for (`--public`, docs/protocol.md 10.2).
     pub public: Vec<Ask>,
+    /// Every sender is an azbridge (`-L`): its preamble names the target (`--azbridge`).
+    pub azbridge: bool,
 }
 
 impl ListenSettings {
@@ -105,6 +107,7 @@ impl ListenSettings {
             max_rendezvous: DEFAULT_MAX_RENDEZVOUS,
             wait_for_relay: false,
             public: Vec::new(),
+            azbridge: false,
         }
     }
 }
@@ -516,6 +519,7 @@ impl Ctx {
         let (force, shutdown) = (self.force.clone(), self.shutdown.clone());
         let connect_timeout = self.settings.target_connect_timeout;
         let start_timeout = self.settings.prewarm_start_timeout;
+        let azbridge = self.settings.azbridge;
         self.tunnels.spawn(
             async move {
                 let Some(Some(permit)) = force.run_until_cancelled(admission.slot()).await else { return };
@@ -534,6 +538,20 @@ impl Ctx {
                     Ok(s) if !s.is_empty() => format!("{hc}/{}", s.join("/")),
                     _ => hc,
                 };
+                if azbridge {
+                    // azbridge's preamble names the target (docs/protocol.md 10.3).
+                    let offered = accept
+                        .connect_headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("Sec-WebSocket-Protocol"))
+                        .and_then(|(_, v)| v.split(',').next())
+                        .map(str::trim)
+                        .filter(|p| crate::http1::is_token(p));
+                    let opening = accept_rendezvous(&client, &accept, offered);
+                    let Some(tunnel) = force.run_until_cancelled(opening).await.flatten() else { return };
+                    drop((accept, client, suffix, permit));
+                    return super::azbridge::serve(tunnel, &targets, &from, connect_timeout, stats, &force).await;
+                }
                 let target = match suffix.as_deref().map_err(Clone::clone).and_then(|s| targets.pick(s)) {
                     Ok(t) => t.to_owned(),
                     Err(text) => {

@@ -4,6 +4,7 @@
 //! to a local byte stream; [`prewarm`] keeps tunnels open ahead of need; [`target`] is
 //! where a listener forwards to.
 
+mod azbridge;
 pub mod connect;
 mod datagram;
 pub(crate) mod http;

@@ -136,6 +136,38 @@ impl Tunnel {
         NotStarted::Abandoned
     }
 
+    /// Reads the next data frame whole (at most `max` bytes; pings answered meanwhile),
+    /// for a short exchange before the pump (azbridge's preamble). An error says why not:
+    /// the other side closed, the connection broke, or the frame is too long.
+    pub(super) async fn read_data_frame(&mut self, max: usize) -> Result<Vec<u8>, String> {
+        loop {
+            let frame = self.next_frame().await;
+            let header = match self.idle_frame(frame).await {
+                Idle::Control => continue,
+                Idle::Closed(why) | Idle::Lost(why) => return Err(why),
+                Idle::Data(header) => header,
+            };
+            let len = usize::try_from(header.len).ok().filter(|n| *n <= max);
+            let Some(len) = len else { return Err(format!("a frame of {} bytes, more than {max}", header.len)) };
+            let mut payload = vec![0; len];
+            let mut got = 0;
+            while got < len {
+                match self.reader.payload(&mut payload[got..]).await {
+                    Ok(0) => return Err("connection closed".into()),
+                    Ok(n) => got += n,
+                    Err(e) => return Err(format!("relay connection lost: {e}")),
+                }
+            }
+            return Ok(payload);
+        }
+    }
+
+    /// Sends `bytes` as one binary frame, before the pump takes over.
+    pub(super) async fn send_binary(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.writer.send(OpCode::Binary, bytes).await?;
+        self.writer.flush().await
+    }
+
     /// The next frame's header. Cancel-safe: a `select!` may drop it and call again.
     /// Hand what it returns to [`Self::idle_frame`].
     pub(super) async fn next_frame(&mut self) -> io::Result<Option<FrameHeader>> {

@@ -187,9 +187,14 @@ impl Bound {
     }
 
     pub async fn start_with(client: RelayClient, hc: &str, suffix: Option<&str>, prewarm: Prewarm) -> Self {
+        let settings = ConnectSettings { hc: hc.into(), suffix: suffix.map(Into::into), azbridge: None };
+        Self::start_settings(client, settings, prewarm).await
+    }
+
+    /// With `settings` as they are.
+    pub async fn start_settings(client: RelayClient, settings: ConnectSettings, prewarm: Prewarm) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind connect's port");
         let addr = listener.local_addr().expect("addr");
-        let settings = ConnectSettings { hc: hc.into(), suffix: suffix.map(Into::into) };
         let stats = Arc::new(Stats::default());
         let shutdown = CancellationToken::new();
         let task =
