@@ -9,13 +9,14 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cli::{Command, ConnectArgs, CredentialArgs, DemoArgs, ListenArgs, ServeArgs};
 use crate::client::RelayClient;
 use crate::client::connect::{self, ConnectSettings};
 use crate::client::listen::{self, ListenSettings};
 use crate::client::prewarm::Prewarm;
+use crate::client::proxy::Proxies;
 use crate::client::target::Targets;
 use crate::credentials::{self, config_failure};
 use crate::error::{Kind, failure};
@@ -311,17 +312,28 @@ fn write_profile(name: &str, base: &str, key_name: &str, key: &Secret, pin: Opti
     Ok(())
 }
 
-/// Resolves the relay and credential from flags, environment and profiles.
-pub(crate) fn resolve_client(args: &CredentialArgs) -> anyhow::Result<(RelayClient, Option<String>)> {
+/// Resolves the relay and credential from flags, environment and profiles, and the HTTP
+/// proxy from `--proxy` (`proxy`), the environment and the profile.
+pub(crate) fn resolve_client(
+    args: &CredentialArgs,
+    proxy: Option<&str>,
+) -> anyhow::Result<(RelayClient, Option<String>)> {
     let resolved = credentials::resolve_relay(args)?;
     info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
+    let profile_proxy = resolved.proxy.as_ref().map(|p| p.expose());
+    let proxies = Proxies::resolve(proxy, profile_proxy, |name| std::env::var(name).ok())
+        .map_err(|e| failure(Kind::Config, e.to_string()))?;
+    if let Some(p) = proxies.for_relay(resolved.endpoint.secure, &resolved.endpoint.host) {
+        debug!(proxy = %p, from = proxies.source(), "relay connections go through an HTTP proxy");
+    }
     let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())
-        .map_err(|e| config_failure(e, "check the TLS settings"))?;
+        .map_err(|e| config_failure(e, "check the TLS settings"))?
+        .with_proxies(proxies);
     Ok((client, resolved.entity_path))
 }
 
 async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (client, _) = resolve_client(&args.credentials)?;
+    let (client, _) = resolve_client(&args.credentials, args.proxy.as_deref())?;
     let targets = Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?;
     let mut settings = ListenSettings::new(args.hc.trim_matches('/'), targets);
     settings.connections = usize::from(args.connections);
@@ -343,7 +355,7 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
 }
 
 async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (client, _) = resolve_client(&args.credentials)?;
+    let (client, _) = resolve_client(&args.credentials, args.proxy.as_deref())?;
     raise_open_file_limit();
     let settings = match &args.target {
         Some(name) => ConnectSettings { hc: args.hc.trim_matches('/').to_owned(), suffix: Some(name.clone()) },

@@ -56,6 +56,9 @@ const TOP_LONG_HELP: &str = concat!(
     "                          (default ~/.local/share/hyco)\n",
     "  HYCO_THREADS            worker threads (--threads)\n",
     "  RUST_LOG                log filter (overrides -v and -q)\n",
+    "  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY\n",
+    "                          HTTP proxy to wss:// and ws:// relays, and hosts reached directly\n",
+    "                          (listen and connect; --proxy beats them)\n",
     "\n",
     "Exit status:\n",
     "  0  success\n",
@@ -336,6 +339,11 @@ pub struct ListenArgs {
     /// credentials and a missing hybrid connection still exit.
     #[arg(long)]
     pub wait_for_relay: bool,
+    /// HTTP proxy to the relay: `http://[USER:PASS@]HOST:PORT`, or `none` to go direct
+    /// whatever HTTPS_PROXY, HTTP_PROXY, ALL_PROXY or the profile's `proxy` say. NO_PROXY
+    /// still exempts hosts. Targets are always reached directly.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub proxy: Option<String>,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }
@@ -361,6 +369,11 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PREWARM, conflicts_with = "stdio",
           value_parser = clap::value_parser!(u8).range(0..=MAX_PREWARM))]
     pub prewarm: u8,
+    /// HTTP proxy to the relay: `http://[USER:PASS@]HOST:PORT`, or `none` to go direct
+    /// whatever HTTPS_PROXY, HTTP_PROXY, ALL_PROXY or the profile's `proxy` say. NO_PROXY
+    /// still exempts hosts. Targets are always reached directly.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub proxy: Option<String>,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }

@@ -2,13 +2,15 @@
 //! credential, TLS), opening WebSockets to it, and tokens. The roles are in [`listen`]
 //! and [`connect`]; a tunnel's end is a `tunnel::Tunnel`, which the pump (`pump`) joins
 //! to a local byte stream; [`prewarm`] keeps tunnels open ahead of need; [`target`] is
-//! where a listener forwards to.
+//! where a listener forwards to; `proxy` is the HTTP proxy every relay connection may
+//! go through.
 
 pub mod connect;
 mod datagram;
 pub(crate) mod http;
 pub mod listen;
 pub mod prewarm;
+pub(crate) mod proxy;
 mod pump;
 pub mod target;
 mod tls;
@@ -43,6 +45,8 @@ pub struct RelayClient {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Lifetime of the tokens this client mints.
     pub token_ttl: Duration,
+    /// The HTTP proxies to reach the relay through (none by default).
+    proxies: proxy::Proxies,
 }
 
 impl fmt::Debug for RelayClient {
@@ -60,7 +64,12 @@ impl RelayClient {
             None if endpoint.secure => Some(tls::system_roots()?),
             None => None,
         };
-        Ok(Self { endpoint, credential, tls, token_ttl: protocol::DEFAULT_TOKEN_TTL })
+        Ok(Self { endpoint, credential, tls, token_ttl: protocol::DEFAULT_TOKEN_TTL, proxies: proxy::Proxies::none() })
+    }
+
+    /// This client, reaching the relay through `proxies` (every connection it opens).
+    pub(crate) fn with_proxies(self, proxies: proxy::Proxies) -> Self {
+        Self { proxies, ..self }
     }
 
     /// The token to present for `hc`: minted from a key (with its expiry), or the given
@@ -123,7 +132,7 @@ impl RelayClient {
         if let Some(t) = token {
             headers.push((protocol::TOKEN_HEADER.to_owned(), t.expose().to_owned()));
         }
-        tokio::time::timeout(CONNECT_TIMEOUT, open_ws(url, self.tls.as_ref(), &headers))
+        tokio::time::timeout(CONNECT_TIMEOUT, open_ws(url, self.tls.as_ref(), &self.proxies, &headers))
             .await
             .unwrap_or(Err(OpenError::Timeout))
     }
@@ -195,6 +204,9 @@ pub(crate) enum OpenError {
     Timeout,
     /// The relay handed out an address that does not lead back to it ([`RelayClient::trusts`]).
     Untrusted(String),
+    /// The HTTP proxy could not be reached or did not open the tunnel; the text names the
+    /// proxy (`host:port`, never its credentials) and the fix.
+    Proxy(String),
 }
 
 impl OpenError {
@@ -218,14 +230,15 @@ impl OpenError {
             | Self::Handshake(_)
             | Self::Mismatch(_)
             | Self::Timeout
-            | Self::Untrusted(_) => Kind::Unreachable,
+            | Self::Untrusted(_)
+            | Self::Proxy(_) => Kind::Unreachable,
         }
     }
 
     /// Whether the text already names the cause and the fix, so that a generic "is the
     /// relay running?" would only mislead.
     pub(crate) fn names_its_fix(&self) -> bool {
-        matches!(self, Self::Mismatch(_))
+        matches!(self, Self::Mismatch(_) | Self::Proxy(_))
     }
 }
 
@@ -241,6 +254,7 @@ impl fmt::Display for OpenError {
             Self::Mismatch(text) => f.write_str(text),
             Self::Timeout => write!(f, "no answer from the relay within {} s", CONNECT_TIMEOUT.as_secs()),
             Self::Untrusted(why) => write!(f, "refusing an address the relay handed out: {why}"),
+            Self::Proxy(text) => f.write_str(text),
         }
     }
 }
@@ -307,11 +321,16 @@ pub(crate) fn split_url(url: &str) -> Option<(bool, String, u16, String)> {
 async fn open_ws(
     url: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
+    proxies: &proxy::Proxies,
     headers: &[(String, String)],
 ) -> Result<Opened, OpenError> {
     let (secure, host, port, target) = split_url(url).ok_or_else(|| OpenError::BadUrl(url.to_owned()))?;
     let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let tcp = crate::net::connect(&addr).await.map_err(|error| OpenError::Connect { addr: addr.clone(), error })?;
+    // The one place a client dials its relay: through the proxy when one applies.
+    let tcp = match proxies.for_relay(secure, &host) {
+        Some(p) => proxy::connect(p, &host, port).await.map_err(|e| OpenError::Proxy(e.0))?,
+        None => crate::net::connect(&addr).await.map_err(|error| OpenError::Connect { addr: addr.clone(), error })?,
+    };
     let mut stream = if secure {
         let config = match tls {
             Some(c) => c.clone(),
@@ -400,6 +419,7 @@ mod tests {
             credential: Credential::None,
             tls: None,
             token_ttl: protocol::DEFAULT_TOKEN_TTL,
+            proxies: proxy::Proxies::none(),
         }
     }
 
