@@ -3,8 +3,9 @@
 //! senders, prewarmed tunnels, accepts and HTTP mode's rendezvous all go through its
 //! `CONNECT` (its log names the relay), while NO_PROXY and `--proxy none` go direct; a
 //! proxy that wants credentials, gets wrong ones, or rejects the relay's port gives an
-//! error naming the proxy, with exit code 4. Without tinyproxy these tests skip with a
-//! note, or fail if `HYCO_REQUIRE_PROXY=1` (CI sets it).
+//! error naming the proxy, with exit code 4; TLS to a `wss://` relay runs inside the
+//! proxy's tunnel. Without tinyproxy these tests skip with a note, or fail if
+//! `HYCO_REQUIRE_PROXY=1` (CI sets it).
 
 mod common;
 
@@ -147,6 +148,11 @@ async fn start_connect(home: &Path, serve: &ServeProc, env: &[(&str, &str)], ext
         .args(key_flags(&endpoint, &serve.key))
         .args(extra)
         .envs(env.iter().copied());
+    bound(cmd).await
+}
+
+/// Runs a `hyco connect --bind 127.0.0.1:0` command; returns it with its address.
+async fn bound(cmd: tokio::process::Command) -> (Proc, SocketAddr) {
     let connect = Proc::spawn(cmd);
     let line = connect.stderr.wait_for(PROC_STEP, "connect's bind line", |l| l.starts_with("hyco: 127.0.0.1:")).await;
     let addr = line.trim_start_matches("hyco: ").split_whitespace().next().expect("an address");
@@ -300,4 +306,36 @@ async fn a_proxy_that_rejects_the_relay_port_is_named_in_the_error() {
     let err = connect.stderr.text();
     assert_eq!(status.code(), Some(4), "{err}");
     assert!(err.contains(&format!("the proxy at {} rejected the tunnel", proxy.addr)), "{err}");
+}
+
+#[tokio::test]
+async fn tls_to_the_relay_runs_inside_the_proxy_tunnel() {
+    if !have_tinyproxy() {
+        return;
+    }
+    let home = TempDir::new("proxy-tls");
+    let proxy = Tinyproxy::start(home.path(), "").await;
+    let mut cmd = hyco(home.path());
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--tls-self-signed", "--profile-name", "tls"]);
+    let serve = Proc::spawn(cmd);
+    let line = serve.stdout.wait_for(PROC_STEP, "the profile line", |l| l.starts_with("Profile 'tls'")).await;
+    let relay: SocketAddr = line
+        .split("wss://")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ']).next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no wss:// address in {line}"));
+    let server = HttpServer::start().await;
+    // A wss:// relay: HTTPS_PROXY; the profile pins the relay's certificate.
+    let url = proxy.url();
+    let mut cmd = hyco(home.path());
+    cmd.args(["listen", "hc", "--to", &server.addr.to_string(), "--profile", "tls"]).env("HTTPS_PROXY", &url);
+    let listen = Proc::spawn(cmd);
+    listening(&listen).await;
+    let mut cmd = hyco(home.path());
+    cmd.args(["connect", "hc", "--bind", "127.0.0.1:0", "--profile", "tls", "--prewarm", "0"]).env("https_proxy", &url);
+    let (_connect, addr) = bound(cmd).await;
+    hello_through(addr).await;
+    // The control channel, the sender and its accept.
+    proxy.wait_connects(relay, 3).await;
 }
