@@ -524,9 +524,13 @@ token = "{TOKEN}"
 
 [profiles.open]
 endpoint = "wss://relay.example:8443"
+proxy = "http://alice:pr0xy-pass@proxy.corp:3128"
 "#
         );
         let store = ProfileStore::from_toml(&text).unwrap();
+        let open = store.get("open").unwrap();
+        assert_eq!(open.proxy.as_ref().map(Secret::expose), Some("http://alice:pr0xy-pass@proxy.corp:3128"));
+        assert!(!format!("{open:?}").contains("pr0xy-pass"), "the proxy's credentials stay out of Debug");
         let (e, c, f) = store.get("local").unwrap().parts().unwrap();
         assert_eq!(e, ep(false, "127.0.0.1", 9999));
         assert_eq!(c, Credential::Key { name: "RootManageSharedAccessKey".into(), key: Secret::new(SECRET_KEY) });

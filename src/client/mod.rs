@@ -134,7 +134,20 @@ impl RelayClient {
         }
         tokio::time::timeout(CONNECT_TIMEOUT, open_ws(url, self.tls.as_ref(), &self.proxies, &headers))
             .await
-            .unwrap_or(Err(OpenError::Timeout))
+            .unwrap_or_else(|_| Err(self.timed_out(url)))
+    }
+
+    /// The timeout of an open of `url`, naming the proxy when it went through one.
+    fn timed_out(&self, url: &str) -> OpenError {
+        let via = split_url(url).and_then(|(secure, host, ..)| self.proxies.for_relay(secure, &host).cloned());
+        match via {
+            Some(p) => OpenError::Proxy(format!(
+                "no answer from the relay through the proxy at {p} within {} s; \
+                 does the proxy reach the relay, or should the relay be in NO_PROXY?",
+                CONNECT_TIMEOUT.as_secs()
+            )),
+            None => OpenError::Timeout,
+        }
     }
 }
 
@@ -456,6 +469,19 @@ mod tests {
         }
         // No downgrade, and no upgrade the relay never offered.
         assert!(relay("ws://127.0.0.1:9400").trusts(&format!("wss://127.0.0.1:9400{accept}")).is_err());
+    }
+
+    #[test]
+    fn a_timeout_through_a_proxy_names_the_proxy() {
+        let proxies = proxy::Proxies::resolve(Some("http://u:pw@proxy.corp:3128"), None, |_| None).unwrap();
+        let client = relay("wss://relay.example.net").with_proxies(proxies);
+        let e = client.timed_out("wss://relay.example.net/$hc/a");
+        assert!(
+            e.to_string().starts_with("no answer from the relay through the proxy at proxy.corp:3128 within"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("pw") && e.kind() == Kind::Unreachable, "{e}");
+        assert!(matches!(relay("wss://relay.example.net").timed_out("wss://relay.example.net/"), OpenError::Timeout));
     }
 
     #[test]
