@@ -312,13 +312,16 @@ fn write_profile(name: &str, base: &str, key_name: &str, key: &Secret, pin: Opti
     Ok(())
 }
 
-/// Resolves the relay and credential from flags, environment and profiles, and the HTTP
-/// proxy from `--proxy` (`proxy`), the environment and the profile.
-pub(crate) fn resolve_client(
+/// Resolves the relay and credential from flags, environment and profiles, with
+/// `choose` the hybrid connection (the HC argument or the credential's `EntityPath`), and
+/// the HTTP proxy from `--proxy` (`proxy`), the environment and the profile.
+pub(crate) fn resolve_client<T>(
     args: &CredentialArgs,
     proxy: Option<&str>,
-) -> anyhow::Result<(RelayClient, Option<String>)> {
+    choose: impl FnOnce(&credentials::Resolved) -> Result<T, credentials::HcError>,
+) -> anyhow::Result<(RelayClient, T)> {
     let resolved = credentials::resolve_relay(args)?;
+    let chosen = choose(&resolved).map_err(|e| failure(Kind::Config, e.to_string()))?;
     info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
     let profile_proxy = resolved.proxy.as_ref().map(|p| p.expose());
     let proxies = Proxies::resolve(proxy, profile_proxy, |name| std::env::var(name).ok())
@@ -329,13 +332,15 @@ pub(crate) fn resolve_client(
     let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())
         .map_err(|e| config_failure(e, "check the TLS settings"))?
         .with_proxies(proxies);
-    Ok((client, resolved.entity_path))
+    Ok((client, chosen))
 }
 
 async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (client, _) = resolve_client(&args.credentials, args.proxy.as_deref())?;
+    let (mut client, hc) =
+        resolve_client(&args.credentials, args.proxy.as_deref(), |r| credentials::choose_hc(args.hc.as_deref(), r))?;
+    client.keepalive = keepalive(args.keepalive);
     let targets = Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?;
-    let mut settings = ListenSettings::new(args.hc.trim_matches('/'), targets);
+    let mut settings = ListenSettings::new(hc, targets);
     settings.connections = usize::from(args.connections);
     settings.http = args.http;
     if args.http {
@@ -354,18 +359,27 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     listen::run(client, settings, stats, shutdown).await
 }
 
+/// `--keepalive SECS`: 0 is never.
+fn keepalive(secs: u64) -> Option<std::time::Duration> {
+    (secs > 0).then(|| std::time::Duration::from_secs(secs))
+}
+
 async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (client, _) = resolve_client(&args.credentials, args.proxy.as_deref())?;
+    let (mut client, (hc, suffix)) = resolve_client(&args.credentials, args.proxy.as_deref(), |r| {
+        credentials::choose_connect(args.hc.as_deref(), args.target.as_deref(), r)
+    })?;
+    client.keepalive = keepalive(args.keepalive);
     raise_open_file_limit();
-    let settings = match &args.target {
-        Some(name) => ConnectSettings { hc: args.hc.trim_matches('/').to_owned(), suffix: Some(name.clone()) },
-        None => ConnectSettings::parse(&args.hc, 1).map_err(|e| failure(Kind::Config, e.to_string()))?,
-    };
+    let settings = ConnectSettings { hc, suffix };
     if args.stdio {
         return connect::run_stdio(client, settings, stats, shutdown).await;
     }
     let Some(bind) = &args.bind else { bail!("give --bind PORT or --stdio") };
-    let prewarm = Prewarm { tunnels: usize::from(args.prewarm), ..Prewarm::default() };
+    let tunnels = prewarm_tunnels(args.prewarm, &client.endpoint);
+    if args.prewarm.is_none() && tunnels == 0 {
+        info!("prewarming is off against Azure Relay (--prewarm N turns it on)");
+    }
+    let prewarm = Prewarm { tunnels, ..Prewarm::default() };
     let addr = crate::cli::parse_bind(bind).map_err(|e| failure(Kind::Config, e.to_string()))?;
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with --bind"))
@@ -381,6 +395,18 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     eprintln!("hyco: {addr} -> {label}");
     stats.show();
     connect::run_checked(client, settings, prewarm, checked, listener, stats, shutdown).await
+}
+
+/// How many tunnels `connect --bind` keeps prewarmed: `--prewarm N` when given; else none
+/// against Azure Relay, where prewarming rests on what is not verified there (that the
+/// relay returns the listener's chosen subprotocol and passes an empty binary frame) and
+/// keeps that many connections churning per connector; else the default.
+fn prewarm_tunnels(flag: Option<u8>, endpoint: &crate::connstr::Endpoint) -> usize {
+    match flag {
+        Some(n) => usize::from(n),
+        None if endpoint.azure_domain().is_some() => 0,
+        None => crate::client::prewarm::DEFAULT_TUNNELS,
+    }
 }
 
 /// The public URL HTTP callers use for `hc` on the relay at `endpoint`: `https://` for a
@@ -496,6 +522,20 @@ async fn demo(args: DemoArgs, stats: Arc<Stats>, shutdown: CancellationToken) ->
 mod tests {
     use super::*;
     use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn prewarming_is_off_by_default_against_azure_only() {
+        use crate::client::prewarm::DEFAULT_TUNNELS;
+        let ep = |url: &str| crate::connstr::parse_endpoint(url, false).unwrap();
+        for azure in ["sb://contoso.servicebus.windows.net", "sb://x.servicebus.chinacloudapi.cn"] {
+            assert_eq!(prewarm_tunnels(None, &ep(azure)), 0, "{azure}");
+            assert_eq!(prewarm_tunnels(Some(4), &ep(azure)), 4, "{azure}: --prewarm turns it on");
+        }
+        for other in ["ws://127.0.0.1:9400", "wss://relay.example.net", "sb://servicebus.windows.net.evil.net"] {
+            assert_eq!(prewarm_tunnels(None, &ep(other)), DEFAULT_TUNNELS, "{other}");
+            assert_eq!(prewarm_tunnels(Some(0), &ep(other)), 0, "{other}");
+        }
+    }
 
     #[test]
     fn the_log_filter_is_the_users_and_the_cap_holds_whatever_it_says() {

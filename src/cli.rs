@@ -189,8 +189,9 @@ pub enum TokenRights {
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// Hybrid connection the token is for (its audience).
-    pub hc: String,
+    /// Hybrid connection the token is for (its audience); default: the connection
+    /// string's EntityPath.
+    pub hc: Option<String>,
     /// Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub ttl: std::time::Duration,
@@ -305,8 +306,8 @@ pub struct CredentialArgs {
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Hybrid connection name.
-    pub hc: String,
+    /// Hybrid connection name; default: the connection string's EntityPath.
+    pub hc: Option<String>,
     /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or
     /// `name=host:port` chosen by the sender's path (`hyco connect HC/name`);
     /// `udp://host:port` for a public UDP port (--public). Repeatable.
@@ -335,9 +336,15 @@ pub struct ListenArgs {
     /// a reconnect. Repeatable. Azure Relay has no public ports.
     #[arg(long, value_name = "[NAME=]PORT", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
     pub public: Vec<String>,
+    /// Seconds a tunnel may stay silent before hyco pings through it, so that relays and
+    /// firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about
+    /// 4 minutes); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_KEEPALIVE_SECS)]
+    pub keepalive: u64,
     /// When the relay cannot be reached at startup, retry with backoff instead of exiting
     /// (exit code 4): for a service that may start before the network is up. Rejected
-    /// credentials and a missing hybrid connection still exit.
+    /// credentials and a missing hybrid connection still exit at startup (once online, the
+    /// listener retries through them).
     #[arg(long)]
     pub wait_for_relay: bool,
     /// HTTP proxy to the relay: `http://[USER:PASS@]HOST:PORT`, or `none` to go direct
@@ -352,8 +359,9 @@ pub struct ListenArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["bind", "stdio"])))]
 pub struct ConnectArgs {
-    /// Hybrid connection, optionally with a target name: `HC` or `HC/NAME`.
-    pub hc: String,
+    /// Hybrid connection, optionally with a target name: `HC` or `HC/NAME`; default: the
+    /// connection string's EntityPath.
+    pub hc: Option<String>,
     /// Take the whole of HC as the hybrid connection name (for names holding `/`) and
     /// use this target name.
     #[arg(long, value_name = "NAME")]
@@ -366,10 +374,17 @@ pub struct ConnectArgs {
     pub stdio: bool,
     /// With --bind: tunnels to keep open ahead of need, so that a new connection does not
     /// wait for the rendezvous (0 turns this off). A hyco listener reaches the target only
-    /// when a tunnel is used; with another listener this turns itself off.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_PREWARM, conflicts_with = "stdio",
+    /// when a tunnel is used; with another listener this turns itself off. Default: 8, and
+    /// 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is
+    /// unverified.
+    #[arg(long, value_name = "N", conflicts_with = "stdio",
           value_parser = clap::value_parser!(u8).range(0..=MAX_PREWARM))]
-    pub prewarm: u8,
+    pub prewarm: Option<u8>,
+    /// Seconds a tunnel may stay silent before hyco pings through it, so that relays and
+    /// firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about
+    /// 4 minutes); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_KEEPALIVE_SECS)]
+    pub keepalive: u64,
     /// HTTP proxy to the relay: `http://[USER:PASS@]HOST:PORT`, or `none` to go direct
     /// whatever HTTPS_PROXY, HTTP_PROXY, ALL_PROXY or the profile's `proxy` say. NO_PROXY
     /// still exempts hosts. Targets are always reached directly.
@@ -379,7 +394,7 @@ pub struct ConnectArgs {
     pub credentials: CredentialArgs,
 }
 
-const DEFAULT_PREWARM: u8 = crate::client::prewarm::DEFAULT_TUNNELS as u8;
+const DEFAULT_KEEPALIVE_SECS: u64 = crate::ws::pump::DEFAULT_KEEPALIVE.as_secs();
 const MAX_PREWARM: i64 = crate::client::prewarm::MAX_TUNNELS as i64;
 
 /// Parses an address to bind, the same for every `--bind` (and `--metrics`): `PORT`
@@ -451,6 +466,8 @@ mod tests {
         }
         let connect = |n: &str| parse(&["connect", "hc", "--bind", "9000", "--prewarm", n]);
         assert!(connect(&MAX_PREWARM.to_string()).is_ok());
+        let Command::Connect(args) = parse(&["connect", "hc", "--bind", "9000"]).unwrap().command else { panic!() };
+        assert_eq!(args.prewarm, None, "not given: the relay decides the default");
         assert!(connect(&(MAX_PREWARM + 1).to_string()).is_err());
         assert!(parse(&["connect", "hc", "--stdio", "--prewarm", "2"]).is_err(), "prewarming is for --bind");
     }

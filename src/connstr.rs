@@ -85,8 +85,11 @@ pub enum EndpointError {
     InvalidHost,
     /// The port is empty, not a number, 0 or above 65535.
     InvalidPort,
-    /// Something other than an empty path or `/` follows the host.
+    /// Something other than an empty path or `/` follows the host (outside a connection
+    /// string with `EntityPath`, see [`parse`]).
     UnexpectedPath,
+    /// A path with characters other than letters, digits, `-._~/`, or a `.`/`..` segment.
+    InvalidPath,
 }
 
 impl fmt::Display for EndpointError {
@@ -96,7 +99,10 @@ impl fmt::Display for EndpointError {
             EndpointError::MissingHost => "host is missing",
             EndpointError::InvalidHost => "host is not a valid name or IP address",
             EndpointError::InvalidPort => "port must be a number from 1 to 65535",
-            EndpointError::UnexpectedPath => "only '/' may follow the host",
+            EndpointError::UnexpectedPath => {
+                "only '/' may follow the host (give the hybrid connection as HC or EntityPath, not in the endpoint)"
+            }
+            EndpointError::InvalidPath => "the path may hold only letters, digits and -._~/ and no '.' or '..' segment",
         })
     }
 }
@@ -139,6 +145,9 @@ pub enum ConnStrError {
     InvalidTimeout,
     /// `Authentication` (Entra ID, managed identity) is given: hyco speaks SAS only.
     UnsupportedAuthentication,
+    /// `Endpoint` has a path but there is no `EntityPath` to resolve against it; holds the
+    /// path without its outer slashes.
+    EndpointPathWithoutEntityPath(String),
 }
 
 impl fmt::Display for ConnStrError {
@@ -176,6 +185,11 @@ impl fmt::Display for ConnStrError {
                 "connection string has Authentication=…: Microsoft Entra ID and managed identities are not \
                  supported yet; use a SAS key (SharedAccessKeyName and SharedAccessKey) or a token \
                  (SharedAccessSignature)",
+            ),
+            ConnStrError::EndpointPathWithoutEntityPath(path) => write!(
+                f,
+                "Endpoint has a path ('/{path}') and there is no EntityPath: write the Endpoint without a path \
+                 and name the whole hybrid connection with EntityPath (e.g. EntityPath={path}) or the HC argument"
             ),
         }
     }
@@ -251,10 +265,16 @@ impl Endpoint {
 ///
 /// An IPv6 host is written in brackets, `[::1]`. Nothing but `/` may follow the host.
 pub fn parse_endpoint(s: &str, emulator: bool) -> Result<Endpoint, ConnStrError> {
-    parse_endpoint_inner(s, emulator).map_err(ConnStrError::InvalidEndpoint)
+    match split_endpoint(s, emulator) {
+        Ok((endpoint, "" | "/")) => Ok(endpoint),
+        Ok(_) => Err(ConnStrError::InvalidEndpoint(EndpointError::UnexpectedPath)),
+        Err(e) => Err(ConnStrError::InvalidEndpoint(e)),
+    }
 }
 
-fn parse_endpoint_inner(s: &str, emulator: bool) -> Result<Endpoint, EndpointError> {
+/// Parses an endpoint URI into the endpoint and what follows its host from the first `/`
+/// (`""`, `/` or a path, with any query or fragment in it, for the caller to judge).
+fn split_endpoint(s: &str, emulator: bool) -> Result<(Endpoint, &str), EndpointError> {
     let (scheme, rest) = s.split_once("://").ok_or(EndpointError::UnsupportedScheme)?;
     let secure = match scheme.to_ascii_lowercase().as_str() {
         "sb" => !emulator,
@@ -266,9 +286,6 @@ fn parse_endpoint_inner(s: &str, emulator: bool) -> Result<Endpoint, EndpointErr
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    if !path.is_empty() && path != "/" {
-        return Err(EndpointError::UnexpectedPath);
-    }
 
     let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
         let (inner, after) = bracketed.split_once(']').ok_or(EndpointError::InvalidHost)?;
@@ -307,7 +324,29 @@ fn parse_endpoint_inner(s: &str, emulator: bool) -> Result<Endpoint, EndpointErr
         }
     };
 
-    Ok(Endpoint { secure, host: host.to_owned(), port })
+    Ok((Endpoint { secure, host: host.to_owned(), port }, path))
+}
+
+/// The hybrid connection an `Endpoint` path and an `EntityPath` name together, resolved as
+/// Microsoft's SDKs resolve them (`new Uri(endpoint, entityPath)`, RFC 3986 5.2): an
+/// `EntityPath` starting with `/` stands alone; otherwise it replaces what follows the
+/// endpoint path's last `/` (`sb://h/a/` + `b` is `a/b`, `sb://h/a` + `b` is `b`).
+fn resolve_entity_path(endpoint_path: &str, entity_path: &str) -> Result<String, EndpointError> {
+    let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/');
+    if !endpoint_path.bytes().all(valid) {
+        return Err(EndpointError::InvalidPath);
+    }
+    let merged = match entity_path.strip_prefix('/') {
+        Some(absolute) => absolute.to_owned(),
+        None => {
+            let dir = &endpoint_path[..endpoint_path.rfind('/').map_or(0, |i| i + 1)];
+            format!("{dir}{entity_path}")
+        }
+    };
+    if merged.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(EndpointError::InvalidPath);
+    }
+    Ok(merged.trim_matches('/').to_owned())
 }
 
 /// How a client proves itself to the relay.
@@ -415,8 +454,21 @@ pub fn parse(s: &str) -> Result<ConnectionString, ConnStrError> {
             return Err(ConnStrError::InvalidBool(ConnStrKey::UseDevelopmentEmulator));
         }
     };
-    let endpoint =
-        parse_endpoint(get(ConnStrKey::Endpoint).ok_or(ConnStrError::MissingEndpoint)?, use_development_emulator)?;
+    let (endpoint, path) =
+        split_endpoint(get(ConnStrKey::Endpoint).ok_or(ConnStrError::MissingEndpoint)?, use_development_emulator)
+            .map_err(ConnStrError::InvalidEndpoint)?;
+    let entity_path = match (path, get(ConnStrKey::EntityPath)) {
+        ("" | "/", entity_path) => entity_path.map(str::to_owned),
+        (path, Some(entity_path)) => {
+            Some(resolve_entity_path(path, entity_path).map_err(ConnStrError::InvalidEndpoint)?)
+        }
+        (path, None) => {
+            if resolve_entity_path(path, "x").is_err() {
+                return Err(ConnStrError::InvalidEndpoint(EndpointError::InvalidPath));
+            }
+            return Err(ConnStrError::EndpointPathWithoutEntityPath(path.trim_matches('/').to_owned()));
+        }
+    };
 
     let credential = match (
         get(ConnStrKey::SharedAccessKeyName),
@@ -438,12 +490,7 @@ pub fn parse(s: &str) -> Result<ConnectionString, ConnStrError> {
         }
     };
 
-    Ok(ConnectionString {
-        endpoint,
-        credential,
-        entity_path: get(ConnStrKey::EntityPath).map(str::to_owned),
-        use_development_emulator,
-    })
+    Ok(ConnectionString { endpoint, credential, entity_path, use_development_emulator })
 }
 
 impl ConnectionString {
@@ -740,6 +787,35 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_path_resolves_with_entity_path_as_dotnet_does() {
+        let hc = |s: &str| parse(s).map(|cs| (cs.endpoint, cs.entity_path));
+        let h = ep(true, "h", 443);
+        // `new Uri(endpoint, entityPath)`: the entity path replaces the last segment.
+        assert_eq!(hc("Endpoint=sb://h/team/;EntityPath=ssh"), Ok((h.clone(), Some("team/ssh".into()))));
+        assert_eq!(hc("Endpoint=sb://h/a/b/;EntityPath=c/d"), Ok((h.clone(), Some("a/b/c/d".into()))));
+        assert_eq!(hc("Endpoint=sb://h/team;EntityPath=ssh"), Ok((h.clone(), Some("ssh".into()))));
+        assert_eq!(hc("Endpoint=sb://h/a/b;EntityPath=ssh"), Ok((h.clone(), Some("a/ssh".into()))));
+        assert_eq!(hc("Endpoint=sb://h/team/;EntityPath=/ssh"), Ok((h.clone(), Some("ssh".into()))));
+        assert_eq!(hc("Endpoint=sb://h/;EntityPath=ssh/"), Ok((h.clone(), Some("ssh/".into()))));
+        // Written back without the path: the same hybrid connection.
+        let cs = parse("Endpoint=sb://h:9443/team/;EntityPath=ssh").unwrap();
+        assert_eq!(cs.to_string(), "Endpoint=sb://h:9443/;EntityPath=team/ssh");
+        for bad in ["sb://h/a/../", "sb://h/a%20b/", "sb://h/?x=1", "sb://h/a#f/"] {
+            let e = parse(&format!("Endpoint={bad};EntityPath=x")).unwrap_err();
+            assert_eq!(e, ConnStrError::InvalidEndpoint(EndpointError::InvalidPath), "{bad}");
+        }
+        let e = parse("Endpoint=sb://h/a/;EntityPath=../x").unwrap_err();
+        assert_eq!(e, ConnStrError::InvalidEndpoint(EndpointError::InvalidPath));
+        // Without EntityPath there is nothing to resolve: the message says what to write.
+        let e = parse("Endpoint=sb://h/team/ssh;SharedAccessKeyName=n;SharedAccessKey=k").unwrap_err();
+        assert_eq!(e, ConnStrError::EndpointPathWithoutEntityPath("team/ssh".into()));
+        let text = e.to_string();
+        assert!(text.contains("'/team/ssh'") && text.contains("EntityPath=team/ssh"), "{text}");
+        // Outside a connection string (--endpoint, profiles) a path stays an error.
+        assert!(parse_endpoint("sb://h/team/", false).is_err());
+    }
+
+    #[test]
     fn endpoint_ipv6() {
         assert_eq!(parse_endpoint("ws://[::1]:8080/", false).unwrap(), ep(false, "::1", 8080));
         let e = parse_endpoint("sb://[2001:db8::1]", false).unwrap();
@@ -786,6 +862,7 @@ mod tests {
             EndpointError::InvalidHost,
             EndpointError::InvalidPort,
             EndpointError::UnexpectedPath,
+            EndpointError::InvalidPath,
         ] {
             assert!(!e.to_string().is_empty());
         }

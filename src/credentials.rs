@@ -300,6 +300,98 @@ pub fn resolve(flags: &CredentialSources, env: &EnvSources, store: &ProfileStore
     Ok(resolved)
 }
 
+/// Why no hybrid connection could be chosen for a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HcError {
+    /// No HC argument, and the credential names none (`EntityPath`).
+    Missing,
+    /// The HC argument names another hybrid connection than the credential's `EntityPath`.
+    Mismatch {
+        /// The argument as given.
+        given: String,
+        /// The credential's `EntityPath`.
+        entity_path: String,
+        /// Where the credential came from (`--connection-string`, …).
+        source: String,
+    },
+}
+
+impl fmt::Display for HcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HcError::Missing => {
+                f.write_str("no hybrid connection named: give HC, or use a connection string with EntityPath=HC")
+            }
+            HcError::Mismatch { given, entity_path, source } => write!(
+                f,
+                "the argument names hybrid connection '{given}', but {source} is for '{entity_path}' (its \
+                 EntityPath): leave the argument out to use '{entity_path}', or use a credential for '{given}'"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HcError {}
+
+/// Whether `a` and `b` name the same hybrid connection: Azure matches names without
+/// regard to ASCII case, and outer slashes never count.
+fn same_hc(a: &str, b: &str) -> bool {
+    a.trim_matches('/').eq_ignore_ascii_case(b.trim_matches('/'))
+}
+
+/// The hybrid connection a command works on: the HC argument, or the credential's
+/// `EntityPath` when the argument is left out. An argument that names another one than
+/// the `EntityPath` is an error (its token or key would be refused anyway); one that
+/// differs only in case is taken in the `EntityPath`'s spelling.
+pub fn choose_hc(given: Option<&str>, resolved: &Resolved) -> Result<String, HcError> {
+    let entity_path = resolved.entity_path.as_deref().map(|p| p.trim_matches('/'));
+    match (given.map(|g| g.trim_matches('/')), entity_path) {
+        (None, None) => Err(HcError::Missing),
+        (Some(given), None) => Ok(given.to_owned()),
+        (None, Some(path)) => Ok(path.to_owned()),
+        (Some(given), Some(path)) if same_hc(given, path) => Ok(path.to_owned()),
+        (Some(given), Some(path)) => Err(mismatch(given, path, resolved)),
+    }
+}
+
+/// `connect`'s hybrid connection and target name from its argument (`HC` or `HC/NAME`)
+/// and `--target`: with an `EntityPath`, the argument may be left out (`--target` then
+/// names the target), or start with the `EntityPath`'s segments and go on with a target
+/// name. Without one, the HC is the argument's first segment, or the whole argument with
+/// `--target`.
+pub fn choose_connect(
+    given: Option<&str>,
+    target: Option<&str>,
+    resolved: &Resolved,
+) -> Result<(String, Option<String>), HcError> {
+    let entity_path = resolved.entity_path.as_deref().map(|p| p.trim_matches('/'));
+    let segments = |s: &str| s.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+    let (given, entity_path) = match (given, entity_path, target) {
+        (None, None, _) => return Err(HcError::Missing),
+        (None, Some(path), target) => return Ok((path.to_owned(), target.map(str::to_owned))),
+        (Some(given), _, Some(target)) => return Ok((choose_hc(Some(given), resolved)?, Some(target.to_owned()))),
+        (Some(given), None, None) => {
+            let mut parts = segments(given);
+            if parts.is_empty() {
+                return Err(HcError::Missing);
+            }
+            let rest = parts.split_off(1);
+            return Ok((parts.remove(0), (!rest.is_empty()).then(|| rest.join("/"))));
+        }
+        (Some(given), Some(path), None) => (given, path),
+    };
+    let (parts, hc) = (segments(given), segments(entity_path));
+    if parts.len() >= hc.len() && parts.iter().zip(&hc).all(|(a, b)| same_hc(a, b)) {
+        let rest = parts[hc.len()..].join("/");
+        return Ok((entity_path.to_owned(), (!rest.is_empty()).then_some(rest)));
+    }
+    Err(mismatch(given.trim_matches('/'), entity_path, resolved))
+}
+
+fn mismatch(given: &str, entity_path: &str, resolved: &Resolved) -> HcError {
+    HcError::Mismatch { given: given.to_owned(), entity_path: entity_path.to_owned(), source: resolved.source.clone() }
+}
+
 /// What a connection string without a key or token is told.
 pub(crate) const NO_CREDENTIAL: &str = "no key or token in the connection string: it needs SharedAccessKeyName \
      and SharedAccessKey, or SharedAccessSignature (for a hybrid connection open to any sender, give --endpoint \
@@ -330,6 +422,54 @@ mod tests {
     use super::*;
     use crate::profile::Profile;
     use crate::profile::tests::{FP, SECRET_KEY, TOKEN, ep, key_profile, no_secret, store_with};
+
+    fn with_entity_path(path: Option<&str>) -> Resolved {
+        Resolved {
+            endpoint: ep(true, "h", 443),
+            credential: Credential::None,
+            entity_path: path.map(str::to_owned),
+            tls_fingerprint: None,
+            source: "--connection-string".into(),
+            proxy: None,
+        }
+    }
+
+    #[test]
+    fn the_hc_defaults_to_entity_path_and_another_is_an_error() {
+        let none = with_entity_path(None);
+        let web = with_entity_path(Some("web"));
+        assert_eq!(choose_hc(None, &none), Err(HcError::Missing));
+        assert_eq!(choose_hc(Some("/db/"), &none), Ok("db".into()));
+        assert_eq!(choose_hc(None, &web), Ok("web".into()));
+        assert_eq!(choose_hc(Some("web/"), &web), Ok("web".into()));
+        assert_eq!(choose_hc(Some("WEB"), &web), Ok("web".into()), "Azure's names ignore case");
+        let e = choose_hc(Some("db"), &web).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("'db'") && text.contains("'web'") && text.contains("--connection-string"), "{text}");
+        assert!(HcError::Missing.to_string().contains("EntityPath"));
+    }
+
+    #[test]
+    fn connect_keeps_its_target_name_form_with_entity_path() {
+        let pair = |hc: &str, t: Option<&str>| Ok((hc.to_owned(), t.map(str::to_owned)));
+        let none = with_entity_path(None);
+        assert_eq!(choose_connect(None, None, &none), Err(HcError::Missing));
+        assert_eq!(choose_connect(Some("web/api"), None, &none), pair("web", Some("api")));
+        assert_eq!(choose_connect(Some("team/ssh"), Some("x"), &none), pair("team/ssh", Some("x")));
+        let web = with_entity_path(Some("web"));
+        assert_eq!(choose_connect(None, None, &web), pair("web", None));
+        assert_eq!(choose_connect(None, Some("api"), &web), pair("web", Some("api")));
+        assert_eq!(choose_connect(Some("web"), None, &web), pair("web", None));
+        assert_eq!(choose_connect(Some("Web/api/v1"), None, &web), pair("web", Some("api/v1")));
+        assert_eq!(choose_connect(Some("web"), Some("api"), &web), pair("web", Some("api")));
+        assert!(matches!(choose_connect(Some("db/api"), None, &web), Err(HcError::Mismatch { .. })));
+        assert!(matches!(choose_connect(Some("db"), Some("api"), &web), Err(HcError::Mismatch { .. })));
+        // An EntityPath holding `/` takes as many segments of the argument.
+        let team = with_entity_path(Some("team/ssh"));
+        assert_eq!(choose_connect(Some("team/ssh/box1"), None, &team), pair("team/ssh", Some("box1")));
+        assert_eq!(choose_connect(Some("team/ssh"), None, &team), pair("team/ssh", None));
+        assert!(matches!(choose_connect(Some("team"), None, &team), Err(HcError::Mismatch { .. })));
+    }
 
     #[test]
     fn env_sources_from_lookup() {

@@ -203,7 +203,8 @@ pub fn token(args: TokenArgs, out: &mut impl Write) -> anyhow::Result<()> {
             (rule.to_owned(), sas::derive_key(key, rule))
         }
     };
-    let hc = args.hc.trim_matches('/');
+    let hc =
+        &credentials::choose_hc(args.hc.as_deref(), &resolved).map_err(|e| failure(Kind::Config, e.to_string()))?;
     let expiry = protocol::unix_now() + args.ttl.as_secs();
     let token = sas::mint(&protocol::token_audience(&resolved.endpoint.host, hc), &key_name, &key, expiry);
     if args.as_connection_string {

@@ -128,6 +128,13 @@ pub struct HcAddress {
     pub app_query: Vec<String>,
 }
 
+/// The form in which hybrid connection names (and the paths tokens name) are compared:
+/// without case, as Azure compares its entity names (docs/protocol.md 2). `Web` and `web`
+/// are one HC; it keeps the spelling it was made with.
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
 /// The longest HC path (name plus suffix) in segments.
 pub const MAX_PATH_SEGMENTS: usize = 32;
 

@@ -285,7 +285,8 @@ fn authority_host(authority: &str) -> Option<&str> {
 ///
 /// `sr` must be `scheme://host[:port][/path]` with scheme http, https, sb, ws or wss. Its
 /// non-empty path segments, each percent-decoded once, must be a prefix of `hc_path`'s
-/// segments; scheme, port and a trailing slash are ignored, so an `sr` without a path
+/// segments, compared without case ([`crate::protocol::name_key`]); scheme, port and a
+/// trailing slash are ignored, so an `sr` without a path
 /// covers every HC. When `host` is given (a bare host, or `host:port`), it must equal
 /// sr's host ignoring case; `None` skips the host check (`hyco serve`).
 pub fn audience_covers(sr: &str, hc_path: &str, host: Option<&str>) -> bool {
@@ -317,7 +318,8 @@ pub fn audience_covers(sr: &str, hc_path: &str, host: Option<&str>) -> bool {
         let Ok(segment) = decode_component(raw, false) else {
             return false;
         };
-        if hc_segments.next() != Some(segment.as_str()) {
+        // Names compare without case, as Azure's do (crate::protocol::name_key).
+        if hc_segments.next().map(crate::protocol::name_key) != Some(crate::protocol::name_key(&segment)) {
             return false;
         }
     }
@@ -614,8 +616,10 @@ mod tests {
         assert!(audience_covers("http://h/team/ssh", "team/ssh", None));
         assert!(audience_covers("http://h/team/ssh/", "team/ssh/", None));
         assert!(!audience_covers("http://h/team/db", "team/ssh", None));
-        // Path comparison is case-sensitive; only the host is compared ignoring case.
-        assert!(!audience_covers("http://h/Hyco", "hyco", None));
+        // Segments compare without case, as HC names do (Azure's entity names).
+        assert!(audience_covers("http://h/Hyco", "hyco", None));
+        assert!(audience_covers("http://h/team/SSH", "Team/ssh", None));
+        assert!(!audience_covers("http://h/Hyco", "hycoo", None));
     }
 
     #[test]

@@ -179,6 +179,21 @@ async fn half_close_keeps_the_answer_coming() {
     assert_eq!(bound.stats.failed.load(Ordering::Relaxed), 0, "a half-closed tunnel is a clean end");
 }
 
+#[tokio::test]
+async fn hc_names_compare_without_case_as_on_azure() {
+    let relay = TestRelay::start(settings()).await;
+    let target = Target::upper_after_eof().await;
+    let _listening = Listening::start(client(relay.addr), listen_settings("Mixed", &[target.spec()])).await;
+    let bound = Bound::start(client(relay.addr), "mIXED", None).await;
+    let mut tcp = bound.connect().await;
+    let (mut r, mut w) = tcp.split();
+    within("send", w.write_all(b"case")).await.expect("write");
+    within("half-close", w.shutdown()).await.expect("shutdown write");
+    let mut answer = Vec::new();
+    within("the answer", r.read_to_end(&mut answer)).await.expect("read");
+    assert_eq!(answer, b"CASE");
+}
+
 // ---------------------------------------------------------------------------------------
 // Refusals
 
@@ -473,4 +488,42 @@ async fn a_target_that_never_reads_stalls_the_sender() {
     assert_eq!(end.map_err(|e| e.kind()), Err(ErrorKind::ConnectionReset), "after {received} bytes");
     until_idle("the listener's tunnel to end", &listening.stats).await;
     assert_eq!(listening.stats.failed.load(Ordering::Relaxed), 1);
+}
+
+/// Writes `bytes` on `tcp` and reads as many back; `None` if the tunnel is gone.
+async fn echo_round(tcp: &mut tokio::net::TcpStream, bytes: &[u8]) -> Option<Vec<u8>> {
+    tcp.write_all(bytes).await.ok()?;
+    let mut back = vec![0; bytes.len()];
+    match tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut back)).await {
+        Ok(Ok(_)) => Some(back),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn keepalives_carry_an_idle_tunnel_past_a_relays_idle_timeout() {
+    // The relay drops a tunnel silent for 1 s, as Azure does after about 4 minutes.
+    let mut s = settings();
+    s.limits.tunnel_idle_timeout = Some(Duration::from_secs(1));
+    let relay = TestRelay::start(s).await;
+    let target = Target::echo().await;
+    let with = |keepalive| {
+        let mut c = client(relay.addr);
+        c.keepalive = keepalive;
+        c
+    };
+    for (keepalive, survives) in [(Some(Duration::from_millis(300)), true), (None, false)] {
+        let hc = if survives { "kept" } else { "dropped" };
+        let _listening = Listening::start(with(keepalive), listen_settings(hc, &[target.spec()])).await;
+        let bound = Bound::start_with(with(keepalive), hc, None, Prewarm::off()).await;
+        let mut tcp = bound.connect().await;
+        assert_eq!(echo_round(&mut tcp, b"before").await.as_deref(), Some(&b"before"[..]));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let after = echo_round(&mut tcp, b"after").await;
+        if survives {
+            assert_eq!(after.as_deref(), Some(&b"after"[..]), "kept alive across 2.5 idle seconds");
+        } else {
+            assert_eq!(after, None, "without keepalives the relay's idle timeout ends it");
+        }
+    }
 }

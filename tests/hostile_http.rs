@@ -39,7 +39,9 @@ async fn a_token_for_one_named_target_reaches_no_other() {
         ("/web2%2Fapi/hello", 400),
         ("/web2/api%5Chello", 400),
         ("/web2/api%00/hello", 400),
-        ("/web2/API/hello", 401),
+        // The relay compares names without case, as Azure does; the listener then refuses a
+        // case variant of one of its target names, and never hands it to the unnamed target.
+        ("/web2/API/hello", 404),
         ("/web2/hello", 401),
     ] {
         let r = request(relay.addr, "GET", path, &[(TOKEN_HEADER, &t)], Body::Empty).await;

@@ -447,3 +447,29 @@ async fn a_udp_target_is_no_http_server_and_says_so() {
     assert_eq!(reply.status, 502, "{}", reply.text());
     assert!(reply.text().contains("is UDP: only a public UDP port reaches it"), "{}", reply.text());
 }
+
+#[tokio::test]
+async fn an_sdks_runtime_information_request_is_answered_by_the_relay() {
+    let mut s = setup(|_| {}).await;
+    let tok = token("hc");
+    let ask = [("X-PROCESS-AT", "ServiceBus"), ("Authorization", tok.as_str())];
+    let reply = call(&s.relay, "GET", "/hc?api-version=2016-07", &ask, Body::Empty).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("Content-Type"), Some("application/atom+xml;type=entry;charset=utf-8"));
+    let body = reply.text();
+    let description = body.split("<HybridConnectionDescription").nth(1).expect("a description");
+    assert!(description.contains("<ListenerCount>1</ListenerCount>"), "{body}");
+    assert!(description.contains("<RequiresClientAuthorization>true</RequiresClientAuthorization>"), "{body}");
+    let order = ["<CreatedAt>", "<UpdatedAt>", "<RequiresClientAuthorization>", "<ListenerCount>"];
+    let at: Vec<usize> = order.iter().map(|t| description.find(t).expect(t)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "the serializer's order: {body}");
+    // No token, an unknown HC: the relay's own answers; the app never hears of any of it.
+    let reply = call(&s.relay, "GET", "/hc?api-version=2016-07", &ask[..1], Body::Empty).await;
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    let reply = call(&s.relay, "GET", "/nope?api-version=2016-07", &ask, Body::Empty).await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    // A plain GET with the same path is the app's, as before.
+    let reply = call(&s.relay, "GET", "/hc/hello?api-version=1", &[(TOKEN_HEADER, &tok)], Body::Empty).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(s.server.next_seen().await.target, "/hello?api-version=1");
+}

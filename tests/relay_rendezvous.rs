@@ -376,3 +376,38 @@ async fn unknown_hc_no_listener_and_bad_paths_get_404_or_400() {
     assert_eq!(status_of(&raw_http(relay.addr, not_ws.as_bytes()).await), 400, "not a WebSocket upgrade");
     assert_eq!(status_of(&raw_http(relay.addr, b"\x16\x03\x01garbage\r\n\r\n").await), 400, "not HTTP");
 }
+
+/// The address a listener that reached the relay with `headers` is given for a sender.
+async fn accept_address(relay: &TestRelay, hc: &str, headers: &[(&str, String)]) -> String {
+    let url = relay.url(hc, Action::Listen);
+    let mut all = vec![auth(&token(hc))];
+    all.extend(headers.iter().cloned());
+    let (ws, _) = within("listen", ws_connect(relay.addr, &url, &all)).await.expect("listen");
+    let mut l = Listener { ws };
+    let _sender = spawn_sender(relay.addr, relay.url(hc, Action::Connect), vec![auth(&token(hc))]);
+    l.next_accept().await.address
+}
+
+#[tokio::test]
+async fn behind_a_tls_proxy_accept_addresses_use_the_proxys_scheme_and_host() {
+    let forwarded = [("X-Forwarded-Proto", "https".to_owned()), ("X-Forwarded-Host", "relay.example.net".to_owned())];
+    // A trusted proxy (here: loopback) says how it was reached.
+    let mut s = settings();
+    s.limits.trusted_proxies = vec![hyco::relay::config::IpNet::parse("127.0.0.0/8").unwrap()];
+    let relay = TestRelay::start(s).await;
+    let address = accept_address(&relay, "p1", &forwarded).await;
+    assert!(address.starts_with("wss://relay.example.net/$hc/p1?"), "{address}");
+    let rfc = [("Forwarded", "for=192.0.2.1;proto=https;host=r.example:8443".to_owned())];
+    let address = accept_address(&relay, "p2", &rfc).await;
+    assert!(address.starts_with("wss://r.example:8443/$hc/p2?"), "{address}");
+    // Anyone else's forwarding headers say nothing.
+    let relay = TestRelay::start(settings()).await;
+    let address = accept_address(&relay, "p3", &forwarded).await;
+    assert!(address.starts_with(&format!("ws://{}/$hc/p3?", relay.addr)), "{address}");
+    // The operator's external_url wins over everything.
+    let mut s = settings();
+    s.external_url = Some("wss://fixed.example".into());
+    let relay = TestRelay::start(s).await;
+    let address = accept_address(&relay, "p4", &forwarded).await;
+    assert!(address.starts_with("wss://fixed.example/$hc/p4?"), "{address}");
+}

@@ -82,7 +82,7 @@ pub async fn open_sender_with(
 async fn open_prewarmed(client: &RelayClient, settings: &ConnectSettings, id: &str) -> Result<Tunnel, OpenFailure> {
     let Opened { stream, initial, response } =
         open_sender_with(client, settings, id, &[prewarm::offer()]).await.map_err(OpenFailure::Failed)?;
-    let mut tunnel = Tunnel::new(stream, &initial);
+    let mut tunnel = Tunnel::new(stream, &initial).keepalive(client.keepalive);
     match prewarm::accepted(http1::header(&response.headers, "Sec-WebSocket-Protocol")) {
         Ok(()) => Ok(tunnel),
         Err(why) => {
@@ -325,7 +325,7 @@ fn on_demand(
                 debug!("tunnel open");
                 let what = format!("{peer} -> {}", settings.label());
                 // A tunnel may live for days: let go of what only the rendezvous needed.
-                let tunnel = Tunnel::new(stream, &initial);
+                let tunnel = Tunnel::new(stream, &initial).keepalive(client.keepalive);
                 drop((response, initial, client, settings, presence));
                 pump::pump_tcp(tcp, tunnel, Tally::new(stats), LocalSide::Client, &what, &force).await;
             }
@@ -367,7 +367,7 @@ pub async fn run_stdio(
         let opened = open_sender_as(&client, &settings, &id).await?;
         debug!("tunnel open");
         let tally = Tally::new(stats.clone());
-        let tunnel = Tunnel::new(opened.stream, &opened.initial);
+        let tunnel = Tunnel::new(opened.stream, &opened.initial).keepalive(client.keepalive);
         let force = CancellationToken::new();
         let deadline = async {
             shutdown.cancelled().await;

@@ -39,6 +39,11 @@ use crate::ws::frame::CloseFrame as WsClose;
 const BACKOFF_SECS: [u64; 6] = [0, 1, 2, 5, 10, 30];
 /// A control channel up this long resets the backoff.
 const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
+/// Words (lower case) in a 403's text that mark a limit or quota rather than a missing
+/// right: hyco's relay says "Listener limit of N reached …"; Azure's quota rejection
+/// names `MaximumListenersPerEndpoint` (Microsoft's "Azure Relay exceptions",
+/// QuotaExceededException), and Service Bus texts say "quota" and "exceeded".
+const LIMIT_WORDS: [&str; 4] = ["limit", "quota", "maximumlisteners", "maximum number"];
 /// The most control channels one listener keeps (the relay's per-HC limit).
 const MAX_CONNECTIONS: usize = protocol::MAX_LISTENERS_PER_HC;
 /// Rendezvous (accepts and HTTP requests) a listener works on at once, by default.
@@ -104,8 +109,10 @@ impl ListenSettings {
     }
 }
 
-/// Runs the listener until `shutdown` fires (then `Ok`) or the relay rejects it for
-/// good (401, 403, 404: `Err` saying what to do).
+/// Runs the listener until `shutdown` fires (then `Ok`) or the relay rejects its first
+/// connection (400, 401, 403, 404, 409: `Err` saying what to do). Once a control channel
+/// has been up, 400-404 are retried with backoff, each logged with its text: keys are
+/// rotated, a hybrid connection recreated, a listener limit freed.
 pub async fn run(
     client: RelayClient,
     settings: ListenSettings,
@@ -260,25 +267,29 @@ impl Ctx {
                     }
                 }
                 Err(e) => {
-                    if let Some(err) = permanent(&e, hc, &self.client) {
-                        return Err(err);
-                    }
-                    // Never connected yet: most likely a wrong endpoint, so say so now,
-                    // unless told the network may not be up yet (--wait-for-relay).
-                    if !self.ever_connected.load(Ordering::Relaxed)
-                        && e.kind() == Kind::Unreachable
-                        && !self.settings.wait_for_relay
-                    {
-                        let relay = self.client.endpoint.ws_base();
-                        if e.names_its_fix() {
-                            return Err(failure(Kind::Unreachable, e.to_string()));
+                    if let Some((kind, message)) = rejected(&e, hc, &self.client) {
+                        if !self.ever_connected.load(Ordering::Relaxed) || !retried_once_online(&e) {
+                            return Err(failure(kind, message));
                         }
-                        return Err(failure(
-                            Kind::Unreachable,
-                            format!("{e}; is the relay at {relay} running, and is the endpoint right?"),
-                        ));
+                        warn!("cannot listen: {message}; retrying, as this listener was online before");
+                    } else {
+                        // Never connected yet: most likely a wrong endpoint, so say so now,
+                        // unless told the network may not be up yet (--wait-for-relay).
+                        if !self.ever_connected.load(Ordering::Relaxed)
+                            && e.kind() == Kind::Unreachable
+                            && !self.settings.wait_for_relay
+                        {
+                            let relay = self.client.endpoint.ws_base();
+                            if e.names_its_fix() {
+                                return Err(failure(Kind::Unreachable, e.to_string()));
+                            }
+                            return Err(failure(
+                                Kind::Unreachable,
+                                format!("{e}; is the relay at {relay} running, and is the endpoint right?"),
+                            ));
+                        }
+                        warn!("cannot listen: {e}");
                     }
-                    warn!("cannot listen: {e}");
                 }
             }
             let delay = Duration::from_secs(BACKOFF_SECS[attempt.min(BACKOFF_SECS.len() - 1)]);
@@ -601,7 +612,7 @@ impl Ctx {
 async fn accept_rendezvous(client: &RelayClient, accept: &Accept, protocol: Option<&str>) -> Option<Tunnel> {
     let headers: Vec<_> = protocol.map(|p| ("Sec-WebSocket-Protocol".to_owned(), p.to_owned())).into_iter().collect();
     match client.open_rendezvous(&accept.address, &headers).await {
-        Ok(super::Opened { stream, initial, .. }) => Some(Tunnel::new(stream, &initial)),
+        Ok(super::Opened { stream, initial, .. }) => Some(Tunnel::new(stream, &initial).keepalive(client.keepalive)),
         Err(e) => {
             warn!("accepting failed: {e}");
             None
@@ -665,8 +676,16 @@ async fn reject(client: &RelayClient, accept: &Accept, status: u16, text: &str) 
     }
 }
 
-/// The error for a relay answer that retrying cannot fix.
-fn permanent(e: &OpenError, hc: &str, client: &RelayClient) -> Option<anyhow::Error> {
+/// Whether a rejection is retried once the listener has been online: the credentials may
+/// be rotated, the hybrid connection recreated, a listener limit freed (a 409 for a public
+/// port, and a bad URL, stay final).
+fn retried_once_online(e: &OpenError) -> bool {
+    matches!(e, OpenError::Rejected { status: 400 | 401 | 403 | 404, .. })
+}
+
+/// What a relay answer that retrying at once cannot fix means and what to do about it,
+/// with its exit kind; `None` for anything worth retrying.
+fn rejected(e: &OpenError, hc: &str, client: &RelayClient) -> Option<(Kind, String)> {
     if !e.is_permanent() {
         return None;
     }
@@ -682,6 +701,12 @@ fn permanent(e: &OpenError, hc: &str, client: &RelayClient) -> Option<anyhow::Er
                  run without --public, or ask the relay's operator"
             )
         }
+        OpenError::Rejected { status: 403, text, .. } if names_a_limit(text) => {
+            format!(
+                "{relay} has reached a limit for {hc} (403 {text}); stop another listener on {hc}, \
+                 or raise the limit (an Azure namespace's quota, a hyco relay's max_listeners_per_hc)"
+            )
+        }
         OpenError::Rejected { status: 403, text, .. } => {
             format!("{relay} refused to let this key listen on {hc} (403 {text}); use a key with the Listen right")
         }
@@ -692,7 +717,13 @@ fn permanent(e: &OpenError, hc: &str, client: &RelayClient) -> Option<anyhow::Er
         }
         other => format!("{relay}: {other}"),
     };
-    Some(failure(e.kind(), message))
+    Some((e.kind(), message))
+}
+
+/// Whether a 403's text says a limit or quota was reached ([`LIMIT_WORDS`]).
+fn names_a_limit(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    LIMIT_WORDS.iter().any(|w| text.contains(w))
 }
 
 /// Counts a live control channel for as long as it lives.
@@ -708,5 +739,49 @@ impl LiveChannel {
 impl Drop for LiveChannel {
     fn drop(&mut self) {
         self.0.channels.send_modify(|n| *n -= 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::RejectedBy;
+
+    fn rejection(status: u16, text: &str) -> OpenError {
+        OpenError::Rejected { by: RejectedBy::Relay, status, text: text.into() }
+    }
+
+    #[test]
+    fn a_403_for_a_limit_is_not_blamed_on_the_listen_right() {
+        let client = RelayClient::new(
+            crate::connstr::parse_endpoint("ws://127.0.0.1:9400", false).unwrap(),
+            crate::connstr::Credential::None,
+            None,
+        )
+        .unwrap();
+        let said = |status, text| rejected(&rejection(status, text), "web", &client).map(|(_, m)| m).unwrap();
+        for quota in [
+            "Listener limit of 25 reached for this hybrid connection",
+            "QuotaExceeded: MaximumListenersPerEndpoint: 25. TrackingId:1",
+            "The maximum number of listeners has been exceeded",
+            "Quota exceeded for the namespace",
+        ] {
+            let m = said(403, quota);
+            assert!(m.contains("reached a limit for web") && m.contains(quota), "{m}");
+            assert!(!m.contains("Listen right"), "{m}");
+        }
+        let m = said(403, "Token lacks the right for this action");
+        assert!(m.contains("Listen right") && m.contains("Token lacks the right"), "{m}");
+        assert!(said(403, "Public port 80 is below 1024, which this relay does not allow").contains("--public"));
+        assert!(rejected(&rejection(503, "stopping"), "web", &client).is_none(), "retried at any time");
+    }
+
+    #[test]
+    fn once_online_400_to_404_are_retried_and_409_is_not() {
+        for status in [400, 401, 403, 404] {
+            assert!(retried_once_online(&rejection(status, "x")), "{status}");
+        }
+        assert!(!retried_once_online(&rejection(409, "Public port 20000 is held")));
+        assert!(!retried_once_online(&OpenError::BadUrl("ws://h/x".into())));
     }
 }

@@ -45,6 +45,8 @@ pub struct RelayClient {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Lifetime of the tokens this client mints.
     pub token_ttl: Duration,
+    /// How long a tunnel end stays silent before it pings (`--keepalive`; `None`: never).
+    pub keepalive: Option<Duration>,
     /// The HTTP proxies to reach the relay through (none by default).
     proxies: proxy::Proxies,
 }
@@ -64,7 +66,14 @@ impl RelayClient {
             None if endpoint.secure => Some(tls::system_roots()?),
             None => None,
         };
-        Ok(Self { endpoint, credential, tls, token_ttl: protocol::DEFAULT_TOKEN_TTL, proxies: proxy::Proxies::none() })
+        Ok(Self {
+            endpoint,
+            credential,
+            tls,
+            token_ttl: protocol::DEFAULT_TOKEN_TTL,
+            keepalive: Some(crate::ws::pump::DEFAULT_KEEPALIVE),
+            proxies: proxy::Proxies::none(),
+        })
     }
 
     /// This client, reaching the relay through `proxies` (every connection it opens).
@@ -432,6 +441,7 @@ mod tests {
             credential: Credential::None,
             tls: None,
             token_ttl: protocol::DEFAULT_TOKEN_TTL,
+            keepalive: Some(crate::ws::pump::DEFAULT_KEEPALIVE),
             proxies: proxy::Proxies::none(),
         }
     }

@@ -33,7 +33,8 @@ where
     LR: AsyncRead + Unpin,
     LW: AsyncWrite + Unpin,
 {
-    crate::ws::pump::pump(local_read, local_write, tunnel.into_parts(), tally, cancel).await
+    let keepalive = tunnel.keepalive_interval();
+    crate::ws::pump::pump(local_read, local_write, tunnel.into_parts(), tally, keepalive, cancel).await
 }
 
 impl Meter for Tally {

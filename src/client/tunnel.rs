@@ -32,6 +32,8 @@ pub(super) struct Tunnel {
     /// A data frame whose header has been read but whose payload has not: the pump
     /// delivers it first.
     pending: Option<FrameHeader>,
+    /// How long the pump lets this end stay silent before it pings (`None`: never).
+    keepalive: Option<Duration>,
 }
 
 /// What arrived on a tunnel that is not in use (yet).
@@ -72,7 +74,19 @@ impl Tunnel {
             reader: FrameReader::new(read, initial, Role::Client),
             writer: FrameWriter::new(write, Role::Client),
             pending: None,
+            keepalive: Some(crate::ws::pump::DEFAULT_KEEPALIVE),
         }
+    }
+
+    /// This tunnel with `keepalive` ([`crate::ws::pump::pump`]): the client's setting.
+    pub(super) fn keepalive(mut self, keepalive: Option<Duration>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// How long the pump lets this end stay silent before it pings.
+    pub(super) fn keepalive_interval(&self) -> Option<Duration> {
+        self.keepalive
     }
 
     /// Its parts, for the pump: reader, writer, and a data frame already begun.

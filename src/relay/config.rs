@@ -204,6 +204,10 @@ pub struct RelaySettings {
     pub rules: Vec<Rule>,
     pub hcs: Vec<HcSettings>,
     pub public: PublicSettings,
+    /// The URL clients reach the relay at (`wss://relay.example.net`), when that is not
+    /// how they connect to it (a TLS-terminating proxy in front): rendezvous addresses
+    /// start with it. `None`: as each client reached the relay (or a trusted proxy says).
+    pub external_url: Option<String>,
     /// Create an HC when a listener first asks for it (the throwaway default).
     pub auto_create: bool,
     pub limits: Limits,
@@ -226,6 +230,7 @@ impl RelaySettings {
             ],
             hcs: Vec::new(),
             public: PublicSettings::default(),
+            external_url: None,
             auto_create: true,
             limits: Limits::default(),
         }
@@ -250,7 +255,10 @@ impl RelaySettings {
             if hc.name.len() > MAX_HC_NAME_BYTES {
                 bail!("hybrid connection name {:?} is longer than {MAX_HC_NAME_BYTES} bytes", hc.name);
             }
-            if hcs.iter().any(|h: &HcSettings| h.name == hc.name) {
+            if hcs
+                .iter()
+                .any(|h: &HcSettings| crate::protocol::name_key(&h.name) == crate::protocol::name_key(&hc.name))
+            {
                 bail!("hybrid connection {:?} declared twice", hc.name);
             }
             let ports = hc.declared_ports().with_context(|| format!("hybrid connection {:?}", hc.name))?;
@@ -296,8 +304,9 @@ impl RelaySettings {
             bail!("public {} port {} declared twice", w[0].0, w[0].1);
         }
         let public = file.public_ports.map_or_else(|| Ok(PublicSettings::off()), FilePublic::resolve)?;
+        let external_url = file.external_url.as_deref().map(parse_external_url).transpose()?;
         let rules = with_derived_rules(rules);
-        Ok(Self { rules, hcs, public, auto_create: file.auto_create, limits })
+        Ok(Self { rules, hcs, public, external_url, auto_create: file.auto_create, limits })
     }
 }
 
@@ -332,6 +341,23 @@ struct FileConfig {
     #[serde(default)]
     trusted_proxies: Vec<String>,
     public_ports: Option<FilePublic>,
+    external_url: Option<String>,
+}
+
+/// Reads `external_url`: `wss://host[:port]` or `ws://…` (`https://`/`http://` taken as
+/// such), no path; returned without a trailing slash.
+fn parse_external_url(text: &str) -> anyhow::Result<String> {
+    let text = text.trim().trim_end_matches('/');
+    let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "wss" | "https" => "wss",
+        "ws" | "http" => "ws",
+        _ => bail!("external_url {text:?} must start with wss:// (or ws://)"),
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        bail!("external_url {text:?} must be a scheme and a host[:port], nothing more");
+    }
+    Ok(format!("{scheme}://{rest}"))
 }
 
 /// `[public_ports]`: its presence turns public ports on for the rules it names.
@@ -517,6 +543,7 @@ mod tests {
             r#"
             auto_create = false
             trusted_proxies = ["203.0.113.0/24", "::1"]
+            external_url = "https://relay.example.net/"
             [[rules]]
             name = "root"
             key = "k1"
@@ -559,6 +586,7 @@ mod tests {
         assert_eq!(s.limits.http_request_body_timeout, Duration::from_secs(9));
         assert_eq!(s.limits.max_pending_requests_per_hc, 4);
         assert_eq!(s.limits.trusted_proxies.len(), 2);
+        assert_eq!(s.external_url.as_deref(), Some("wss://relay.example.net"));
         assert!(!format!("{s:?}").contains("k1"), "keys stay out of Debug");
     }
 
@@ -664,6 +692,8 @@ mod tests {
             "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='a'\n[[hybrid_connections.ports]]\ntcp='1.2.3.4:5'\nudp='1.2.3.4:5'",
             "[[rules]]\nname='a'\nkey='k'\nrights=['Send']\n[[hybrid_connections]]\nname='a'\npublic_tcp=['1.2.3.4:5']\n[[hybrid_connections]]\nname='b'\npublic_tcp=['0.0.0.0:5']",
             "trusted_proxies=['10.0.0.0/33']\n[[rules]]\nname='a'\nkey='k'\nrights=['Send']",
+            "external_url='ftp://x'\n[[rules]]\nname='a'\nkey='k'\nrights=['Send']",
+            "external_url='wss://x/path'\n[[rules]]\nname='a'\nkey='k'\nrights=['Send']",
             "",
         ] {
             assert!(RelaySettings::from_toml(bad, Path::new(".")).is_err(), "{bad}");

@@ -59,7 +59,10 @@ impl Relay {
         addr: HcAddress,
         tracking_id: &str,
     ) {
-        let hc = addr.segments.join("/");
+        // The HC's own spelling if it exists (names compare without case): its public
+        // ports are leased under one name.
+        let asked = addr.segments.join("/");
+        let hc = self.registry.spelling(&asked).unwrap_or(asked);
         tracing::Span::current().record("hc", hc.as_str());
         let token = auth::token_of(header(&req.headers, protocol::TOKEN_HEADER), addr.token.as_deref());
         let base = self.public_base(&req, &stream);

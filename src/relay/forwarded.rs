@@ -85,6 +85,39 @@ pub(super) fn set_forwarding(headers: &mut Vec<(String, String)>, peer: IpAddr, 
     }
 }
 
+/// How a trusted proxy says its client reached it: the scheme (`http`/`https`, or
+/// `ws`/`wss`) and host, from `Forwarded` (its first element's `proto` and `host`) or else
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` (their first values). Only for a peer in
+/// `trusted_proxies`: anyone else's say nothing.
+pub(super) fn forwarded_origin(headers: &[(String, String)]) -> (Option<String>, Option<String>) {
+    let first = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.split(',').next())
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mut proto = None;
+    let mut host = None;
+    if let Some(element) = first("Forwarded") {
+        for pair in element.split(';') {
+            match pair.split_once('=') {
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("proto") => {
+                    proto = Some(v.trim().trim_matches('"').to_owned())
+                }
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("host") => {
+                    host = Some(v.trim().trim_matches('"').to_owned())
+                }
+                _ => {}
+            }
+        }
+    }
+    let proto = proto.or_else(|| first("X-Forwarded-Proto")).map(|p| p.to_ascii_lowercase());
+    let host = host.or_else(|| first("X-Forwarded-Host"));
+    (proto, host)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +156,21 @@ mod tests {
         assert_eq!(headers, h(&[("x-forwarded-for", "192.0.2.1, 10.0.0.1"), ("X-Forwarded-Proto", "https")]));
         assert!(is_forwarding("X-Forwarded-Host") && is_forwarding("forwarded") && is_forwarding("X-Real-IP"));
         assert!(!is_forwarding("X-Forwardedness") && !is_forwarding("Via"));
+    }
+
+    #[test]
+    fn a_proxy_says_how_it_was_reached() {
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect()
+        };
+        let some = |s: &str| Some(s.to_owned());
+        let forwarded = h(&[
+            ("Forwarded", "for=1.2.3.4;proto=https;host=\"relay.example\", proto=http"),
+            ("X-Forwarded-Proto", "http"),
+        ]);
+        assert_eq!(forwarded_origin(&forwarded), (some("https"), some("relay.example")));
+        let x = h(&[("X-Forwarded-Proto", "HTTPS, http"), ("X-Forwarded-Host", "r.example:8443")]);
+        assert_eq!(forwarded_origin(&x), (some("https"), some("r.example:8443")));
+        assert_eq!(forwarded_origin(&h(&[("Host", "x")])), (None, None));
     }
 }

@@ -22,7 +22,7 @@ use super::http_transfer::{Client, Plan, Upload, parse_target, relay_body, respo
 use super::metrics::Reason;
 use super::registry::{Answer, Kind, Listener, Reservation, Unavailable};
 use super::stream::RelayStream;
-use super::{Rejection, Relay, forwarded};
+use super::{Rejection, Relay, forwarded, runtime_info};
 use crate::http1::{self, Framing, Request, connection_tokens, header, is_hop_by_hop, sanitize};
 use crate::protocol::{
     self, HttpRequest, InlineBody, MAX_INLINE_BODY, MAX_PATH_SEGMENTS, RelayMessage, RemoteEndpoint,
@@ -55,6 +55,10 @@ struct Prepared {
 impl Relay {
     /// Serves one HTTP-mode request on `stream`, whose head is `req`.
     pub(super) async fn serve_http(&self, stream: RelayStream, req: Request, initial: Vec<u8>, peer: SocketAddr) {
+        let runtime = runtime_info::asked(&req).then(|| {
+            let base = self.public_base(&req, &stream);
+            self.runtime_info(&req, base.split_once("://").map_or(base.as_str(), |(_, host)| host))
+        });
         let idle = self.limits.http_response_timeout;
         let (r, w) = tokio::io::split(stream);
         let reader = BufReader::with_capacity(PIECE, Cursor::new(initial).chain(r));
@@ -64,12 +68,17 @@ impl Relay {
             info_span!("http", method = %sanitize(&req.method), hc = tracing::field::Empty, id = tracing::field::Empty);
         let work = async {
             let mut id = protocol::new_guid();
-            let outcome = match self.prepare_http(&req, peer) {
-                Ok(prepared) => {
-                    id.clone_from(&prepared.id);
-                    self.relay_http(&mut client, prepared).await
-                }
-                Err(r) => Err(r),
+            let outcome = match runtime {
+                // An SDK's GetRuntimeInformationAsync: the relay's to answer (docs/protocol.md 7.1).
+                Some(Ok(answer)) => client.write(answer.as_bytes()).await,
+                Some(Err(r)) => Err(r),
+                None => match self.prepare_http(&req, peer) {
+                    Ok(prepared) => {
+                        id.clone_from(&prepared.id);
+                        self.relay_http(&mut client, prepared).await
+                    }
+                    Err(r) => Err(r),
+                },
             };
             if let Err(r) = outcome {
                 self.metrics.reject(r.reason());

@@ -21,6 +21,7 @@ mod public;
 mod registry;
 mod rejection;
 mod rendezvous;
+mod runtime_info;
 mod splice;
 mod stream;
 pub mod tls;
@@ -97,6 +98,9 @@ struct Relay {
     /// Fires after the drain period: live tunnels end at once.
     force: CancellationToken,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The base of rendezvous addresses when the relay sits behind a proxy
+    /// (`external_url`); `None`: as each client reached it.
+    external_url: Option<String>,
     metrics: Arc<Metrics>,
 }
 
@@ -144,6 +148,7 @@ pub async fn run_bound(
         shutdown: shutdown.clone(),
         force: CancellationToken::new(),
         tls: tls.map(tokio_rustls::TlsAcceptor::from),
+        external_url: settings.external_url.clone(),
         metrics,
     });
     relay.open_declared(declared)?;
@@ -293,12 +298,28 @@ impl Relay {
     }
 
     /// `ws://host:port` or `wss://…` as a client reached the relay: the base of the
-    /// rendezvous addresses a listener is given.
+    /// rendezvous addresses a listener is given. The configured `external_url` if there is
+    /// one; else how a trusted proxy in front says it was reached (`Forwarded`,
+    /// `X-Forwarded-Proto`/`-Host`: a TLS-terminating proxy makes it `wss`); else this
+    /// connection's own scheme and `Host`.
     fn public_base(&self, req: &Request, stream: &RelayStream) -> String {
-        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
-        let host = header(&req.headers, "Host")
-            .map(http1::sanitize)
-            .filter(|h| !h.is_empty() && !h.contains([' ', '/', '?', '#', '@']))
+        if let Some(url) = &self.external_url {
+            return url.clone();
+        }
+        let valid = |h: &str| !h.is_empty() && !h.contains([' ', '/', '?', '#', '@']);
+        let trusted =
+            stream.tcp().peer_addr().is_ok_and(|p| self.limits.trusted_proxies.iter().any(|n| n.contains(p.ip())));
+        let (proto, forwarded_host) = if trusted { forwarded::forwarded_origin(&req.headers) } else { (None, None) };
+        let scheme = match proto.as_deref() {
+            Some("https" | "wss") => "wss",
+            Some("http" | "ws") => "ws",
+            _ if self.tls.is_some() => "wss",
+            _ => "ws",
+        };
+        let host = forwarded_host
+            .map(|h| http1::sanitize(&h))
+            .filter(|h| valid(h))
+            .or_else(|| header(&req.headers, "Host").map(http1::sanitize).filter(|h| valid(h)))
             .or_else(|| stream.tcp().local_addr().ok().map(|a| a.to_string()))
             .unwrap_or_default();
         format!("{scheme}://{host}")

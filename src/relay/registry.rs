@@ -45,7 +45,7 @@ use super::metrics::{Metrics, Reason};
 use super::rejection::Rejection;
 use super::stream::RelayStream;
 use crate::encoding::encode_component;
-use crate::protocol::{self, Action, HttpResponse, RelayMessage};
+use crate::protocol::{self, Action, HttpResponse, RelayMessage, name_key};
 
 /// How many messages may queue for one control channel before senders try another listener.
 const CONTROL_QUEUE: usize = 64;
@@ -95,6 +95,14 @@ pub(super) enum Unavailable {
     NoListener,
     /// The HC has its maximum of pending rendezvous.
     PendingLimit,
+}
+
+/// An HC as its runtime information describes it.
+pub(super) struct HcInfo {
+    pub(super) listeners: usize,
+    pub(super) requires_client_authorization: bool,
+    /// Unix seconds.
+    pub(super) created: u64,
 }
 
 /// A listener's control channel, as a waiting sender or request sees it.
@@ -157,11 +165,13 @@ struct Hc {
     listeners: Vec<Listener>,
     /// On this node: its rendezvous waiting for a listener.
     pending: usize,
+    /// When the relay made it (Unix seconds): at start for a configured HC.
+    created: u64,
 }
 
 impl Hc {
     fn new(settings: HcSettings, auto: bool) -> Self {
-        Self { settings, auto, emptied: 0, listeners: Vec::new(), pending: 0 }
+        Self { settings, auto, emptied: 0, listeners: Vec::new(), pending: 0, created: protocol::unix_now() }
     }
 
     /// Whether nobody uses the HC: no listener, nothing waiting.
@@ -230,7 +240,7 @@ impl Registry {
         let mut state = State::default();
         for hc in &settings.hcs {
             metrics.set_listeners(&hc.name, 0);
-            state.hcs.insert(hc.name.clone(), Hc::new(hc.clone(), false));
+            state.hcs.insert(name_key(&hc.name), Hc::new(hc.clone(), false));
         }
         Arc::new(Self {
             state: Mutex::new(state),
@@ -255,9 +265,28 @@ impl Registry {
     pub(super) fn resolve(&self, segments: &[String]) -> Option<(String, String)> {
         let state = self.state();
         (1..=segments.len()).rev().find_map(|n| {
-            let name = segments[..n].join("/");
-            state.hcs.contains_key(&name).then(|| (name, segments[n..].join("/")))
+            let hc = state.hcs.get(&name_key(&segments[..n].join("/")))?;
+            Some((hc.settings.name.clone(), segments[n..].join("/")))
         })
+    }
+
+    /// The spelling of `hc` as the relay has it (names compare without case), if it has it.
+    pub(super) fn spelling(&self, hc: &str) -> Option<String> {
+        self.state().hcs.get(&name_key(hc)).map(|h| h.settings.name.clone())
+    }
+
+    /// What an HC's runtime information tells (docs/protocol.md 7.1), if the relay has it.
+    pub(super) fn hc_info(&self, hc: &str) -> Option<HcInfo> {
+        self.state().hcs.get(&name_key(hc)).map(|h| HcInfo {
+            listeners: h.listeners.len(),
+            requires_client_authorization: h.settings.requires_client_authorization,
+            created: h.created,
+        })
+    }
+
+    /// Checks `token` for `need` on `hc` itself.
+    pub(super) fn check_right(&self, hc: &str, need: Right, token: Option<&str>) -> Result<Grant, Rejection> {
+        self.check(hc, hc, need, token)
     }
 
     /// Checks a listener's token: Listen on `hc`.
@@ -269,7 +298,7 @@ impl Registry {
     /// which hyco-ws signs too: docs/protocol.md 3). Returns whether a token was needed:
     /// not on an HC that does not require client authorization.
     pub(super) fn authorize_sender(&self, hc: &str, resource: &str, token: Option<&str>) -> Result<bool, Rejection> {
-        let needs_token = self.state().hcs.get(hc).is_none_or(|h| h.settings.requires_client_authorization);
+        let needs_token = self.state().hcs.get(&name_key(hc)).is_none_or(|h| h.settings.requires_client_authorization);
         if needs_token {
             self.check(hc, resource, Right::Send, token)?;
         }
@@ -280,7 +309,7 @@ impl Registry {
     /// namespace's.
     fn check(&self, hc: &str, resource: &str, need: Right, token: Option<&str>) -> Result<Grant, Rejection> {
         let token = token.ok_or_else(|| Rejection::new(401, Reason::Unauthorized, "Missing token"))?;
-        let hc_rules = self.state().hcs.get(hc).map(|h| h.settings.rules.clone()).unwrap_or_default();
+        let hc_rules = self.state().hcs.get(&name_key(hc)).map(|h| h.settings.rules.clone()).unwrap_or_default();
         let now = protocol::unix_now();
         auth::check(token, resource, need, &hc_rules, &self.namespace_rules, now, protocol::CLOCK_SKEW.as_secs())
     }
@@ -300,22 +329,25 @@ impl Registry {
         let id = self.next_listener.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
         // Checked first, so that no HC is created for a listener it would not take.
-        if state.hcs.get(hc).map_or(0, |h| h.listeners.len()) >= self.max_listeners {
+        let key = name_key(hc);
+        if state.hcs.get(&key).map_or(0, |h| h.listeners.len()) >= self.max_listeners {
             let text = format!("Listener limit of {} reached for this hybrid connection", self.max_listeners);
             return Err(Rejection::new(403, Reason::ListenerLimit, text));
         }
-        if !state.hcs.contains_key(hc) {
+        if !state.hcs.contains_key(&key) {
             self.creatable(&state, hc, &grant)?;
             info!(hc, "created on first listen");
             let settings = HcSettings::new(hc);
-            state.hcs.insert(hc.to_owned(), Hc::new(settings, true));
+            state.hcs.insert(key.clone(), Hc::new(settings, true));
             state.auto_hcs += 1;
         }
-        let entry = state.hcs.get_mut(hc).expect("present or just created");
+        let entry = state.hcs.get_mut(&key).expect("present or just created");
         entry.listeners.push(Listener { id, base: base.into(), queue });
-        self.metrics.set_listeners(hc, entry.listeners.len());
+        // The HC's own spelling, whatever the listener's: one HC, one name in metrics and logs.
+        let hc = entry.settings.name.clone();
+        self.metrics.set_listeners(&hc, entry.listeners.len());
         self.joins.send_modify(|n| *n += 1);
-        Ok((grant.expiry, Registration { registry: self.clone(), hc: hc.to_owned(), id, messages }))
+        Ok((grant.expiry, Registration { registry: self.clone(), hc, id, messages }))
     }
 
     /// Changes whenever a listener registers, on any HC.
@@ -341,7 +373,8 @@ impl Registry {
             let text = "Creating a hybrid connection takes a token for exactly its name or for the whole namespace";
             return Err(Rejection::new(403, Reason::Forbidden, text));
         }
-        if state.hcs.keys().any(|name| nests_in(hc, name) || nests_in(name, hc)) {
+        let key = name_key(hc);
+        if state.hcs.keys().any(|name| nests_in(&key, name) || nests_in(name, &key)) {
             let text = "The name lies above or below an existing hybrid connection";
             return Err(Rejection::new(409, Reason::NameConflict, text));
         }
@@ -360,10 +393,11 @@ impl Registry {
         let (answer_tx, answer) = oneshot::channel();
         let mut guard = self.state();
         let state = &mut *guard;
-        let entry = state.hcs.get_mut(hc).ok_or(Unavailable::NotFound)?;
+        let key = name_key(hc);
+        let entry = state.hcs.get_mut(&key).ok_or(Unavailable::NotFound)?;
         let full = match kind {
             Kind::Sender => entry.pending >= self.max_pending,
-            Kind::Request => state.pending_requests.get(hc).copied().unwrap_or(0) >= self.max_pending_requests,
+            Kind::Request => state.pending_requests.get(&key).copied().unwrap_or(0) >= self.max_pending_requests,
         };
         let none = entry.listeners.is_empty();
         // A sender hears of the pending limit first, an HTTP request of a missing listener.
@@ -374,12 +408,13 @@ impl Registry {
         }
         match kind {
             Kind::Sender => entry.pending += 1,
-            Kind::Request => *state.pending_requests.entry(hc.to_owned()).or_default() += 1,
+            Kind::Request => *state.pending_requests.entry(key).or_default() += 1,
         }
         let mut listeners = entry.listeners.clone();
         rand::seq::SliceRandom::shuffle(&mut listeners[..], &mut rand::rng());
         state.waiting.insert(secret.clone(), Waiting { kind, answer: answer_tx, request: None });
-        Ok(Reservation { registry: self.clone(), hc: hc.to_owned(), kind, secret, answer, listeners })
+        let hc = entry.settings.name.clone();
+        Ok(Reservation { registry: self.clone(), hc, kind, secret, answer, listeners })
     }
 
     /// Takes the pending rendezvous of `kind` whose address carried `secret`: it is used
@@ -395,17 +430,18 @@ impl Registry {
     fn release(&self, hc: &str, kind: Kind, secret: &str) {
         let mut state = self.state();
         state.forget(secret);
+        let key = name_key(hc);
         match kind {
             Kind::Sender => {
-                if let Some(entry) = state.hcs.get_mut(hc) {
+                if let Some(entry) = state.hcs.get_mut(&key) {
                     entry.pending -= 1;
                 }
             }
             Kind::Request => {
-                if let Some(n) = state.pending_requests.get_mut(hc) {
+                if let Some(n) = state.pending_requests.get_mut(&key) {
                     *n -= 1;
                     if *n == 0 {
-                        state.pending_requests.remove(hc);
+                        state.pending_requests.remove(&key);
                     }
                 }
             }
@@ -416,7 +452,7 @@ impl Registry {
     /// last listener is forgotten after the grace period, unless used again by then.
     fn unregister(self: &Arc<Self>, hc: &str, id: u64) {
         let mut state = self.state();
-        let Some(entry) = state.hcs.get_mut(hc) else { return };
+        let Some(entry) = state.hcs.get_mut(&name_key(hc)) else { return };
         entry.listeners.retain(|l| l.id != id);
         self.metrics.set_listeners(hc, entry.listeners.len());
         if !entry.auto || !entry.listeners.is_empty() {
@@ -436,8 +472,10 @@ impl Registry {
             loop {
                 tokio::time::sleep(registry.auto_hc_grace.max(MIN_RECHECK)).await;
                 let mut state = registry.state();
-                let waiting =
-                    state.hcs.get(&hc).is_some_and(|e| e.emptied == emptied && e.listeners.is_empty() && e.pending > 0);
+                let waiting = state
+                    .hcs
+                    .get(&name_key(&hc))
+                    .is_some_and(|e| e.emptied == emptied && e.listeners.is_empty() && e.pending > 0);
                 if !waiting {
                     registry.forget_if_unused(&mut state, &hc, emptied);
                     return;
@@ -449,10 +487,11 @@ impl Registry {
     /// Forgets `hc`, and its listener gauge, if nobody has used it since it lost its
     /// last listener for the `emptied`th time. Whether it did.
     fn forget_if_unused(&self, state: &mut State, hc: &str, emptied: u64) -> bool {
-        if !state.hcs.get(hc).is_some_and(|e| e.emptied == emptied && e.is_unused()) {
+        let key = name_key(hc);
+        if !state.hcs.get(&key).is_some_and(|e| e.emptied == emptied && e.is_unused()) {
             return false;
         }
-        state.hcs.remove(hc);
+        state.hcs.remove(&key);
         state.auto_hcs -= 1;
         self.metrics.forget_hc(hc);
         info!(hc, "forgotten: no listener within the grace period");
@@ -730,6 +769,29 @@ mod tests {
         drop((a, box_));
         assert!(reg.state().hcs.is_empty() && reg.state().auto_hcs == 0);
         assert!(listen("a", "").is_ok(), "free again");
+    }
+
+    #[test]
+    fn names_compare_without_case_and_keep_their_first_spelling() {
+        let mut settings = RelaySettings::with_namespace_key("root", crate::secret::Secret::new("k"));
+        settings.limits.auto_hc_grace = Duration::ZERO;
+        let metrics = Arc::new(Metrics::new());
+        let reg = Registry::new(&settings, metrics.clone());
+        let first = reg.register_listener("Web", Some(&token("Web")), "ws://h".into()).unwrap().1;
+        let second = reg.register_listener("WEB", Some(&token("web")), "ws://h".into()).unwrap().1;
+        assert_eq!((first.hc.as_str(), second.hc.as_str()), ("Web", "Web"), "one HC, one spelling");
+        assert_eq!(metrics.listeners("Web"), 2);
+        assert_eq!(reg.resolve(&["web".into(), "api".into()]), Some(("Web".into(), "api".into())));
+        assert_eq!(reg.spelling("wEb").as_deref(), Some("Web"));
+        let r = reg.reserve("web", Kind::Sender).unwrap();
+        assert_eq!(r.listeners().len(), 2);
+        assert!(r.address("ws://h", "", &[], "t").starts_with("ws://h/$hc/Web?"));
+        drop(r);
+        let nested = reg.register_listener("web/api", Some(&token("web/api")), "ws://h".into());
+        assert_eq!(nested.err().map(|e| e.status()), Some(409), "nesting compares without case too");
+        drop((first, second));
+        assert!(reg.state().hcs.is_empty(), "forgotten under its key");
+        assert_eq!(metrics.listeners("Web"), 0);
     }
 
     #[test]

@@ -15,6 +15,8 @@
 
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,6 +33,12 @@ use crate::protocol::close;
 /// that fills it means data is flowing: the pump then reads into a borrowed [`Chunk`]
 /// for as long as the local side has more at hand.
 pub const QUIET_READ: usize = 2 * 1024;
+
+/// A tunnel end that has sent nothing for this long sends a Ping, which the other end
+/// answers (docs/protocol.md 5.3): relays and the networks between drop connections that
+/// stay silent (Azure Relay after about 4 minutes), and a tunnel must outlive an idle ssh
+/// session.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// Where the pump counts the payload bytes it moves.
 pub trait Meter {
@@ -88,6 +96,7 @@ pub async fn pump<LR, LW, R, W>(
     mut local_write: LW,
     (mut reader, writer, pending): (FrameReader<R>, FrameWriter<W>, Option<FrameHeader>),
     meter: &impl Meter,
+    keepalive: Option<Duration>,
     cancel: &CancellationToken,
 ) -> Result<(), PumpError>
 where
@@ -97,13 +106,30 @@ where
     W: AsyncWrite + Unpin,
 {
     let writer = Mutex::new(writer);
+    // Frames this end has sent, for the keepalive: a Ping goes out only after a whole
+    // interval in which none did.
+    let sent = AtomicU64::new(0);
+    let every = keepalive.unwrap_or(Duration::from_secs(3600));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut seen = 0;
     let outcome = {
-        let up = upstream(&mut local_read, &writer, meter);
-        let down = downstream(&mut reader, pending, &mut local_write, &writer, meter);
+        let up = upstream(&mut local_read, &writer, meter, &sent);
+        let down = downstream(&mut reader, pending, &mut local_write, &writer, meter, &sent);
         tokio::pin!(up, down);
         let (mut up_done, mut down_done) = (false, false);
         loop {
             tokio::select! {
+                _ = ticker.tick(), if keepalive.is_some() && !up_done => {
+                    let now = sent.load(Ordering::Relaxed);
+                    // A writer in use is not idle; after our Close nothing more may be sent.
+                    if now == seen && let Ok(mut w) = writer.try_lock() {
+                        if let Err(e) = w.send(OpCode::Ping, &[]).await.and(w.flush().await) {
+                            break Err(PumpError::RelayLost(e));
+                        }
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    seen = sent.load(Ordering::Relaxed);
+                },
                 r = &mut up, if !up_done => match r {
                     Ok(()) => up_done = true,
                     Err(why) => break Err(why),
@@ -155,7 +181,12 @@ pub async fn send_start<W: AsyncWrite + Unpin>(
 }
 
 /// Local bytes into binary frames; local EOF becomes Close 1000.
-async fn upstream<LR, W>(local: &mut LR, writer: &Mutex<FrameWriter<W>>, meter: &impl Meter) -> Result<(), PumpError>
+async fn upstream<LR, W>(
+    local: &mut LR,
+    writer: &Mutex<FrameWriter<W>>,
+    meter: &impl Meter,
+    sent: &AtomicU64,
+) -> Result<(), PumpError>
 where
     LR: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -197,6 +228,7 @@ where
         let header = FrameHeader { fin: true, opcode: OpCode::Binary, mask: None, len: n as u64 };
         w.send_with_header(header, buf, n).await.map_err(PumpError::RelayLost)?;
         w.flush().await.map_err(PumpError::RelayLost)?;
+        sent.fetch_add(1, Ordering::Relaxed);
         meter.out(n);
         if flowing.is_none() && n == QUIET_READ {
             flowing = Some(Chunk::large());
@@ -211,6 +243,7 @@ async fn downstream<R, LW, W>(
     local: &mut LW,
     writer: &Mutex<FrameWriter<W>>,
     meter: &impl Meter,
+    sent: &AtomicU64,
 ) -> Result<(), PumpError>
 where
     R: AsyncRead + Unpin,
@@ -239,6 +272,7 @@ where
             OpCode::Ping => {
                 let payload = reader.control_payload().await.map_err(RelayLost)?;
                 writer.lock().await.send(OpCode::Pong, &payload).await.map_err(RelayLost)?;
+                sent.fetch_add(1, Ordering::Relaxed);
             }
             OpCode::Pong => {
                 reader.control_payload().await.map_err(RelayLost)?;

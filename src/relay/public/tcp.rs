@@ -202,7 +202,8 @@ async fn carry(relay: &Relay, port: &PortInfo, visitor: Visitor, mut end: Listen
     let idle = idle_watch(relay.limits.tunnel_idle_timeout, &moved, &cancel);
     let (read, write) = tcp.split();
     let outcome = tokio::select! {
-        r = pump(read, write, (end.reader, end.writer, None), &meter, &cancel) => r,
+        // The listener keeps its end alive; the relay answers its pings.
+        r = pump(read, write, (end.reader, end.writer, None), &meter, None, &cancel) => r,
         () = idle => Err(crate::ws::pump::PumpError::ShuttingDown),
     };
     match outcome {

@@ -1,0 +1,115 @@
+//! An HC's runtime information (docs/protocol.md 7.1), as Microsoft's SDKs ask for it with
+//! `GetRuntimeInformationAsync`: `GET https://{host}/{hc}?api-version=2016-07` with
+//! `X-PROCESS-AT: ServiceBus` and a token in `Authorization`. The answer is an Atom entry
+//! whose content is a `HybridConnectionDescription` (creation time, whether senders need a
+//! token, the listener count), the fields the SDKs read, in the order their
+//! DataContract serializer wants. Such a request is the relay's, never a listener's.
+
+use super::auth::Right;
+use super::http_transfer::parse_target;
+use super::metrics::Reason;
+use super::{Rejection, Relay};
+use crate::http1::{self, Request, header};
+
+/// The management API version the SDKs send.
+const API_VERSION: &str = "2016-07";
+/// The namespace of the entity description.
+const MANAGEMENT_NAMESPACE: &str = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect";
+
+/// Whether `req` asks for an HC's runtime information rather than being an HTTP-mode
+/// request: a GET with `X-PROCESS-AT` and an `api-version` query parameter.
+pub(super) fn asked(req: &Request) -> bool {
+    let query = req.target.split_once('?').map_or("", |(_, q)| q);
+    req.method == "GET"
+        && header(&req.headers, "X-PROCESS-AT").is_some()
+        && query.split('&').any(|p| p.split('=').next() == Some("api-version"))
+}
+
+impl Relay {
+    /// The whole HTTP response to a runtime-information request, or why not: 400 for a
+    /// path that names nothing, 401/403 for a token that does not cover the HC (any right
+    /// on it will do), 404 for an HC the relay does not have.
+    pub(super) fn runtime_info(&self, req: &Request, host: &str) -> Result<String, Rejection> {
+        let target = parse_target(&req.target).map_err(|why| Rejection::new(400, Reason::BadRequest, why))?;
+        let (names, more) = target.names();
+        let not_found = || Rejection::new(404, Reason::NotFound, "Endpoint does not exist");
+        if more || names.is_empty() {
+            return Err(not_found());
+        }
+        let path = names.join("/");
+        let info = self.registry.hc_info(&path).ok_or_else(not_found)?;
+        let token = header(&req.headers, "Authorization")
+            .or_else(|| header(&req.headers, crate::protocol::TOKEN_HEADER))
+            .or(target.token.as_deref());
+        let listen = self.registry.check_right(&path, Right::Listen, token);
+        if listen.is_err() {
+            self.registry.check_right(&path, Right::Send, token)?;
+        }
+        let created = iso8601(info.created);
+        let url = format!("https://{}/{}?api-version={API_VERSION}", xml_escape(host), xml_escape(&path));
+        let body = format!(
+            "<entry xmlns=\"http://www.w3.org/2005/Atom\"><id>{url}</id><title type=\"text\">{name}</title>\
+             <published>{created}</published><updated>{created}</updated>\
+             <link rel=\"self\" href=\"{url}\"/><content type=\"application/xml\">\
+             <HybridConnectionDescription xmlns=\"{MANAGEMENT_NAMESPACE}\" xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\">\
+             <CreatedAt>{created}</CreatedAt><UpdatedAt>{created}</UpdatedAt>\
+             <RequiresClientAuthorization>{auth}</RequiresClientAuthorization>\
+             <ListenerCount>{listeners}</ListenerCount></HybridConnectionDescription></content></entry>",
+            name = xml_escape(&path),
+            auth = info.requires_client_authorization,
+            listeners = info.listeners,
+        );
+        let headers = [
+            ("Content-Type".to_owned(), "application/atom+xml;type=entry;charset=utf-8".to_owned()),
+            ("Content-Length".to_owned(), body.len().to_string()),
+            ("Connection".to_owned(), "close".to_owned()),
+        ];
+        Ok(http1::head("HTTP/1.1 200 OK", &headers) + &body)
+    }
+}
+
+/// `s` with XML's five special characters escaped.
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Unix seconds as an ISO 8601 UTC time (`2026-11-29T05:53:24Z`).
+fn iso8601(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rest = secs % 86_400;
+    // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_escapes() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601(1_795_758_804), "2026-11-27T05:53:24Z");
+        assert_eq!(xml_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&apos;");
+    }
+}
