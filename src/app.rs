@@ -9,13 +9,14 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cli::{Command, ConnectArgs, CredentialArgs, DemoArgs, ListenArgs, ServeArgs};
 use crate::client::RelayClient;
 use crate::client::connect::{self, ConnectSettings};
 use crate::client::listen::{self, ListenSettings};
 use crate::client::prewarm::Prewarm;
+use crate::client::proxy::Proxies;
 use crate::client::target::Targets;
 use crate::credentials::{self, config_failure};
 use crate::error::{Kind, failure};
@@ -311,22 +312,32 @@ fn write_profile(name: &str, base: &str, key_name: &str, key: &Secret, pin: Opti
     Ok(())
 }
 
-/// Resolves the relay and credential from flags, environment and profiles, and with
-/// `choose` the hybrid connection (the HC argument or the credential's `EntityPath`).
+/// Resolves the relay and credential from flags, environment and profiles, with
+/// `choose` the hybrid connection (the HC argument or the credential's `EntityPath`), and
+/// the HTTP proxy from `--proxy` (`proxy`), the environment and the profile.
 pub(crate) fn resolve_client<T>(
     args: &CredentialArgs,
+    proxy: Option<&str>,
     choose: impl FnOnce(&credentials::Resolved) -> Result<T, credentials::HcError>,
 ) -> anyhow::Result<(RelayClient, T)> {
     let resolved = credentials::resolve_relay(args)?;
     let chosen = choose(&resolved).map_err(|e| failure(Kind::Config, e.to_string()))?;
     info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
+    let profile_proxy = resolved.proxy.as_ref().map(|p| p.expose());
+    let proxies = Proxies::resolve(proxy, profile_proxy, |name| std::env::var(name).ok())
+        .map_err(|e| failure(Kind::Config, e.to_string()))?;
+    if let Some(p) = proxies.for_relay(resolved.endpoint.secure, &resolved.endpoint.host) {
+        debug!(proxy = %p, from = proxies.source(), "relay connections go through an HTTP proxy");
+    }
     let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())
-        .map_err(|e| config_failure(e, "check the TLS settings"))?;
+        .map_err(|e| config_failure(e, "check the TLS settings"))?
+        .with_proxies(proxies);
     Ok((client, chosen))
 }
 
 async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (mut client, hc) = resolve_client(&args.credentials, |r| credentials::choose_hc(args.hc.as_deref(), r))?;
+    let (mut client, hc) =
+        resolve_client(&args.credentials, args.proxy.as_deref(), |r| credentials::choose_hc(args.hc.as_deref(), r))?;
     client.keepalive = keepalive(args.keepalive);
     let targets = Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?;
     let mut settings = ListenSettings::new(hc, targets);
@@ -355,7 +366,7 @@ fn keepalive(secs: u64) -> Option<std::time::Duration> {
 }
 
 async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (mut client, (hc, suffix)) = resolve_client(&args.credentials, |r| {
+    let (mut client, (hc, suffix)) = resolve_client(&args.credentials, args.proxy.as_deref(), |r| {
         credentials::choose_connect(args.hc.as_deref(), args.target.as_deref(), r)
     })?;
     client.keepalive = keepalive(args.keepalive);

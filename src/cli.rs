@@ -56,13 +56,17 @@ const TOP_LONG_HELP: &str = concat!(
     "                          (default ~/.local/share/hyco)\n",
     "  HYCO_THREADS            worker threads (--threads)\n",
     "  RUST_LOG                log filter (overrides -v and -q)\n",
+    "  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY\n",
+    "                          HTTP proxy to wss:// and ws:// relays, and hosts reached directly\n",
+    "                          (listen and connect; --proxy beats them)\n",
     "\n",
     "Exit status:\n",
     "  0  success\n",
     "  1  any other failure (for example a tunnel that broke in --stdio mode)\n",
     "  2  usage error (unknown flag, missing argument)\n",
     "  3  configuration: bad connection string, profile, config file, certificate file or flag value\n",
-    "  4  the relay cannot be reached: refused, timeout, TLS failure or certificate mismatch\n",
+    "  4  the relay cannot be reached: refused, timeout, TLS failure, certificate mismatch, or an\n",
+    "     HTTP proxy that failed or rejected the tunnel\n",
     "  5  the relay refused the credentials (401) or their rights (403), or the token expired\n",
     "  6  not found (404): the hybrid connection does not exist, or no listener is online\n",
     "  7  a local address could not be bound (port in use, no permission)\n",
@@ -348,6 +352,11 @@ pub struct ListenArgs {
     /// listener retries through them).
     #[arg(long)]
     pub wait_for_relay: bool,
+    /// HTTP proxy to the relay: `http://[USER:PASS@]HOST:PORT`, or `none` to go direct
+    /// whatever HTTPS_PROXY, HTTP_PROXY, ALL_PROXY or the profile's `proxy` say. NO_PROXY
+    /// still exempts hosts. Targets are always reached directly.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub proxy: Option<String>,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }
@@ -386,6 +395,11 @@ pub struct ConnectArgs {
     /// No prewarming.
     #[arg(long, value_name = "NAME")]
     pub azbridge_port: Option<String>,
+    /// HTTP proxy to the relay: `http://[USER:PASS@]HOST:PORT`, or `none` to go direct
+    /// whatever HTTPS_PROXY, HTTP_PROXY, ALL_PROXY or the profile's `proxy` say. NO_PROXY
+    /// still exempts hosts. Targets are always reached directly.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub proxy: Option<String>,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }

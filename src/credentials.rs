@@ -128,6 +128,8 @@ pub struct Resolved {
     pub tls_fingerprint: Option<String>,
     /// Where it came from, for messages: `profile 'local'`, `--connection-string`, …
     pub source: String,
+    /// The profile's `proxy`, when the relay came from a profile (it may hold credentials).
+    pub proxy: Option<Secret>,
 }
 
 /// Which setting named a profile.
@@ -257,6 +259,7 @@ pub fn resolve(flags: &CredentialSources, env: &EnvSources, store: &ProfileStore
             entity_path: None,
             tls_fingerprint: None,
             source: "--endpoint".into(),
+            proxy: None,
         }
     } else if let Some(name) = &flags.profile {
         from_profile(store, name, ProfileOrigin::Flag)?
@@ -402,6 +405,7 @@ fn from_connection_string(origin: &'static str, cs: &Secret) -> Result<Resolved,
         entity_path: cs.entity_path,
         tls_fingerprint: None,
         source: origin.into(),
+        proxy: None,
     })
 }
 
@@ -409,7 +413,8 @@ fn from_profile(store: &ProfileStore, name: &str, origin: ProfileOrigin) -> Resu
     let profile = store.require(name).map_err(|e| ResolveError::UnknownProfile(origin, e))?;
     let (endpoint, credential, tls_fingerprint) =
         profile.parts().map_err(|e| ResolveError::InvalidProfile(name.to_owned(), e))?;
-    Ok(Resolved { endpoint, credential, entity_path: None, tls_fingerprint, source: format!("profile '{name}'") })
+    let source = format!("profile '{name}'");
+    Ok(Resolved { endpoint, credential, entity_path: None, tls_fingerprint, source, proxy: profile.proxy.clone() })
 }
 
 #[cfg(test)]
@@ -425,6 +430,7 @@ mod tests {
             entity_path: path.map(str::to_owned),
             tls_fingerprint: None,
             source: "--connection-string".into(),
+            proxy: None,
         }
     }
 

@@ -8,8 +8,8 @@ use std::fmt;
 pub enum Kind {
     /// A bad connection string, profile, config file, flag value or certificate file.
     Config,
-    /// The relay cannot be reached: connection refused, no route, timeout, TLS failure
-    /// or certificate mismatch.
+    /// The relay cannot be reached: connection refused, no route, timeout, TLS failure,
+    /// certificate mismatch, or an HTTP proxy that failed or rejected the tunnel.
     Unreachable,
     /// The relay rejected the credentials (401) or their rights (403), or a token has
     /// expired.

@@ -220,7 +220,7 @@ fn examples(name: &str) -> String {
 
 /// The environment variables a page's command reads.
 fn environment(name: &str) -> String {
-    const VARS: [(&str, &str); 7] = [
+    const VARS: [(&str, &str); 9] = [
         ("HYCO_CONNECTION_STRING", "A connection string; beats HYCO_PROFILE and the default profile, not the flags."),
         ("HYCO_PROFILE", "The profile to use instead of the default one."),
         ("HYCO_CONFIG", "The profile file (default ~/.config/hyco/config.toml)."),
@@ -228,14 +228,27 @@ fn environment(name: &str) -> String {
         ("HYCO_THREADS", "Worker threads, as --threads."),
         ("RUST_LOG", "Log filter; overrides -v and -q."),
         ("HOME", "Where the default profile file and data directory are."),
+        (
+            "HTTPS_PROXY",
+            "HTTP proxy to wss:// relays (http://[user:pass@]host:port); HTTP_PROXY for ws:// ones, ALL_PROXY for \
+             both, lower-case forms first. --proxy beats them, and they beat the profile's proxy.",
+        ),
+        ("NO_PROXY", "Relay hosts reached directly: names (with their subdomains), IP addresses or networks, or *."),
     ];
     let wanted: &[&str] = match name {
         "hyco" => {
             &["HYCO_CONNECTION_STRING", "HYCO_PROFILE", "HYCO_CONFIG", "HYCO_DATA_DIR", "HYCO_THREADS", "RUST_LOG"]
         }
-        "hyco listen" | "hyco connect" | "hyco token" => {
-            &["HYCO_CONNECTION_STRING", "HYCO_PROFILE", "HYCO_CONFIG", "HYCO_THREADS", "RUST_LOG"]
-        }
+        "hyco listen" | "hyco connect" => &[
+            "HYCO_CONNECTION_STRING",
+            "HYCO_PROFILE",
+            "HYCO_CONFIG",
+            "HYCO_THREADS",
+            "RUST_LOG",
+            "HTTPS_PROXY",
+            "NO_PROXY",
+        ],
+        "hyco token" => &["HYCO_CONNECTION_STRING", "HYCO_PROFILE", "HYCO_CONFIG", "HYCO_THREADS", "RUST_LOG"],
         "hyco serve" => &["HYCO_DATA_DIR", "HYCO_CONFIG", "HYCO_THREADS", "RUST_LOG"],
         "hyco demo" => &["HYCO_THREADS", "RUST_LOG"],
         n if n.starts_with("hyco profile") => &["HYCO_CONFIG"],

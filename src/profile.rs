@@ -14,6 +14,7 @@
 //! key_name = "RootManageSharedAccessKey"  # key_name + key, or token, or neither
 //! key = "..."
 //! tls_fingerprint = "AB:CD:..."           # optional: pin a self-signed relay
+//! proxy = "http://proxy.corp:3128"        # optional: the HTTP proxy to the relay, or "none"
 //! ```
 
 use std::collections::BTreeMap;
@@ -54,6 +55,11 @@ pub struct Profile {
     /// SHA-256 fingerprint of the relay's certificate, for a self-signed relay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_fingerprint: Option<String>,
+    /// The HTTP proxy to reach the relay through (`http://[user:pass@]host:port`, or
+    /// `none`), when no `--proxy` or proxy variable says otherwise. A `Secret`: the URL
+    /// may carry credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<Secret>,
 }
 
 impl Profile {
@@ -65,12 +71,20 @@ impl Profile {
             key: Some(key),
             token: None,
             tls_fingerprint: None,
+            proxy: None,
         }
     }
 
     /// A profile with a ready-made SAS token.
     pub fn with_token(endpoint: impl Into<String>, token: Secret) -> Self {
-        Profile { endpoint: endpoint.into(), key_name: None, key: None, token: Some(token), tls_fingerprint: None }
+        Profile {
+            endpoint: endpoint.into(),
+            key_name: None,
+            key: None,
+            token: Some(token),
+            tls_fingerprint: None,
+            proxy: None,
+        }
     }
 
     /// Checks every field; same as [`Profile::parts`] without the result.
@@ -510,9 +524,13 @@ token = "{TOKEN}"
 
 [profiles.open]
 endpoint = "wss://relay.example:8443"
+proxy = "http://alice:pr0xy-pass@proxy.corp:3128"
 "#
         );
         let store = ProfileStore::from_toml(&text).unwrap();
+        let open = store.get("open").unwrap();
+        assert_eq!(open.proxy.as_ref().map(Secret::expose), Some("http://alice:pr0xy-pass@proxy.corp:3128"));
+        assert!(!format!("{open:?}").contains("pr0xy-pass"), "the proxy's credentials stay out of Debug");
         let (e, c, f) = store.get("local").unwrap().parts().unwrap();
         assert_eq!(e, ep(false, "127.0.0.1", 9999));
         assert_eq!(c, Credential::Key { name: "RootManageSharedAccessKey".into(), key: Secret::new(SECRET_KEY) });

@@ -2,7 +2,8 @@
 //! credential, TLS), opening WebSockets to it, and tokens. The roles are in [`listen`]
 //! and [`connect`]; a tunnel's end is a `tunnel::Tunnel`, which the pump (`pump`) joins
 //! to a local byte stream; [`prewarm`] keeps tunnels open ahead of need; [`target`] is
-//! where a listener forwards to.
+//! where a listener forwards to; `proxy` is the HTTP proxy every relay connection may
+//! go through.
 
 mod azbridge;
 pub mod connect;
@@ -10,6 +11,7 @@ mod datagram;
 pub(crate) mod http;
 pub mod listen;
 pub mod prewarm;
+pub(crate) mod proxy;
 mod pump;
 pub mod target;
 mod tls;
@@ -46,6 +48,8 @@ pub struct RelayClient {
     pub token_ttl: Duration,
     /// How long a tunnel end stays silent before it pings (`--keepalive`; `None`: never).
     pub keepalive: Option<Duration>,
+    /// The HTTP proxies to reach the relay through (none by default).
+    proxies: proxy::Proxies,
 }
 
 impl fmt::Debug for RelayClient {
@@ -69,7 +73,13 @@ impl RelayClient {
             tls,
             token_ttl: protocol::DEFAULT_TOKEN_TTL,
             keepalive: Some(crate::ws::pump::DEFAULT_KEEPALIVE),
+            proxies: proxy::Proxies::none(),
         })
+    }
+
+    /// This client, reaching the relay through `proxies` (every connection it opens).
+    pub(crate) fn with_proxies(self, proxies: proxy::Proxies) -> Self {
+        Self { proxies, ..self }
     }
 
     /// The token to present for `hc`: minted from a key (with its expiry), or the given
@@ -132,9 +142,22 @@ impl RelayClient {
         if let Some(t) = token {
             headers.push((protocol::TOKEN_HEADER.to_owned(), t.expose().to_owned()));
         }
-        tokio::time::timeout(CONNECT_TIMEOUT, open_ws(url, self.tls.as_ref(), &headers))
+        tokio::time::timeout(CONNECT_TIMEOUT, open_ws(url, self.tls.as_ref(), &self.proxies, &headers))
             .await
-            .unwrap_or(Err(OpenError::Timeout))
+            .unwrap_or_else(|_| Err(self.timed_out(url)))
+    }
+
+    /// The timeout of an open of `url`, naming the proxy when it went through one.
+    fn timed_out(&self, url: &str) -> OpenError {
+        let via = split_url(url).and_then(|(secure, host, ..)| self.proxies.for_relay(secure, &host).cloned());
+        match via {
+            Some(p) => OpenError::Proxy(format!(
+                "no answer from the relay through the proxy at {p} within {} s; \
+                 does the proxy reach the relay, or should the relay be in NO_PROXY?",
+                CONNECT_TIMEOUT.as_secs()
+            )),
+            None => OpenError::Timeout,
+        }
     }
 }
 
@@ -204,6 +227,9 @@ pub(crate) enum OpenError {
     Timeout,
     /// The relay handed out an address that does not lead back to it ([`RelayClient::trusts`]).
     Untrusted(String),
+    /// The HTTP proxy could not be reached or did not open the tunnel; the text names the
+    /// proxy (`host:port`, never its credentials) and the fix.
+    Proxy(String),
 }
 
 impl OpenError {
@@ -227,14 +253,15 @@ impl OpenError {
             | Self::Handshake(_)
             | Self::Mismatch(_)
             | Self::Timeout
-            | Self::Untrusted(_) => Kind::Unreachable,
+            | Self::Untrusted(_)
+            | Self::Proxy(_) => Kind::Unreachable,
         }
     }
 
     /// Whether the text already names the cause and the fix, so that a generic "is the
     /// relay running?" would only mislead.
     pub(crate) fn names_its_fix(&self) -> bool {
-        matches!(self, Self::Mismatch(_))
+        matches!(self, Self::Mismatch(_) | Self::Proxy(_))
     }
 }
 
@@ -250,6 +277,7 @@ impl fmt::Display for OpenError {
             Self::Mismatch(text) => f.write_str(text),
             Self::Timeout => write!(f, "no answer from the relay within {} s", CONNECT_TIMEOUT.as_secs()),
             Self::Untrusted(why) => write!(f, "refusing an address the relay handed out: {why}"),
+            Self::Proxy(text) => f.write_str(text),
         }
     }
 }
@@ -316,11 +344,16 @@ pub(crate) fn split_url(url: &str) -> Option<(bool, String, u16, String)> {
 async fn open_ws(
     url: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
+    proxies: &proxy::Proxies,
     headers: &[(String, String)],
 ) -> Result<Opened, OpenError> {
     let (secure, host, port, target) = split_url(url).ok_or_else(|| OpenError::BadUrl(url.to_owned()))?;
     let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let tcp = crate::net::connect(&addr).await.map_err(|error| OpenError::Connect { addr: addr.clone(), error })?;
+    // The one place a client dials its relay: through the proxy when one applies.
+    let tcp = match proxies.for_relay(secure, &host) {
+        Some(p) => proxy::connect(p, &host, port).await.map_err(|e| OpenError::Proxy(e.0))?,
+        None => crate::net::connect(&addr).await.map_err(|error| OpenError::Connect { addr: addr.clone(), error })?,
+    };
     let mut stream = if secure {
         let config = match tls {
             Some(c) => c.clone(),
@@ -410,6 +443,7 @@ mod tests {
             tls: None,
             token_ttl: protocol::DEFAULT_TOKEN_TTL,
             keepalive: Some(crate::ws::pump::DEFAULT_KEEPALIVE),
+            proxies: proxy::Proxies::none(),
         }
     }
 
@@ -446,6 +480,19 @@ mod tests {
         }
         // No downgrade, and no upgrade the relay never offered.
         assert!(relay("ws://127.0.0.1:9400").trusts(&format!("wss://127.0.0.1:9400{accept}")).is_err());
+    }
+
+    #[test]
+    fn a_timeout_through_a_proxy_names_the_proxy() {
+        let proxies = proxy::Proxies::resolve(Some("http://u:pw@proxy.corp:3128"), None, |_| None).unwrap();
+        let client = relay("wss://relay.example.net").with_proxies(proxies);
+        let e = client.timed_out("wss://relay.example.net/$hc/a");
+        assert!(
+            e.to_string().starts_with("no answer from the relay through the proxy at proxy.corp:3128 within"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("pw") && e.kind() == Kind::Unreachable, "{e}");
+        assert!(matches!(relay("wss://relay.example.net").timed_out("wss://relay.example.net/"), OpenError::Timeout));
     }
 
     #[test]
