@@ -112,18 +112,67 @@ pub async fn accept(
     }
 }
 
-/// Opens a TCP connection to `target` (`host:port`), with Nagle off, trying each address
-/// in turn like [`TcpStream::connect`]. A connection the kernel completes at once (a
-/// target on this host) is used without a trip through the reactor.
+/// How long a connection attempt runs alone before the next address is tried beside it
+/// (RFC 8305's connection attempt delay): one address that drops packets cannot use up a
+/// caller's whole timeout.
+pub const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Opens a TCP connection to `target` (`host:port`), with Nagle off. Its addresses are
+/// tried as RFC 8305 (Happy Eyeballs) has it: the families interleaved, the first family
+/// the resolver gave first, a new attempt every [`ATTEMPT_DELAY`] or as soon as one fails,
+/// the first to connect winning. A connection the kernel completes at once (a target on
+/// this host) is used without a trip through the reactor.
 pub async fn connect(target: &str) -> io::Result<TcpStream> {
+    connect_any(interleave(tokio::net::lookup_host(target).await?.collect())).await
+}
+
+/// Orders `addrs` by alternating families, starting with the first one's.
+fn interleave(addrs: Vec<std::net::SocketAddr>) -> Vec<std::net::SocketAddr> {
+    let Some(first) = addrs.first() else { return addrs };
+    let first_v6 = first.is_ipv6();
+    let (mut same, mut other): (std::collections::VecDeque<std::net::SocketAddr>, std::collections::VecDeque<_>) =
+        addrs.iter().partition(|a| a.is_ipv6() == first_v6);
+    let mut out = Vec::with_capacity(addrs.len());
+    while !same.is_empty() || !other.is_empty() {
+        out.extend(same.pop_front());
+        out.extend(other.pop_front());
+    }
+    out
+}
+
+/// Races connection attempts to `addrs` in order, [`ATTEMPT_DELAY`] apart.
+async fn connect_any(addrs: Vec<std::net::SocketAddr>) -> io::Result<TcpStream> {
+    use futures_util::StreamExt;
+    let mut waiting = addrs.into_iter();
+    let mut attempts = futures_util::stream::FuturesUnordered::new();
     let mut last = None;
-    for addr in tokio::net::lookup_host(target).await? {
-        match connect_addr(addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = Some(e),
+    loop {
+        if attempts.is_empty() {
+            match waiting.next() {
+                Some(addr) => attempts.push(connect_addr(addr)),
+                None => {
+                    return Err(last.unwrap_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidInput, "the name resolved to no address")
+                    }));
+                }
+            }
+        }
+        tokio::select! {
+            Some(result) = attempts.next() => match result {
+                Ok(stream) => return Ok(stream),
+                // A failed attempt lets the next one start at once.
+                Err(e) => {
+                    last = Some(e);
+                    if let Some(addr) = waiting.next() {
+                        attempts.push(connect_addr(addr));
+                    }
+                }
+            },
+            () = tokio::time::sleep(ATTEMPT_DELAY), if waiting.len() > 0 => {
+                attempts.push(connect_addr(waiting.next().expect("one left")));
+            }
         }
     }
-    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the name resolved to no address")))
 }
 
 async fn connect_addr(addr: std::net::SocketAddr) -> io::Result<TcpStream> {
@@ -248,5 +297,46 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WritePart<T> {
             Self::Plain(w) => Pin::new(w).poll_shutdown(cx),
             Self::Tls(w) => Pin::new(w).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_interleave_from_the_first() {
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let got = interleave(vec![a("[::1]:1"), a("[::2]:1"), a("127.0.0.1:1"), a("[::3]:1"), a("127.0.0.2:1")]);
+        assert_eq!(got, [a("[::1]:1"), a("127.0.0.1:1"), a("[::2]:1"), a("127.0.0.2:1"), a("[::3]:1")]);
+        assert!(interleave(Vec::new()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_address_that_drops_connections_does_not_hold_up_the_next() {
+        // A listener with a full accept queue drops new SYNs: a black hole on loopback.
+        let hole = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        hole.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+        hole.listen(0).unwrap();
+        let hole_addr = hole.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        while fillers.len() < 8 {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&hole_addr.into());
+            fillers.push(s);
+        }
+        // The hole really holds a connect.
+        let held = tokio::time::timeout(std::time::Duration::from_millis(600), connect_addr(hole_addr)).await;
+        assert!(held.is_err(), "a connect to the full listener should hang: {held:?}");
+        let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good_addr = good.local_addr().unwrap();
+        let started = std::time::Instant::now();
+        let stream = tokio::time::timeout(std::time::Duration::from_secs(5), connect_any(vec![hole_addr, good_addr]))
+            .await
+            .expect("the second address within the timeout")
+            .expect("connected");
+        assert_eq!(stream.peer_addr().unwrap(), good_addr);
+        assert!(started.elapsed() >= ATTEMPT_DELAY, "the first address had its head start");
     }
 }

@@ -31,8 +31,12 @@ use crate::sas;
 use crate::secret::Secret;
 use crate::ws::handshake::{self, HandshakeError};
 
-/// Time to open a connection to the relay: TCP, TLS and the upgrade.
+/// Time to open a connection to the relay: TCP (each address in turn, RFC 8305), the
+/// proxy's tunnel if there is one, and TLS.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time from the upgrade request to the relay's answer: for a sender that includes the
+/// listener's accept (Azure holds a sender about 30 s, .NET's client waits 70 s).
+pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(70);
 
 /// The largest upgrade response head a client reads.
 const MAX_RESPONSE_HEAD: usize = 32 * 1024;
@@ -142,9 +146,7 @@ impl RelayClient {
         if let Some(t) = token {
             headers.push((protocol::TOKEN_HEADER.to_owned(), t.expose().to_owned()));
         }
-        tokio::time::timeout(CONNECT_TIMEOUT, open_ws(url, self.tls.as_ref(), &self.proxies, &headers))
-            .await
-            .unwrap_or_else(|_| Err(self.timed_out(url)))
+        open_ws(url, self.tls.as_ref(), &self.proxies, &headers, || self.timed_out(url)).await
     }
 
     /// The timeout of an open of `url`, naming the proxy when it went through one.
@@ -225,6 +227,11 @@ pub(crate) enum OpenError {
     /// one. The text names the likely cause and the fix.
     Mismatch(String),
     Timeout,
+    /// No answer to the upgrade within [`ANSWER_TIMEOUT`]; `listener`: a sender's, which
+    /// waited for a listener to accept.
+    NoAnswer {
+        listener: bool,
+    },
     /// The relay handed out an address that does not lead back to it ([`RelayClient::trusts`]).
     Untrusted(String),
     /// The HTTP proxy could not be reached or did not open the tunnel; the text names the
@@ -253,6 +260,7 @@ impl OpenError {
             | Self::Handshake(_)
             | Self::Mismatch(_)
             | Self::Timeout
+            | Self::NoAnswer { .. }
             | Self::Untrusted(_)
             | Self::Proxy(_) => Kind::Unreachable,
         }
@@ -276,6 +284,12 @@ impl fmt::Display for OpenError {
             Self::Handshake(e) => write!(f, "WebSocket handshake with the relay failed: {e}"),
             Self::Mismatch(text) => f.write_str(text),
             Self::Timeout => write!(f, "no answer from the relay within {} s", CONNECT_TIMEOUT.as_secs()),
+            Self::NoAnswer { listener: true } => {
+                write!(f, "the listener did not answer within {} s", ANSWER_TIMEOUT.as_secs())
+            }
+            Self::NoAnswer { listener: false } => {
+                write!(f, "the relay did not answer the upgrade within {} s", ANSWER_TIMEOUT.as_secs())
+            }
             Self::Untrusted(why) => write!(f, "refusing an address the relay handed out: {why}"),
             Self::Proxy(text) => f.write_str(text),
         }
@@ -341,31 +355,39 @@ pub(crate) fn split_url(url: &str) -> Option<(bool, String, u16, String)> {
     (!host.is_empty()).then_some((secure, host, port, target))
 }
 
+/// Opens a WebSocket to `url`: connects (within [`CONNECT_TIMEOUT`], else `timed_out`),
+/// then waits for the answer to its upgrade (within [`ANSWER_TIMEOUT`]).
 async fn open_ws(
     url: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
     proxies: &proxy::Proxies,
     headers: &[(String, String)],
+    timed_out: impl FnOnce() -> OpenError,
 ) -> Result<Opened, OpenError> {
     let (secure, host, port, target) = split_url(url).ok_or_else(|| OpenError::BadUrl(url.to_owned()))?;
     let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    // The one place a client dials its relay: through the proxy when one applies.
-    let tcp = match proxies.for_relay(secure, &host) {
-        Some(p) => proxy::connect(p, &host, port).await.map_err(|e| OpenError::Proxy(e.0))?,
-        None => crate::net::connect(&addr).await.map_err(|error| OpenError::Connect { addr: addr.clone(), error })?,
-    };
-    let mut stream = if secure {
-        let config = match tls {
-            Some(c) => c.clone(),
-            None => tls::system_roots().map_err(|e| OpenError::Tls(std::io::Error::other(e.to_string())))?,
+    let connecting = async {
+        // The one place a client dials its relay: through the proxy when one applies.
+        let tcp = match proxies.for_relay(secure, &host) {
+            Some(p) => proxy::connect(p, &host, port).await.map_err(|e| OpenError::Proxy(e.0))?,
+            None => {
+                crate::net::connect(&addr).await.map_err(|error| OpenError::Connect { addr: addr.clone(), error })?
+            }
         };
-        let name =
-            rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| OpenError::BadUrl(url.to_owned()))?;
-        let connector = tokio_rustls::TlsConnector::from(config);
-        ClientStream::Tls(Box::new(connector.connect(name, tcp).await.map_err(|e| tls_failure(e, &addr))?))
-    } else {
-        ClientStream::Plain(tcp)
+        Ok::<_, OpenError>(if secure {
+            let config = match tls {
+                Some(c) => c.clone(),
+                None => tls::system_roots().map_err(|e| OpenError::Tls(std::io::Error::other(e.to_string())))?,
+            };
+            let name =
+                rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| OpenError::BadUrl(url.to_owned()))?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            ClientStream::Tls(Box::new(connector.connect(name, tcp).await.map_err(|e| tls_failure(e, &addr))?))
+        } else {
+            ClientStream::Plain(tcp)
+        })
     };
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await.map_err(|_| timed_out())??;
     let default_port = if secure { 443 } else { 80 };
     let host_header = match (host.contains(':'), port == default_port) {
         (true, true) => format!("[{host}]"),
@@ -373,7 +395,13 @@ async fn open_ws(
         (false, true) => host.clone(),
         (false, false) => format!("{host}:{port}"),
     };
-    match handshake::client(&mut stream, &host_header, &target, headers, MAX_RESPONSE_HEAD).await {
+    let answer = handshake::client(&mut stream, &host_header, &target, headers, MAX_RESPONSE_HEAD);
+    let Ok(answer) = tokio::time::timeout(ANSWER_TIMEOUT, answer).await else {
+        // A sender's upgrade waits for a listener's accept; anything else only for the relay.
+        let sender = target.contains(&format!("{}={}", protocol::PARAM_ACTION, Action::Connect.as_str()));
+        return Err(OpenError::NoAnswer { listener: sender });
+    };
+    match answer {
         Ok((response, initial)) => Ok(Opened { stream, response, initial }),
         Err(HandshakeError::Rejected { status, reason }) => {
             Err(OpenError::Rejected { by: RejectedBy::of(status, &reason), status, text: reason })
@@ -412,6 +440,17 @@ fn tls_failure(e: std::io::Error, addr: &str) -> OpenError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_answer_says_who_did_not_answer() {
+        assert_eq!(
+            OpenError::NoAnswer { listener: true }.to_string(),
+            format!("the listener did not answer within {} s", ANSWER_TIMEOUT.as_secs())
+        );
+        assert!(OpenError::NoAnswer { listener: false }.to_string().starts_with("the relay did not answer"));
+        assert_eq!(OpenError::NoAnswer { listener: true }.kind(), Kind::Unreachable);
+        assert!(ANSWER_TIMEOUT >= Duration::from_secs(60) && CONNECT_TIMEOUT < ANSWER_TIMEOUT);
+    }
 
     #[test]
     fn rejections_are_told_apart_by_status_then_tracking_suffix() {
