@@ -302,6 +302,7 @@ async fn finish_local<LW: AsyncWrite + Unpin>(local: &mut LW) -> Result<(), Pump
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::stream::Role;
 
     #[test]
     fn abort_texts_say_what_broke() {
@@ -316,5 +317,52 @@ mod tests {
         assert_eq!(PumpError::ShuttingDown.to_string(), "shutting down");
         let local = PumpError::Local(io::Error::from(io::ErrorKind::BrokenPipe));
         assert!(local.to_string().starts_with("local connection failed: "), "{local}");
+    }
+
+    /// Runs a pump for `for_ms` with a keepalive of `every_ms`, its local side fed by
+    /// `feed` (true: a write every 20 ms, false: silence); the Pings the far end saw.
+    async fn pings_seen(feed: bool, every_ms: u64, for_ms: u64) -> usize {
+        use tokio::io::{AsyncWriteExt, duplex, split};
+        let (local, mut app) = duplex(1 << 16);
+        let (near, far) = duplex(1 << 20);
+        let (lr, lw) = split(local);
+        let (nr, nw) = split(near);
+        let parts = (FrameReader::new(nr, &[], Role::Client), FrameWriter::new(nw, Role::Client), None);
+        let cancel = CancellationToken::new();
+        let keepalive = Some(Duration::from_millis(every_ms));
+        let pumping = tokio::spawn(async move { pump(lr, lw, parts, &(), keepalive, &cancel).await });
+        let (fr, _fw) = split(far);
+        let mut far = FrameReader::new(fr, &[], Role::Server);
+        let counting = tokio::spawn(async move {
+            let mut pings = 0;
+            while let Ok(Some(h)) = far.header().await {
+                if h.opcode == OpCode::Ping {
+                    pings += 1;
+                }
+                let mut sink = vec![0; 4096];
+                while far.remaining() > 0 {
+                    if far.payload(&mut sink).await.is_err() {
+                        return pings;
+                    }
+                }
+            }
+            pings
+        });
+        let started = tokio::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(for_ms) {
+            if feed {
+                app.write_all(b"busy").await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        pumping.abort();
+        let _ = pumping.await;
+        counting.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_silent_end_pings_and_a_busy_one_does_not() {
+        assert!(pings_seen(false, 100, 550).await >= 3, "a silent tunnel is kept alive");
+        assert_eq!(pings_seen(true, 100, 550).await, 0, "a busy tunnel sends no extra frame");
     }
 }
