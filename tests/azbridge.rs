@@ -1,8 +1,10 @@
 //! azbridge (Microsoft's Azure Relay Bridge) on either side of a hybrid connection:
 //! `hyco listen --azbridge` against the bytes azbridge's `-L` sends, `hyco connect
-//! --azbridge-port` against the answers its `-T` gives, and the two hyco ends together.
-//! The byte exchange is the one azure-relay-bridge's TcpLocalForwardBridge.cs and
-//! RemoteForwardBridge.cs define (interop/NOTES.md); .NET cannot run here.
+//! --azbridge-port` against the answers its `-T` gives, and the two hyco ends together;
+//! and `hyco listen --azbridge` carrying azbridge's length-prefixed datagrams to a UDP
+//! target. The byte exchange is the one azure-relay-bridge's TcpLocalForwardBridge.cs,
+//! RemoteForwardBridge.cs and UdpRemoteForwarder.cs define (interop/NOTES.md); .NET
+//! cannot run here.
 
 mod common;
 
@@ -150,4 +152,96 @@ async fn hyco_connect_and_hyco_listen_speak_azbridge_to_each_other() {
     let mut back = [0; 9];
     within("the echo", tcp.read_exact(&mut back)).await.expect("read");
     assert_eq!(&back, b"both hyco");
+}
+
+/// A UDP echo target; its address.
+async fn udp_echo() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind the UDP target");
+    let addr = socket.local_addr().expect("target addr");
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0; 65_536];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let _ = socket.send_to(&buf[..n], from).await;
+        }
+    });
+    (addr, task)
+}
+
+/// `datagram` as azbridge puts it on the stream: a 2-byte big-endian length, then it.
+fn framed(datagram: &[u8]) -> Vec<u8> {
+    [&u16::try_from(datagram.len()).expect("a datagram").to_be_bytes()[..], datagram].concat()
+}
+
+/// Reads the next length-prefixed datagram from `ws`, keeping what follows it in `rest`.
+async fn next_datagram(ws: &mut Ws, rest: &mut Vec<u8>) -> Vec<u8> {
+    within("a datagram back", async {
+        loop {
+            if let [hi, lo, ..] = rest[..] {
+                let end = 2 + usize::from(u16::from_be_bytes([hi, lo]));
+                if rest.len() >= end {
+                    let datagram = rest[2..end].to_vec();
+                    rest.drain(..end);
+                    return datagram;
+                }
+            }
+            match ws.next().await {
+                Some(Ok(Message::Binary(b))) => rest.extend_from_slice(&b),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("expected datagram bytes, got {other:?}"),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn hyco_listen_carries_azbridge_datagrams_to_a_udp_target() {
+    let relay = TestRelay::start(settings()).await;
+    let (echo, _echo) = udp_echo().await;
+    let mut ls = listen_settings("dgram", &[format!("dns=udp://{echo}")]);
+    ls.azbridge = true;
+    let _listening = Listening::start(client(relay.addr), ls).await;
+
+    // A stream to the UDP port is still refused; datagram mode is answered 01 00 01.
+    let (_, answer) = azbridge_sender(&relay, "dgram", &[1, 0, 0, 3, b'd', b'n', b's']).await;
+    assert_eq!(answer.as_deref(), Some(&[0u8, 0, 1][..]));
+    let (mut ws, answer) = azbridge_sender(&relay, "dgram", &[1, 0, 1, 3, b'd', b'n', b's']).await;
+    assert_eq!(answer.as_deref(), Some(&[1u8, 0, 1][..]));
+
+    // One datagram per message, several sizes up to near the most UDP takes.
+    let mut rest = Vec::new();
+    for size in [1, 100, 1400, 9_000, 60_000] {
+        let datagram: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        ws.send(Message::binary(framed(&datagram))).await.expect("send");
+        assert_eq!(next_datagram(&mut ws, &mut rest).await, datagram, "{size} bytes");
+    }
+    // One datagram split across three frames, its length split too.
+    let split = framed(b"split across frames");
+    for piece in [&split[..1], &split[1..6], &split[6..]] {
+        ws.send(Message::binary(piece.to_vec())).await.expect("send a piece");
+    }
+    assert_eq!(next_datagram(&mut ws, &mut rest).await, b"split across frames");
+    // Two datagrams and the start of a third in one frame, the third's end in the next.
+    let third = framed(b"third");
+    let frame = [framed(b"first"), framed(b"second!"), third[..3].to_vec()].concat();
+    ws.send(Message::binary(frame)).await.expect("send two and a bit");
+    ws.send(Message::binary(third[3..].to_vec())).await.expect("send the rest");
+    for want in [&b"first"[..], b"second!", b"third"] {
+        assert_eq!(next_datagram(&mut ws, &mut rest).await, want, "boundaries kept");
+    }
+    assert!(rest.is_empty(), "nothing more than the datagrams: {rest:?}");
+
+    // The sender's Close ends the tunnel, answered.
+    ws.close(None).await.expect("close");
+    let end = within("the close", async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    assert_eq!(end, Some(1000));
 }

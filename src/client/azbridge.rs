@@ -6,12 +6,20 @@
 //! the bytes flow, or answers `00 00 00` (a version it does not speak), `00 00 01` (a
 //! stream for a datagram port), `00 00 FF` (a datagram for a stream port) and closes, or
 //! closes at once for a name it does not have. `hyco listen --azbridge` plays azbridge's
-//! listener (`-T`), `hyco connect --azbridge-port NAME` its sender (`-L`). Datagram mode
-//! is not spoken: a datagram sender is answered `00 00 FF`.
+//! listener (`-T`), `hyco connect --azbridge-port NAME` its sender (`-L`).
+//!
+//! Datagram mode (listener side only): a datagram sender to a `udp://` target is answered
+//! `01 00 01`, then each datagram travels on the tunnel as a 2-byte big-endian length and
+//! its bytes, both ways, in whatever WebSocket frames (the stream is parsed, message
+//! boundaries mean nothing); the target is reached from a UDP socket of the tunnel's own
+//! ([`super::datagram::bind_target`]). `hyco connect --azbridge-port` sends streams only.
 
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::UdpSocket;
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -20,7 +28,8 @@ use super::target::{Targets, connect_target, is_udp};
 use super::tunnel::Tunnel;
 use crate::protocol::close;
 use crate::status::{Stats, Tally};
-use crate::ws::frame::CloseFrame;
+use crate::ws::datagram::send_in_place;
+use crate::ws::frame::{CloseFrame, MAX_HEADER_LEN, OpCode};
 
 /// How long either side waits for the other's part of the preamble.
 pub(super) const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +42,8 @@ const STREAM: u8 = 0;
 const DATAGRAM: u8 = 1;
 /// The listener's answer: go on (version 1.0, stream mode).
 pub(super) const ACCEPTED: [u8; 3] = [1, 0, STREAM];
+/// The listener's answer: go on (version 1.0, datagram mode).
+const DATAGRAM_ACCEPTED: [u8; 3] = [1, 0, DATAGRAM];
 /// The listener does not speak the sender's version.
 const BAD_VERSION: [u8; 3] = [0, 0, 0];
 /// A stream sent to a datagram port.
@@ -64,6 +75,8 @@ pub(super) fn answer_text(answer: &[u8; 3], name: &str) -> Result<(), String> {
 pub(super) enum Decision {
     /// Connect to this target, then answer [`ACCEPTED`].
     Target(String),
+    /// Open a socket to this UDP target, then answer [`DATAGRAM_ACCEPTED`].
+    Datagram(String),
     /// Answer this and close.
     Refuse([u8; 3], String),
     /// Close without an answer (azbridge's way for a name it does not have).
@@ -90,8 +103,9 @@ pub(super) fn decide(bytes: &[u8], targets: &Targets) -> Decision {
     };
     match (is_udp(target), mode) {
         (true, STREAM) => Decision::Refuse(NOT_DATAGRAM, format!("port {name:?} is UDP; the sender streams")),
-        (_, DATAGRAM) => {
-            Decision::Refuse(MODE_MISMATCH, format!("azbridge datagram mode for port {name:?} is not spoken"))
+        (true, _) => Decision::Datagram(target.clone()),
+        (false, DATAGRAM) => {
+            Decision::Refuse(MODE_MISMATCH, format!("port {name:?} is TCP; the sender sends datagrams"))
         }
         _ => Decision::Target(target.clone()),
     }
@@ -120,6 +134,7 @@ pub(super) async fn serve(
     };
     let target = match decide(&bytes, targets) {
         Decision::Target(target) => target,
+        Decision::Datagram(target) => return serve_datagrams(tunnel, &target, from, stats, force).await,
         Decision::Refuse(answer, why) => {
             info!("{from}: azbridge sender refused: {why}");
             let _ = tunnel.send_binary(&answer).await;
@@ -146,6 +161,193 @@ pub(super) async fn serve(
     }
     let what = format!("{from} -> azbridge port -> {target}");
     pump::pump_tcp(tcp, tunnel, tally, LocalSide::Target, &what, force).await;
+}
+
+/// The largest datagram azbridge's 2-byte length carries.
+const MAX_DATAGRAM: usize = u16::MAX as usize;
+/// Tunnel bytes read at a time in datagram mode.
+const READ_PIECE: usize = 16 * 1024;
+
+/// Splits azbridge's datagram stream (each datagram a 2-byte big-endian length and its
+/// bytes) into datagrams, whatever pieces it arrives in. Holds at most one incomplete
+/// datagram and the piece last pushed.
+#[derive(Default)]
+struct Unframer {
+    buf: Vec<u8>,
+}
+
+impl Unframer {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete datagram, if the bytes pushed so far hold one.
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let [hi, lo, ..] = self.buf[..] else { return None };
+        let end = 2 + usize::from(u16::from_be_bytes([hi, lo]));
+        if self.buf.len() < end {
+            return None;
+        }
+        let datagram = self.buf[2..end].to_vec();
+        self.buf.drain(..end);
+        Some(datagram)
+    }
+
+    /// Bytes of a datagram not complete yet.
+    fn partial(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// How a datagram-mode tunnel ended.
+enum Ended {
+    /// The sender closed it, with this code.
+    Closed(u16),
+    /// The tunnel broke.
+    Lost(io::Error),
+    /// The target's socket failed.
+    Local(io::Error),
+    /// The listener is stopping.
+    Stopping,
+}
+
+/// Datagram mode: opens a socket to the UDP `target`, answers [`DATAGRAM_ACCEPTED`] and
+/// carries datagrams until the tunnel or the socket ends; one log line when it does.
+async fn serve_datagrams(mut tunnel: Tunnel, target: &str, from: &str, stats: Arc<Stats>, force: &CancellationToken) {
+    let tally = Tally::new(stats);
+    let socket = match force.run_until_cancelled(super::datagram::bind_target(target)).await {
+        Some(Ok(socket)) => socket,
+        Some(Err((_, text))) => {
+            warn!("{from} -> {target}: tunnel aborted: {text}");
+            tally.failed();
+            return tunnel.goodbye(&CloseFrame::new(close::INTERNAL_ERROR, text)).await;
+        }
+        None => return,
+    };
+    if let Err(e) = tunnel.send_binary(&DATAGRAM_ACCEPTED).await {
+        return debug!("answering the preamble failed: {e}");
+    }
+    let what = format!("{from} -> azbridge port -> {target}");
+    let mut counts = (0u64, 0u64);
+    let ended = carry_datagrams(tunnel, &socket, &tally, &mut counts, force).await;
+    let moved = format!("{}; datagrams in {}, out {}", tally.moved(), counts.0, counts.1);
+    match ended {
+        Ended::Closed(code) => info!("{what}: {moved}; closed ({code})"),
+        Ended::Stopping => info!("{what}: {moved}; cut short at shutdown"),
+        Ended::Lost(e) => {
+            tally.failed();
+            warn!("{what}: {moved}; tunnel aborted: relay connection lost: {e}");
+        }
+        Ended::Local(e) => {
+            tally.failed();
+            warn!("{what}: {moved}; tunnel aborted: the target's socket failed: {e}");
+        }
+    }
+}
+
+/// Carries length-prefixed datagrams from `tunnel` to `socket` and the socket's
+/// datagrams back, counting them in `counts` (to the target, from it), and says goodbye.
+async fn carry_datagrams(
+    tunnel: Tunnel,
+    socket: &UdpSocket,
+    tally: &Tally,
+    counts: &mut (u64, u64),
+    force: &CancellationToken,
+) -> Ended {
+    let (mut reader, writer, mut pending) = tunnel.into_parts();
+    let writer = Mutex::new(writer);
+    let (to_target, from_target) = (&mut counts.0, &mut counts.1);
+    let ended = {
+        let down = async {
+            let mut unframer = Unframer::default();
+            let mut piece = vec![0; READ_PIECE];
+            loop {
+                let header = match pending.take() {
+                    Some(h) => h,
+                    None => match reader.header().await {
+                        Ok(Some(h)) => h,
+                        Ok(None) => return Ended::Lost(io::ErrorKind::UnexpectedEof.into()),
+                        Err(e) => return Ended::Lost(e),
+                    },
+                };
+                let control = match header.opcode {
+                    OpCode::Ping | OpCode::Pong | OpCode::Close => match reader.control_payload().await {
+                        Ok(payload) => Some(payload),
+                        Err(e) => return Ended::Lost(e),
+                    },
+                    _ => None,
+                };
+                match (header.opcode, control) {
+                    (OpCode::Ping, Some(payload)) => {
+                        if let Err(e) = writer.lock().await.send(OpCode::Pong, &payload).await {
+                            return Ended::Lost(e);
+                        }
+                    }
+                    (OpCode::Close, Some(payload)) => {
+                        if unframer.partial() > 0 {
+                            debug!("the sender closed mid-datagram; {} bytes dropped", unframer.partial());
+                        }
+                        let frame = CloseFrame::parse(&payload).ok().flatten();
+                        return Ended::Closed(frame.map_or(close::NORMAL, |f| f.code));
+                    }
+                    (_, Some(_)) => {}
+                    (_, None) => {
+                        while reader.remaining() > 0 {
+                            let n = match reader.payload(&mut piece).await {
+                                Ok(n) => n,
+                                Err(e) => return Ended::Lost(e),
+                            };
+                            unframer.push(&piece[..n]);
+                            while let Some(d) = unframer.next() {
+                                match socket.send(&d).await {
+                                    Ok(_) => {
+                                        tally.inn(d.len());
+                                        *to_target += 1;
+                                    }
+                                    Err(e) => debug!("a datagram to the target was lost: {e}"),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let up = async {
+            let at = MAX_HEADER_LEN + 2;
+            let mut buf = vec![0; at + MAX_DATAGRAM];
+            loop {
+                let n = match socket.recv(&mut buf[at..]).await {
+                    Ok(n) => n,
+                    // Nothing listens at the target (yet): what is sent is lost, as UDP goes.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                    Err(e) => return Ended::Local(e),
+                };
+                let len = u16::try_from(n).unwrap_or(u16::MAX);
+                buf[MAX_HEADER_LEN..at].copy_from_slice(&len.to_be_bytes());
+                if let Err(e) = send_in_place(&mut *writer.lock().await, &mut buf, 2 + usize::from(len)).await {
+                    return Ended::Lost(e);
+                }
+                tally.out(n);
+                *from_target += 1;
+            }
+        };
+        tokio::select! {
+            why = down => why,
+            why = up => why,
+            () = force.cancelled() => Ended::Stopping,
+        }
+    };
+    let goodbye = match &ended {
+        Ended::Closed(_) => Some(CloseFrame::new(close::NORMAL, "")),
+        Ended::Stopping => Some(CloseFrame::new(close::GOING_AWAY, "listener stopping")),
+        Ended::Local(_) => Some(CloseFrame::new(close::INTERNAL_ERROR, "target socket failed")),
+        Ended::Lost(_) => None,
+    };
+    if let Some(frame) = goodbye {
+        let mut writer = writer.into_inner();
+        let _ = tokio::time::timeout(super::tunnel::GOODBYE_TIMEOUT, writer.send_close(Some(&frame))).await;
+    }
+    ended
 }
 
 /// `hyco connect --azbridge-port NAME`: sends the preamble on a fresh `tunnel` and
@@ -209,11 +411,30 @@ mod tests {
             "numbers pick only a lone target"
         );
         assert!(matches!(decide(&[1, 0, 0, 3, b'd', b'n', b's'], &named), Decision::Refuse(NOT_DATAGRAM, _)));
+        assert_eq!(decide(&[1, 0, 1, 3, b'd', b'n', b's'], &named), Decision::Datagram("udp://127.0.0.1:53".into()));
         assert!(matches!(decide(&[1, 0, 1, 3, b's', b's', b'h'], &named), Decision::Refuse(MODE_MISMATCH, _)));
         assert!(matches!(decide(&[2, 0, 0, 0], &named), Decision::Refuse(BAD_VERSION, _)));
         assert_eq!(answer_text(&ACCEPTED, "x"), Ok(()));
         for (answer, says) in [(BAD_VERSION, "version"), (NOT_DATAGRAM, "UDP"), (MODE_MISMATCH, "mode")] {
             assert!(answer_text(&answer, "x").unwrap_err().contains(says));
+        }
+    }
+
+    #[test]
+    fn datagrams_come_out_whole_whatever_the_pieces() {
+        let stream: Vec<u8> = [&b""[..], b"a", &[7; 300]]
+            .iter()
+            .flat_map(|d| [&u16::try_from(d.len()).unwrap().to_be_bytes()[..], d].concat())
+            .collect();
+        for piece in [1, 2, 3, 7, stream.len()] {
+            let mut unframer = Unframer::default();
+            let mut got = Vec::new();
+            for chunk in stream.chunks(piece) {
+                unframer.push(chunk);
+                got.extend(std::iter::from_fn(|| unframer.next()));
+            }
+            assert_eq!(got, [vec![], b"a".to_vec(), vec![7; 300]], "pieces of {piece}");
+            assert_eq!(unframer.partial(), 0);
         }
     }
 }
