@@ -23,6 +23,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::datagram::Ended;
 use super::pump::{self, LocalSide};
 use super::target::{Targets, connect_target, is_udp};
 use super::tunnel::Tunnel;
@@ -199,18 +200,6 @@ impl Unframer {
     }
 }
 
-/// How a datagram-mode tunnel ended.
-enum Ended {
-    /// The sender closed it, with this code.
-    Closed(u16),
-    /// The tunnel broke.
-    Lost(io::Error),
-    /// The target's socket failed.
-    Local(io::Error),
-    /// The listener is stopping.
-    Stopping,
-}
-
 /// Datagram mode: opens a socket to the UDP `target`, answers [`DATAGRAM_ACCEPTED`] and
 /// carries datagrams until the tunnel or the socket ends; one log line when it does.
 async fn serve_datagrams(mut tunnel: Tunnel, target: &str, from: &str, stats: Arc<Stats>, force: &CancellationToken) {
@@ -231,18 +220,7 @@ async fn serve_datagrams(mut tunnel: Tunnel, target: &str, from: &str, stats: Ar
     let mut counts = (0u64, 0u64);
     let ended = carry_datagrams(tunnel, &socket, &tally, &mut counts, force).await;
     let moved = format!("{}; datagrams in {}, out {}", tally.moved(), counts.0, counts.1);
-    match ended {
-        Ended::Closed(code) => info!("{what}: {moved}; closed ({code})"),
-        Ended::Stopping => info!("{what}: {moved}; cut short at shutdown"),
-        Ended::Lost(e) => {
-            tally.failed();
-            warn!("{what}: {moved}; tunnel aborted: relay connection lost: {e}");
-        }
-        Ended::Local(e) => {
-            tally.failed();
-            warn!("{what}: {moved}; tunnel aborted: the target's socket failed: {e}");
-        }
-    }
+    ended.report(&what, &moved, &tally);
 }
 
 /// Carries length-prefixed datagrams from `tunnel` to `socket` and the socket's
@@ -288,7 +266,7 @@ async fn carry_datagrams(
                             debug!("the sender closed mid-datagram; {} bytes dropped", unframer.partial());
                         }
                         let frame = CloseFrame::parse(&payload).ok().flatten();
-                        return Ended::Closed(frame.map_or(close::NORMAL, |f| f.code));
+                        return Ended::Closed(frame.map_or(close::NORMAL, |f| f.code), String::new());
                     }
                     (_, Some(_)) => {}
                     (_, None) => {
@@ -338,7 +316,7 @@ async fn carry_datagrams(
         }
     };
     let goodbye = match &ended {
-        Ended::Closed(_) => Some(CloseFrame::new(close::NORMAL, "")),
+        Ended::Closed(..) => Some(CloseFrame::new(close::NORMAL, "")),
         Ended::Stopping => Some(CloseFrame::new(close::GOING_AWAY, "listener stopping")),
         Ended::Local(_) => Some(CloseFrame::new(close::INTERNAL_ERROR, "target socket failed")),
         Ended::Lost(_) => None,

@@ -63,8 +63,8 @@ pub(super) async fn bind_target(target: &str) -> Result<UdpSocket, (u16, String)
 }
 
 /// How a session ended.
-enum Ended {
-    /// The relay closed it, with this code and reason.
+pub(super) enum Ended {
+    /// The other side closed it, with this code and reason.
     Closed(u16, String),
     /// The tunnel broke.
     Lost(io::Error),
@@ -72,6 +72,26 @@ enum Ended {
     Local(io::Error),
     /// The listener is stopping.
     Stopping,
+}
+
+impl Ended {
+    /// Logs how a datagram tunnel `what` ended, with what it `moved`, and counts a failure
+    /// in `tally`: the one INFO line per tunnel (or WARN when it broke).
+    pub(super) fn report(self, what: &str, moved: &str, tally: &Tally) {
+        match self {
+            Self::Closed(close::NORMAL, _) => info!("{what}: {moved}; closed"),
+            Self::Closed(code, reason) => info!("{what}: {moved}; closed by the other side ({code} {reason})"),
+            Self::Stopping => info!("{what}: {moved}; cut short at shutdown"),
+            Self::Lost(e) => {
+                tally.failed();
+                warn!("{what}: {moved}; tunnel aborted: relay connection lost: {e}");
+            }
+            Self::Local(e) => {
+                tally.failed();
+                warn!("{what}: {moved}; tunnel aborted: the target's socket failed: {e}");
+            }
+        }
+    }
 }
 
 /// One session: a started tunnel and its socket to the target.
@@ -104,19 +124,7 @@ impl Session<'_> {
         let ended = self.carry(&tally, &datagrams, shutdown, force).await;
         let [to_target, from_target] = datagrams.map(|n| n.load(Relaxed));
         let moved = format!("{}; datagrams in {to_target}, out {from_target}", tally.moved());
-        match ended {
-            Ended::Closed(close::NORMAL, _) => info!("{what}: {moved}; closed"),
-            Ended::Closed(code, reason) => info!("{what}: {moved}; closed by the relay ({code} {reason})"),
-            Ended::Stopping => info!("{what}: {moved}; cut short at shutdown"),
-            Ended::Lost(e) => {
-                tally.failed();
-                warn!("{what}: {moved}; session aborted: relay connection lost: {e}");
-            }
-            Ended::Local(e) => {
-                tally.failed();
-                warn!("{what}: {moved}; session aborted: the target's socket failed: {e}");
-            }
-        }
+        ended.report(what, &moved, &tally);
     }
 
     /// Carries datagrams both ways until the session ends, and says goodbye.

@@ -45,7 +45,7 @@ impl Relay {
         if listen.is_err() {
             self.registry.check_right(&path, Right::Send, token)?;
         }
-        let created = iso8601(info.created);
+        let created = crate::protocol::rfc3339(info.created);
         let url = format!("https://{}/{}?api-version={API_VERSION}", xml_escape(host), xml_escape(&path));
         let body = format!(
             "<entry xmlns=\"http://www.w3.org/2005/Atom\"><id>{url}</id><title type=\"text\">{name}</title>\
@@ -84,32 +84,12 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
-/// Unix seconds as an ISO 8601 UTC time (`2026-11-29T05:53:24Z`).
-fn iso8601(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rest = secs % 86_400;
-    // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn times_and_escapes() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(iso8601(1_795_758_804), "2026-11-27T05:53:24Z");
+    fn escapes() {
         assert_eq!(xml_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&apos;");
     }
 }
