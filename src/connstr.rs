@@ -183,7 +183,8 @@ impl fmt::Display for ConnStrError {
             ConnStrError::InvalidSignature(e) => write!(f, "invalid SharedAccessSignature: {e}"),
             ConnStrError::InvalidTimeout => f.write_str("OperationTimeout must be a duration like 00:01:00"),
             ConnStrError::UnsupportedAuthentication => f.write_str(
-                "connection string has Authentication=…: for Microsoft Entra ID or a managed identity, give the \
+                "connection string has Authentication=…, which is not supported there: for Microsoft Entra ID or a \
+                 managed identity, give the \
                  relay with --endpoint sb://NAMESPACE.servicebus.windows.net and the token with --token-command \
                  'az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv' \
                  (or token_command in a profile); or use a SAS key (SharedAccessKeyName and SharedAccessKey) \
