@@ -318,6 +318,7 @@ fn write_profile(name: &str, base: &str, key_name: &str, key: &Secret, pin: Opti
 pub(crate) fn resolve_client<T>(
     args: &CredentialArgs,
     proxy: Option<&str>,
+    token_command: Option<&str>,
     choose: impl FnOnce(&credentials::Resolved) -> Result<T, credentials::HcError>,
 ) -> anyhow::Result<(RelayClient, T)> {
     let resolved = credentials::resolve_relay(args)?;
@@ -331,13 +332,16 @@ pub(crate) fn resolve_client<T>(
     }
     let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())
         .map_err(|e| config_failure(e, "check the TLS settings"))?
-        .with_proxies(proxies);
+        .with_proxies(proxies)
+        .with_token_command(token_command.map(str::to_owned).or(resolved.token_command));
     Ok((client, chosen))
 }
 
 async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (mut client, hc) =
-        resolve_client(&args.credentials, args.proxy.as_deref(), |r| credentials::choose_hc(args.hc.as_deref(), r))?;
+        resolve_client(&args.credentials, args.proxy.as_deref(), args.token_command.as_deref(), |r| {
+            credentials::choose_hc(args.hc.as_deref(), r)
+        })?;
     client.keepalive = keepalive(args.keepalive);
     let targets = Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?;
     let mut settings = ListenSettings::new(hc, targets);
@@ -366,9 +370,10 @@ fn keepalive(secs: u64) -> Option<std::time::Duration> {
 }
 
 async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (mut client, (hc, suffix)) = resolve_client(&args.credentials, args.proxy.as_deref(), |r| {
-        credentials::choose_connect(args.hc.as_deref(), args.target.as_deref(), r)
-    })?;
+    let (mut client, (hc, suffix)) =
+        resolve_client(&args.credentials, args.proxy.as_deref(), args.token_command.as_deref(), |r| {
+            credentials::choose_connect(args.hc.as_deref(), args.target.as_deref(), r)
+        })?;
     client.keepalive = keepalive(args.keepalive);
     raise_open_file_limit();
     let settings = ConnectSettings { hc, suffix, azbridge: args.azbridge_port.clone() };

@@ -357,6 +357,12 @@ pub struct ListenArgs {
     /// still exempts hosts. Targets are always reached directly.
     #[arg(long, value_name = "URL", hide_env_values = true)]
     pub proxy: Option<String>,
+    /// Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through
+    /// `sh -c` at startup and before the token expires, e.g. `az account get-access-token
+    /// --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or
+    /// token; give the relay with --endpoint or a profile.
+    #[arg(long, value_name = "CMD")]
+    pub token_command: Option<String>,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }
@@ -400,6 +406,12 @@ pub struct ConnectArgs {
     /// still exempts hosts. Targets are always reached directly.
     #[arg(long, value_name = "URL", hide_env_values = true)]
     pub proxy: Option<String>,
+    /// Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through
+    /// `sh -c` at startup and before the token expires, e.g. `az account get-access-token
+    /// --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or
+    /// token; give the relay with --endpoint or a profile.
+    #[arg(long, value_name = "CMD")]
+    pub token_command: Option<String>,
     #[command(flatten)]
     pub credentials: CredentialArgs,
 }

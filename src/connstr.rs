@@ -33,7 +33,8 @@ pub enum ConnStrKey {
     /// `OperationTimeout`: Microsoft's SDKs' timeout for an operation (`hh:mm:ss`);
     /// accepted and checked, hyco's own timeouts apply.
     OperationTimeout,
-    /// `Authentication`: Microsoft's SDKs' Entra ID / managed identity mode; not supported.
+    /// `Authentication`: Microsoft's SDKs' Entra ID / managed identity mode; refused with
+    /// a pointer to `--token-command`.
     Authentication,
 }
 
@@ -182,9 +183,12 @@ impl fmt::Display for ConnStrError {
             ConnStrError::InvalidSignature(e) => write!(f, "invalid SharedAccessSignature: {e}"),
             ConnStrError::InvalidTimeout => f.write_str("OperationTimeout must be a duration like 00:01:00"),
             ConnStrError::UnsupportedAuthentication => f.write_str(
-                "connection string has Authentication=…: Microsoft Entra ID and managed identities are not \
-                 supported yet; use a SAS key (SharedAccessKeyName and SharedAccessKey) or a token \
-                 (SharedAccessSignature)",
+                "connection string has Authentication=…, which is not supported there: for Microsoft Entra ID or a \
+                 managed identity, give the \
+                 relay with --endpoint sb://NAMESPACE.servicebus.windows.net and the token with --token-command \
+                 'az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv' \
+                 (or token_command in a profile); or use a SAS key (SharedAccessKeyName and SharedAccessKey) \
+                 or a token (SharedAccessSignature)",
             ),
             ConnStrError::EndpointPathWithoutEntityPath(path) => write!(
                 f,
@@ -613,9 +617,16 @@ mod tests {
         for bad in ["60", "1:2", "a:b:c", "00:01:00x"] {
             assert_eq!(parse(&format!("Endpoint=sb://h/;OperationTimeout={bad}")), Err(ConnStrError::InvalidTimeout));
         }
-        let err = parse("Endpoint=sb://h/;Authentication=Managed Identity").unwrap_err();
-        assert_eq!(err, ConnStrError::UnsupportedAuthentication);
-        assert!(err.to_string().contains("not supported"), "{err}");
+        for auth in ["Managed Identity", "ManagedIdentity"] {
+            let err = parse(&format!("Endpoint=sb://h/;Authentication={auth}")).unwrap_err();
+            assert_eq!(err, ConnStrError::UnsupportedAuthentication);
+            // It says how hyco does it instead (issue 15 A.3).
+            let text = err.to_string();
+            assert!(
+                text.contains("--token-command 'az account get-access-token --resource https://relay.azure.net/"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

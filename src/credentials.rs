@@ -130,6 +130,8 @@ pub struct Resolved {
     pub source: String,
     /// The profile's `proxy`, when the relay came from a profile (it may hold credentials).
     pub proxy: Option<Secret>,
+    /// The profile's `token_command`, when the relay came from a profile.
+    pub token_command: Option<String>,
 }
 
 /// Which setting named a profile.
@@ -260,6 +262,7 @@ pub fn resolve(flags: &CredentialSources, env: &EnvSources, store: &ProfileStore
             tls_fingerprint: None,
             source: "--endpoint".into(),
             proxy: None,
+            token_command: None,
         }
     } else if let Some(name) = &flags.profile {
         from_profile(store, name, ProfileOrigin::Flag)?
@@ -406,6 +409,7 @@ fn from_connection_string(origin: &'static str, cs: &Secret) -> Result<Resolved,
         tls_fingerprint: None,
         source: origin.into(),
         proxy: None,
+        token_command: None,
     })
 }
 
@@ -414,7 +418,8 @@ fn from_profile(store: &ProfileStore, name: &str, origin: ProfileOrigin) -> Resu
     let (endpoint, credential, tls_fingerprint) =
         profile.parts().map_err(|e| ResolveError::InvalidProfile(name.to_owned(), e))?;
     let source = format!("profile '{name}'");
-    Ok(Resolved { endpoint, credential, entity_path: None, tls_fingerprint, source, proxy: profile.proxy.clone() })
+    let (proxy, token_command) = (profile.proxy.clone(), profile.token_command.clone());
+    Ok(Resolved { endpoint, credential, entity_path: None, tls_fingerprint, source, proxy, token_command })
 }
 
 #[cfg(test)]
@@ -431,6 +436,7 @@ mod tests {
             tls_fingerprint: None,
             source: "--connection-string".into(),
             proxy: None,
+            token_command: None,
         }
     }
 

@@ -148,7 +148,15 @@ fn new_profile(args: ProfileAddArgs, _store: &mut ProfileStore) -> anyhow::Resul
         match (&args.key_name, &args.key_file, &args.token_file) {
             (Some(name), Some(file), None) => Profile::with_key(endpoint, name, read_secret(file, "key")?),
             (None, None, Some(file)) => Profile::with_token(endpoint, read_secret(file, "token")?),
-            _ => Profile { endpoint, key_name: None, key: None, token: None, tls_fingerprint: None, proxy: None },
+            _ => Profile {
+                endpoint,
+                key_name: None,
+                key: None,
+                token: None,
+                tls_fingerprint: None,
+                proxy: None,
+                token_command: None,
+            },
         }
     };
     profile.tls_fingerprint = args.tls_fingerprint;

@@ -15,6 +15,7 @@
 //! key = "..."
 //! tls_fingerprint = "AB:CD:..."           # optional: pin a self-signed relay
 //! proxy = "http://proxy.corp:3128"        # optional: the HTTP proxy to the relay, or "none"
+//! token_command = "az account get-access-token ..."  # optional: a JWT instead of key/token
 //! ```
 
 use std::collections::BTreeMap;
@@ -60,6 +61,9 @@ pub struct Profile {
     /// may carry credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<Secret>,
+    /// A shell command printing a JWT, used instead of a key or token (`--token-command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_command: Option<String>,
 }
 
 impl Profile {
@@ -72,6 +76,7 @@ impl Profile {
             token: None,
             tls_fingerprint: None,
             proxy: None,
+            token_command: None,
         }
     }
 
@@ -84,6 +89,7 @@ impl Profile {
             token: Some(token),
             tls_fingerprint: None,
             proxy: None,
+            token_command: None,
         }
     }
 
@@ -525,9 +531,16 @@ token = "{TOKEN}"
 [profiles.open]
 endpoint = "wss://relay.example:8443"
 proxy = "http://alice:pr0xy-pass@proxy.corp:3128"
+
+[profiles.entra]
+endpoint = "sb://ns.servicebus.windows.net/"
+token_command = "az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv"
 "#
         );
         let store = ProfileStore::from_toml(&text).unwrap();
+        let entra = store.get("entra").unwrap();
+        assert!(entra.token_command.as_deref().is_some_and(|c| c.starts_with("az account get-access-token")));
+        assert_eq!(entra.parts().unwrap().1, Credential::None, "the command stands in for a key");
         let open = store.get("open").unwrap();
         assert_eq!(open.proxy.as_ref().map(Secret::expose), Some("http://alice:pr0xy-pass@proxy.corp:3128"));
         assert!(!format!("{open:?}").contains("pr0xy-pass"), "the proxy's credentials stay out of Debug");

@@ -77,7 +77,7 @@ pub async fn open_sender_with(
     id: &str,
     headers: &[(String, String)],
 ) -> anyhow::Result<Opened> {
-    let token = client.token(&settings.hc)?.map(|(t, _)| t);
+    let token = client.token(&settings.hc).await?.map(|(t, _)| t);
     let url = client.url(&settings.hc, settings.suffix.as_deref(), Action::Connect, Some(id));
     client.open(&url, token.as_ref(), headers).await.map_err(|e| describe(e, settings))
 }

@@ -249,7 +249,7 @@ impl Ctx {
         let hc = &self.settings.hc;
         let mut attempt = 0;
         loop {
-            let (token, expiry) = self.client.token(hc)?.map_or((None, None), |(t, e)| (Some(t), Some(e)));
+            let Some((token, expiry)) = self.channel_token(&shutdown).await? else { return Ok(()) };
             let url = self.listen_url();
             let opened = tokio::select! {
                 o = self.client.open(&url, token.as_ref(), &[]) => o,
@@ -303,6 +303,32 @@ impl Ctx {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    /// The token for a new control channel (`None`s without a credential); `None` on
+    /// shutdown. A failing token command is an error until the listener was online once,
+    /// then a warning, retried with backoff (docs/protocol.md 3.1).
+    async fn channel_token(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<(Option<crate::secret::Secret>, Option<u64>)>> {
+        let mut attempt = 0;
+        loop {
+            match self.client.token(&self.settings.hc).await {
+                Ok(t) => return Ok(Some(t.map_or((None, None), |(t, e)| (Some(t), Some(e))))),
+                Err(e) if self.ever_connected.load(Ordering::Relaxed) => {
+                    let delay = Duration::from_secs(BACKOFF_SECS[attempt.min(BACKOFF_SECS.len() - 1)])
+                        .max(Duration::from_secs(1));
+                    attempt += 1;
+                    warn!("cannot get a token: {e:#}; retrying in {} s", delay.as_secs());
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = shutdown.cancelled() => return Ok(None),
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -433,7 +459,7 @@ impl Ctx {
                     }
                 }
                 () = tokio::time::sleep_until(renew) => {
-                    match self.client.token(&self.settings.hc) {
+                    match self.client.token(&self.settings.hc).await {
                         Ok(Some((token, new_expiry))) => {
                             let msg = ListenerMessage::RenewToken(RenewToken { token: token.expose().to_owned() });
                             let json = serde_json::to_string(&msg).expect("control messages serialize");

@@ -15,6 +15,7 @@ pub(crate) mod proxy;
 mod pump;
 pub mod target;
 mod tls;
+mod token_command;
 mod tunnel;
 
 use std::fmt;
@@ -54,6 +55,8 @@ pub struct RelayClient {
     pub keepalive: Option<Duration>,
     /// The HTTP proxies to reach the relay through (none by default).
     proxies: proxy::Proxies,
+    /// `--token-command`: where JWTs come from, instead of the credential.
+    token_command: Option<Arc<token_command::TokenCommand>>,
 }
 
 impl fmt::Debug for RelayClient {
@@ -78,7 +81,13 @@ impl RelayClient {
             token_ttl: protocol::DEFAULT_TOKEN_TTL,
             keepalive: Some(crate::ws::pump::DEFAULT_KEEPALIVE),
             proxies: proxy::Proxies::none(),
+            token_command: None,
         })
+    }
+
+    /// This client, presenting tokens that `command` prints (`--token-command`).
+    pub(crate) fn with_token_command(self, command: Option<String>) -> Self {
+        Self { token_command: command.map(|c| Arc::new(token_command::TokenCommand::new(c))), ..self }
     }
 
     /// This client, reaching the relay through `proxies` (every connection it opens).
@@ -87,8 +96,12 @@ impl RelayClient {
     }
 
     /// The token to present for `hc`: minted from a key (with its expiry), or the given
-    /// token, or none. A given token that has expired is an error.
-    pub(crate) fn token(&self, hc: &str) -> anyhow::Result<Option<(Secret, u64)>> {
+    /// token, or none; with a token command, its token (and when to renew it). A given
+    /// token that has expired is an error.
+    pub(crate) async fn token(&self, hc: &str) -> anyhow::Result<Option<(Secret, u64)>> {
+        if let Some(command) = &self.token_command {
+            return command.token().await.map(Some);
+        }
         match &self.credential {
             Credential::None => Ok(None),
             Credential::Key { name, key } => {
@@ -113,9 +126,9 @@ impl RelayClient {
         }
     }
 
-    /// Whether tokens can be renewed (a key is at hand).
+    /// Whether tokens can be renewed (a key or a token command is at hand).
     pub(crate) fn can_renew(&self) -> bool {
-        matches!(self.credential, Credential::Key { .. })
+        self.token_command.is_some() || matches!(self.credential, Credential::Key { .. })
     }
 
     /// `ws[s]://host:port/$hc/{hc}[/{suffix}]?…sb-hc-action=…`
@@ -483,6 +496,7 @@ mod tests {
             token_ttl: protocol::DEFAULT_TOKEN_TTL,
             keepalive: Some(crate::ws::pump::DEFAULT_KEEPALIVE),
             proxies: proxy::Proxies::none(),
+            token_command: None,
         }
     }
 
