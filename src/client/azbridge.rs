@@ -315,13 +315,7 @@ async fn carry_datagrams(
             () = force.cancelled() => Ended::Stopping,
         }
     };
-    let goodbye = match &ended {
-        Ended::Closed(..) => Some(CloseFrame::new(close::NORMAL, "")),
-        Ended::Stopping => Some(CloseFrame::new(close::GOING_AWAY, "listener stopping")),
-        Ended::Local(_) => Some(CloseFrame::new(close::INTERNAL_ERROR, "target socket failed")),
-        Ended::Lost(_) => None,
-    };
-    if let Some(frame) = goodbye {
+    if let Some(frame) = ended.goodbye() {
         let mut writer = writer.into_inner();
         let _ = tokio::time::timeout(super::tunnel::GOODBYE_TIMEOUT, writer.send_close(Some(&frame))).await;
     }

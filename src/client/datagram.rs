@@ -75,6 +75,16 @@ pub(super) enum Ended {
 }
 
 impl Ended {
+    /// The Close this end sends for how the tunnel ended (none when it broke).
+    pub(super) fn goodbye(&self) -> Option<CloseFrame> {
+        match self {
+            Self::Closed(..) => Some(CloseFrame::new(close::NORMAL, "")),
+            Self::Stopping => Some(CloseFrame::new(close::GOING_AWAY, "listener stopping")),
+            Self::Local(_) => Some(CloseFrame::new(close::INTERNAL_ERROR, "target socket failed")),
+            Self::Lost(_) => None,
+        }
+    }
+
     /// Logs how a datagram tunnel `what` ended, with what it `moved`, and counts a failure
     /// in `tally`: the one INFO line per tunnel (or WARN when it broke).
     pub(super) fn report(self, what: &str, moved: &str, tally: &Tally) {
@@ -183,13 +193,7 @@ impl Session<'_> {
                 () = force.cancelled() => Ended::Stopping,
             }
         };
-        let goodbye = match &ended {
-            Ended::Closed(..) => Some(CloseFrame::new(close::NORMAL, "")),
-            Ended::Stopping => Some(CloseFrame::new(close::GOING_AWAY, "listener stopping")),
-            Ended::Local(_) => Some(CloseFrame::new(close::INTERNAL_ERROR, "target socket failed")),
-            Ended::Lost(_) => None,
-        };
-        if let Some(frame) = goodbye {
+        if let Some(frame) = ended.goodbye() {
             let mut writer = writer.into_inner();
             let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.send_close(Some(&frame))).await;
         }
