@@ -143,6 +143,10 @@ fn interleave(addrs: Vec<std::net::SocketAddr>) -> Vec<std::net::SocketAddr> {
 /// Races connection attempts to `addrs` in order, [`ATTEMPT_DELAY`] apart.
 async fn connect_any(addrs: Vec<std::net::SocketAddr>) -> io::Result<TcpStream> {
     use futures_util::StreamExt;
+    if let [addr] = addrs[..] {
+        // One address (a target on this host, most often): nothing to race.
+        return connect_addr(addr).await;
+    }
     let mut waiting = addrs.into_iter();
     let mut attempts = futures_util::stream::FuturesUnordered::new();
     let mut last = None;
