@@ -122,6 +122,11 @@ impl Profile {
             (Some(_), None, None) => return Err(ProfileError::KeyNameWithoutKey),
             (None, Some(_), None) => return Err(ProfileError::KeyWithoutKeyName),
         };
+        match &self.token_command {
+            Some(c) if c.trim().is_empty() => return Err(ProfileError::Empty("token_command")),
+            Some(_) if credential != Credential::None => return Err(ProfileError::CommandWithCredential),
+            _ => {}
+        }
         let fingerprint = match &self.tls_fingerprint {
             None => None,
             Some(f) => Some(fingerprint::normalize(f).map_err(|_| ProfileError::Fingerprint)?),
@@ -145,6 +150,9 @@ pub enum ProfileError {
     KeyWithoutKeyName,
     /// `token` together with `key_name` or `key`.
     TokenWithKey,
+    /// `token_command` together with `key_name`, `key` or `token`: which credential is
+    /// meant cannot be guessed.
+    CommandWithCredential,
     /// `token` is not a SAS token.
     Token(sas::SasError),
     /// `tls_fingerprint` is not a SHA-256 fingerprint.
@@ -162,6 +170,9 @@ impl fmt::Display for ProfileError {
             ProfileError::KeyNameWithoutKey => f.write_str("key_name is set but key is missing"),
             ProfileError::KeyWithoutKeyName => f.write_str("key is set but key_name is missing"),
             ProfileError::TokenWithKey => f.write_str("token cannot be combined with key_name/key"),
+            ProfileError::CommandWithCredential => {
+                f.write_str("token_command cannot be combined with key_name/key or token: keep one of them")
+            }
             ProfileError::Token(e) => write!(f, "token: {e}"),
             ProfileError::Fingerprint => write!(f, "tls_fingerprint: {NotAFingerprint}"),
         }
@@ -541,6 +552,13 @@ token_command = "az account get-access-token --resource https://relay.azure.net/
         let entra = store.get("entra").unwrap();
         assert!(entra.token_command.as_deref().is_some_and(|c| c.starts_with("az account get-access-token")));
         assert_eq!(entra.parts().unwrap().1, Credential::None, "the command stands in for a key");
+        let mut both = entra.clone();
+        both.key_name = Some("RootManageSharedAccessKey".into());
+        both.key = Some(Secret::new("k"));
+        assert_eq!(both.validate(), Err(ProfileError::CommandWithCredential), "one credential, not two");
+        let mut empty = entra.clone();
+        empty.token_command = Some("  ".into());
+        assert_eq!(empty.validate(), Err(ProfileError::Empty("token_command")));
         let open = store.get("open").unwrap();
         assert_eq!(open.proxy.as_ref().map(Secret::expose), Some("http://alice:pr0xy-pass@proxy.corp:3128"));
         assert!(!format!("{open:?}").contains("pr0xy-pass"), "the proxy's credentials stay out of Debug");
