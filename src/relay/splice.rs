@@ -123,6 +123,25 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Direction<'a, R, W> {
     }
 }
 
+/// Completes once `activity` (a count of what a tunnel moved: frames, bytes) has not
+/// changed for `timeout`, checked at a quarter of it; never without a timeout. The
+/// relay's tunnel idle timeout, for spliced tunnels and a public port's.
+pub(super) async fn idle(timeout: Option<Duration>, activity: &AtomicU64) {
+    let Some(timeout) = timeout else { return std::future::pending().await };
+    let check = (timeout / 4).max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + check, check);
+    let (mut seen, mut since) = (activity.load(Ordering::Relaxed), tokio::time::Instant::now());
+    loop {
+        ticker.tick().await;
+        let now = activity.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, since) = (now, tokio::time::Instant::now());
+        } else if since.elapsed() >= timeout {
+            return;
+        }
+    }
+}
+
 type Half<'a, T> = Direction<'a, ReadPart<T>, WritePart<T>>;
 
 /// Relays frames between `a` and `b` until both have closed, one breaks, or `force` fires
@@ -154,16 +173,12 @@ pub async fn join<T>(
         relayed[1],
         &frames,
     );
-    // Idle: no frame forwarded in full, either way, for `idle_timeout` (checked at a
-    // quarter of it). A stalled peer counts as idle: its frames never complete.
-    let check = idle_timeout.map_or(Duration::from_secs(3600), |t| (t / 4).max(Duration::from_millis(10)));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + check, check);
-    let (mut seen, mut since) = (0, tokio::time::Instant::now());
-
     let outcome = {
         let ab = a_to_b.run();
         let ba = b_to_a.run();
-        tokio::pin!(ab, ba);
+        // A stalled peer counts as idle: its frames never complete.
+        let idle = idle(idle_timeout, &frames);
+        tokio::pin!(ab, ba, idle);
         let (mut ab_done, mut ba_done) = (false, false);
         loop {
             tokio::select! {
@@ -176,14 +191,7 @@ pub async fn join<T>(
                     End::Broken { reason, to_source } => break Some((false, reason, to_source)),
                 },
                 () = force.cancelled() => break Some((true, "relay shutting down", Some(close::GOING_AWAY))),
-                _ = ticker.tick(), if idle_timeout.is_some() => {
-                    let now = frames.load(Ordering::Relaxed);
-                    if now != seen {
-                        (seen, since) = (now, tokio::time::Instant::now());
-                    } else if idle_timeout.is_some_and(|t| since.elapsed() >= t) {
-                        break Some((true, "tunnel idle timeout", Some(close::GOING_AWAY)));
-                    }
-                }
+                () = &mut idle => break Some((true, "tunnel idle timeout", Some(close::GOING_AWAY))),
             }
             if ab_done && ba_done {
                 break None;

@@ -19,11 +19,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 
-use super::super::Relay;
 use super::super::metrics::{Flow, PortCounters, Unserved};
 use super::super::registry::Answer;
 use super::super::rendezvous::Sender;
 use super::super::stream::RelayStream;
+use super::super::{Relay, splice};
 use super::PortInfo;
 use crate::net::{ReadPart, WritePart};
 use crate::protocol::{self, close};
@@ -198,12 +198,11 @@ async fn carry(relay: &Relay, port: &PortInfo, visitor: Visitor, mut end: Listen
             }
         }
     }
-    let cancel = relay.force.child_token();
-    let idle = idle_watch(relay.limits.tunnel_idle_timeout, &moved, &cancel);
+    let idle = splice::idle(relay.limits.tunnel_idle_timeout, &moved);
     let (read, write) = tcp.split();
     let outcome = tokio::select! {
         // The listener keeps its end alive; the relay answers its pings.
-        r = pump(read, write, (end.reader, end.writer, None), &meter, None, &cancel) => r,
+        r = pump(read, write, (end.reader, end.writer, None), &meter, None, &relay.force) => r,
         () = idle => Err(crate::ws::pump::PumpError::ShuttingDown),
     };
     match outcome {
@@ -211,23 +210,6 @@ async fn carry(relay: &Relay, port: &PortInfo, visitor: Visitor, mut end: Listen
         Err(why) => {
             debug!("visitor's tunnel aborted: {why}");
             crate::net::reset(tcp);
-        }
-    }
-}
-
-/// Completes when nothing has moved for `timeout` (never without one); fires `cancel` then.
-async fn idle_watch(timeout: Option<Duration>, moved: &AtomicU64, cancel: &CancellationToken) {
-    let Some(timeout) = timeout else { return std::future::pending().await };
-    let check = (timeout / 4).max(Duration::from_millis(10));
-    let (mut seen, mut since) = (moved.load(Relaxed), tokio::time::Instant::now());
-    loop {
-        tokio::time::sleep(check).await;
-        let now = moved.load(Relaxed);
-        if now != seen {
-            (seen, since) = (now, tokio::time::Instant::now());
-        } else if since.elapsed() >= timeout {
-            cancel.cancel();
-            return;
         }
     }
 }
