@@ -77,18 +77,13 @@ impl Relay {
             Err(rejection) => return self.reject(&mut stream, &rejection, Some(tracking_id)).await,
         };
         let key = websocket_key(&req).unwrap_or_default();
-        let mut answer = handshake::switching_protocols(key, None);
+        let mut granted = Vec::new();
         if !leases.is_empty() {
             let grants: Vec<_> = leases.iter().map(|(g, _)| g.clone()).collect();
-            let extra = format!(
-                "{}: {}\r\n{}: {host}\r\n\r\n",
-                public::HEADER_PUBLIC,
-                public::grants_header(&grants),
-                public::HEADER_PUBLIC_HOST
-            );
-            answer.truncate(answer.len() - 2);
-            answer.push_str(&extra);
+            granted.push((public::HEADER_PUBLIC, public::grants_header(&grants)));
+            granted.push((public::HEADER_PUBLIC_HOST, host));
         }
+        let answer = handshake::switching_protocols_with(key, None, &granted);
         if stream.write_all(answer.as_bytes()).await.is_err() {
             return;
         }

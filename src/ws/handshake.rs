@@ -89,12 +89,20 @@ pub fn accept_key(key: &str) -> String {
 
 /// The 101 answer to an upgrade, with the chosen subprotocol if any.
 pub fn switching_protocols(key: &str, protocol: Option<&str>) -> String {
+    switching_protocols_with(key, protocol, &[])
+}
+
+/// [`switching_protocols`] with more headers (names as given, values sanitized).
+pub fn switching_protocols_with(key: &str, protocol: Option<&str>, headers: &[(&str, String)]) -> String {
     let mut out = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         accept_key(key)
     );
     if let Some(p) = protocol {
         out.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", sanitize(p)));
+    }
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {}\r\n", sanitize(value)));
     }
     out.push_str("\r\n");
     out
