@@ -142,11 +142,6 @@ pub fn parse_grants(value: &str) -> Option<Vec<Grant>> {
         .collect()
 }
 
-/// `host:port` for visitors, with IPv6 literals in brackets.
-pub fn visitor_address(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +172,8 @@ mod tests {
         assert_eq!(parse_grants(&header), Some(grants));
         assert_eq!(parse_grants("tcp:0:"), None);
         assert_eq!(parse_grants("tcp:1"), None);
-        assert_eq!(visitor_address("::1", 9), "[::1]:9");
-        assert_eq!(visitor_address("relay.example.net", 9), "relay.example.net:9");
+        assert_eq!(crate::protocol::authority("::1", 9), "[::1]:9");
+        assert_eq!(crate::protocol::authority("[::1]", 9), "[::1]:9");
+        assert_eq!(crate::protocol::authority("relay.example.net", 9), "relay.example.net:9");
     }
 }

@@ -371,7 +371,7 @@ impl Ctx {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| self.client.endpoint.host.clone());
         for (ask, grant) in asks.iter_mut().zip(&grants) {
-            if ask.port == PortAsk::Any || matches!(ask.port, PortAsk::Prefer(_)) {
+            if !matches!(ask.port, PortAsk::Exactly(_)) {
                 ask.port = PortAsk::Prefer(grant.port);
             }
         }
@@ -381,7 +381,7 @@ impl Ctx {
             for g in &grants {
                 let targets = &self.settings.targets;
                 let to = if g.target.is_empty() { targets.default.as_ref() } else { targets.named.get(&g.target) };
-                let address = public::visitor_address(&host, g.port);
+                let address = protocol::authority(&host, g.port);
                 info!("reachable at {address} ({} -> {})", g.proto, to.map_or("", String::as_str));
                 addresses.push(address);
             }
@@ -550,16 +550,10 @@ impl Ctx {
             async move {
                 let Some(Some(permit)) = force.run_until_cancelled(admission.slot()).await else { return };
                 let suffix = super::target::address_suffix(&accept.address, hc_segments);
-                let from = accept.remote_endpoint.as_ref().map_or_else(
-                    || "a sender".to_owned(),
-                    |r| {
-                        if r.address.contains(':') {
-                            format!("[{}]:{}", r.address, r.port)
-                        } else {
-                            format!("{}:{}", r.address, r.port)
-                        }
-                    },
-                );
+                let from = accept
+                    .remote_endpoint
+                    .as_ref()
+                    .map_or_else(|| "a sender".to_owned(), |r| protocol::authority(&r.address, r.port));
                 let path = match &suffix {
                     Ok(s) if !s.is_empty() => format!("{hc}/{}", s.join("/")),
                     _ => hc,

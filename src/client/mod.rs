@@ -378,7 +378,7 @@ async fn open_ws(
     timed_out: impl FnOnce() -> OpenError,
 ) -> Result<Opened, OpenError> {
     let (secure, host, port, target) = split_url(url).ok_or_else(|| OpenError::BadUrl(url.to_owned()))?;
-    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let addr = protocol::authority(&host, port);
     let connecting = async {
         // The one place a client dials its relay: through the proxy when one applies.
         let tcp = match proxies.for_relay(secure, &host) {

@@ -41,13 +41,8 @@ impl fmt::Debug for Proxy {
 
 impl fmt::Display for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&authority(&self.host, self.port))
+        f.write_str(&crate::protocol::authority(&self.host, self.port))
     }
-}
-
-/// `host:port`, with brackets around an IPv6 address.
-fn authority(host: &str, port: u16) -> String {
-    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
 
 /// Why a proxy setting cannot be used. Never holds the URL (it may carry credentials).
@@ -263,7 +258,7 @@ pub(crate) async fn connect(proxy: &Proxy, host: &str, port: u16) -> Result<TcpS
     tracing::debug!(proxy = %at, "connecting through the proxy");
     let mut tcp =
         crate::net::connect(&at).await.map_err(|e| ProxyFailure(format!("cannot reach the proxy at {at}: {e}")))?;
-    let target = authority(host, port);
+    let target = crate::protocol::authority(host, port);
     let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some(auth) = &proxy.auth {
         head.push_str(&format!("Proxy-Authorization: Basic {}\r\n", auth.expose()));
