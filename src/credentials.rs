@@ -460,6 +460,7 @@ mod tests {
         let pair = |hc: &str, t: Option<&str>| Ok((hc.to_owned(), t.map(str::to_owned)));
         let none = with_entity_path(None);
         assert_eq!(choose_connect(None, None, &none), Err(HcError::Missing));
+        assert_eq!(choose_connect(Some("/"), None, &none), Err(HcError::Missing), "no segment names an HC");
         assert_eq!(choose_connect(Some("web/api"), None, &none), pair("web", Some("api")));
         assert_eq!(choose_connect(Some("team/ssh"), Some("x"), &none), pair("team/ssh", Some("x")));
         let web = with_entity_path(Some("web"));

@@ -39,18 +39,6 @@ pub struct ConnectSettings {
 }
 
 impl ConnectSettings {
-    /// Splits `hc[/name]`, where `hc` is the first segment; `hc_segments` says how many
-    /// segments the HC name has when it holds `/` itself.
-    pub fn parse(spec: &str, hc_segments: usize) -> anyhow::Result<Self> {
-        let segments: Vec<&str> = spec.split('/').filter(|s| !s.is_empty()).collect();
-        if segments.len() < hc_segments || hc_segments == 0 {
-            anyhow::bail!("{spec:?} does not name a hybrid connection");
-        }
-        let suffix = segments[hc_segments..].join("/");
-        let hc = segments[..hc_segments].join("/");
-        Ok(Self { hc, suffix: (!suffix.is_empty()).then_some(suffix), azbridge: None })
-    }
-
     /// `hc` or `hc/name`: what the connector reaches, as every line about it says.
     pub fn label(&self) -> String {
         match &self.suffix {
@@ -411,18 +399,4 @@ pub async fn run_stdio(
     }
     .instrument(span)
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hc_and_target_name_split() {
-        let s = ConnectSettings::parse("myhc/ssh", 1).unwrap();
-        assert_eq!((s.hc.as_str(), s.suffix.as_deref()), ("myhc", Some("ssh")));
-        let s = ConnectSettings::parse("team/db", 2).unwrap();
-        assert_eq!((s.hc.as_str(), s.suffix), ("team/db", None));
-        assert!(ConnectSettings::parse("", 1).is_err());
-    }
 }
