@@ -34,6 +34,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a Hybrid Connections relay (Azure-compatible)')
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections for a hybrid connection and bridge them to local TCP targets')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener')
+            [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup')
             [CompletionResult]::new('profile', 'profile', [CompletionResultType]::ParameterValue, 'Manage the profiles that hold relay endpoints and keys')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a SAS token for one hybrid connection, to hand out instead of a key')
@@ -97,6 +98,8 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
         'hyco;connect' {
             [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name')
             [CompletionResult]::new('--bind', '--bind', [CompletionResultType]::ParameterName, 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`')
+            [CompletionResult]::new('-L', '-L ', [CompletionResultType]::ParameterName, 'Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`), or `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward runs beside the others, with its own tunnels and counters')
+            [CompletionResult]::new('--forward', '--forward', [CompletionResultType]::ParameterName, 'Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`), or `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward runs beside the others, with its own tunnels and counters')
             [CompletionResult]::new('--prewarm', '--prewarm', [CompletionResultType]::ParameterName, 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off. Default: 8, and 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is unverified')
             [CompletionResult]::new('--keepalive', '--keepalive', [CompletionResultType]::ParameterName, 'Seconds a tunnel may stay silent before hyco pings through it, so that relays and firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about 4 minutes); 0: never')
             [CompletionResult]::new('--azbridge-port', '--azbridge-port', [CompletionResultType]::ParameterName, 'The listener is azbridge (Azure Relay Bridge `-T`): start each tunnel with its preamble for this port name (its `-T` name, by default the target''s port number). No prewarming')
@@ -111,6 +114,20 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
             [CompletionResult]::new('--threads', '--threads', [CompletionResultType]::ParameterName, 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)')
             [CompletionResult]::new('--stdio', '--stdio', [CompletionResultType]::ParameterName, 'Bridge stdin/stdout instead (for `ssh -o ProxyCommand=''hyco connect HC/ssh --stdio''`)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (repeat for more); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (repeat for more); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'hyco;up' {
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--threads', '--threads', [CompletionResultType]::ParameterName, 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Read the file, print each entry as the command it runs, and exit')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (repeat for more); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (repeat for more); RUST_LOG overrides')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors')
@@ -295,6 +312,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a Hybrid Connections relay (Azure-compatible)')
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections for a hybrid connection and bridge them to local TCP targets')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener')
+            [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup')
             [CompletionResult]::new('profile', 'profile', [CompletionResultType]::ParameterValue, 'Manage the profiles that hold relay endpoints and keys')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a SAS token for one hybrid connection, to hand out instead of a key')
@@ -309,6 +327,9 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             break
         }
         'hyco;help;connect' {
+            break
+        }
+        'hyco;help;up' {
             break
         }
         'hyco;help;demo' {

@@ -31,6 +31,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
             cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand up 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails'
             cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
             cand profile 'Manage the profiles that hold relay endpoints and keys'
             cand token 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
@@ -91,6 +92,8 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;connect'= {
             cand --target 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name'
             cand --bind 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`'
+            cand -L 'Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`), or `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward runs beside the others, with its own tunnels and counters'
+            cand --forward 'Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`), or `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward runs beside the others, with its own tunnels and counters'
             cand --prewarm 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off. Default: 8, and 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is unverified'
             cand --keepalive 'Seconds a tunnel may stay silent before hyco pings through it, so that relays and firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about 4 minutes); 0: never'
             cand --azbridge-port 'The listener is azbridge (Azure Relay Bridge `-T`): start each tunnel with its preamble for this port name (its `-T` name, by default the target''s port number). No prewarming'
@@ -105,6 +108,19 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --log-format 'Log line format on stderr'
             cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand --stdio 'Bridge stdin/stdout instead (for `ssh -o ProxyCommand=''hyco connect HC/ssh --stdio''`)'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;up'= {
+            cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
+            cand --check 'Read the file, print each entry as the command it runs, and exit'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
             cand -q 'Only errors'
@@ -272,6 +288,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
             cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand up 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails'
             cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
             cand profile 'Manage the profiles that hold relay endpoints and keys'
             cand token 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
@@ -283,6 +300,8 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;help;listen'= {
         }
         &'hyco;help;connect'= {
+        }
+        &'hyco;help;up'= {
         }
         &'hyco;help;demo'= {
         }

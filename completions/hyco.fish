@@ -34,6 +34,7 @@ complete -c hyco -n "__fish_hyco_needs_command" -s V -l version -d 'Print versio
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "serve" -d 'Run a Hybrid Connections relay (Azure-compatible)'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "listen" -d 'Accept connections for a hybrid connection and bridge them to local TCP targets'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "connect" -d 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "up" -d 'Run a machine\'s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "demo" -d 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "profile" -d 'Manage the profiles that hold relay endpoints and keys'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "token" -d 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
@@ -82,6 +83,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand listen" -s h -l help -d 'Print
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l target -d 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l bind -d 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -s L -l forward -d 'Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`), or `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward runs beside the others, with its own tunnels and counters' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l prewarm -d 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off. Default: 8, and 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is unverified' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l keepalive -d 'Seconds a tunnel may stay silent before hyco pings through it, so that relays and firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about 4 minutes); 0: never' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l azbridge-port -d 'The listener is azbridge (Azure Relay Bridge `-T`): start each tunnel with its preamble for this port name (its `-T` name, by default the target\'s port number). No prewarming' -r
@@ -101,6 +103,14 @@ complete -c hyco -n "__fish_hyco_using_subcommand connect" -s v -l verbose -d 'M
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand up" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand up" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand up" -l check -d 'Read the file, print each entry as the command it runs, and exit'
+complete -c hyco -n "__fish_hyco_using_subcommand up" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand up" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand up" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hyco -n "__fish_hyco_using_subcommand up" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -l to -d 'Where tunnelled connections go (default: a built-in echo service)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -l bind -d 'Local port that reaches the target through the relay: `PORT` or `HOST:PORT`' -r
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
@@ -198,14 +208,15 @@ complete -c hyco -n "__fish_hyco_using_subcommand completions" -s v -l verbose -
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "serve" -d 'Run a Hybrid Connections relay (Azure-compatible)'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "listen" -d 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "connect" -d 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "demo" -d 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "profile" -d 'Manage the profiles that hold relay endpoints and keys'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "token" -d 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "serve" -d 'Run a Hybrid Connections relay (Azure-compatible)'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "listen" -d 'Accept connections for a hybrid connection and bridge them to local TCP targets'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "connect" -d 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "up" -d 'Run a machine\'s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "demo" -d 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "profile" -d 'Manage the profiles that hold relay endpoints and keys'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "token" -d 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "add" -d 'Add or replace a profile. Keys and tokens are read from a file or stdin (`-`), never from the command line, so they stay out of shell history and `ps`'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "list" -d 'List profiles; `*` marks the default'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "show" -d 'Show a profile, keys masked'

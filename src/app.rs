@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 use crate::cli::{Command, ConnectArgs, CredentialArgs, DemoArgs, ListenArgs, ServeArgs};
 use crate::client::RelayClient;
 use crate::client::connect::{self, ConnectSettings};
+use crate::client::forward;
 use crate::client::listen::{self, ListenSettings};
 use crate::client::prewarm::Prewarm;
 use crate::client::proxy::Proxies;
@@ -38,6 +39,7 @@ pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToke
         Command::Listen(args) => listen(args, stats, shutdown).await,
         Command::Connect(args) => connect(args, stats, shutdown).await,
         Command::Demo(args) => demo(args, stats, shutdown).await,
+        Command::Up(args) => crate::up::run(args, stats, shutdown).await,
         Command::Profile(command) => crate::manage::profile(command, &mut std::io::stdout()),
         Command::Token(args) => crate::manage::token(args, &mut std::io::stdout()),
         Command::Completions { shell } => crate::manage::completions(shell, &mut std::io::stdout()),
@@ -312,6 +314,15 @@ fn write_profile(name: &str, base: &str, key_name: &str, key: &Secret, pin: Opti
     Ok(())
 }
 
+/// Runs one entry of `hyco up`: a `listen` or a `connect`.
+pub(crate) async fn run_entry(command: Command, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match command {
+        Command::Listen(args) => listen(args, stats, shutdown).await,
+        Command::Connect(args) => connect(args, stats, shutdown).await,
+        _ => bail!("hyco up runs listen and connect only"),
+    }
+}
+
 /// Resolves the relay and credential from flags, environment and profiles, with
 /// `choose` the hybrid connection (the HC argument or the credential's `EntityPath`), and
 /// the HTTP proxy from `--proxy` (`proxy`), the environment and the profile.
@@ -370,38 +381,32 @@ fn keepalive(secs: u64) -> Option<std::time::Duration> {
 }
 
 async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (mut client, (hc, suffix)) =
-        resolve_client(&args.credentials, args.proxy.as_deref(), args.token_command.as_deref(), |r| {
-            credentials::choose_connect(args.hc.as_deref(), args.target.as_deref(), r)
-        })?;
-    client.keepalive = keepalive(args.keepalive);
-    raise_open_file_limit();
-    let settings = ConnectSettings { hc, suffix, azbridge: args.azbridge_port.clone() };
     if args.stdio {
+        let (mut client, (hc, suffix)) =
+            resolve_client(&args.credentials, args.proxy.as_deref(), args.token_command.as_deref(), |r| {
+                credentials::choose_connect(args.hc.as_deref(), args.target.as_deref(), r)
+            })?;
+        client.keepalive = keepalive(args.keepalive);
+        let settings = ConnectSettings { hc, suffix, azbridge: args.azbridge_port.clone() };
         return connect::run_stdio(client, settings, stats, shutdown).await;
     }
-    let Some(bind) = &args.bind else { bail!("give --bind PORT or --stdio") };
+    let (mut client, chosen) =
+        resolve_client(&args.credentials, args.proxy.as_deref(), args.token_command.as_deref(), |r| {
+            Ok(forward::choose(args.hc.as_deref(), args.target.as_deref(), args.bind.as_deref(), &args.forwards, r))
+        })?;
+    let mut forwards = chosen.map_err(|e| failure(Kind::Config, e))?;
+    for f in &mut forwards {
+        f.settings.azbridge = args.azbridge_port.clone();
+    }
+    client.keepalive = keepalive(args.keepalive);
+    raise_open_file_limit();
     // An azbridge listener answers a preamble per tunnel, never a deferred start.
-    let tunnels = if settings.azbridge.is_some() { 0 } else { prewarm_tunnels(args.prewarm, &client.endpoint) };
-    if args.prewarm.is_none() && tunnels == 0 && settings.azbridge.is_none() {
+    let tunnels = if args.azbridge_port.is_some() { 0 } else { prewarm_tunnels(args.prewarm, &client.endpoint) };
+    if args.prewarm.is_none() && tunnels == 0 && args.azbridge_port.is_none() {
         info!("prewarming is off against Azure Relay (--prewarm N turns it on)");
     }
     let prewarm = Prewarm { tunnels, ..Prewarm::default() };
-    let addr = crate::cli::parse_bind(bind).map_err(|e| failure(Kind::Config, e.to_string()))?;
-    let listener = TcpListener::bind(addr).await.map_err(|e| {
-        failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with --bind"))
-    })?;
-    // The path, checked once before saying anything: a relay that cannot be reached or
-    // that rejects the credentials is an error now, not at the first connection.
-    let checked = tokio::select! {
-        c = connect::check(&client, &settings) => c?,
-        () = shutdown.cancelled() => return Ok(()),
-    };
-    let (addr, label) = (listener.local_addr()?, settings.label());
-    info!("accepting on {addr} for {label}");
-    eprintln!("hyco: {addr} -> {label}");
-    stats.show();
-    connect::run_checked(client, settings, prewarm, checked, listener, stats, shutdown).await
+    forward::run(client, forwards, prewarm, stats, shutdown).await
 }
 
 /// How many tunnels `connect --bind` keeps prewarmed: `--prewarm N` when given; else none

@@ -98,6 +98,10 @@ pub enum Command {
     /// Bridge local TCP connections (or stdin/stdout) through the relay to a listener.
     #[command(after_help = CLIENT_ENV)]
     Connect(ConnectArgs),
+    /// Run a machine's whole set of listeners and connectors from one file (`[[listen]]`
+    /// and `[[connect]]` tables of their flags), each retried on its own when it fails.
+    #[command(after_help = UP_HELP)]
+    Up(UpArgs),
     /// Run a relay, a listener and a connector in one process: a local port that reaches
     /// a target through the relay, with no account and no setup.
     Demo(DemoArgs),
@@ -224,6 +228,26 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
         Some(s) if s > 0 && s <= 10 * 365 * 86_400 => Ok(std::time::Duration::from_secs(s)),
         _ => Err(format!("{text:?} is not a duration between 1s and 10 years (90s, 15m, 1h, 7d)")),
     }
+}
+
+/// `hyco up --help`'s example.
+const UP_HELP: &str = "\
+Example up.toml (keys are the commands' flags without --; keys and connection strings stay in profiles):
+  profile = \"home\"
+  [[listen]]
+  hc = \"box\"
+  to = [\"ssh=22\", \"web=8080\", \"dns=udp://127.0.0.1:53\"]
+  [[connect]]
+  hc = \"office\"
+  forward = [\"2222:ssh\", \"udp:5353:dns\"]";
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The file (default: up.toml in the config directory, ~/.config/hyco/up.toml on Linux).
+    pub file: Option<PathBuf>,
+    /// Read the file, print each entry as the command it runs, and exit.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -368,7 +392,7 @@ pub struct ListenArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("mode").required(true).args(["bind", "stdio"])))]
+#[command(group(clap::ArgGroup::new("mode").required(true).multiple(true).args(["bind", "stdio", "forwards"])))]
 pub struct ConnectArgs {
     /// Hybrid connection, optionally with a target name: `HC` or `HC/NAME`; default: the
     /// connection string's EntityPath.
@@ -381,8 +405,14 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "[HOST:]PORT", value_parser = bind_text)]
     pub bind: Option<String>,
     /// Bridge stdin/stdout instead (for `ssh -o ProxyCommand='hyco connect HC/ssh --stdio'`).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["bind", "forwards"])]
     pub stdio: bool,
+    /// Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as
+    /// --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`), or
+    /// `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward
+    /// runs beside the others, with its own tunnels and counters.
+    #[arg(short = 'L', long = "forward", value_name = "LOCAL:REMOTE", conflicts_with = "target")]
+    pub forwards: Vec<String>,
     /// With --bind: tunnels to keep open ahead of need, so that a new connection does not
     /// wait for the rendezvous (0 turns this off). A hyco listener reaches the target only
     /// when a tunnel is used; with another listener this turns itself off. Default: 8, and

@@ -32,4 +32,5 @@ pub mod relay;
 pub mod sas;
 pub mod secret;
 pub mod status;
+pub mod up;
 pub mod ws;

@@ -8,6 +8,7 @@
 mod azbridge;
 pub mod connect;
 mod datagram;
+pub mod forward;
 pub(crate) mod http;
 pub mod listen;
 pub mod prewarm;
