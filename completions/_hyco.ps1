@@ -75,7 +75,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             [CompletionResult]::new('--token-command', '--token-command', [CompletionResultType]::ParameterName, 'Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through `sh -c` at startup and before the token expires, e.g. `az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or token; give the relay with --endpoint or a profile')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)')
             [CompletionResult]::new('--connection-string', '--connection-string', [CompletionResultType]::ParameterName, 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users')
-            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached')
             [CompletionResult]::new('--key-name', '--key-name', [CompletionResultType]::ParameterName, 'Key name (SAS rule)')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Key. Prefer a profile: arguments are visible to other users')
             [CompletionResult]::new('--tls-fingerprint', '--tls-fingerprint', [CompletionResultType]::ParameterName, 'SHA-256 fingerprint of a self-signed relay certificate to trust')
@@ -107,7 +107,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             [CompletionResult]::new('--token-command', '--token-command', [CompletionResultType]::ParameterName, 'Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through `sh -c` at startup and before the token expires, e.g. `az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or token; give the relay with --endpoint or a profile')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)')
             [CompletionResult]::new('--connection-string', '--connection-string', [CompletionResultType]::ParameterName, 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users')
-            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached')
             [CompletionResult]::new('--key-name', '--key-name', [CompletionResultType]::ParameterName, 'Key name (SAS rule)')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Key. Prefer a profile: arguments are visible to other users')
             [CompletionResult]::new('--tls-fingerprint', '--tls-fingerprint', [CompletionResultType]::ParameterName, 'SHA-256 fingerprint of a self-signed relay certificate to trust')
@@ -173,7 +173,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             break
         }
         'hyco;profile;add' {
-            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay')
             [CompletionResult]::new('--key-name', '--key-name', [CompletionResultType]::ParameterName, 'Key name (SAS rule); the key comes from --key-file')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'File holding the key, or `-` for stdin')
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding a SAS token (instead of a key), or `-` for stdin')
@@ -278,7 +278,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             [CompletionResult]::new('--rights', '--rights', [CompletionResultType]::ParameterName, 'What the token may do. `send` and `listen` sign with a `hyco serve` relay''s Send-only or Listen-only rule, derived from its root key. `key` signs with the key as it is and carries all its rule grants: with Azure, use the key of a policy that grants only what you mean to hand out')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)')
             [CompletionResult]::new('--connection-string', '--connection-string', [CompletionResultType]::ParameterName, 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users')
-            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached')
             [CompletionResult]::new('--key-name', '--key-name', [CompletionResultType]::ParameterName, 'Key name (SAS rule)')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Key. Prefer a profile: arguments are visible to other users')
             [CompletionResult]::new('--tls-fingerprint', '--tls-fingerprint', [CompletionResultType]::ParameterName, 'SHA-256 fingerprint of a self-signed relay certificate to trust')

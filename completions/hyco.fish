@@ -66,7 +66,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand listen" -l proxy -d 'HTTP prox
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l token-command -d 'Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through `sh -c` at startup and before the token expires, e.g. `az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or token; give the relay with --endpoint or a profile' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l profile -d 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
-complete -c hyco -n "__fish_hyco_using_subcommand listen" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l key-name -d 'Key name (SAS rule)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l key -d 'Key. Prefer a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
@@ -91,7 +91,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand connect" -l proxy -d 'HTTP pro
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l token-command -d 'Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through `sh -c` at startup and before the token expires, e.g. `az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or token; give the relay with --endpoint or a profile' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l profile -d 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
-complete -c hyco -n "__fish_hyco_using_subcommand connect" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l key-name -d 'Key name (SAS rule)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l key -d 'Key. Prefer a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
@@ -133,7 +133,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_s
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "remove" -d 'Remove a profile'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "default" -d 'Make a profile the default'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l key-name -d 'Key name (SAS rule); the key comes from --key-file' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l key-file -d 'File holding the key, or `-` for stdin' -r -F
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l token-file -d 'File holding a SAS token (instead of a key), or `-` for stdin' -r -F
@@ -189,7 +189,7 @@ listen\t'Listen only: a `hyco serve` relay\'s derived `hyco-listen` rule'
 key\t'Whatever the signing key\'s own rule grants (a relay\'s root key: everything; an Azure policy\'s key: that policy\'s rights)'"
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l profile -d 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
-complete -c hyco -n "__fish_hyco_using_subcommand token" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l key-name -d 'Key name (SAS rule)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l key -d 'Key. Prefer a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r

@@ -335,6 +335,10 @@ pub(crate) fn resolve_client<T>(
     let resolved = credentials::resolve_relay(args)?;
     let chosen = choose(&resolved).map_err(|e| failure(Kind::Config, e.to_string()))?;
     info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
+    if !resolved.others.is_empty() {
+        let others: Vec<String> = resolved.others.iter().map(|e| e.ws_base()).collect();
+        info!("the relay's other endpoints: {}", others.join(", "));
+    }
     let profile_proxy = resolved.proxy.as_ref().map(|p| p.expose());
     let proxies = Proxies::resolve(proxy, profile_proxy, |name| std::env::var(name).ok())
         .map_err(|e| failure(Kind::Config, e.to_string()))?;
@@ -343,6 +347,7 @@ pub(crate) fn resolve_client<T>(
     }
     let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())
         .map_err(|e| config_failure(e, "check the TLS settings"))?
+        .with_others(resolved.others)
         .with_proxies(proxies)
         .with_token_command(token_command.map(str::to_owned).or(resolved.token_command));
     Ok((client, chosen))

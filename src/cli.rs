@@ -158,8 +158,9 @@ pub struct ProfileAddArgs {
     /// Profile name (letters, digits, `-`, `_`, `.`).
     pub name: String,
     /// Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`).
+    /// Repeat it (or separate with commas) for the nodes of one relay.
     #[arg(long, value_name = "URL")]
-    pub endpoint: Option<String>,
+    pub endpoint: Vec<String>,
     /// Key name (SAS rule); the key comes from --key-file.
     #[arg(long, value_name = "NAME", requires = "key_file", requires = "endpoint")]
     pub key_name: Option<String>,
@@ -315,8 +316,10 @@ pub struct CredentialArgs {
     #[arg(long, value_name = "STRING", hide_env_values = true)]
     pub connection_string: Option<String>,
     /// Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`).
+    /// Repeat it (or separate with commas) for the nodes of one relay: each connection
+    /// tries them in random order, the next when one cannot be reached.
     #[arg(long, value_name = "URL")]
-    pub endpoint: Option<String>,
+    pub endpoint: Vec<String>,
     /// Key name (SAS rule).
     #[arg(long, value_name = "NAME", requires = "key")]
     pub key_name: Option<String>,

@@ -65,9 +65,15 @@ pub async fn open_sender_with(
     id: &str,
     headers: &[(String, String)],
 ) -> anyhow::Result<Opened> {
-    let token = client.token(&settings.hc).await?.map(|(t, _)| t);
-    let url = client.url(&settings.hc, settings.suffix.as_deref(), Action::Connect, Some(id));
-    client.open(&url, token.as_ref(), headers).await.map_err(|e| describe(e, settings))
+    let url = |endpoint: &_| {
+        RelayClient::url_at(endpoint, &settings.hc, settings.suffix.as_deref(), Action::Connect, Some(id))
+    };
+    // Each sender starts at a random endpoint of the relay (its nodes share the load).
+    let from = rand::random_range(0..client.endpoint_count());
+    match client.open_relay(&settings.hc, from, url, headers).await? {
+        Ok((opened, ..)) => Ok(opened),
+        Err(e) => Err(describe(e, settings)),
+    }
 }
 
 /// Opens a tunnel that waits for its start (see [`prewarm`]).

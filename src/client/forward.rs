@@ -181,6 +181,7 @@ mod tests {
     fn resolved(entity_path: Option<&str>) -> Resolved {
         Resolved {
             endpoint: crate::connstr::parse_endpoint("ws://127.0.0.1:9400", false).unwrap(),
+            others: Vec::new(),
             credential: crate::connstr::Credential::None,
             entity_path: entity_path.map(str::to_owned),
             tls_fingerprint: None,

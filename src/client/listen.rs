@@ -178,7 +178,7 @@ pub async fn run_with_online(
     for index in 0..ctx.settings.connections {
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
-        channels.spawn(async move { ctx.keep_channel(shutdown).instrument(info_span!("control", index)).await });
+        channels.spawn(async move { ctx.keep_channel(index, shutdown).instrument(info_span!("control", index)).await });
     }
     let mut result = Ok(());
     while let Some(joined) = channels.join_next().await {
@@ -245,23 +245,31 @@ enum ChannelEnd {
 }
 
 impl Ctx {
-    async fn keep_channel(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Keeps control channel `index` open until `shutdown`. Each attempt goes to the
+    /// relay's next endpoint (the channels of one listener start apart, so that they spread
+    /// over a relay's nodes, and a node that went away is left for the next).
+    async fn keep_channel(self: Arc<Self>, index: usize, shutdown: CancellationToken) -> anyhow::Result<()> {
         let hc = &self.settings.hc;
         let mut attempt = 0;
+        // Endpoints tried so far, and how many in a row could not be reached.
+        let (mut tries, mut unreachable) = (index, 0);
         loop {
-            let Some((token, expiry)) = self.channel_token(&shutdown).await? else { return Ok(()) };
-            let url = self.listen_url();
+            let endpoint = self.client.endpoint_at(tries).clone();
+            tries += 1;
+            let Some((token, expiry)) = self.channel_token(&endpoint, &shutdown).await? else { return Ok(()) };
+            let url = self.listen_url(&endpoint);
             let opened = tokio::select! {
                 o = self.client.open(&url, token.as_ref(), &[]) => o,
                 () = shutdown.cancelled() => return Ok(()),
             };
             match opened {
                 Ok(opened) => {
-                    self.take_grants(&opened.response)?;
+                    unreachable = 0;
+                    self.take_grants(&opened.response, &endpoint)?;
                     self.ever_connected.store(true, Ordering::Relaxed);
                     let started = Instant::now();
-                    info!(hc = %hc, relay = %self.client.endpoint.ws_base(), "listening");
-                    match self.run_channel(opened, expiry, &shutdown).await {
+                    info!(hc = %hc, relay = %endpoint.ws_base(), "listening");
+                    match self.run_channel(opened, expiry, &endpoint, &shutdown).await {
                         ChannelEnd::Shutdown => return Ok(()),
                         ChannelEnd::Lost(why) => warn!("control channel lost: {why}"),
                     }
@@ -276,13 +284,15 @@ impl Ctx {
                         }
                         warn!("cannot listen: {message}; retrying, as this listener was online before");
                     } else {
-                        // Never connected yet: most likely a wrong endpoint, so say so now,
-                        // unless told the network may not be up yet (--wait-for-relay).
+                        // Never connected yet, and no endpoint of the relay answered: most
+                        // likely a wrong endpoint, so say so now, unless told the network
+                        // may not be up yet (--wait-for-relay).
+                        unreachable = if e.kind() == Kind::Unreachable { unreachable + 1 } else { 0 };
                         if !self.ever_connected.load(Ordering::Relaxed)
-                            && e.kind() == Kind::Unreachable
+                            && unreachable >= self.client.endpoint_count()
                             && !self.settings.wait_for_relay
                         {
-                            let relay = self.client.endpoint.ws_base();
+                            let relay = self.client.endpoints_text();
                             if e.names_its_fix() {
                                 return Err(failure(Kind::Unreachable, e.to_string()));
                             }
@@ -312,11 +322,12 @@ impl Ctx {
     /// then a warning, retried with backoff (docs/protocol.md 3.1).
     async fn channel_token(
         &self,
+        endpoint: &crate::connstr::Endpoint,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<(Option<crate::secret::Secret>, Option<u64>)>> {
         let mut attempt = 0;
         loop {
-            match self.client.token(&self.settings.hc).await {
+            match self.client.token_for(endpoint, &self.settings.hc).await {
                 Ok(t) => return Ok(Some(t.map_or((None, None), |(t, e)| (Some(t), Some(e))))),
                 Err(e) if self.ever_connected.load(Ordering::Relaxed) => {
                     let delay = Duration::from_secs(BACKOFF_SECS[attempt.min(BACKOFF_SECS.len() - 1)])
@@ -334,30 +345,27 @@ impl Ctx {
     }
 
     /// The control channel's URL, with the public ports to ask for.
-    fn listen_url(&self) -> String {
+    fn listen_url(&self, endpoint: &crate::connstr::Endpoint) -> String {
         let asks = self.asks.lock().expect("asks lock");
         let query: Vec<String> =
             asks.iter().map(|a| format!("{}={}", public::PARAM_PUBLIC, encode_component(&a.to_string()))).collect();
         let id = protocol::new_guid();
-        protocol::client_url(
-            &self.client.endpoint.ws_base(),
-            &self.settings.hc,
-            None,
-            &query.join("&"),
-            Action::Listen,
-            Some(&id),
-        )
+        protocol::client_url(&endpoint.ws_base(), &self.settings.hc, None, &query.join("&"), Action::Listen, Some(&id))
     }
 
     /// Reads the ports the relay granted from its 101 (docs/protocol.md 10.2), says where
     /// visitors reach them when that changes, and asks for the same ones next time. A
     /// relay that granted none of those asked for does not offer public ports: an error.
-    fn take_grants(&self, response: &crate::http1::Response) -> anyhow::Result<()> {
+    fn take_grants(
+        &self,
+        response: &crate::http1::Response,
+        endpoint: &crate::connstr::Endpoint,
+    ) -> anyhow::Result<()> {
         let mut asks = self.asks.lock().expect("asks lock");
         if asks.is_empty() {
             return Ok(());
         }
-        let relay = self.client.endpoint.ws_base();
+        let relay = endpoint.ws_base();
         let grants = crate::http1::header(&response.headers, public::HEADER_PUBLIC).and_then(public::parse_grants);
         let Some(grants) = grants.filter(|g| g.len() == asks.len()) else {
             let text = format!(
@@ -369,7 +377,7 @@ impl Ctx {
         let host = crate::http1::header(&response.headers, public::HEADER_PUBLIC_HOST)
             .map(crate::http1::sanitize)
             .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| self.client.endpoint.host.clone());
+            .unwrap_or_else(|| endpoint.host.clone());
         for (ask, grant) in asks.iter_mut().zip(&grants) {
             if !matches!(ask.port, PortAsk::Exactly(_)) {
                 ask.port = PortAsk::Prefer(grant.port);
@@ -395,6 +403,7 @@ impl Ctx {
         &self,
         opened: super::Opened,
         mut expiry: Option<u64>,
+        endpoint: &crate::connstr::Endpoint,
         shutdown: &CancellationToken,
     ) -> ChannelEnd {
         let config = WebSocketConfig::default()
@@ -459,7 +468,7 @@ impl Ctx {
                     }
                 }
                 () = tokio::time::sleep_until(renew) => {
-                    match self.client.token(&self.settings.hc).await {
+                    match self.client.token_for(endpoint, &self.settings.hc).await {
                         Ok(Some((token, new_expiry))) => {
                             let msg = ListenerMessage::RenewToken(RenewToken { token: token.expose().to_owned() });
                             let json = serde_json::to_string(&msg).expect("control messages serialize");
