@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+mod backoff;
 pub mod cli;
 pub mod client;
 pub mod connstr;

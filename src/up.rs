@@ -8,13 +8,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, info_span, warn};
 
+use crate::backoff::{Backoff, HEALTHY_PERIOD};
 use crate::cli::{Cli, Command, UpArgs};
 use crate::error::{Kind, failure};
 use crate::status::Stats;
@@ -26,11 +27,9 @@ pub const DEFAULT_FILE: &str = "up.toml";
 /// The most entries a file may hold.
 pub const MAX_ENTRIES: usize = 64;
 
-/// Waits between a failed entry's attempts; the last repeats. An entry that ran for
-/// [`HEALTHY_PERIOD`] starts over from the first.
-const BACKOFF_SECS: [u64; 6] = [1, 2, 5, 10, 30, 60];
-/// How long an entry must have run for its next failure to count as a first one.
-const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
+/// Waits between a failed entry's attempts; an entry that ran for [`HEALTHY_PERIOD`]
+/// starts over from the first.
+const RETRY: Backoff = Backoff(&[1, 2, 5, 10, 30, 60]);
 
 /// Keys a file may not hold: secrets belong in a profile (written 0600, shown masked),
 /// and stdin/stdout belong to no entry.
@@ -225,7 +224,7 @@ async fn keep(entry: Entry, stats: Arc<Stats>, shutdown: CancellationToken) {
         if started.elapsed() >= HEALTHY_PERIOD {
             attempt = 0;
         }
-        let delay = Duration::from_secs(BACKOFF_SECS[attempt.min(BACKOFF_SECS.len() - 1)]);
+        let delay = RETRY.delay(attempt);
         attempt += 1;
         let why = match result {
             Ok(()) => "it stopped".to_owned(),

@@ -28,6 +28,7 @@ use super::pump::{self, LocalSide};
 use super::target::{TARGET_CONNECT_TIMEOUT, Targets, connect_target, is_udp};
 use super::tunnel::{GOODBYE_TIMEOUT, Tunnel, short_id};
 use super::{OpenError, RelayClient, datagram, prewarm};
+use crate::backoff::{Backoff, HEALTHY_PERIOD};
 use crate::encoding::encode_component;
 use crate::error::{Kind, failure};
 use crate::protocol::{self, Accept, Action, HttpRequest, ListenerMessage, RelayMessage, RenewToken, close};
@@ -35,10 +36,9 @@ use crate::public::{self, Ask, PortAsk};
 use crate::status::{Stats, Tally};
 use crate::ws::frame::CloseFrame as WsClose;
 
-/// Waits between reconnects, in seconds; the last repeats (docs/protocol.md 5.6).
-const BACKOFF_SECS: [u64; 6] = [0, 1, 2, 5, 10, 30];
-/// A control channel up this long resets the backoff.
-const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
+/// Waits between reconnects (docs/protocol.md 5.6); a control channel up for
+/// [`HEALTHY_PERIOD`] starts it over.
+const RECONNECT: Backoff = Backoff(&[0, 1, 2, 5, 10, 30]);
 /// Words (lower case) in a 403's text that mark a limit or quota rather than a missing
 /// right: hyco's relay says "Listener limit of N reached …"; Azure's quota rejection
 /// names `MaximumListenersPerEndpoint` (Microsoft's "Azure Relay exceptions",
@@ -305,7 +305,7 @@ impl Ctx {
                     }
                 }
             }
-            let delay = Duration::from_secs(BACKOFF_SECS[attempt.min(BACKOFF_SECS.len() - 1)]);
+            let delay = RECONNECT.delay(attempt);
             attempt += 1;
             if !delay.is_zero() {
                 info!("reconnecting in {} s", delay.as_secs());
@@ -330,8 +330,7 @@ impl Ctx {
             match self.client.token_for(endpoint, &self.settings.hc).await {
                 Ok(t) => return Ok(Some(t.map_or((None, None), |(t, e)| (Some(t), Some(e))))),
                 Err(e) if self.ever_connected.load(Ordering::Relaxed) => {
-                    let delay = Duration::from_secs(BACKOFF_SECS[attempt.min(BACKOFF_SECS.len() - 1)])
-                        .max(Duration::from_secs(1));
+                    let delay = RECONNECT.delay(attempt).max(Duration::from_secs(1));
                     attempt += 1;
                     warn!("cannot get a token: {e:#}; retrying in {} s", delay.as_secs());
                     tokio::select! {
