@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::cli::{Command, ConnectArgs, CredentialArgs, DemoArgs, ListenArgs, ServeArgs};
 use crate::client::RelayClient;
+use crate::client::allow::Allowlist;
 use crate::client::connect::{self, ConnectSettings};
 use crate::client::listen::{self, ListenSettings};
 use crate::client::prewarm::Prewarm;
@@ -343,8 +344,12 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
             credentials::choose_hc(args.hc.as_deref(), r)
         })?;
     client.keepalive = keepalive(args.keepalive);
-    let targets = Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?;
+    let targets = match args.targets.is_empty() {
+        true => Targets::default(),
+        false => Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?,
+    };
     let mut settings = ListenSettings::new(hc, targets);
+    settings.allow = Allowlist::parse(&args.allow).map_err(|e| failure(Kind::Config, format!("{e:#}")))?;
     settings.connections = usize::from(args.connections);
     settings.http = args.http;
     if args.http {

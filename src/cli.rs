@@ -310,9 +310,17 @@ pub struct ListenArgs {
     pub hc: Option<String>,
     /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or
     /// `name=host:port` chosen by the sender's path (`hyco connect HC/name`);
-    /// `udp://host:port` for a public UDP port (--public). Repeatable.
-    #[arg(long = "to", value_name = "[NAME=]HOST:PORT", required = true)]
+    /// `udp://host:port` for a public UDP port (--public). Repeatable. Optional with
+    /// --allow.
+    #[arg(long = "to", value_name = "[NAME=]HOST:PORT", required_unless_present = "allow")]
     pub targets: Vec<String>,
+    /// Let senders (`hyco connect HC --socks`) reach destinations this rule matches:
+    /// `CIDR:PORTS`, `IP:PORTS`, `HOST:PORTS` or `*.DOMAIN:PORTS` (sub-domains only), PORTS
+    /// `N`, `N-M` or `*`, IPv6 in brackets. A name rule lets the name reach what it
+    /// resolves to; an address rule is checked against the resolved addresses. Repeatable;
+    /// default: no dynamic destinations at all.
+    #[arg(long, value_name = "HOST:PORTS")]
+    pub allow: Vec<String>,
     /// Control channels to keep open, for availability (1-25).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=25))]
     pub connections: u8,
