@@ -92,6 +92,8 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;connect'= {
             cand --target 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name'
             cand --bind 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`'
+            cand -D 'Serve SOCKS5 here instead (as `ssh -D`): each CONNECT reaches its destination through the listener, which allows it or not (`hyco listen --allow`). No authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or `HOST:PORT`'
+            cand --socks 'Serve SOCKS5 here instead (as `ssh -D`): each CONNECT reaches its destination through the listener, which allows it or not (`hyco listen --allow`). No authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or `HOST:PORT`'
             cand --prewarm 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off. Default: 8, and 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is unverified'
             cand --keepalive 'Seconds a tunnel may stay silent before hyco pings through it, so that relays and firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about 4 minutes); 0: never'
             cand --azbridge-port 'The listener is azbridge (Azure Relay Bridge `-T`): start each tunnel with its preamble for this port name (its `-T` name, by default the target''s port number). No prewarming'

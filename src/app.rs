@@ -385,7 +385,16 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     if args.stdio {
         return connect::run_stdio(client, settings, stats, shutdown).await;
     }
-    let Some(bind) = &args.bind else { bail!("give --bind PORT or --stdio") };
+    if let Some(socks) = &args.socks {
+        let addr = crate::cli::parse_bind(socks).map_err(|e| failure(Kind::Config, e.to_string()))?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with --socks"))
+        })?;
+        eprintln!("hyco: SOCKS5 on {} -> {}", listener.local_addr()?, settings.hc);
+        stats.show();
+        return crate::client::socks::run(client, settings, listener, stats, shutdown).await;
+    }
+    let Some(bind) = &args.bind else { bail!("give --bind PORT, --stdio or --socks PORT") };
     // An azbridge listener answers a preamble per tunnel, never a deferred start.
     let tunnels = if settings.azbridge.is_some() { 0 } else { prewarm_tunnels(args.prewarm, &client.endpoint) };
     if args.prewarm.is_none() && tunnels == 0 && settings.azbridge.is_none() {

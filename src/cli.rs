@@ -376,7 +376,7 @@ pub struct ListenArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("mode").required(true).args(["bind", "stdio"])))]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["bind", "stdio", "socks"])))]
 pub struct ConnectArgs {
     /// Hybrid connection, optionally with a target name: `HC` or `HC/NAME`; default: the
     /// connection string's EntityPath.
@@ -391,6 +391,13 @@ pub struct ConnectArgs {
     /// Bridge stdin/stdout instead (for `ssh -o ProxyCommand='hyco connect HC/ssh --stdio'`).
     #[arg(long)]
     pub stdio: bool,
+    /// Serve SOCKS5 here instead (as `ssh -D`): each CONNECT reaches its destination
+    /// through the listener, which allows it or not (`hyco listen --allow`). No
+    /// authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or
+    /// `HOST:PORT`.
+    #[arg(long, short = 'D', value_name = "[HOST:]PORT", value_parser = bind_text,
+          conflicts_with_all = ["prewarm", "azbridge_port"])]
+    pub socks: Option<String>,
     /// With --bind: tunnels to keep open ahead of need, so that a new connection does not
     /// wait for the rendezvous (0 turns this off). A hyco listener reaches the target only
     /// when a tunnel is used; with another listener this turns itself off. Default: 8, and

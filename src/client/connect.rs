@@ -110,6 +110,14 @@ impl Checked {
     pub fn waiting(&self) -> bool {
         matches!(&self.first, Err(OpenFailure::Failed(_)))
     }
+
+    /// Closes the tunnel that proved a listener online, if any (for a connector that does
+    /// not pool it).
+    pub async fn close(self) {
+        if let Ok(mut tunnel) = self.first {
+            tunnel.goodbye(&CloseFrame::new(protocol::close::NORMAL, "path checked")).await;
+        }
+    }
 }
 
 /// Checks the path once, as `connect --bind` starts: opens one tunnel that defers its

@@ -14,6 +14,7 @@ pub mod listen;
 pub mod prewarm;
 pub(crate) mod proxy;
 mod pump;
+pub mod socks;
 pub mod target;
 mod tls;
 mod token_command;
