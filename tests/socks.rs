@@ -194,6 +194,7 @@ async fn refused_destinations_get_the_reply_code_that_says_why() {
     assert_eq!(code(socks_plain, To::V4([127, 0, 0, 1]), target.addr.port()).await, 2);
     let (exit, _, err) = curl(socks_plain, true, &format!("http://localhost:{}/", target.addr.port())).await;
     assert_eq!(exit, 97, "{err}");
+    assert!(err.contains("(2)") || err.to_lowercase().contains("not allowed"), "curl names the reply: {err}");
     plain
         .stderr
         .wait_for(PROC_STEP, "the rejection", |l| {
@@ -214,6 +215,7 @@ async fn refused_destinations_get_the_reply_code_that_says_why() {
     assert_eq!(code(socks, To::V4([127, 0, 0, 1]), closed).await, 5, "{}", report(&procs));
     let (exit, _, err) = curl(socks, false, &format!("http://127.0.0.1:{closed}/")).await;
     assert_eq!(exit, 97, "{err}");
+    assert!(err.contains("(5)") || err.to_lowercase().contains("refused"), "curl names the reply: {err}");
     // No listener for the hybrid connection.
     assert_eq!(code(socks_none, To::V4([127, 0, 0, 1]), p).await, 3, "{}", connect_none.stderr.text());
     // After all that, the allowed destination still works.
@@ -238,6 +240,17 @@ async fn what_is_not_served_is_answered_at_the_byte_level() {
         within("the close after the reply", tcp.read_to_end(&mut rest)).await.expect("a clean close");
         assert!(rest.is_empty());
     }
+    // A client that keeps talking after a failure reply is dropped all the same.
+    let (mut tcp, reply) = request(socks, 2, To::V4([127, 0, 0, 1]), web.addr.port()).await;
+    assert_eq!(reply, 7);
+    let started = Instant::now();
+    let chatter = async {
+        while tcp.write_all(&[0u8; 1024]).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    within("the server to drop a chatty client", chatter).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     // Username/password only: no acceptable method.
     let mut tcp = TcpStream::connect(socks).await.expect("connect");
     tcp.write_all(&[5, 1, 2]).await.expect("greeting");
@@ -407,4 +420,46 @@ async fn socks_refuses_a_named_target() {
     assert!(!status.success());
     let err = proc.stderr.text();
     assert!(err.contains("give web, not web/ssh"), "{err}");
+}
+
+#[tokio::test]
+async fn the_listener_takes_a_destination_only_for_the_hc_alone() {
+    let home = TempDir::new("socks-header");
+    let serve = ServeProc::start(home.path()).await;
+    let echo = Target::echo().await;
+    let port = echo.addr.port();
+    let mut cmd = hyco(home.path());
+    let endpoint = format!("ws://{}", serve.addr);
+    cmd.args(["listen", "web", "--to", &format!("echo={}", echo.spec()), "--allow", &format!("127.0.0.1:{port}")])
+        .args(key_flags(&endpoint, &serve.key));
+    let listen = Proc::spawn(cmd);
+    listen.stderr.wait_for(PROC_STEP, "the listener online", |l| l.contains(" listening")).await;
+    let url = |suffix: Option<&str>| {
+        hyco::protocol::client_url(&endpoint, "web", suffix, "", hyco::protocol::Action::Connect, None)
+    };
+    let sender = |suffix: Option<&'static str>, destination: Option<String>| {
+        let (url, token) = (url(suffix), serve.token("web"));
+        async move {
+            let mut headers = vec![common::auth(&token)];
+            headers.extend(destination.map(|d| ("hyco-destination", d)));
+            common::raw_upgrade(serve.addr, &url, &headers).await
+        }
+    };
+    // The HC alone, an allowed destination (the header's name in any case): a tunnel to it.
+    let mut ws = sender(None, Some(format!("127.0.0.1:{port}"))).await.expect("a tunnel");
+    ws.send(hyco::ws::frame::OpCode::Binary, b"ping").await;
+    assert_eq!(ws.next_data().await.1, b"ping");
+    // With a target name: 400, whatever the destination.
+    let (status, text) = common::refused(sender(Some("echo"), Some(format!("127.0.0.1:{port}"))).await);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not to a named target"), "{text}");
+    // Malformed: 400.
+    for bad in ["127.0.0.1", "[::1:80", "a b:80", "127.0.0.1:0"] {
+        let (status, text) = common::refused(sender(None, Some(bad.to_owned())).await);
+        assert_eq!(status, 400, "{bad}: {text}");
+    }
+    // Without the header, the named target as ever.
+    let mut ws = sender(Some("echo"), None).await.expect("a tunnel to the target");
+    ws.send(hyco::ws::frame::OpCode::Binary, b"plain").await;
+    assert_eq!(ws.next_data().await.1, b"plain");
 }
