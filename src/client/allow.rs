@@ -23,28 +23,28 @@ use crate::protocol;
 pub(super) const HEADER_DESTINATION: &str = "Hyco-Destination";
 /// The longest host name a destination may have (RFC 1035's 253 characters, a SOCKS5
 /// request's name field holds 255).
-pub const MAX_NAME_LEN: usize = 253;
+const MAX_NAME_LEN: usize = 253;
 /// The most `--allow` rules one listener takes.
-pub const MAX_RULES: usize = 256;
+const MAX_RULES: usize = 256;
 
 /// The status and text a listener rejects a dynamic destination with.
 pub(super) type Rejected = (u16, String);
 
 /// The status for a destination that is malformed, or sent with a named target.
-pub const STATUS_BAD_DESTINATION: u16 = 400;
+pub(super) const STATUS_BAD_DESTINATION: u16 = 400;
 /// The status for a destination no rule allows.
-pub const STATUS_NOT_ALLOWED: u16 = 403;
+pub(super) const STATUS_NOT_ALLOWED: u16 = 403;
 /// The status for a name that does not resolve.
-pub const STATUS_NO_SUCH_NAME: u16 = 404;
+pub(super) const STATUS_NO_SUCH_NAME: u16 = 404;
 /// The status for a destination that refused the connection.
-pub const STATUS_REFUSED: u16 = 502;
+pub(super) const STATUS_REFUSED: u16 = 502;
 /// The status for a destination that could not be reached otherwise (unreachable).
-pub const STATUS_UNREACHABLE: u16 = 503;
+pub(super) const STATUS_UNREACHABLE: u16 = 503;
 /// The status for a destination that did not answer in time.
-pub const STATUS_TIMED_OUT: u16 = 504;
+pub(super) const STATUS_TIMED_OUT: u16 = 504;
 
 /// The text of a rejection for a dynamic destination on a listener with no `--allow`.
-pub const NONE_ALLOWED: &str = "dynamic destinations are not allowed on this listener (--allow)";
+pub(super) const NONE_ALLOWED: &str = "dynamic destinations are not allowed on this listener (--allow)";
 
 /// The destination an accept's `connectHeaders` ask for, if any: `Err` (a 400) when
 /// it is malformed, when the sender also named a target (`named`: its path has a suffix
@@ -64,23 +64,23 @@ pub(super) fn requested(headers: &BTreeMap<String, String>, named: bool) -> Opti
 
 /// A destination's host: an address, or a name (lower case, no trailing dot).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Host {
+pub(super) enum Host {
     Ip(IpAddr),
     Name(String),
 }
 
 /// Where a sender asks to go: `HOST:PORT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Destination {
-    pub host: Host,
-    pub port: u16,
+pub(super) struct Destination {
+    pub(super) host: Host,
+    pub(super) port: u16,
 }
 
 impl Destination {
     /// Parses a `Hyco-Destination` value: `name:port`, `a.b.c.d:port` or `[v6]:port`,
     /// port 1 to 65535. A name is letters, digits, `-`, `_` and dots, at most
     /// [`MAX_NAME_LEN`] long, no empty label.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(super) fn parse(text: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("Bad destination {:?}: {why}", truncated(text));
         let (host, port) = text.trim().rsplit_once(':').ok_or_else(|| bad("not HOST:PORT"))?;
         let port = match port.parse::<u16>() {
@@ -101,7 +101,7 @@ impl Destination {
     }
 
     /// `host:port` as the header carries it.
-    pub fn authority(&self) -> String {
+    pub(super) fn authority(&self) -> String {
         match &self.host {
             Host::Ip(ip) => protocol::authority(&ip.to_string(), self.port),
             Host::Name(n) => protocol::authority(n, self.port),

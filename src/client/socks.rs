@@ -50,15 +50,15 @@ const ATYP_NAME: u8 = 3;
 const ATYP_IPV6: u8 = 4;
 
 /// RFC 1928's reply codes (section 6).
-pub mod reply {
-    pub const SUCCEEDED: u8 = 0x00;
-    pub const GENERAL_FAILURE: u8 = 0x01;
-    pub const NOT_ALLOWED: u8 = 0x02;
-    pub const NETWORK_UNREACHABLE: u8 = 0x03;
-    pub const HOST_UNREACHABLE: u8 = 0x04;
-    pub const CONNECTION_REFUSED: u8 = 0x05;
-    pub const COMMAND_NOT_SUPPORTED: u8 = 0x07;
-    pub const ADDRESS_TYPE_NOT_SUPPORTED: u8 = 0x08;
+mod reply {
+    pub(super) const SUCCEEDED: u8 = 0x00;
+    pub(super) const GENERAL_FAILURE: u8 = 0x01;
+    pub(super) const NOT_ALLOWED: u8 = 0x02;
+    pub(super) const NETWORK_UNREACHABLE: u8 = 0x03;
+    pub(super) const HOST_UNREACHABLE: u8 = 0x04;
+    pub(super) const CONNECTION_REFUSED: u8 = 0x05;
+    pub(super) const COMMAND_NOT_SUPPORTED: u8 = 0x07;
+    pub(super) const ADDRESS_TYPE_NOT_SUPPORTED: u8 = 0x08;
 }
 
 /// The reply code for a sender WebSocket that did not open (docs/protocol.md 10.5): the
@@ -218,7 +218,11 @@ pub async fn run(
         }
         Err(e) => return Err(e),
     }
-    info!("SOCKS5 on {} for {hc}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    info!("SOCKS5 on {local} for {hc}");
+    if !local.ip().is_loopback() {
+        warn!("SOCKS5 on {local} asks for no password: whoever reaches it reaches what the listener allows");
+    }
     let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
     let tunnels = TaskTracker::new();
     let force = CancellationToken::new();
