@@ -86,6 +86,7 @@ async fn curl(socks: SocketAddr, hostname: bool, url: &str) -> (i32, String, Str
 /// A SOCKS5 destination as a request carries it.
 enum To<'a> {
     V4([u8; 4]),
+    V6([u8; 16]),
     Name(&'a str),
 }
 
@@ -101,6 +102,10 @@ async fn request(socks: SocketAddr, command: u8, to: To<'_>, port: u16) -> (TcpS
     match to {
         To::V4(ip) => {
             req.push(1);
+            req.extend_from_slice(&ip);
+        }
+        To::V6(ip) => {
+            req.push(4);
             req.extend_from_slice(&ip);
         }
         To::Name(n) => {
@@ -462,4 +467,40 @@ async fn the_listener_takes_a_destination_only_for_the_hc_alone() {
     let mut ws = sender(Some("echo"), None).await.expect("a tunnel to the target");
     ws.send(hyco::ws::frame::OpCode::Binary, b"plain").await;
     assert_eq!(ws.next_data().await.1, b"plain");
+}
+
+#[tokio::test]
+async fn ipv6_destinations_travel_in_brackets() {
+    let home = TempDir::new("socks-v6");
+    let relay = Relay::start(home.path()).await;
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.expect("IPv6 loopback");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nv6\n").await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    let listen =
+        relay.listen(home.path(), "web", &["--allow", &format!("[::1/128]:{port}"), "--allow", "[fd00::/8]:*"]).await;
+    let (connect, socks) = relay.socks(home.path(), "web").await;
+    let loopback = std::net::Ipv6Addr::LOCALHOST.octets();
+    assert_eq!(
+        code(socks, To::V6(loopback), port).await,
+        0,
+        "{}",
+        report(&[("listen", &listen), ("connect", &connect)])
+    );
+    let other = if port == u16::MAX { port - 1 } else { port + 1 };
+    assert_eq!(code(socks, To::V6(loopback), other).await, 2);
+    let (exit, body, err) = curl(socks, false, &format!("http://[::1]:{port}/")).await;
+    assert_eq!((exit, body.as_str()), (0, "v6\n"), "{err}");
+    listen
+        .stderr
+        .wait_for(PROC_STEP, "the tunnel's line", |l| l.contains(&format!("-> web -> [::1]:{port} ([::1]:{port})")))
+        .await;
 }
