@@ -216,14 +216,13 @@ impl Allowlist {
                 .filter(|a| decision == Decision::Any || self.allows_ip(a.ip(), to.port))
                 .copied()
                 .collect();
+            if addrs.is_empty() {
+                return Err((STATUS_NO_SUCH_NAME, format!("Name {to} resolves to no address")));
+            }
             if kept.is_empty() {
+                // The addresses stay in this log: the sender learns only that none is allowed.
                 tracing::info!("{to} resolves to {addrs:?}, none of them allowed");
-                let text = match addrs.is_empty() {
-                    true => format!("Name {to} does not resolve"),
-                    false => format!("Destination {to} resolves to no allowed address"),
-                };
-                let status = if addrs.is_empty() { STATUS_NO_SUCH_NAME } else { STATUS_NOT_ALLOWED };
-                return Err((status, text));
+                return Err((STATUS_NOT_ALLOWED, format!("Destination {to} resolves to no allowed address")));
             }
             match crate::net::connect_addrs(kept).await {
                 Ok(tcp) => {
@@ -292,8 +291,10 @@ impl Rule {
             HostRule::Net(net)
         } else if host.contains(':') {
             bail!("{}: put an IPv6 address or network in brackets", usage());
-        } else if host.starts_with(|c: char| c.is_ascii_digit()) && IpNet::parse(host).is_ok() {
-            HostRule::Net(IpNet::parse(host)?)
+        } else if let Some(net) =
+            host.starts_with(|c: char| c.is_ascii_digit()).then(|| IpNet::parse(host).ok()).flatten()
+        {
+            HostRule::Net(net)
         } else if let Some(domain) = host.strip_prefix("*.") {
             HostRule::Below(format!(".{}", name(domain).with_context(usage)?))
         } else {
