@@ -270,6 +270,17 @@ async fn what_is_not_served_is_answered_at_the_byte_level() {
     assert!(answer.is_empty(), "{answer:?}");
     // The server still serves.
     assert_eq!(code(socks, To::V4([127, 0, 0, 1]), web.addr.port()).await, 0, "{}", connect.stderr.text());
+    // A handshake in progress does not hold up the shutdown.
+    let mut connect = connect;
+    let mut waiting = TcpStream::connect(socks).await.expect("connect");
+    waiting.write_all(&[5, 1, 0]).await.expect("greeting");
+    let mut choice = [0u8; 2];
+    within("the method choice", waiting.read_exact(&mut choice)).await.expect("choice");
+    let started = Instant::now();
+    let status = connect.terminate().await;
+    assert!(status.success(), "{status}\n{}", connect.stderr.text());
+    assert!(started.elapsed() < HANDSHAKE_TIMEOUT / 2, "{:?}", started.elapsed());
+    assert!(connect.stderr.text().contains("stopped: "), "{}", connect.stderr.text());
 }
 
 #[tokio::test]
