@@ -33,7 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a Hybrid Connections relay (Azure-compatible)')
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections for a hybrid connection and bridge them to local TCP targets')
-            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup')
             [CompletionResult]::new('profile', 'profile', [CompletionResultType]::ParameterValue, 'Manage the profiles that hold relay endpoints and keys')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a SAS token for one hybrid connection, to hand out instead of a key')
@@ -297,7 +297,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
         'hyco;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a Hybrid Connections relay (Azure-compatible)')
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections for a hybrid connection and bridge them to local TCP targets')
-            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup')
             [CompletionResult]::new('profile', 'profile', [CompletionResultType]::ParameterValue, 'Manage the profiles that hold relay endpoints and keys')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a SAS token for one hybrid connection, to hand out instead of a key')

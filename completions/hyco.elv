@@ -30,7 +30,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --version 'Print version'
             cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-            cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand connect 'Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener'
             cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
             cand profile 'Manage the profiles that hold relay endpoints and keys'
             cand token 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
@@ -274,7 +274,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;help'= {
             cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-            cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand connect 'Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener'
             cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
             cand profile 'Manage the profiles that hold relay endpoints and keys'
             cand token 'Mint a SAS token for one hybrid connection, to hand out instead of a key'

@@ -95,7 +95,7 @@ pub enum Command {
     /// Accept connections for a hybrid connection and bridge them to local TCP targets.
     #[command(after_help = CLIENT_ENV)]
     Listen(ListenArgs),
-    /// Bridge local TCP connections (or stdin/stdout) through the relay to a listener.
+    /// Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener.
     #[command(after_help = CLIENT_ENV)]
     Connect(ConnectArgs),
     /// Run a relay, a listener and a connector in one process: a local port that reaches
