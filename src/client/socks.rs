@@ -11,7 +11,7 @@
 //! the reply code that says why ([`reply_for`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -226,12 +226,12 @@ pub async fn run(
     let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
     let tunnels = TaskTracker::new();
     let force = CancellationToken::new();
-    let turned_away = AtomicU64::new(0);
+    let mut turned_away = 0u64;
     while let Some((tcp, peer)) = crate::net::accept(&listener, &shutdown, "SOCKS port").await {
         let Ok(permit) = sessions.clone().try_acquire_owned() else {
-            let n = turned_away.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                warn!("{MAX_SESSIONS} SOCKS sessions at once: reset {peer}'s connection ({n} so far)");
+            turned_away += 1;
+            if turned_away.is_power_of_two() {
+                warn!("{MAX_SESSIONS} SOCKS sessions at once: reset {peer}'s connection ({turned_away} so far)");
             }
             crate::net::reset(tcp);
             continue;
