@@ -172,7 +172,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__connect)
-            opts="-L -v -q -h -V --target --bind --stdio --forward --prewarm --keepalive --azbridge-port --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
+            opts="-L -D -v -q -h -V --target --bind --stdio --forward --socks --prewarm --keepalive --azbridge-port --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -191,6 +191,14 @@ _hyco() {
                     return 0
                     ;;
                 -L)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -D)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -494,13 +502,17 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__listen)
-            opts="-v -q -h -V --to --connections --http --keep-path-prefix --max-rendezvous --public --keepalive --azbridge --wait-for-relay --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
+            opts="-v -q -h -V --to --allow --connections --http --keep-path-prefix --max-rendezvous --public --keepalive --azbridge --wait-for-relay --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

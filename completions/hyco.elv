@@ -30,7 +30,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --version 'Print version'
             cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-            cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand connect 'Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener'
             cand up 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails'
             cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
             cand profile 'Manage the profiles that hold relay endpoints and keys'
@@ -61,7 +61,8 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --version 'Print version'
         }
         &'hyco;listen'= {
-            cand --to 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable'
+            cand --to 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable. Optional with --allow'
+            cand --allow 'Let senders (`hyco connect HC --socks`) reach destinations this rule matches: `CIDR:PORTS`, `IP:PORTS`, `HOST:PORTS` or `*.DOMAIN:PORTS` (sub-domains only), PORTS `N`, `N-M` or `*`, IPv6 in brackets. A name rule lets the name reach what it resolves to; an address rule is checked against the resolved addresses. Repeatable; default: no dynamic destinations at all'
             cand --connections 'Control channels to keep open, for availability (1-25)'
             cand --max-rendezvous 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay''s accepts beyond it are dropped'
             cand --public 'Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or UDP client: `--public` every target on any free port, `--public PORT` the unnamed (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://` target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after a reconnect. Repeatable. Azure Relay has no public ports'
@@ -94,6 +95,8 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --bind 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`'
             cand -L 'Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`), or `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward runs beside the others, with its own tunnels and counters'
             cand --forward 'Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`), or `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward runs beside the others, with its own tunnels and counters'
+            cand -D 'Serve SOCKS5 here instead (as `ssh -D`): each CONNECT reaches its destination through the listener, which allows it or not (`hyco listen --allow`). No authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or `HOST:PORT`'
+            cand --socks 'Serve SOCKS5 here instead (as `ssh -D`): each CONNECT reaches its destination through the listener, which allows it or not (`hyco listen --allow`). No authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or `HOST:PORT`'
             cand --prewarm 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off. Default: 8, and 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is unverified'
             cand --keepalive 'Seconds a tunnel may stay silent before hyco pings through it, so that relays and firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about 4 minutes); 0: never'
             cand --azbridge-port 'The listener is azbridge (Azure Relay Bridge `-T`): start each tunnel with its preamble for this port name (its `-T` name, by default the target''s port number). No prewarming'
@@ -287,7 +290,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;help'= {
             cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-            cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand connect 'Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener'
             cand up 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails'
             cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
             cand profile 'Manage the profiles that hold relay endpoints and keys'

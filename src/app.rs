@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::cli::{Command, ConnectArgs, CredentialArgs, DemoArgs, ListenArgs, ServeArgs};
 use crate::client::RelayClient;
+use crate::client::allow::Allowlist;
 use crate::client::connect::{self, ConnectSettings};
 use crate::client::forward;
 use crate::client::listen::{self, ListenSettings};
@@ -359,8 +360,12 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
             credentials::choose_hc(args.hc.as_deref(), r)
         })?;
     client.keepalive = keepalive(args.keepalive);
-    let targets = Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?;
+    let targets = match args.targets.is_empty() {
+        true => Targets::default(),
+        false => Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?,
+    };
     let mut settings = ListenSettings::new(hc, targets);
+    settings.allow = Allowlist::parse(&args.allow).map_err(|e| failure(Kind::Config, format!("{e:#}")))?;
     settings.connections = usize::from(args.connections);
     settings.http = args.http;
     if args.http {
@@ -397,7 +402,9 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     }
     let (mut client, chosen) =
         resolve_client(&args.credentials, args.proxy.as_deref(), args.token_command.as_deref(), |r| {
-            Ok(forward::choose(args.hc.as_deref(), args.target.as_deref(), args.bind.as_deref(), &args.forwards, r))
+            let locals =
+                forward::Locals { bind: args.bind.as_deref(), specs: &args.forwards, socks: args.socks.as_deref() };
+            Ok(forward::choose(args.hc.as_deref(), args.target.as_deref(), locals, r))
         })?;
     let mut forwards = chosen.map_err(|e| failure(Kind::Config, e))?;
     for f in &mut forwards {

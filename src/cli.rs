@@ -95,7 +95,7 @@ pub enum Command {
     /// Accept connections for a hybrid connection and bridge them to local TCP targets.
     #[command(after_help = CLIENT_ENV)]
     Listen(ListenArgs),
-    /// Bridge local TCP connections (or stdin/stdout) through the relay to a listener.
+    /// Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener.
     #[command(after_help = CLIENT_ENV)]
     Connect(ConnectArgs),
     /// Run a machine's whole set of listeners and connectors from one file (`[[listen]]`
@@ -337,9 +337,17 @@ pub struct ListenArgs {
     pub hc: Option<String>,
     /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or
     /// `name=host:port` chosen by the sender's path (`hyco connect HC/name`);
-    /// `udp://host:port` for a public UDP port (--public). Repeatable.
-    #[arg(long = "to", value_name = "[NAME=]HOST:PORT", required = true)]
+    /// `udp://host:port` for a public UDP port (--public). Repeatable. Optional with
+    /// --allow.
+    #[arg(long = "to", value_name = "[NAME=]HOST:PORT", required_unless_present = "allow")]
     pub targets: Vec<String>,
+    /// Let senders (`hyco connect HC --socks`) reach destinations this rule matches:
+    /// `CIDR:PORTS`, `IP:PORTS`, `HOST:PORTS` or `*.DOMAIN:PORTS` (sub-domains only), PORTS
+    /// `N`, `N-M` or `*`, IPv6 in brackets. A name rule lets the name reach what it
+    /// resolves to; an address rule is checked against the resolved addresses. Repeatable;
+    /// default: no dynamic destinations at all.
+    #[arg(long, value_name = "HOST:PORTS")]
+    pub allow: Vec<String>,
     /// Control channels to keep open, for availability (1-25).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=25))]
     pub connections: u8,
@@ -395,7 +403,7 @@ pub struct ListenArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("mode").required(true).multiple(true).args(["bind", "stdio", "forwards"])))]
+#[command(group(clap::ArgGroup::new("mode").required(true).multiple(true).args(["bind", "stdio", "forwards", "socks"])))]
 pub struct ConnectArgs {
     /// Hybrid connection, optionally with a target name: `HC` or `HC/NAME`; default: the
     /// connection string's EntityPath.
@@ -408,7 +416,7 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "[HOST:]PORT", value_parser = bind_text)]
     pub bind: Option<String>,
     /// Bridge stdin/stdout instead (for `ssh -o ProxyCommand='hyco connect HC/ssh --stdio'`).
-    #[arg(long, conflicts_with_all = ["bind", "forwards"])]
+    #[arg(long, conflicts_with_all = ["bind", "forwards", "socks"])]
     pub stdio: bool,
     /// Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as
     /// --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`), or
@@ -416,6 +424,13 @@ pub struct ConnectArgs {
     /// runs beside the others, with its own tunnels and counters.
     #[arg(short = 'L', long = "forward", value_name = "LOCAL:REMOTE", conflicts_with = "target")]
     pub forwards: Vec<String>,
+    /// Serve SOCKS5 here instead (as `ssh -D`): each CONNECT reaches its destination
+    /// through the listener, which allows it or not (`hyco listen --allow`). No
+    /// authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or
+    /// `HOST:PORT`.
+    #[arg(long, short = 'D', value_name = "[HOST:]PORT", value_parser = bind_text,
+          conflicts_with_all = ["prewarm", "azbridge_port"])]
+    pub socks: Option<String>,
     /// With --bind: tunnels to keep open ahead of need, so that a new connection does not
     /// wait for the rendezvous (0 turns this off). A hyco listener reaches the target only
     /// when a tunnel is used; with another listener this turns itself off. Default: 8, and

@@ -7,7 +7,7 @@
 //! - The clients (`hyco listen`, `hyco connect`): [`client`].
 //! - Around them: [`profile`] and [`credentials`] (which relay, which key), [`cli`] and
 //!   [`app`] (the commands), [`status`] (the clients' counters and status line), [`net`]
-//!   and [`fsutil`] (sockets and files).
+//!   and [`fsutil`] (sockets and files), `ipnet` (IP networks, for every allowlist).
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -24,6 +24,7 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod generated;
 pub mod http1;
+mod ipnet;
 pub mod manage;
 pub mod net;
 pub mod profile;

@@ -31,6 +31,9 @@ pub const MAX_ENTRIES: usize = 64;
 /// starts over from the first.
 const RETRY: Backoff = Backoff(&[1, 2, 5, 10, 30, 60]);
 
+/// How long connectors wait for the file's listeners to be online before they start.
+const LISTENERS_FIRST: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Keys a file may not hold: secrets belong in a profile (written 0600, shown masked),
 /// and stdin/stdout belong to no entry.
 const REFUSED_KEYS: [(&str, &str); 3] = [
@@ -197,8 +200,22 @@ pub async fn run(args: UpArgs, stats: Arc<Stats>, shutdown: CancellationToken) -
     }
     info!("{} entries from {}", entries.len(), path.display());
     let mut running = tokio::task::JoinSet::new();
+    let mut listeners = Vec::new();
     for entry in entries {
         let forward = stats.forward(&entry.name);
+        if entry.args.first().is_some_and(|c| c == "listen") {
+            listeners.push(forward.channels.subscribe());
+        } else if !listeners.is_empty() {
+            // Connectors start once the listeners are online (or after a while): a
+            // connector to this machine's own listener then finds it at once.
+            let online = futures_util::future::join_all(listeners.drain(..).map(|mut channels| async move {
+                let _ = channels.wait_for(|n| *n > 0).await;
+            }));
+            tokio::select! {
+                _ = tokio::time::timeout(LISTENERS_FIRST, online) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
         let span = info_span!("up", entry = %entry.name);
         running.spawn(keep(entry, forward, shutdown.clone()).instrument(span));
     }

@@ -68,9 +68,7 @@ pub async fn open_sender_with(
     let url = |endpoint: &_| {
         RelayClient::url_at(endpoint, &settings.hc, settings.suffix.as_deref(), Action::Connect, Some(id))
     };
-    // Each sender starts at a random endpoint of the relay (its nodes share the load).
-    let from = rand::random_range(0..client.endpoint_count());
-    match client.open_relay(&settings.hc, from, url, headers).await? {
+    match client.open_relay(&settings.hc, url, headers).await? {
         Ok((opened, ..)) => Ok(opened),
         Err(e) => Err(describe(e, settings)),
     }
@@ -115,6 +113,14 @@ impl Checked {
     /// Whether no listener was online.
     pub fn waiting(&self) -> bool {
         matches!(&self.first, Err(OpenFailure::Failed(_)))
+    }
+
+    /// Closes the tunnel that proved a listener online, if any (for a connector that does
+    /// not pool it).
+    pub async fn close(self) {
+        if let Ok(mut tunnel) = self.first {
+            tunnel.goodbye(&CloseFrame::new(protocol::close::NORMAL, "path checked")).await;
+        }
     }
 }
 

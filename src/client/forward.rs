@@ -23,9 +23,30 @@ use crate::status::Stats;
 pub struct Forward {
     pub local: String,
     pub settings: ConnectSettings,
-    /// The flag that gave it (`--bind`, `-L`), for the messages about it.
+    /// The flag that gave it (`--bind`, `-L`, `--socks`), for the messages about it.
     pub flag: &'static str,
 }
+
+/// The local addresses a `connect` was given.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Locals<'a> {
+    /// `--bind`: reaches the HC argument (and `--target`).
+    pub bind: Option<&'a str>,
+    /// Each `-L LOCAL:REMOTE`.
+    pub specs: &'a [String],
+    /// `--socks`: a SOCKS5 server whose destinations the HC's listener allows.
+    pub socks: Option<&'a str>,
+}
+
+impl Forward {
+    /// Whether this is `--socks`'s SOCKS5 server ([`super::socks`]).
+    fn is_socks(&self) -> bool {
+        self.flag == SOCKS_FLAG
+    }
+}
+
+/// The flag of the SOCKS5 forward.
+const SOCKS_FLAG: &str = "--socks";
 
 /// Splits an `-L` value, `LOCAL:REMOTE`, at its last colon: LOCAL is what `--bind` takes,
 /// REMOTE a target name (or `HC`, `HC/NAME` when the command names no HC).
@@ -37,22 +58,26 @@ pub fn split(spec: &str) -> Result<(&str, &str), String> {
 }
 
 /// The forwards of one `connect`: `--bind` with the HC argument (`given`) and `--target`,
-/// or one per `-L` spec. A spec's REMOTE names a target of the HC the argument (or the
-/// credential's `EntityPath`) chose, or, when neither names one, the HC itself (`HC` or
-/// `HC/NAME`, so that one process may reach several HCs).
+/// `--socks` with the HC argument, and one per `-L` spec. A spec's REMOTE names a target of
+/// the HC the argument (or the credential's `EntityPath`) chose, or, when neither names
+/// one, the HC itself (`HC` or `HC/NAME`, so that one process may reach several HCs).
 pub fn choose(
     given: Option<&str>,
     target: Option<&str>,
-    bind: Option<&str>,
-    specs: &[String],
+    locals: Locals<'_>,
     resolved: &Resolved,
 ) -> Result<Vec<Forward>, String> {
     let settings = |(hc, suffix): (String, Option<String>)| ConnectSettings { hc, suffix, azbridge: None };
     let mut forwards = Vec::new();
-    if let Some(local) = bind {
+    if let Some(local) = locals.bind {
         let chosen = credentials::choose_connect(given, target, resolved).map_err(|e| e.to_string())?;
         forwards.push(Forward { local: local.to_owned(), settings: settings(chosen), flag: "--bind" });
     }
+    if let Some(local) = locals.socks {
+        let chosen = credentials::choose_connect(given, None, resolved).map_err(|e| e.to_string())?;
+        forwards.push(Forward { local: local.to_owned(), settings: settings(chosen), flag: SOCKS_FLAG });
+    }
+    let specs = locals.specs;
     if specs.is_empty() {
         return Ok(forwards);
     }
@@ -95,6 +120,7 @@ pub fn choose(
 /// A forward's local side, bound.
 enum Bound {
     Tcp(TcpListener),
+    Socks(TcpListener),
 }
 
 impl Bound {
@@ -102,6 +128,7 @@ impl Bound {
     fn describe(&self) -> anyhow::Result<String> {
         match self {
             Bound::Tcp(l) => Ok(l.local_addr()?.to_string()),
+            Bound::Socks(l) => Ok(format!("SOCKS5 on {}", l.local_addr()?)),
         }
     }
 }
@@ -113,7 +140,7 @@ async fn bind(forward: &Forward) -> anyhow::Result<Bound> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with {flag}"))
     })?;
-    Ok(Bound::Tcp(listener))
+    Ok(if forward.is_socks() { Bound::Socks(listener) } else { Bound::Tcp(listener) })
 }
 
 /// Binds every forward, checks each one's path ([`connect::check`]), says where each
@@ -135,9 +162,13 @@ pub async fn run(
     for (forward, local) in forwards.into_iter().zip(bound) {
         // The path, checked once before saying anything: a relay that cannot be reached or
         // that rejects the credentials is an error now, not at the first connection.
-        let checked = tokio::select! {
-            c = connect::check(&client, &forward.settings) => c?,
-            () = shutdown.cancelled() => return Ok(()),
+        // (The SOCKS5 server checks its own: a listener's rejection is not fatal there.)
+        let checked = match &local {
+            Bound::Socks(_) => None,
+            Bound::Tcp(_) => tokio::select! {
+                c = connect::check(&client, &forward.settings) => Some(c?),
+                () = shutdown.cancelled() => return Ok(()),
+            },
         };
         let (addr, label) = (local.describe()?, forward.settings.label());
         info!("accepting on {addr} for {label}");
@@ -152,10 +183,14 @@ pub async fn run(
             if several { stats.forward(&format!("{addr} -> {}", forward.settings.label())) } else { stats.clone() };
         let (client, shutdown) = (client.clone(), shutdown.clone());
         running.spawn(async move {
-            match local {
-                Bound::Tcp(listener) => {
+            match (local, checked) {
+                (Bound::Tcp(listener), Some(checked)) => {
                     connect::run_checked(client, forward.settings, prewarm, checked, listener, stats, shutdown).await
                 }
+                (Bound::Socks(listener), _) => {
+                    super::socks::run(client, forward.settings, listener, stats, shutdown).await
+                }
+                (Bound::Tcp(_), None) => unreachable!("every bound port was checked"),
             }
         });
     }
@@ -193,7 +228,7 @@ mod tests {
 
     fn chosen(given: Option<&str>, specs: &[&str], r: &Resolved) -> Result<Vec<String>, String> {
         let specs: Vec<String> = specs.iter().map(|s| (*s).to_owned()).collect();
-        choose(given, None, None, &specs, r)
+        choose(given, None, Locals { specs: &specs, ..Locals::default() }, r)
             .map(|fs| fs.iter().map(|f| format!("{} {}", f.local, f.settings.label())).collect())
     }
 

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::allow::{self, Allowlist};
 use super::http::{self, ControlReply, HttpEnv};
 use super::pump::{self, LocalSide};
 use super::target::{TARGET_CONNECT_TIMEOUT, Targets, connect_target, is_udp};
@@ -90,6 +91,9 @@ pub struct ListenSettings {
     pub public: Vec<Ask>,
     /// Every sender is an azbridge (`-L`): its preamble names the target (`--azbridge`).
     pub azbridge: bool,
+    /// Destinations senders may name with `Hyco-Destination` (`--allow`, docs/protocol.md
+    /// 10.5); empty: none.
+    pub allow: Allowlist,
 }
 
 impl ListenSettings {
@@ -108,6 +112,7 @@ impl ListenSettings {
             wait_for_relay: false,
             public: Vec::new(),
             azbridge: false,
+            allow: Allowlist::default(),
         }
     }
 }
@@ -554,6 +559,7 @@ impl Ctx {
         let connect_timeout = self.settings.target_connect_timeout;
         let start_timeout = self.settings.prewarm_start_timeout;
         let azbridge = self.settings.azbridge;
+        let allowed = self.settings.allow.clone();
         self.tunnels.spawn(
             async move {
                 let Some(Some(permit)) = force.run_until_cancelled(admission.slot()).await else { return };
@@ -566,6 +572,29 @@ impl Ctx {
                     Ok(s) if !s.is_empty() => format!("{hc}/{}", s.join("/")),
                     _ => hc,
                 };
+                let named = !matches!(&suffix, Ok(s) if s.is_empty());
+                if let Some(asked) = allow::requested(&accept.connect_headers, named) {
+                    // A dynamic destination (docs/protocol.md 10.5): accepted once reached.
+                    let reached = async {
+                        let to = asked?;
+                        let (tcp, addr) = allowed.reach(&to, connect_timeout).await?;
+                        Ok::<_, allow::Rejected>((tcp, format!("{from} -> {path} -> {to} ({addr})")))
+                    };
+                    let (tcp, what) = match force.run_until_cancelled(reached).await {
+                        None => return,
+                        Some(Ok(reached)) => reached,
+                        Some(Err((status, text))) => {
+                            force.run_until_cancelled(reject(&client, &accept, status, &text)).await;
+                            return;
+                        }
+                    };
+                    let opening = accept_rendezvous(&client, &accept, None);
+                    let Some(tunnel) = force.run_until_cancelled(opening).await.flatten() else {
+                        return crate::net::reset(tcp);
+                    };
+                    drop((accept, targets, client, suffix, permit));
+                    return pump::pump_tcp(tcp, tunnel, Tally::new(stats), LocalSide::Target, &what, &force).await;
+                }
                 if azbridge {
                     // azbridge's preamble names the target (docs/protocol.md 10.3).
                     let offered = accept

@@ -5,6 +5,7 @@
 //! where a listener forwards to; `proxy` is the HTTP proxy every relay connection may
 //! go through.
 
+pub mod allow;
 mod azbridge;
 pub mod connect;
 mod datagram;
@@ -14,6 +15,7 @@ pub mod listen;
 pub mod prewarm;
 pub(crate) mod proxy;
 mod pump;
+pub mod socks;
 pub mod target;
 mod tls;
 mod token_command;
@@ -121,19 +123,19 @@ impl RelayClient {
         std::iter::once(&self.endpoint).chain(&self.others).map(Endpoint::ws_base).collect::<Vec<_>>().join(", ")
     }
 
-    /// Opens a WebSocket to the relay for `hc` at the first endpoint that can be reached,
-    /// starting at the `from`th ([`Self::endpoint_at`]): `url` gives the address at an
-    /// endpoint, and the token (if any) is made for it. Any answer from a relay is final;
+    /// Opens a sender's WebSocket to the relay for `hc` at the first endpoint that can be
+    /// reached, starting at a random one (senders spread over a relay's nodes): `url` gives
+    /// the address at an endpoint, and the token (if any) is made for it. Any answer from a relay is final;
     /// only an endpoint that cannot be reached gives way to the next. The endpoint that
     /// answered comes with the result, and with it the token's expiry.
     pub(crate) async fn open_relay(
         &self,
         hc: &str,
-        from: usize,
         url: impl Fn(&Endpoint) -> String,
         extra: &[(String, String)],
     ) -> anyhow::Result<Result<(Opened, &Endpoint, Option<u64>), OpenError>> {
         let count = self.endpoint_count();
+        let from = rand::random_range(0..count);
         for i in 0..count {
             let endpoint = self.endpoint_at(from + i);
             let token = self.token_for(endpoint, hc).await?;
