@@ -90,7 +90,8 @@ set edit:completion:arg-completer[hyco] = {|@words|
         }
         &'hyco;connect'= {
             cand --target 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name'
-            cand --bind 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`'
+            cand --bind 'Where to accept local connections: `PORT` (on 127.0.0.1), `HOST:PORT`, or a Unix socket `unix:PATH` (created; a stale socket there is replaced; removed on exit)'
+            cand --bind-mode 'With --bind unix:PATH: the socket''s permissions, in octal (default 0600: its owner only; 0660 lets its group in)'
             cand --prewarm 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off. Default: 8, and 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is unverified'
             cand --keepalive 'Seconds a tunnel may stay silent before hyco pings through it, so that relays and firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about 4 minutes); 0: never'
             cand --azbridge-port 'The listener is azbridge (Azure Relay Bridge `-T`): start each tunnel with its preamble for this port name (its `-T` name, by default the target''s port number). No prewarming'

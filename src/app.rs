@@ -387,17 +387,14 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
         info!("prewarming is off against Azure Relay (--prewarm N turns it on)");
     }
     let prewarm = Prewarm { tunnels, ..Prewarm::default() };
-    let addr = crate::cli::parse_bind(bind).map_err(|e| failure(Kind::Config, e.to_string()))?;
-    let listener = TcpListener::bind(addr).await.map_err(|e| {
-        failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with --bind"))
-    })?;
+    let listener = crate::local::LocalListener::bind(bind, args.bind_mode).await?;
     // The path, checked once before saying anything: a relay that cannot be reached or
     // that rejects the credentials is an error now, not at the first connection.
     let checked = tokio::select! {
         c = connect::check(&client, &settings) => c?,
         () = shutdown.cancelled() => return Ok(()),
     };
-    let (addr, label) = (listener.local_addr()?, settings.label());
+    let (addr, label) = (listener.label(), settings.label());
     info!("accepting on {addr} for {label}");
     eprintln!("hyco: {addr} -> {label}");
     stats.show();

@@ -377,9 +377,14 @@ pub struct ConnectArgs {
     /// use this target name.
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`.
-    #[arg(long, value_name = "[HOST:]PORT", value_parser = bind_text)]
+    /// Where to accept local connections: `PORT` (on 127.0.0.1), `HOST:PORT`, or a Unix
+    /// socket `unix:PATH` (created; a stale socket there is replaced; removed on exit).
+    #[arg(long, value_name = "[HOST:]PORT|unix:PATH", value_parser = local_bind_text)]
     pub bind: Option<String>,
+    /// With --bind unix:PATH: the socket's permissions, in octal (default 0600: its owner
+    /// only; 0660 lets its group in).
+    #[arg(long, value_name = "OCTAL", requires = "bind", value_parser = parse_mode)]
+    pub bind_mode: Option<u32>,
     /// Bridge stdin/stdout instead (for `ssh -o ProxyCommand='hyco connect HC/ssh --stdio'`).
     #[arg(long)]
     pub stdio: bool,
@@ -466,6 +471,23 @@ pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
 /// Checks a `--bind` value that the command keeps as text.
 fn bind_text(text: &str) -> Result<String, String> {
     parse_bind(text).map(|_| text.to_owned())
+}
+
+/// Checks a `connect --bind` value: an address as [`parse_bind`] takes, or `unix:PATH`.
+fn local_bind_text(text: &str) -> Result<String, String> {
+    match text.strip_prefix(crate::local::UNIX_SCHEME) {
+        Some("") => Err("unix: needs a path (unix:/run/user/1000/hyco.sock)".to_owned()),
+        Some(_) => Ok(text.to_owned()),
+        None => bind_text(text),
+    }
+}
+
+/// Parses a file mode in octal (`0600`, `660`), at most `0777`.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("{text:?} is not a mode in octal from 0 to 0777 (e.g. 0600)")),
+    }
 }
 
 #[cfg(test)]
