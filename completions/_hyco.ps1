@@ -33,7 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a Hybrid Connections relay (Azure-compatible)')
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections for a hybrid connection and bridge them to local TCP targets')
-            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP or Unix-socket connections (or stdin/stdout) through the relay to a listener')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup')
             [CompletionResult]::new('profile', 'profile', [CompletionResultType]::ParameterValue, 'Manage the profiles that hold relay endpoints and keys')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a SAS token for one hybrid connection, to hand out instead of a key')
@@ -65,7 +65,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             break
         }
         'hyco;listen' {
-            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, a Unix socket `unix:PATH`, or `name=host:port` (`name=unix:PATH`) chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable')
             [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Control channels to keep open, for availability (1-25)')
             [CompletionResult]::new('--max-rendezvous', '--max-rendezvous', [CompletionResultType]::ParameterName, 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay''s accepts beyond it are dropped')
             [CompletionResult]::new('--public', '--public', [CompletionResultType]::ParameterName, 'Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or UDP client: `--public` every target on any free port, `--public PORT` the unnamed (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://` target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after a reconnect. Repeatable. Azure Relay has no public ports')
@@ -295,7 +295,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
         'hyco;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a Hybrid Connections relay (Azure-compatible)')
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections for a hybrid connection and bridge them to local TCP targets')
-            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP or Unix-socket connections (or stdin/stdout) through the relay to a listener')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup')
             [CompletionResult]::new('profile', 'profile', [CompletionResultType]::ParameterValue, 'Manage the profiles that hold relay endpoints and keys')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a SAS token for one hybrid connection, to hand out instead of a key')

@@ -30,7 +30,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --version 'Print version'
             cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-            cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand connect 'Bridge local TCP or Unix-socket connections (or stdin/stdout) through the relay to a listener'
             cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
             cand profile 'Manage the profiles that hold relay endpoints and keys'
             cand token 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
@@ -60,7 +60,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --version 'Print version'
         }
         &'hyco;listen'= {
-            cand --to 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable'
+            cand --to 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, a Unix socket `unix:PATH`, or `name=host:port` (`name=unix:PATH`) chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable'
             cand --connections 'Control channels to keep open, for availability (1-25)'
             cand --max-rendezvous 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay''s accepts beyond it are dropped'
             cand --public 'Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or UDP client: `--public` every target on any free port, `--public PORT` the unnamed (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://` target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after a reconnect. Repeatable. Azure Relay has no public ports'
@@ -272,7 +272,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;help'= {
             cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-            cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand connect 'Bridge local TCP or Unix-socket connections (or stdin/stdout) through the relay to a listener'
             cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
             cand profile 'Manage the profiles that hold relay endpoints and keys'
             cand token 'Mint a SAS token for one hybrid connection, to hand out instead of a key'

@@ -33,7 +33,7 @@ complete -c hyco -n "__fish_hyco_needs_command" -s h -l help -d 'Print help (see
 complete -c hyco -n "__fish_hyco_needs_command" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "serve" -d 'Run a Hybrid Connections relay (Azure-compatible)'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "listen" -d 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-complete -c hyco -n "__fish_hyco_needs_command" -f -a "connect" -d 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "connect" -d 'Bridge local TCP or Unix-socket connections (or stdin/stdout) through the relay to a listener'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "demo" -d 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "profile" -d 'Manage the profiles that hold relay endpoints and keys'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "token" -d 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
@@ -56,7 +56,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand serve" -s v -l verbose -d 'Mor
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender\'s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, a Unix socket `unix:PATH`, or `name=host:port` (`name=unix:PATH`) chosen by the sender\'s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connections -d 'Control channels to keep open, for availability (1-25)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l max-rendezvous -d 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay\'s accepts beyond it are dropped' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l public -d 'Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or UDP client: `--public` every target on any free port, `--public PORT` the unnamed (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://` target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after a reconnect. Repeatable. Azure Relay has no public ports' -r
@@ -201,7 +201,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand completions" -s h -l help -d '
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "serve" -d 'Run a Hybrid Connections relay (Azure-compatible)'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "listen" -d 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "connect" -d 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "connect" -d 'Bridge local TCP or Unix-socket connections (or stdin/stdout) through the relay to a listener'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "demo" -d 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "profile" -d 'Manage the profiles that hold relay endpoints and keys'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "token" -d 'Mint a SAS token for one hybrid connection, to hand out instead of a key'

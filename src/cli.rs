@@ -69,7 +69,7 @@ const TOP_LONG_HELP: &str = concat!(
     "     HTTP proxy that failed or rejected the tunnel\n",
     "  5  the relay refused the credentials (401) or their rights (403), or the token expired\n",
     "  6  not found (404): the hybrid connection does not exist, or no listener is online\n",
-    "  7  a local address could not be bound (port in use, no permission)\n",
+    "  7  a local address could not be bound (port or socket in use, a file in the way, no permission)\n",
     "  8  the listener refused the connection (unknown target, target refused)\n",
     "  9  the relay refused what was asked of it: a public port that is taken or none free, a name\n",
     "     that nests with another hybrid connection's (409), or a relay without public ports"
@@ -95,7 +95,7 @@ pub enum Command {
     /// Accept connections for a hybrid connection and bridge them to local TCP targets.
     #[command(after_help = CLIENT_ENV)]
     Listen(ListenArgs),
-    /// Bridge local TCP connections (or stdin/stdout) through the relay to a listener.
+    /// Bridge local TCP or Unix-socket connections (or stdin/stdout) through the relay to a listener.
     #[command(after_help = CLIENT_ENV)]
     Connect(ConnectArgs),
     /// Run a relay, a listener and a connector in one process: a local port that reaches
@@ -308,9 +308,9 @@ pub struct CredentialArgs {
 pub struct ListenArgs {
     /// Hybrid connection name; default: the connection string's EntityPath.
     pub hc: Option<String>,
-    /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or
-    /// `name=host:port` chosen by the sender's path (`hyco connect HC/name`);
-    /// `udp://host:port` for a public UDP port (--public). Repeatable.
+    /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, a Unix socket
+    /// `unix:PATH`, or `name=host:port` (`name=unix:PATH`) chosen by the sender's path
+    /// (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable.
     #[arg(long = "to", value_name = "[NAME=]HOST:PORT", required = true)]
     pub targets: Vec<String>,
     /// Control channels to keep open, for availability (1-25).

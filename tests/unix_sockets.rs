@@ -3,7 +3,8 @@
 //! and from a `--bind unix:` socket; a Unix web app in HTTP mode), `hyco connect --bind
 //! unix:PATH` (its mode, removal at exit on SIGTERM and SIGINT, stale sockets replaced,
 //! live sockets and other files left alone, the sun_path limit), half-close each way
-//! through Unix -> tunnel -> Unix, and what a Unix client sees when the listener dies.
+//! through Unix -> tunnel -> Unix, a public TCP port to a Unix target, and what a Unix
+//! client sees when the listener dies.
 //! Without redis-server the Redis test skips with a note, or fails if
 //! `HYCO_REQUIRE_REDIS=1` (CI sets it).
 
@@ -253,6 +254,25 @@ async fn half_close_goes_each_way_through_unix_sockets_on_both_ends() {
         let got = within_for(PROC_STEP, "the target's read", reads.recv()).await.expect("a report");
         assert_eq!(got.expect("the target read to a clean end").len(), data.len());
     }
+}
+
+#[tokio::test]
+async fn a_public_tcp_port_reaches_a_unix_target() {
+    let home = TempDir::new("unix-public");
+    let serve = ServeProc::start(home.path()).await;
+    let (target, mut reads) = greeter_then_sink(home.path()).await;
+    let to = format!("unix:{}", target.display());
+    let listen = listen(home.path(), &serve, &[to], &["--public"]).await;
+    let line = listen.stderr.wait_for(PROC_STEP, "the 'reachable at' line", |l| l.contains("reachable at ")).await;
+    let public = line.split("reachable at ").nth(1).and_then(|r| r.split_whitespace().next()).expect("an address");
+    let Client::Tcp(mut tcp) = dial(public).await else { unreachable!() };
+    let mut hello = Vec::new();
+    within_for(PROC_STEP, "hello and the end of it", tcp.read_to_end(&mut hello)).await.expect("read");
+    assert_eq!(hello, b"hello");
+    tcp.write_all(b"visitor").await.expect("write after the target's half-close");
+    tcp.shutdown().await.expect("half-close");
+    let got = within_for(PROC_STEP, "the target's read", reads.recv()).await.expect("a report");
+    assert_eq!(got.expect("a clean end"), b"visitor");
 }
 
 #[tokio::test]

@@ -270,4 +270,23 @@ mod tests {
         assert!(two.public_asks(&["21000"]).unwrap_err().to_string().contains("name the target"));
         assert!(Targets::parse(&["udp://x"]).is_err());
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn unix_targets_keep_their_path_and_get_tcp_ports() {
+        let t = Targets::parse(&["unix:/run/app=1.sock", "db=unix:/run/postgresql/.s.PGSQL.5432"]).unwrap();
+        assert_eq!(t.default.as_deref(), Some("unix:/run/app=1.sock"), "an '=' in a path names nothing");
+        assert_eq!(t.named["db"], "unix:/run/postgresql/.s.PGSQL.5432");
+        assert!(is_unix(&t.named["db"]) && !is_unix("127.0.0.1:5432") && !is_udp(&t.named["db"]));
+        assert_eq!(t.pick(&["db".into()]), Ok("unix:/run/postgresql/.s.PGSQL.5432"));
+        let asks = t.public_asks(&[""]).unwrap();
+        assert_eq!(asks.iter().map(Ask::to_string).collect::<Vec<_>>(), ["tcp:0:", "tcp:0:db"]);
+        assert!(Targets::parse(&["unix:"]).is_err(), "a path is needed");
+        let max = crate::local::MAX_SOCKET_PATH;
+        let fits = format!("unix:/{}", "x".repeat(max - 1));
+        assert!(Targets::parse(&[fits.as_str()]).is_ok());
+        let long = format!("unix:/{}", "x".repeat(max));
+        let err = format!("{:#}", Targets::parse(&[long.as_str()]).unwrap_err());
+        assert!(err.contains(&format!("at most {max}")), "{err}");
+    }
 }
