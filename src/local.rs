@@ -297,3 +297,9 @@ mod unix {
 
 #[cfg(unix)]
 pub use self::unix::check_path;
+
+/// `Err`: no Unix sockets on this system.
+#[cfg(not(unix))]
+pub fn check_path(_: &std::path::Path) -> anyhow::Result<()> {
+    Err(crate::error::failure(crate::error::Kind::Config, "Unix sockets are not supported on this system"))
+}

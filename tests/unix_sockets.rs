@@ -7,6 +7,7 @@
 //! client sees when the listener dies.
 //! Without redis-server the Redis test skips with a note, or fails if
 //! `HYCO_REQUIRE_REDIS=1` (CI sets it).
+#![cfg(unix)]
 
 mod common;
 
@@ -318,6 +319,41 @@ async fn a_unix_client_sees_an_error_when_the_listener_dies_mid_stream() {
 }
 
 #[tokio::test]
+async fn a_unix_target_sees_an_error_when_the_connector_dies_mid_stream() {
+    let home = TempDir::new("unix-reset-target");
+    let serve = ServeProc::start(home.path()).await;
+    // A target that writes until its write fails, and says how that went.
+    let target = home.path().join("source.sock");
+    let source = UnixListener::bind(&target).expect("bind");
+    let (tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = source.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let chunk = vec![9; 64 * 1024];
+                let mut sent = 0u64;
+                let error = loop {
+                    match s.write_all(&chunk).await {
+                        Ok(()) => sent += chunk.len() as u64,
+                        Err(e) => break e,
+                    }
+                };
+                let _ = tx.send((sent, error));
+            });
+        }
+    });
+    let _listen = listen(home.path(), &serve, &[format!("unix:{}", target.display())], &[]).await;
+    let (mut connect, at) = connect(home.path(), &serve, "hc", "127.0.0.1:0", &["--prewarm", "0"]).await;
+    let Client::Tcp(mut tcp) = dial(&at).await else { unreachable!() };
+    let mut first = vec![0; 1 << 20];
+    within_for(PROC_STEP, "data from the target", tcp.read_exact(&mut first)).await.expect("read");
+    connect.child.start_kill().expect("kill the connector");
+    let (sent, error) = within_for(PROC_STEP, "the target's write to fail", ended.recv()).await.expect("a report");
+    assert!(sent >= 1 << 20, "data flowed before the kill");
+    assert!(matches!(error.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset), "{error:?}");
+}
+
+#[tokio::test]
 async fn a_missing_or_dead_unix_target_is_a_reset_with_the_reason_logged() {
     let home = TempDir::new("unix-missing");
     let serve = ServeProc::start(home.path()).await;
@@ -404,6 +440,16 @@ async fn a_bound_socket_has_its_mode_and_is_removed_at_exit() {
         assert!(status.success(), "SIG{sig}: {status}\n{}", proc.stderr.text());
         assert!(!sock.exists(), "the socket is removed at exit (SIG{sig})");
     }
+}
+
+#[tokio::test]
+async fn the_socket_goes_when_connect_fails_after_binding_it() {
+    let home = TempDir::new("unix-fail");
+    let sock = home.path().join("f.sock");
+    // Bound first, then the relay (nothing on port 9) cannot be reached: exit 4.
+    let (code, err) = connect_fails(home.path(), &format!("unix:{}", sock.display()), &[]).await;
+    assert_eq!(code, 4, "{err}");
+    assert!(!sock.exists(), "the socket is removed on the error path too");
 }
 
 #[tokio::test]
