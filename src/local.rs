@@ -12,7 +12,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 #[cfg(unix)]
-pub use self::unix::{MAX_SOCKET_PATH, UnixSocketFile, bind_unix, connect_unix};
+pub(crate) use self::unix::connect_unix;
+#[cfg(unix)]
+pub use self::unix::{MAX_SOCKET_PATH, UnixSocketFile, bind_unix};
 
 /// How a Unix socket is written where a target or a bind address is expected.
 pub const UNIX_SCHEME: &str = "unix:";
@@ -202,7 +204,7 @@ mod unix {
     }
 
     /// Connects to the Unix socket at `path`.
-    pub async fn connect_unix(path: &Path) -> io::Result<UnixStream> {
+    pub(crate) async fn connect_unix(path: &Path) -> io::Result<UnixStream> {
         UnixStream::connect(path).await
     }
 

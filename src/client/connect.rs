@@ -1,9 +1,10 @@
 //! `hyco connect`: opens a sender WebSocket through the relay for every local TCP or
-//! Unix-socket connection (`--bind`), or for stdin/stdout (`--stdio`, for ssh's ProxyCommand).
+//! Unix-socket connection (`--bind`), or for stdin/stdout (`--stdio`, for ssh's
+//! ProxyCommand).
 //!
 //! A rejected rendezvous shows the relay's or the listener's status and text: the local
-//! connection is reset (bind) or the process exits non-zero with the message (stdio).
-//! With `--bind`, the path is checked once at startup ([`check`]), and a [`Pool`] of
+//! connection is reset (bind; a Unix one is closed) or the process exits non-zero with
+//! the message (stdio). With `--bind`, the path is checked once at startup ([`check`]), and a [`Pool`] of
 //! prewarmed tunnels serves connections first. Each finished tunnel gets one line in the
 //! log, and the connector one at exit.
 
