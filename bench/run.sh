@@ -2,7 +2,8 @@
 # Loopback benchmark: hyco's two paths, connect (visitor -> connect -> serve -> listen ->
 # target) and public port (visitor -> serve -> listen -> target, bore's and rathole's
 # topology), against direct TCP, bore, rathole, frp and chisel, all measured in the same run;
-# UDP through hyco's public port against rathole's UDP forwarding. Not part of `cargo test`;
+# UDP through hyco's public port against rathole's UDP forwarding; a Unix-socket forward's
+# CPU per GB against a TCP one's (bench/unix_cpu.sh). Not part of `cargo test`;
 # see README "Benchmark".
 #
 #   bash bench/run.sh            # ~9 minutes (installing the peers first: ~18 more); writes bench/RESULTS.md
@@ -554,6 +555,10 @@ udp_rows() { # the UDP table
     printf '| %s (%s pkt/s) |%s\n' "$rate" "$offered" "$cells"
   done
 }
+say "Unix-socket forward against a TCP one: CPU per GB (bench/unix_cpu.sh)"
+UNIX_CPU=$(BENCH_HYCO="$HYCO" BENCH_UNIX_PORT=$((BASE + 200)) BENCH_ROUNDS="$ROUNDS" bash "$ROOT/bench/unix_cpu.sh") ||
+  UNIX_CPU="(the measure failed: run bash bench/unix_cpu.sh alone)"
+
 hyco_version() { # binary: its git commit when it is this tree's build, else its path
   if [[ $1 == "$ROOT/target/release/hyco" ]]; then
     echo "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+changes')"
@@ -618,6 +623,10 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
       printf -- '- %s, %s: %s| %s\n' "$t" "$rate" "$(printf '%.0f ' ${UPPS[$t,$rate]})" "$(printf '%.2f ' ${ULOSS[$t,$rate]})"
     done
   done
+  echo
+  echo "Unix sockets (issue 16: a Unix-socket forward costs no more CPU per GB than a TCP one):"
+  echo
+  echo "$UNIX_CPU"
   echo
   for t in "${HYCOS[@]}"; do
     echo "${LABEL[$t]} clients, RSS per idle tunnel: connect ${R[$t,rss_connect]:--} KiB, listen ${R[$t,rss_listen]:--} KiB."

@@ -417,8 +417,8 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     if args.prewarm.is_none() && tunnels == 0 && args.azbridge_port.is_none() {
         info!("prewarming is off against Azure Relay (--prewarm N turns it on)");
     }
-    let prewarm = Prewarm { tunnels, ..Prewarm::default() };
-    forward::run(client, forwards, prewarm, stats, shutdown).await
+    let options = forward::Options { prewarm: Prewarm { tunnels, ..Prewarm::default() }, bind_mode: args.bind_mode };
+    forward::run(client, forwards, options, stats, shutdown).await
 }
 
 /// How many tunnels `connect --bind` keeps prewarmed: `--prewarm N` when given; else none

@@ -69,7 +69,7 @@ const TOP_LONG_HELP: &str = concat!(
     "     HTTP proxy that failed or rejected the tunnel\n",
     "  5  the relay refused the credentials (401) or their rights (403), or the token expired\n",
     "  6  not found (404): the hybrid connection does not exist, or no listener is online\n",
-    "  7  a local address could not be bound (port in use, no permission)\n",
+    "  7  a local address could not be bound (port or socket in use, a file in the way, no permission)\n",
     "  8  the listener refused the connection (unknown target, target refused)\n",
     "  9  the relay refused what was asked of it: a public port that is taken or none free, a name\n",
     "     that nests with another hybrid connection's (409), or a relay without public ports"
@@ -95,7 +95,8 @@ pub enum Command {
     /// Accept connections for a hybrid connection and bridge them to local TCP targets.
     #[command(after_help = CLIENT_ENV)]
     Listen(ListenArgs),
-    /// Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener.
+    /// Bridge local TCP or Unix-socket connections (or stdin/stdout, or SOCKS5 clients) through
+    /// the relay to a listener.
     #[command(after_help = CLIENT_ENV)]
     Connect(ConnectArgs),
     /// Run a machine's whole set of listeners and connectors from one file (`[[listen]]`
@@ -335,10 +336,10 @@ pub struct CredentialArgs {
 pub struct ListenArgs {
     /// Hybrid connection name; default: the connection string's EntityPath.
     pub hc: Option<String>,
-    /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or
-    /// `name=host:port` chosen by the sender's path (`hyco connect HC/name`);
-    /// `udp://host:port` for a public UDP port (--public). Repeatable. Optional with
-    /// --allow.
+    /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, a Unix socket
+    /// `unix:PATH`, or `name=host:port` (`name=unix:PATH`) chosen by the sender's path
+    /// (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public).
+    /// Repeatable. Optional with --allow.
     #[arg(long = "to", value_name = "[NAME=]HOST:PORT", required_unless_present = "allow")]
     pub targets: Vec<String>,
     /// Let senders (`hyco connect HC --socks`) reach destinations this rule matches:
@@ -412,9 +413,14 @@ pub struct ConnectArgs {
     /// use this target name.
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`.
-    #[arg(long, value_name = "[HOST:]PORT", value_parser = bind_text)]
+    /// Where to accept local connections: `PORT` (on 127.0.0.1), `HOST:PORT`, or a Unix
+    /// socket `unix:PATH` (created; a stale socket there is replaced; removed on exit).
+    #[arg(long, value_name = "[HOST:]PORT|unix:PATH", value_parser = local_bind_text)]
     pub bind: Option<String>,
+    /// With --bind unix:PATH: the socket's permissions, in octal (default 0600: its owner
+    /// only; 0660 lets its group in).
+    #[arg(long, value_name = "OCTAL", requires = "bind", value_parser = parse_mode)]
+    pub bind_mode: Option<u32>,
     /// Bridge stdin/stdout instead (for `ssh -o ProxyCommand='hyco connect HC/ssh --stdio'`).
     #[arg(long, conflicts_with_all = ["bind", "forwards", "socks"])]
     pub stdio: bool,
@@ -514,6 +520,23 @@ pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
 /// Checks a `--bind` value that the command keeps as text.
 fn bind_text(text: &str) -> Result<String, String> {
     parse_bind(text).map(|_| text.to_owned())
+}
+
+/// Checks a `connect --bind` value: an address as [`parse_bind`] takes, or `unix:PATH`.
+fn local_bind_text(text: &str) -> Result<String, String> {
+    match text.strip_prefix(crate::local::UNIX_SCHEME) {
+        Some("") => Err("unix: needs a path (unix:/run/user/1000/hyco.sock)".to_owned()),
+        Some(_) => Ok(text.to_owned()),
+        None => bind_text(text),
+    }
+}
+
+/// Parses a file mode in octal (`0600`, `660`), at most `0777`.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("{text:?} is not a mode in octal from 0 to 0777 (e.g. 0600)")),
+    }
 }
 
 #[cfg(test)]

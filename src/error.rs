@@ -16,7 +16,8 @@ pub enum Kind {
     Unauthorized,
     /// The hybrid connection does not exist, or no listener is online (404).
     NotFound,
-    /// A local address could not be bound (port in use, no permission).
+    /// A local address could not be bound (port or Unix socket in use, a file that is not a
+    /// socket in the way, no permission).
     LocalPort,
     /// The listener rejected the connection (its target is unknown or refused it).
     Rejected,

@@ -6,8 +6,8 @@
 //! - The relay (`hyco serve`): [`relay::run`].
 //! - The clients (`hyco listen`, `hyco connect`): [`client`].
 //! - Around them: [`profile`] and [`credentials`] (which relay, which key), [`cli`] and
-//!   [`app`] (the commands), [`status`] (the clients' counters and status line), [`net`]
-//!   and [`fsutil`] (sockets and files), `ipnet` (IP networks, for every allowlist).
+//!   [`app`] (the commands), [`status`] (the clients' counters and status line), [`net`],
+//!   [`local`] and [`fsutil`] (sockets and files), `ipnet` (IP networks, for every allowlist).
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -25,6 +25,7 @@ pub mod fuzzing;
 pub mod generated;
 pub mod http1;
 mod ipnet;
+pub mod local;
 pub mod manage;
 pub mod net;
 pub mod profile;

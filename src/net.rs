@@ -95,10 +95,19 @@ pub async fn accept(
     shutdown: &tokio_util::sync::CancellationToken,
     what: &str,
 ) -> Option<(TcpStream, std::net::SocketAddr)> {
+    accept_with(|| listener.accept(), shutdown, what).await
+}
+
+/// [`accept`] for any kind of listener: `accept` is its accept call.
+pub async fn accept_with<T, F, Fut>(accept: F, shutdown: &tokio_util::sync::CancellationToken, what: &str) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = io::Result<T>>,
+{
     let mut backoff = std::time::Duration::from_millis(5);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept() => match accepted {
                 Ok(a) => return Some(a),
                 Err(e) => tracing::warn!("{what}: accept failed: {e}; retrying in {backoff:?}"),
             },

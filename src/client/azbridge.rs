@@ -147,8 +147,8 @@ pub(super) async fn serve(
         }
     };
     let tally = Tally::new(stats);
-    let tcp = match force.run_until_cancelled(connect_target(&target, connect_timeout)).await {
-        Some(Ok(tcp)) => tcp,
+    let local = match force.run_until_cancelled(connect_target(&target, connect_timeout)).await {
+        Some(Ok(local)) => local,
         Some(Err((_, text))) => {
             warn!("{from} -> {target}: tunnel aborted: {text}");
             tally.failed();
@@ -158,10 +158,10 @@ pub(super) async fn serve(
     };
     if let Err(e) = tunnel.send_binary(&ACCEPTED).await {
         debug!("answering the preamble failed: {e}");
-        return crate::net::reset(tcp);
+        return local.abort();
     }
     let what = format!("{from} -> azbridge port -> {target}");
-    pump::pump_tcp(tcp, tunnel, tally, LocalSide::Target, &what, force).await;
+    pump::pump_local(local, tunnel, tally, LocalSide::Target, &what, force).await;
 }
 
 /// The largest datagram azbridge's 2-byte length carries.

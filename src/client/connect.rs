@@ -1,9 +1,10 @@
-//! `hyco connect`: opens a sender WebSocket through the relay for every local TCP
-//! connection (`--bind`), or for stdin/stdout (`--stdio`, for ssh's ProxyCommand).
+//! `hyco connect`: opens a sender WebSocket through the relay for every local TCP or
+//! Unix-socket connection (`--bind`), or for stdin/stdout (`--stdio`, for ssh's
+//! ProxyCommand).
 //!
 //! A rejected rendezvous shows the relay's or the listener's status and text: the local
-//! connection is reset (bind) or the process exits non-zero with the message (stdio).
-//! With `--bind`, the path is checked once at startup ([`check`]), and a [`Pool`] of
+//! connection is reset (bind; a Unix one is closed) or the process exits non-zero with
+//! the message (stdio). With `--bind`, the path is checked once at startup ([`check`]), and a [`Pool`] of
 //! prewarmed tunnels serves connections first. Each finished tunnel gets one line in the
 //! log, and the connector one at exit.
 
@@ -11,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,6 +23,7 @@ use super::tunnel::{Tunnel, short_id};
 use super::{OpenError, Opened, RelayClient};
 use crate::error::{Kind, failure};
 use crate::http1;
+use crate::local::LocalListener;
 use crate::protocol::{self, Action};
 use crate::status::{Stats, Tally};
 use crate::ws::frame::CloseFrame;
@@ -220,15 +221,17 @@ pub async fn run_bind(
     client: RelayClient,
     settings: ConnectSettings,
     prewarm: Prewarm,
-    listener: TcpListener,
+    listener: impl Into<LocalListener>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let listener = listener.into();
     let checked = check(&client, &settings).await?;
     run_checked(client, settings, prewarm, checked, listener, stats, shutdown).await
 }
 
-/// Accepts local connections on `listener` until `shutdown`, bridging each through
+/// Accepts local connections on `listener` (a TCP port or a Unix socket, whose file
+/// goes with it) until `shutdown`, bridging each through
 /// the relay: through a prewarmed tunnel when one is ready, else through one opened for
 /// it. While no listener is online a connection is rejected at once (the relay's 404),
 /// with the reason in the log. At shutdown live tunnels may finish for
@@ -238,7 +241,7 @@ pub async fn run_checked(
     settings: ConnectSettings,
     prewarm: Prewarm,
     checked: Checked,
-    listener: TcpListener,
+    listener: LocalListener,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -281,17 +284,14 @@ pub async fn run_checked(
     };
     loop {
         let local = tokio::select! {
-            accepted = crate::net::accept(&listener, &shutdown, "local port") => match accepted {
-                Some((tcp, peer)) => {
-                    let _ = tcp.set_nodelay(true);
-                    match &pool {
-                        Some(pool) => match pool.hand((tcp, peer)) {
-                            None => continue,
-                            Some(local) => local,
-                        },
-                        None => (tcp, peer),
-                    }
-                }
+            accepted = listener.accept(&shutdown, "local port") => match accepted {
+                Some(local) => match &pool {
+                    Some(pool) => match pool.hand(local) {
+                        None => continue,
+                        Some(local) => local,
+                    },
+                    None => local,
+                },
                 None => break,
             },
             Some(local) = returned.recv() => local,
@@ -299,12 +299,12 @@ pub async fn run_checked(
         let (client, settings, stats) = (client.clone(), settings.clone(), stats.clone());
         tunnels.spawn(on_demand(client, settings, local, stats, presence.clone(), force.clone()));
     }
-    // New connections are refused from here on.
+    // New connections are refused from here on (a Unix socket's file is removed).
     drop(listener);
     pump::drain(&tunnels, &stats, DRAIN_TIMEOUT, &force).await;
     // Handed back after the accept loop ended: the connector is stopping.
-    while let Ok((tcp, _)) = returned.try_recv() {
-        crate::net::reset(tcp);
+    while let Ok((local, _)) = returned.try_recv() {
+        local.abort();
     }
     info!("stopped: {}", stats.summary());
     Ok(())
@@ -315,7 +315,7 @@ pub async fn run_checked(
 fn on_demand(
     client: RelayClient,
     settings: ConnectSettings,
-    (tcp, peer): prewarm::Local,
+    (local, peer): prewarm::Local,
     stats: Arc<Stats>,
     presence: Arc<Presence>,
     force: CancellationToken,
@@ -335,10 +335,10 @@ fn on_demand(
                 {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
                     warn!("{what}: {why}");
-                    return crate::net::reset(tcp);
+                    return local.abort();
                 }
                 drop((response, initial, client, settings, presence));
-                pump::pump_tcp(tcp, tunnel, Tally::new(stats), LocalSide::Client, &what, &force).await;
+                pump::pump_local(local, tunnel, Tally::new(stats), LocalSide::Client, &what, &force).await;
             }
             Err(e) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -352,7 +352,7 @@ fn on_demand(
                 } else {
                     warn!("{peer} -> {}: {e:#}", settings.label());
                 }
-                crate::net::reset(tcp);
+                local.abort();
             }
         }
     }

@@ -16,6 +16,7 @@ use super::connect::{self, ConnectSettings};
 use super::prewarm::Prewarm;
 use crate::credentials::{self, HcError, Resolved};
 use crate::error::{Kind, failure};
+use crate::local::LocalListener;
 use crate::status::Stats;
 
 /// One forward: where it accepts (a `--bind` value) and what it reaches.
@@ -117,9 +118,19 @@ pub fn choose(
     Ok(forwards)
 }
 
+/// How a connector's forwards run, beside what each reaches.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// The prewarm pool of each stream forward.
+    pub prewarm: Prewarm,
+    /// `--bind-mode`: the mode of the Unix sockets the forwards create.
+    pub bind_mode: Option<u32>,
+}
+
 /// A forward's local side, bound.
 enum Bound {
-    Tcp(TcpListener),
+    /// A TCP port or a Unix socket whose connections each take a tunnel.
+    Stream(LocalListener),
     Socks(TcpListener),
 }
 
@@ -127,20 +138,26 @@ impl Bound {
     /// What it is bound to, as the lines about it say.
     fn describe(&self) -> anyhow::Result<String> {
         match self {
-            Bound::Tcp(l) => Ok(l.local_addr()?.to_string()),
+            Bound::Stream(l) => Ok(l.label()),
             Bound::Socks(l) => Ok(format!("SOCKS5 on {}", l.local_addr()?)),
         }
     }
 }
 
-/// Binds a forward's local address: a taken or forbidden one is [`Kind::LocalPort`].
-async fn bind(forward: &Forward) -> anyhow::Result<Bound> {
+/// Binds a forward's local address: a bad one is [`Kind::Config`], a taken or forbidden
+/// one [`Kind::LocalPort`].
+async fn bind(forward: &Forward, options: Options) -> anyhow::Result<Bound> {
     let flag = forward.flag;
-    let addr = crate::cli::parse_bind(&forward.local).map_err(|e| failure(Kind::Config, format!("{flag}: {e}")))?;
-    let listener = TcpListener::bind(addr).await.map_err(|e| {
-        failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with {flag}"))
-    })?;
-    Ok(if forward.is_socks() { Bound::Socks(listener) } else { Bound::Tcp(listener) })
+    if forward.is_socks() {
+        let addr = crate::cli::parse_bind(&forward.local).map_err(|e| failure(Kind::Config, format!("{flag}: {e}")))?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with {flag}"))
+        })?;
+        return Ok(Bound::Socks(listener));
+    }
+    let unix = forward.local.starts_with(crate::local::UNIX_SCHEME);
+    let mode = if unix { options.bind_mode } else { None };
+    Ok(Bound::Stream(LocalListener::bind(&forward.local, mode, flag).await?))
 }
 
 /// Binds every forward, checks each one's path ([`connect::check`]), says where each
@@ -150,13 +167,17 @@ async fn bind(forward: &Forward) -> anyhow::Result<Bound> {
 pub async fn run(
     client: RelayClient,
     forwards: Vec<Forward>,
-    prewarm: Prewarm,
+    options: Options,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if options.bind_mode.is_some() && !forwards.iter().any(|f| f.local.starts_with(crate::local::UNIX_SCHEME)) {
+        return Err(failure(Kind::Config, "--bind-mode is for a Unix socket (--bind unix:PATH)"));
+    }
+    let prewarm = options.prewarm;
     let mut bound = Vec::with_capacity(forwards.len());
     for forward in &forwards {
-        bound.push(bind(forward).await?);
+        bound.push(bind(forward, options).await?);
     }
     let mut ready = Vec::with_capacity(forwards.len());
     for (forward, local) in forwards.into_iter().zip(bound) {
@@ -165,7 +186,7 @@ pub async fn run(
         // (The SOCKS5 server checks its own: a listener's rejection is not fatal there.)
         let checked = match &local {
             Bound::Socks(_) => None,
-            Bound::Tcp(_) => tokio::select! {
+            Bound::Stream(_) => tokio::select! {
                 c = connect::check(&client, &forward.settings) => Some(c?),
                 () = shutdown.cancelled() => return Ok(()),
             },
@@ -184,13 +205,13 @@ pub async fn run(
         let (client, shutdown) = (client.clone(), shutdown.clone());
         running.spawn(async move {
             match (local, checked) {
-                (Bound::Tcp(listener), Some(checked)) => {
+                (Bound::Stream(listener), Some(checked)) => {
                     connect::run_checked(client, forward.settings, prewarm, checked, listener, stats, shutdown).await
                 }
                 (Bound::Socks(listener), _) => {
                     super::socks::run(client, forward.settings, listener, stats, shutdown).await
                 }
-                (Bound::Tcp(_), None) => unreachable!("every bound port was checked"),
+                (Bound::Stream(_), None) => unreachable!("every bound port was checked"),
             }
         });
     }

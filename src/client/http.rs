@@ -18,7 +18,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{debug, info, warn};
 
 use super::RelayClient;
-use super::target::{Targets, connect_target};
+use super::target::{Targets, connect_target, is_unix};
 use crate::http1::{self, BodyReader, Framing, LAST_CHUNK, connection_tokens, is_hop_by_hop};
 use crate::http1::{HeadError, header};
 use crate::net::ClientStream;
@@ -149,7 +149,9 @@ pub(crate) fn local_head(
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
     let conn = connection_tokens(&given);
-    let mut headers = vec![("Host".to_owned(), target.to_owned())];
+    // A Unix socket has no host name: the server behind it is this machine's.
+    let host = if is_unix(target) { "localhost" } else { target };
+    let mut headers = vec![("Host".to_owned(), host.to_owned())];
     let (mut forwarded_host, mut forwarded_for) = (None, None);
     for (name, value) in &given {
         let lower = name.to_ascii_lowercase();
@@ -366,10 +368,10 @@ async fn exchange(
         Source::Rendezvous(_) => (declared, declared.is_none()),
     };
     let head = local_head(request, &target, &path, length, streamed).map_err(early)?;
-    let tcp = connect_target(&target, env.connect_timeout)
+    let local = connect_target(&target, env.connect_timeout)
         .await
         .map_err(|(status, text)| early(error_answer(status, text)))?;
-    let (tr, mut tw) = tcp.into_split();
+    let (tr, mut tw) = tokio::io::split(local);
     let mut from_local = BufReader::with_capacity(PIECE, tr);
     debug!(%target, %path, "calling the local server");
     // The body goes up while an early answer is watched for.

@@ -593,7 +593,15 @@ impl Ctx {
                         return crate::net::reset(tcp);
                     };
                     drop((accept, targets, client, suffix, permit));
-                    return pump::pump_tcp(tcp, tunnel, Tally::new(stats), LocalSide::Target, &what, &force).await;
+                    return pump::pump_local(
+                        crate::local::LocalStream::Tcp(tcp),
+                        tunnel,
+                        Tally::new(stats),
+                        LocalSide::Target,
+                        &what,
+                        &force,
+                    )
+                    .await;
                 }
                 if azbridge {
                     // azbridge's preamble names the target (docs/protocol.md 10.3).
@@ -654,9 +662,9 @@ impl Ctx {
                     return tunnel.run(connect_timeout, start_timeout, &stats, &shutdown, &force).await;
                 }
                 // Each step until the tunnel is open ends at once when shutdown is forced.
-                let tcp = match force.run_until_cancelled(connect_target(&target, connect_timeout)).await {
+                let local = match force.run_until_cancelled(connect_target(&target, connect_timeout)).await {
                     None => return,
-                    Some(Ok(tcp)) => tcp,
+                    Some(Ok(local)) => local,
                     Some(Err((status, text))) => {
                         force.run_until_cancelled(reject(&client, &accept, status, &text)).await;
                         return;
@@ -668,14 +676,14 @@ impl Ctx {
                 let Some(tunnel) =
                     force.run_until_cancelled(accept_rendezvous(&client, &accept, first)).await.flatten()
                 else {
-                    crate::net::reset(tcp);
+                    local.abort();
                     return;
                 };
                 debug!(%target, "tunnel open");
                 let what = format!("{from} -> {path} -> {target}");
                 // A tunnel may live for days: let go of what only the rendezvous needed.
                 drop((accept, targets, client, suffix, target, permit));
-                pump::pump_tcp(tcp, tunnel, Tally::new(stats), LocalSide::Target, &what, &force).await;
+                pump::pump_local(local, tunnel, Tally::new(stats), LocalSide::Target, &what, &force).await;
             }
             .instrument(span),
         );
@@ -719,8 +727,8 @@ impl Deferred<'_> {
             return;
         }
         let tally = Tally::new(stats.clone());
-        let tcp = match connect_target(self.target, connect_timeout).await {
-            Ok(tcp) => tcp,
+        let local = match connect_target(self.target, connect_timeout).await {
+            Ok(local) => local,
             Err((_, text)) => {
                 warn!("{}: tunnel aborted: {text}", self.what);
                 tally.failed();
@@ -729,7 +737,7 @@ impl Deferred<'_> {
             }
         };
         debug!(target = %self.target, "tunnel open (prewarmed)");
-        pump::pump_tcp(tcp, self.tunnel, tally, LocalSide::Target, self.what, force).await;
+        pump::pump_local(local, self.tunnel, tally, LocalSide::Target, self.what, force).await;
     }
 }
 

@@ -26,12 +26,10 @@
 //! *start* and the frames of an idle tunnel are [`super::tunnel`]'s.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -40,6 +38,7 @@ use tracing::{Instrument, debug, info, info_span};
 use super::pump::{self, LocalSide};
 use super::tunnel::{Idle, Tunnel};
 use crate::backoff::Backoff;
+use crate::local::LocalStream;
 use crate::protocol::close;
 use crate::status::{Stats, Tally};
 use crate::ws::frame::CloseFrame;
@@ -91,8 +90,8 @@ impl Prewarm {
     }
 }
 
-/// A local connection waiting for its tunnel.
-pub(super) type Local = (TcpStream, SocketAddr);
+/// A local connection (TCP or Unix) waiting for its tunnel, and a label for its peer.
+pub(super) type Local = (LocalStream, String);
 
 /// Why a prewarmed tunnel could not be opened.
 pub(super) enum OpenFailure {
@@ -307,26 +306,26 @@ impl Pool {
 
     /// Starts a tunnel for `local`: *start* (with the bytes the connection has already
     /// sent, if any), then the pump.
-    async fn begin(&self, id: String, mut tunnel: Tunnel, (tcp, peer): Local) {
+    async fn begin(&self, id: String, mut tunnel: Tunnel, (local, peer): Local) {
         let span = info_span!(parent: None, "tunnel", id = %super::tunnel::short_id(&id));
         let what = format!("{peer} -> {}", self.label);
         async {
             let tally = Tally::new(self.stats.clone());
-            match tunnel.start(&tcp).await {
+            match tunnel.start(&local).await {
                 Ok(n) => tally.out(n),
                 Err(StartError::Local(e)) => {
                     info!("{what}: cancelled by the local client before its tunnel started ({e})");
                     tunnel.goodbye(&CloseFrame::new(close::GOING_AWAY, "")).await;
-                    return crate::net::reset(tcp);
+                    return local.abort();
                 }
                 Err(StartError::Tunnel(e)) => {
                     tally.failed();
                     tracing::warn!("{what}: tunnel aborted: relay connection lost: {e}");
-                    return crate::net::reset(tcp);
+                    return local.abort();
                 }
             }
             debug!("tunnel open (prewarmed)");
-            pump::pump_tcp(tcp, tunnel, tally, LocalSide::Client, &what, &self.force).await;
+            pump::pump_local(local, tunnel, tally, LocalSide::Client, &what, &self.force).await;
         }
         .instrument(span)
         .await;

@@ -1,5 +1,5 @@
 //! The client's use of the pump ([`crate::ws::pump`], which moves the bytes): a local TCP
-//! connection or stdin/stdout against a [`Tunnel`], counted in the status line's tallies,
+//! or Unix connection, or stdin/stdout against a [`Tunnel`], counted in the status line's tallies,
 //! logged when it ends, reset when it was aborted; and the drain at shutdown.
 
 use std::io;
@@ -9,12 +9,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::tunnel::Tunnel;
+use crate::local::LocalStream;
 use crate::status::{Stats, Tally};
 use crate::ws::pump::Meter;
 pub(super) use crate::ws::pump::PumpError;
@@ -57,35 +57,45 @@ pub(super) enum LocalSide {
     Target,
 }
 
-/// Pumps a local TCP connection against `tunnel`, counting it in `tally`, and logs one
-/// line when it ends: `what` (who to where), bytes each way, duration, and how it ended.
-/// An aborted tunnel is counted as failed and resets the TCP connection, so its
-/// application sees an error.
-pub(super) async fn pump_tcp(
-    mut tcp: TcpStream,
+/// Pumps a local connection (TCP or Unix) against `tunnel`, counting it in `tally`, and
+/// logs one line when it ends: `what` (who to where), bytes each way, duration, and how
+/// it ended. An aborted tunnel is counted as failed and aborts the local connection
+/// ([`LocalStream::abort`]: a TCP reset), so its application sees an error.
+pub(super) async fn pump_local(
+    mut local: LocalStream,
     tunnel: Tunnel,
     tally: Tally,
     side: LocalSide,
     what: &str,
     cancel: &CancellationToken,
 ) {
-    let (read, write) = tcp.split();
-    let outcome = pump(read, write, tunnel, &tally, cancel).await;
+    // Each kind gets its own pump, on borrowed halves that need no lock between them.
+    let outcome = match &mut local {
+        LocalStream::Tcp(tcp) => {
+            let (read, write) = tcp.split();
+            pump(read, write, tunnel, &tally, cancel).await
+        }
+        #[cfg(unix)]
+        LocalStream::Unix(unix) => {
+            let (read, write) = unix.split();
+            pump(read, write, tunnel, &tally, cancel).await
+        }
+    };
     let moved = tally.moved();
     match outcome {
         Ok(()) => info!("{what}: {moved}; closed"),
         Err(PumpError::ShuttingDown) => {
             info!("{what}: {moved}; cut short at shutdown");
-            crate::net::reset(tcp);
+            local.abort();
         }
         Err(PumpError::Local(e)) if side == LocalSide::Client => {
             info!("{what}: {moved}; cancelled by the local client ({e})");
-            crate::net::reset(tcp);
+            local.abort();
         }
         Err(why) => {
             tally.failed();
             warn!("{what}: {moved}; tunnel aborted: {why}");
-            crate::net::reset(tcp);
+            local.abort();
         }
     }
 }

@@ -314,7 +314,15 @@ impl Session {
         }
         let Self { client, tcp, stats, .. } = self;
         drop((client, initial));
-        pump::pump_tcp(tcp, tunnel, Tally::new(stats), LocalSide::Client, &what, force).await;
+        pump::pump_local(
+            crate::local::LocalStream::Tcp(tcp),
+            tunnel,
+            Tally::new(stats),
+            LocalSide::Client,
+            &what,
+            force,
+        )
+        .await;
     }
 }
 

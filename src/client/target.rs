@@ -1,17 +1,18 @@
 //! A listener's targets: which local service a sender reaches (`--to`, by name or one
-//! for everything), and opening the TCP connection to it. Used by both listener paths,
+//! for everything), and opening the connection to it (TCP, or a Unix socket written
+//! `unix:PATH`). Used by both listener paths,
 //! tunnels ([`super::listen`]) and HTTP mode ([`super::http`]); speaks no protocol.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::bail;
-use tokio::net::TcpStream;
 
+use crate::local::{LocalStream, UNIX_SCHEME};
 use crate::protocol::HcAddress;
 use crate::public::{self, Ask, PortAsk, Proto};
 
-/// Time to open a TCP connection to a target, unless told otherwise.
+/// Time to open a connection to a target, unless told otherwise.
 pub(super) const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where accepted connections go: by name (the sender's path suffix), or one unnamed
@@ -22,37 +23,49 @@ pub struct Targets {
     pub default: Option<String>,
 }
 
+/// A TCP or UDP target (`addr`, from the `--to` value `spec`), as kept: a port alone is
+/// on 127.0.0.1, a UDP target keeps its scheme (only a public UDP port reaches it).
+fn tcp_or_udp(spec: &str, addr: &str) -> anyhow::Result<String> {
+    let (scheme, addr) = match addr.strip_prefix(UDP_SCHEME) {
+        Some(rest) => (UDP_SCHEME, rest),
+        None => ("", addr),
+    };
+    // A port alone means this machine, as `--bind PORT` does.
+    let addr = if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) {
+        format!("127.0.0.1:{addr}")
+    } else {
+        addr.to_owned()
+    };
+    let Some((host, port)) = addr.rsplit_once(':').filter(|(h, _)| !h.is_empty()) else {
+        bail!("target {spec:?} is not PORT, host:port, unix:PATH or name=host:port");
+    };
+    match port.parse::<u64>() {
+        Ok(p) if (1..=u64::from(u16::MAX)).contains(&p) => {}
+        Ok(p) => bail!("target {spec:?}: port {p} is out of range (1 to 65535)"),
+        Err(_) => bail!("target {spec:?} is not PORT, host:port, unix:PATH or name=host:port ({host:?} has no port)"),
+    }
+    Ok(format!("{scheme}{addr}"))
+}
+
 impl Targets {
     /// Parses `--to` values: `host:port` or `name=host:port`; a port alone (`8080`, `web=8080`)
-    /// is on 127.0.0.1.
+    /// is on 127.0.0.1; `unix:PATH` (or `name=unix:PATH`) a Unix socket, kept as written.
     pub fn parse<S: AsRef<str>>(specs: &[S]) -> anyhow::Result<Self> {
         let mut t = Self::default();
         for spec in specs {
             let spec = spec.as_ref();
             let (name, addr) = match spec.split_once('=') {
-                Some((n, a)) => (Some(n), a),
-                None => (None, spec),
+                // A Unix socket's path may hold '=': only a name before `unix:` is one.
+                Some((n, a)) if !is_unix(spec) => (Some(n), a),
+                _ => (None, spec),
             };
-            // A UDP target keeps its scheme (only a public UDP port reaches it).
-            let (scheme, addr) = match addr.strip_prefix(UDP_SCHEME) {
-                Some(rest) => (UDP_SCHEME, rest),
-                None => ("", addr),
+            let addr = match unix_path(addr) {
+                Some(path) => {
+                    crate::local::check_path(path).map_err(|e| anyhow::anyhow!("target {spec:?}: {e}"))?;
+                    addr.to_owned()
+                }
+                None => tcp_or_udp(spec, addr)?,
             };
-            // A port alone means this machine, as `--bind PORT` does.
-            let addr = if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) {
-                format!("127.0.0.1:{addr}")
-            } else {
-                addr.to_owned()
-            };
-            let Some((host, port)) = addr.rsplit_once(':').filter(|(h, _)| !h.is_empty()) else {
-                bail!("target {spec:?} is not PORT, host:port or name=host:port");
-            };
-            match port.parse::<u64>() {
-                Ok(p) if (1..=u64::from(u16::MAX)).contains(&p) => {}
-                Ok(p) => bail!("target {spec:?}: port {p} is out of range (1 to 65535)"),
-                Err(_) => bail!("target {spec:?} is not PORT, host:port or name=host:port ({host:?} has no port)"),
-            }
-            let addr = format!("{scheme}{addr}");
             let addr = addr.as_str();
             match name {
                 Some(n) if n.is_empty() || n.contains(['/', '?', '#', ' ']) => {
@@ -169,16 +182,38 @@ pub fn is_udp(target: &str) -> bool {
     target.starts_with(UDP_SCHEME)
 }
 
-/// Opens a listener's TCP connection to its `target`; a failure is the HTTP status and
-/// text to answer the sender with (502 refused or failed, 504 timed out).
-pub(super) async fn connect_target(target: &str, timeout: Duration) -> Result<TcpStream, (u16, String)> {
+/// Whether `target` is a Unix socket (`unix:PATH`).
+pub fn is_unix(target: &str) -> bool {
+    unix_path(target).is_some()
+}
+
+/// The path of a Unix-socket target.
+fn unix_path(target: &str) -> Option<&std::path::Path> {
+    target.strip_prefix(UNIX_SCHEME).map(std::path::Path::new)
+}
+
+/// Opens a listener's connection to its `target` (TCP, or a Unix socket); a failure is
+/// the HTTP status and text to answer the sender with (502 refused or failed, 504 timed
+/// out).
+pub(super) async fn connect_target(target: &str, timeout: Duration) -> Result<LocalStream, (u16, String)> {
+    use std::io::ErrorKind;
     if is_udp(target) {
         return Err((502, format!("The target {target} is UDP: only a public UDP port reaches it")));
     }
-    match tokio::time::timeout(timeout, crate::net::connect(target)).await {
-        Ok(Ok(tcp)) => Ok(tcp),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err((502, format!("Connection to {target} refused")))
+    let connecting = async {
+        match unix_path(target) {
+            #[cfg(unix)]
+            Some(path) => crate::local::connect_unix(path).await.map(LocalStream::Unix),
+            #[cfg(not(unix))]
+            Some(_) => Err(std::io::Error::new(ErrorKind::Unsupported, "Unix sockets are not supported here")),
+            None => crate::net::connect(target).await.map(LocalStream::Tcp),
+        }
+    };
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(local)) => Ok(local),
+        Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => Err((502, format!("Connection to {target} refused"))),
+        Ok(Err(e)) if e.kind() == ErrorKind::NotFound && is_unix(target) => {
+            Err((502, format!("Connection to {target} failed: no such socket")))
         }
         Ok(Err(e)) => Err((502, format!("Connection to {target} failed: {e}"))),
         Err(_) => Err((504, format!("Connection to {target} timed out"))),
@@ -231,5 +266,24 @@ mod tests {
         let two = Targets::parse(&["a=1", "b=2"]).unwrap();
         assert!(two.public_asks(&["21000"]).unwrap_err().to_string().contains("name the target"));
         assert!(Targets::parse(&["udp://x"]).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unix_targets_keep_their_path_and_get_tcp_ports() {
+        let t = Targets::parse(&["unix:/run/app=1.sock", "db=unix:/run/postgresql/.s.PGSQL.5432"]).unwrap();
+        assert_eq!(t.default.as_deref(), Some("unix:/run/app=1.sock"), "an '=' in a path names nothing");
+        assert_eq!(t.named["db"], "unix:/run/postgresql/.s.PGSQL.5432");
+        assert!(is_unix(&t.named["db"]) && !is_unix("127.0.0.1:5432") && !is_udp(&t.named["db"]));
+        assert_eq!(t.pick(&["db".into()]), Ok("unix:/run/postgresql/.s.PGSQL.5432"));
+        let asks = t.public_asks(&[""]).unwrap();
+        assert_eq!(asks.iter().map(Ask::to_string).collect::<Vec<_>>(), ["tcp:0:", "tcp:0:db"]);
+        assert!(Targets::parse(&["unix:"]).is_err(), "a path is needed");
+        let max = crate::local::MAX_SOCKET_PATH;
+        let fits = format!("unix:/{}", "x".repeat(max - 1));
+        assert!(Targets::parse(&[fits.as_str()]).is_ok());
+        let long = format!("unix:/{}", "x".repeat(max));
+        let err = format!("{:#}", Targets::parse(&[long.as_str()]).unwrap_err());
+        assert!(err.contains(&format!("at most {max}")), "{err}");
     }
 }

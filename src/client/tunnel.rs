@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::local::LocalStream;
 use crate::net::{ClientStream, ReadPart, WritePart};
 use crate::protocol::close;
 use crate::ws::frame::{CloseFrame, FrameHeader, OpCode};
@@ -100,10 +101,10 @@ impl Tunnel {
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.writer.send_close(Some(frame))).await;
     }
 
-    /// Sender side: sends *start* (what `tcp` has already sent, or an empty binary frame);
-    /// returns the bytes sent.
-    pub(super) async fn start(&mut self, tcp: &TcpStream) -> Result<usize, StartError> {
-        send_start(&mut self.writer, tcp).await
+    /// Sender side: sends *start* (what `local` has already sent, or an empty binary
+    /// frame); returns the bytes sent.
+    pub(super) async fn start(&mut self, local: &LocalStream) -> Result<usize, StartError> {
+        send_start(&mut self.writer, |buf| local.try_read(buf)).await
     }
 
     /// Listener side: waits up to `timeout` for *start*: an empty binary frame, or a data

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -163,15 +162,16 @@ pub enum StartError {
     Tunnel(io::Error),
 }
 
-/// Sends *start* (docs/protocol.md 10.1) on `writer`: what `tcp` has already sent (up to
-/// [`QUIET_READ`] bytes) or an empty binary frame. Returns the bytes sent. (Its buffer
+/// Sends *start* (docs/protocol.md 10.1) on `writer`: what the local connection has
+/// already sent (up to [`QUIET_READ`] bytes, read with `try_read`, which does not wait)
+/// or an empty binary frame. Returns the bytes sent. (Its buffer
 /// lives only for this call, not for the tunnel's life.)
 pub async fn send_start<W: AsyncWrite + Unpin>(
     writer: &mut FrameWriter<W>,
-    tcp: &TcpStream,
+    try_read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
 ) -> Result<usize, StartError> {
     let mut first = [0; MAX_HEADER_LEN + QUIET_READ];
-    let n = match tcp.try_read(&mut first[MAX_HEADER_LEN..]) {
+    let n = match try_read(&mut first[MAX_HEADER_LEN..]) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
         Err(e) => return Err(StartError::Local(e)),

@@ -189,7 +189,7 @@ async fn carry(relay: &Relay, port: &PortInfo, visitor: Visitor, mut end: Listen
     let meter = PortMeter { port: &port.counters, totals, moved: &moved };
     let Visitor { mut tcp, .. } = visitor;
     if end.deferred {
-        match send_start(&mut end.writer, &tcp).await {
+        match send_start(&mut end.writer, |buf| tcp.try_read(buf)).await {
             Ok(n) => meter.out(n),
             Err(e) => {
                 debug!("start failed: {e:?}");
