@@ -285,13 +285,37 @@ mod unix {
         let meta = std::fs::symlink_metadata(path)?;
         let guard = UnixSocketFile { path: path.to_owned(), id: (meta.dev(), meta.ino()) };
         if meta.mode() & 0o7777 != mode {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| in_use(format!("cannot set its mode to {mode:04o}: {e}")))?;
+            set_mode(path, guard.id, mode).map_err(|e| in_use(format!("cannot set its mode to {mode:04o}: {e}")))?;
         }
         socket.listen(BACKLOG)?;
         let listener =
             UnixListener::from_std(std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(socket)))?;
         Ok((listener, guard))
+    }
+
+    /// Sets the mode of the socket file this process just bound at `path`, the one with
+    /// inode `id`: on Linux through a handle opened without following links (a name that
+    /// another user swapped for a link, in a directory open to others, is not followed:
+    /// the inode differs, an error); elsewhere by its path.
+    fn set_mode(path: &Path, id: (u64, u64), mode: u32) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::fs::OpenOptionsExt;
+            let handle =
+                std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path)?;
+            let meta = handle.metadata()?;
+            if (meta.dev(), meta.ino()) != id || !meta.file_type().is_socket() {
+                return Err(io::Error::other("the socket file was replaced while it was being made"));
+            }
+            let by_handle = format!("/proc/self/fd/{}", handle.as_raw_fd());
+            std::fs::set_permissions(by_handle, std::fs::Permissions::from_mode(mode))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = id;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        }
     }
 }
 
