@@ -358,6 +358,7 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     settings.max_rendezvous = usize::from(args.max_rendezvous);
     settings.wait_for_relay = args.wait_for_relay;
     settings.azbridge = args.azbridge;
+    settings.udp_idle = std::time::Duration::from_secs(args.udp_idle);
     settings.public = settings.targets.public_asks(&args.public).map_err(|e| failure(Kind::Config, e.to_string()))?;
     raise_open_file_limit();
     stats.show();
@@ -386,6 +387,12 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     if args.prewarm.is_none() && tunnels == 0 && settings.azbridge.is_none() {
         info!("prewarming is off against Azure Relay (--prewarm N turns it on)");
     }
+    if let Some(udp) = bind.strip_prefix(crate::cli::UDP_BIND) {
+        return connect_udp(&args, udp, client, settings, tunnels, stats, shutdown).await;
+    }
+    if args.udp_idle.is_some() || args.udp_sessions.is_some() {
+        bail!("--udp-idle and --udp-sessions are for --bind udp:[HOST:]PORT");
+    }
     let prewarm = Prewarm { tunnels, ..Prewarm::default() };
     let addr = crate::cli::parse_bind(bind).map_err(|e| failure(Kind::Config, e.to_string()))?;
     let listener = TcpListener::bind(addr).await.map_err(|e| {
@@ -402,6 +409,34 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     eprintln!("hyco: {addr} -> {label}");
     stats.show();
     connect::run_checked(client, settings, prewarm, checked, listener, stats, shutdown).await
+}
+
+/// `connect --bind udp:…`: binds the UDP port and runs [`datagram::run`].
+async fn connect_udp(
+    args: &ConnectArgs,
+    bind: &str,
+    client: crate::client::RelayClient,
+    settings: ConnectSettings,
+    prewarm: usize,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use crate::client::datagram::{self, UdpOptions};
+    if settings.azbridge.is_some() {
+        bail!("--azbridge-port is for TCP: hyco connect sends azbridge streams only");
+    }
+    let defaults = UdpOptions::default();
+    let options = UdpOptions {
+        idle: args.udp_idle.map_or(defaults.idle, std::time::Duration::from_secs),
+        sessions: args.udp_sessions.map_or(defaults.sessions, |n| n as usize),
+        prewarm,
+    };
+    let addr = crate::cli::parse_bind(bind).map_err(|e| failure(Kind::Config, e.to_string()))?;
+    let socket = tokio::net::UdpSocket::bind(addr).await.map_err(|e| {
+        failure(Kind::LocalPort, format!("cannot bind UDP {addr}: {e}; choose another port with --bind udp:…"))
+    })?;
+    stats.show();
+    datagram::run(client, settings, options, socket, stats, shutdown).await
 }
 
 /// How many tunnels `connect --bind` keeps prewarmed: `--prewarm N` when given; else none

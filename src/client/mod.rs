@@ -7,7 +7,7 @@
 
 mod azbridge;
 pub mod connect;
-mod datagram;
+pub mod datagram;
 pub(crate) mod http;
 pub mod listen;
 pub mod prewarm;
