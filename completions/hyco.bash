@@ -166,7 +166,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__connect)
-            opts="-v -q -h -V --target --bind --stdio --prewarm --keepalive --azbridge-port --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
+            opts="-v -q -h -V --target --bind --stdio --prewarm --keepalive --azbridge-port --udp-idle --udp-sessions --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,6 +189,14 @@ _hyco() {
                     return 0
                     ;;
                 --azbridge-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --udp-idle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --udp-sessions)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -466,7 +474,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__listen)
-            opts="-v -q -h -V --to --connections --http --keep-path-prefix --max-rendezvous --public --keepalive --azbridge --wait-for-relay --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
+            opts="-v -q -h -V --to --connections --http --keep-path-prefix --max-rendezvous --public --keepalive --azbridge --wait-for-relay --udp-idle --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -489,6 +497,10 @@ _hyco() {
                     return 0
                     ;;
                 --keepalive)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --udp-idle)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

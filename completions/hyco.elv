@@ -60,11 +60,12 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --version 'Print version'
         }
         &'hyco;listen'= {
-            cand --to 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public). Repeatable'
+            cand --to 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a UDP service (reached by `hyco connect --bind udp:…` or a public UDP port). Repeatable'
             cand --connections 'Control channels to keep open, for availability (1-25)'
             cand --max-rendezvous 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay''s accepts beyond it are dropped'
             cand --public 'Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or UDP client: `--public` every target on any free port, `--public PORT` the unnamed (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://` target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after a reconnect. Repeatable. Azure Relay has no public ports'
             cand --keepalive 'Seconds a tunnel may stay silent before hyco pings through it, so that relays and firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about 4 minutes); 0: never'
+            cand --udp-idle 'Seconds a UDP session from `hyco connect --bind udp:…` may go without a datagram either way before the listener ends it (a public port''s sessions have the relay''s)'
             cand --proxy 'HTTP proxy to the relay: `http://[USER:PASS@]HOST:PORT`, or `none` to go direct whatever HTTPS_PROXY, HTTP_PROXY, ALL_PROXY or the profile''s `proxy` say. NO_PROXY still exempts hosts. Targets are always reached directly'
             cand --token-command 'Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through `sh -c` at startup and before the token expires, e.g. `az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or token; give the relay with --endpoint or a profile'
             cand --profile 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)'
@@ -90,10 +91,12 @@ set edit:completion:arg-completer[hyco] = {|@words|
         }
         &'hyco;connect'= {
             cand --target 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name'
-            cand --bind 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`'
+            cand --bind 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`; with `udp:` (`udp:5353`, `udp:0.0.0.0:5353`) a UDP port, each peer address a session with a tunnel of its own, to a listener''s `udp://` target'
             cand --prewarm 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off. Default: 8, and 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is unverified'
             cand --keepalive 'Seconds a tunnel may stay silent before hyco pings through it, so that relays and firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about 4 minutes); 0: never'
             cand --azbridge-port 'The listener is azbridge (Azure Relay Bridge `-T`): start each tunnel with its preamble for this port name (its `-T` name, by default the target''s port number). No prewarming'
+            cand --udp-idle 'With --bind udp:…: seconds a session may go without a datagram either way before it ends (its peer''s next datagram opens a new one). Default: 60'
+            cand --udp-sessions 'With --bind udp:…: sessions (local peer addresses) at once; a new peer''s datagrams beyond are dropped, counted and logged. Default: 1024'
             cand --proxy 'HTTP proxy to the relay: `http://[USER:PASS@]HOST:PORT`, or `none` to go direct whatever HTTPS_PROXY, HTTP_PROXY, ALL_PROXY or the profile''s `proxy` say. NO_PROXY still exempts hosts. Targets are always reached directly'
             cand --token-command 'Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through `sh -c` at startup and before the token expires, e.g. `az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or token; give the relay with --endpoint or a profile'
             cand --profile 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)'

@@ -173,7 +173,12 @@ pub fn is_udp(target: &str) -> bool {
 /// text to answer the sender with (502 refused or failed, 504 timed out).
 pub(super) async fn connect_target(target: &str, timeout: Duration) -> Result<TcpStream, (u16, String)> {
     if is_udp(target) {
-        return Err((502, format!("The target {target} is UDP: only a public UDP port reaches it")));
+        return Err((
+            502,
+            format!(
+                "The target {target} is UDP: only UDP senders reach it (hyco connect --bind udp:PORT, a public UDP port)"
+            ),
+        ));
     }
     match tokio::time::timeout(timeout, crate::net::connect(target)).await {
         Ok(Ok(tcp)) => Ok(tcp),
