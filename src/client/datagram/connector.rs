@@ -292,7 +292,7 @@ impl Ctx {
             let (queue, queued) = mpsc::channel(SESSION_QUEUE);
             assert!(queue.try_send(datagram).is_ok(), "a new queue has room");
             sessions.insert(peer, queue);
-            let span = info_span!(parent: None, "session", %peer);
+            let span = info_span!(parent: None, "session");
             self.tasks.spawn(self.clone().session(peer, queued).instrument(span));
         }
     }
