@@ -223,13 +223,17 @@ async fn datagrams_keep_their_boundaries_and_each_peer_gets_its_own_replies() {
     silent(&a).await;
     silent(&b).await;
     assert_eq!(target.sources(), 2, "a session (and a socket on the listener) per peer");
+    // A session whose first datagram is empty (on a prewarmed tunnel, after the empty *start*).
+    let c = peer(port).await;
+    echoed(&c, b"").await;
+    echoed(&c, b"after").await;
 
     let summary = summary(&mut connect).await;
-    assert!(summary.contains("2 tunnels (0 failed)"), "{summary}");
+    assert!(summary.contains("3 tunnels (0 failed)"), "{summary}");
     assert_eq!(dropped(&summary, "too long"), 0);
     listen.terminate().await;
     let log = listen.stderr.text();
-    assert_eq!(log.matches("-> hc/dns -> udp://").count(), 2, "{log}");
+    assert_eq!(log.matches("-> hc/dns -> udp://").count(), 3, "{log}");
     assert!(log.contains("datagrams in 206, out 206"), "{log}");
 }
 
@@ -462,6 +466,12 @@ async fn a_udp_session_to_a_tcp_target_and_a_stream_to_a_udp_target_are_rejected
         stderr.contains("400 This target is a UDP service: reach it with hyco connect --bind udp:PORT"),
         "{stderr}"
     );
+
+    // The UDP settings are for a UDP port.
+    let mut connect = Proc::spawn(relay.cmd(&["connect", "hc/web", "--bind", "127.0.0.1:0", "--udp-idle", "5"]));
+    assert!(!connect.exit(PROC_STEP).await.success());
+    let stderr = connect.stderr.text();
+    assert!(stderr.contains("--udp-idle and --udp-sessions are for --bind udp:"), "{stderr}");
 }
 
 #[tokio::test]
