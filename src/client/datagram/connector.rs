@@ -437,6 +437,13 @@ impl Local for PeerEnd {
         Ok(n)
     }
 
+    fn try_recv(&self, buf: &mut [u8]) -> Option<usize> {
+        let datagram = self.queue.try_lock().ok()?.try_recv().ok()?;
+        let n = datagram.bytes.len();
+        buf[..n].copy_from_slice(&datagram.bytes);
+        Some(n)
+    }
+
     async fn send(&self, datagram: &[u8]) {
         if let Err(e) = self.socket.send_to(datagram, self.peer).await {
             debug!("a datagram to {} was lost: {e}", self.peer);

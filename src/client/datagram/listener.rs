@@ -94,6 +94,10 @@ impl Local for TargetEnd {
         }
     }
 
+    fn try_recv(&self, buf: &mut [u8]) -> Option<usize> {
+        self.0.try_recv(buf).ok()
+    }
+
     async fn send(&self, datagram: &[u8]) {
         if let Err(e) = self.0.send(datagram).await {
             debug!("a datagram to the target was lost: {e}");

@@ -27,14 +27,20 @@ use crate::protocol::close;
 use crate::status::{Stats, Tally};
 use crate::ws::datagram::{self, Datagrams, Incoming};
 use crate::ws::frame::{CloseFrame, MAX_HEADER_LEN, OpCode};
+use crate::ws::stream::Role;
 
 /// The largest datagram UDP can carry (its length field's limit): no receive needs more.
 const UDP_MAX: usize = 65_535;
+/// A write to the tunnel takes waiting datagrams until it holds this many bytes.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// The local end of a session: where its datagrams come from and go to.
 pub(super) trait Local {
     /// The next datagram from the local side, written to `buf`; its length.
     async fn recv(&self, buf: &mut [u8]) -> Result<usize, Ended>;
+    /// The next datagram if one is there already, without waiting (an error is left for
+    /// [`Self::recv`] to see).
+    fn try_recv(&self, buf: &mut [u8]) -> Option<usize>;
     /// Sends `datagram` to the local side; a failure loses it, as UDP goes.
     async fn send(&self, datagram: &[u8]);
     /// A message from the tunnel too long for a datagram was dropped.
@@ -171,16 +177,23 @@ impl<L: Local> Session<'_, L> {
                 }
             };
             let up = async {
-                let mut buf = vec![0; MAX_HEADER_LEN + UDP_MAX];
+                let mut buf = vec![0; UDP_MAX];
+                // Datagrams that wait together go out in one write.
+                let mut batch = Vec::with_capacity(BATCH_BYTES + MAX_HEADER_LEN + UDP_MAX);
                 loop {
-                    let n = match local.recv(&mut buf[MAX_HEADER_LEN..]).await {
-                        Ok(n) => n,
+                    let mut next = match local.recv(&mut buf).await {
+                        Ok(n) => Some(n),
                         Err(why) => return Err::<(), _>(why),
                     };
-                    datagram::send_in_place(&mut *writer.lock().await, &mut buf, n).await.map_err(Ended::Lost)?;
+                    while let Some(n) = next {
+                        datagram::push_frame(&mut batch, &buf[..n], Role::Client);
+                        tally.out(n);
+                        datagrams[1].fetch_add(1, Relaxed);
+                        next = if batch.len() < BATCH_BYTES { local.try_recv(&mut buf) } else { None };
+                    }
+                    datagram::send_batch(&mut *writer.lock().await, &batch).await.map_err(Ended::Lost)?;
+                    batch.clear();
                     touch();
-                    tally.out(n);
-                    datagrams[1].fetch_add(1, Relaxed);
                 }
             };
             let idle = async {
