@@ -67,7 +67,8 @@ pub struct UdpOptions {
     pub idle: Duration,
     /// Sessions at once (1 to [`MAX_SESSIONS`]); a new peer beyond is dropped.
     pub sessions: usize,
-    /// Deferred tunnels kept open ahead of need (0: none).
+    /// Deferred tunnels kept open ahead of need (0: none; at most
+    /// [`prewarm::MAX_TUNNELS`](super::super::prewarm::MAX_TUNNELS)).
     pub prewarm: usize,
 }
 
@@ -120,6 +121,9 @@ pub async fn run(
     if !(1..=MAX_SESSIONS).contains(&options.sessions) {
         return Err(failure(Kind::Config, format!("--udp-sessions must be between 1 and {MAX_SESSIONS}")));
     }
+    if options.prewarm > prewarm::MAX_TUNNELS {
+        return Err(failure(Kind::Config, format!("--prewarm must be at most {}", prewarm::MAX_TUNNELS)));
+    }
     if options.idle.is_zero() {
         return Err(failure(Kind::Config, "--udp-idle must be at least 1 s"));
     }
@@ -149,11 +153,9 @@ pub async fn run(
     };
     let (addr, label) = (ctx.socket.local_addr()?, ctx.settings.label());
     info!("accepting datagrams on udp:{addr} for {label}");
-    if ctx.options.prewarm > 0 {
-        for n in 0..ctx.options.prewarm {
-            let first = if n == 0 { first.take() } else { None };
-            ctx.tasks.spawn(ctx.clone().prewarm(first));
-        }
+    for n in 0..ctx.options.prewarm {
+        let first = if n == 0 { first.take() } else { None };
+        ctx.tasks.spawn(ctx.clone().prewarm(first));
     }
     if let Some((mut tunnel, _)) = first.take() {
         tunnel.goodbye(&CloseFrame::new(close::NORMAL, "path checked")).await;

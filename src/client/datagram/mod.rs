@@ -1,9 +1,9 @@
 //! Datagram sessions over a tunnel: one binary WebSocket message per UDP datagram both
 //! ways, boundaries kept ([`crate::ws::datagram`]). What both ends share is here: the
-//! session's pump ([`Session`]) over a [`Local`] end, and how a session ended ([`Ended`]).
-//! The listener's end ([`listener`]: a socket connected to a `udp://` target, for a public
+//! session's pump (`Session`) over a `Local` end, and how a session ended (`Ended`).
+//! The listener's end (`listener`: a socket connected to a `udp://` target, for a public
 //! port's visitor or a sender that says `Hyco-Proto: udp`, docs/protocol.md 10.2 and 10.4)
-//! and the connector's ([`connector`]: `hyco connect --bind udp:…`, a session per local
+//! and the connector's (`connector`: `hyco connect --bind udp:…`, a session per local
 //! peer) are in their own files. Opening tunnels is not done here.
 
 mod connector;
