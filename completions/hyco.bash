@@ -40,6 +40,9 @@ _hyco() {
             hyco,token)
                 cmd="hyco__subcmd__token"
                 ;;
+            hyco,up)
+                cmd="hyco__subcmd__up"
+                ;;
             hyco__subcmd__help,completions)
                 cmd="hyco__subcmd__help__subcmd__completions"
                 ;;
@@ -63,6 +66,9 @@ _hyco() {
                 ;;
             hyco__subcmd__help,token)
                 cmd="hyco__subcmd__help__subcmd__token"
+                ;;
+            hyco__subcmd__help,up)
+                cmd="hyco__subcmd__help__subcmd__up"
                 ;;
             hyco__subcmd__help__subcmd__profile,add)
                 cmd="hyco__subcmd__help__subcmd__profile__subcmd__add"
@@ -122,7 +128,7 @@ _hyco() {
 
     case "${cmd}" in
         hyco)
-            opts="-v -q -h -V --verbose --quiet --log-format --threads --help --version serve listen connect demo profile token completions help"
+            opts="-v -q -h -V --verbose --quiet --log-format --threads --help --version serve listen connect up demo profile token completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -166,7 +172,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__connect)
-            opts="-v -q -h -V --target --bind --stdio --prewarm --keepalive --azbridge-port --udp-idle --udp-sessions --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
+            opts="-L -D -v -q -h -V --target --bind --stdio --forward --socks --prewarm --keepalive --azbridge-port --udp-idle --udp-sessions --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -177,6 +183,22 @@ _hyco() {
                     return 0
                     ;;
                 --bind)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forward)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -L)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -D)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -278,7 +300,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__help)
-            opts="serve listen connect demo profile token completions help"
+            opts="serve listen connect up demo profile token completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -473,14 +495,32 @@ _hyco() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        hyco__subcmd__help__subcmd__up)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         hyco__subcmd__listen)
-            opts="-v -q -h -V --to --connections --http --keep-path-prefix --max-rendezvous --public --keepalive --azbridge --wait-for-relay --udp-idle --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
+            opts="-v -q -h -V --to --allow --connections --http --keep-path-prefix --max-rendezvous --public --keepalive --azbridge --wait-for-relay --udp-idle --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -898,6 +938,28 @@ _hyco() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hyco__subcmd__up)
+            opts="-v -q -h -V --check --verbose --quiet --log-format --threads --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0

@@ -30,7 +30,8 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --version 'Print version'
             cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-            cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand connect 'Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener'
+            cand up 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails'
             cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
             cand profile 'Manage the profiles that hold relay endpoints and keys'
             cand token 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
@@ -60,7 +61,8 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --version 'Print version'
         }
         &'hyco;listen'= {
-            cand --to 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a UDP service (reached by `hyco connect --bind udp:…` or a public UDP port). Repeatable'
+            cand --to 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender''s path (`hyco connect HC/name`); `udp://host:port` for a UDP service (reached by `hyco connect --bind udp:…` or a public UDP port). Repeatable. Optional with --allow'
+            cand --allow 'Let senders (`hyco connect HC --socks`) reach destinations this rule matches: `CIDR:PORTS`, `IP:PORTS`, `HOST:PORTS` or `*.DOMAIN:PORTS` (sub-domains only), PORTS `N`, `N-M` or `*`, IPv6 in brackets. A name rule lets the name reach what it resolves to; an address rule is checked against the resolved addresses. Repeatable; default: no dynamic destinations at all'
             cand --connections 'Control channels to keep open, for availability (1-25)'
             cand --max-rendezvous 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay''s accepts beyond it are dropped'
             cand --public 'Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or UDP client: `--public` every target on any free port, `--public PORT` the unnamed (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://` target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after a reconnect. Repeatable. Azure Relay has no public ports'
@@ -70,7 +72,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --token-command 'Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through `sh -c` at startup and before the token expires, e.g. `az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or token; give the relay with --endpoint or a profile'
             cand --profile 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)'
             cand --connection-string 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users'
-            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'
+            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached'
             cand --key-name 'Key name (SAS rule)'
             cand --key 'Key. Prefer a profile: arguments are visible to other users'
             cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
@@ -92,6 +94,10 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;connect'= {
             cand --target 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name'
             cand --bind 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`; with `udp:` (`udp:5353`, `udp:0.0.0.0:5353`) a UDP port, each peer address a session with a tunnel of its own, to a listener''s `udp://` target'
+            cand -L 'Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`, `udp:5353:dns`), or `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward runs beside the others, with its own tunnels and counters'
+            cand --forward 'Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`, `udp:5353:dns`), or `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward runs beside the others, with its own tunnels and counters'
+            cand -D 'Serve SOCKS5 here instead (as `ssh -D`): each CONNECT reaches its destination through the listener, which allows it or not (`hyco listen --allow`). No authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or `HOST:PORT`'
+            cand --socks 'Serve SOCKS5 here instead (as `ssh -D`): each CONNECT reaches its destination through the listener, which allows it or not (`hyco listen --allow`). No authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or `HOST:PORT`'
             cand --prewarm 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off. Default: 8, and 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is unverified'
             cand --keepalive 'Seconds a tunnel may stay silent before hyco pings through it, so that relays and firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about 4 minutes); 0: never'
             cand --azbridge-port 'The listener is azbridge (Azure Relay Bridge `-T`): start each tunnel with its preamble for this port name (its `-T` name, by default the target''s port number). No prewarming'
@@ -101,13 +107,26 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --token-command 'Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through `sh -c` at startup and before the token expires, e.g. `az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or token; give the relay with --endpoint or a profile'
             cand --profile 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)'
             cand --connection-string 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users'
-            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'
+            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached'
             cand --key-name 'Key name (SAS rule)'
             cand --key 'Key. Prefer a profile: arguments are visible to other users'
             cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
             cand --log-format 'Log line format on stderr'
             cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
             cand --stdio 'Bridge stdin/stdout instead (for `ssh -o ProxyCommand=''hyco connect HC/ssh --stdio''`)'
+            cand -v 'More log output (repeat for more); RUST_LOG overrides'
+            cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
+            cand -q 'Only errors'
+            cand --quiet 'Only errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'hyco;up'= {
+            cand --log-format 'Log line format on stderr'
+            cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
+            cand --check 'Read the file, print each entry as the command it runs, and exit'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'
             cand -q 'Only errors'
@@ -150,7 +169,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'hyco;profile;add'= {
-            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'
+            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay'
             cand --key-name 'Key name (SAS rule); the key comes from --key-file'
             cand --key-file 'File holding the key, or `-` for stdin'
             cand --token-file 'File holding a SAS token (instead of a key), or `-` for stdin'
@@ -243,7 +262,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --rights 'What the token may do. `send` and `listen` sign with a `hyco serve` relay''s Send-only or Listen-only rule, derived from its root key. `key` signs with the key as it is and carries all its rule grants: with Azure, use the key of a policy that grants only what you mean to hand out'
             cand --profile 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)'
             cand --connection-string 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users'
-            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)'
+            cand --endpoint 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached'
             cand --key-name 'Key name (SAS rule)'
             cand --key 'Key. Prefer a profile: arguments are visible to other users'
             cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
@@ -274,7 +293,8 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;help'= {
             cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-            cand connect 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+            cand connect 'Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener'
+            cand up 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails'
             cand demo 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
             cand profile 'Manage the profiles that hold relay endpoints and keys'
             cand token 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
@@ -286,6 +306,8 @@ set edit:completion:arg-completer[hyco] = {|@words|
         &'hyco;help;listen'= {
         }
         &'hyco;help;connect'= {
+        }
+        &'hyco;help;up'= {
         }
         &'hyco;help;demo'= {
         }

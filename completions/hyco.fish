@@ -33,7 +33,8 @@ complete -c hyco -n "__fish_hyco_needs_command" -s h -l help -d 'Print help (see
 complete -c hyco -n "__fish_hyco_needs_command" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "serve" -d 'Run a Hybrid Connections relay (Azure-compatible)'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "listen" -d 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-complete -c hyco -n "__fish_hyco_needs_command" -f -a "connect" -d 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "connect" -d 'Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener'
+complete -c hyco -n "__fish_hyco_needs_command" -f -a "up" -d 'Run a machine\'s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "demo" -d 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "profile" -d 'Manage the profiles that hold relay endpoints and keys'
 complete -c hyco -n "__fish_hyco_needs_command" -f -a "token" -d 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
@@ -56,7 +57,8 @@ complete -c hyco -n "__fish_hyco_using_subcommand serve" -s v -l verbose -d 'Mor
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender\'s path (`hyco connect HC/name`); `udp://host:port` for a UDP service (reached by `hyco connect --bind udp:…` or a public UDP port). Repeatable' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l to -d 'Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or `name=host:port` chosen by the sender\'s path (`hyco connect HC/name`); `udp://host:port` for a UDP service (reached by `hyco connect --bind udp:…` or a public UDP port). Repeatable. Optional with --allow' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l allow -d 'Let senders (`hyco connect HC --socks`) reach destinations this rule matches: `CIDR:PORTS`, `IP:PORTS`, `HOST:PORTS` or `*.DOMAIN:PORTS` (sub-domains only), PORTS `N`, `N-M` or `*`, IPv6 in brackets. A name rule lets the name reach what it resolves to; an address rule is checked against the resolved addresses. Repeatable; default: no dynamic destinations at all' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connections -d 'Control channels to keep open, for availability (1-25)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l max-rendezvous -d 'Rendezvous (accepted connections being opened, HTTP requests being answered) to work on at once; the relay\'s accepts beyond it are dropped' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l public -d 'Ask the relay (`hyco serve`) for a public port anyone reaches with a plain TCP or UDP client: `--public` every target on any free port, `--public PORT` the unnamed (or only) target, `--public NAME` or `--public NAME=PORT` a named one. A `udp://` target gets a UDP port. Prints `reachable at HOST:PORT`; the port comes back after a reconnect. Repeatable. Azure Relay has no public ports' -r
@@ -66,7 +68,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand listen" -l proxy -d 'HTTP prox
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l token-command -d 'Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through `sh -c` at startup and before the token expires, e.g. `az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or token; give the relay with --endpoint or a profile' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l profile -d 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
-complete -c hyco -n "__fish_hyco_using_subcommand listen" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand listen" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l key-name -d 'Key name (SAS rule)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l key -d 'Key. Prefer a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
@@ -83,6 +85,8 @@ complete -c hyco -n "__fish_hyco_using_subcommand listen" -s h -l help -d 'Print
 complete -c hyco -n "__fish_hyco_using_subcommand listen" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l target -d 'Take the whole of HC as the hybrid connection name (for names holding `/`) and use this target name' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l bind -d 'Local port to accept connections on: `PORT` (on 127.0.0.1) or `HOST:PORT`; with `udp:` (`udp:5353`, `udp:0.0.0.0:5353`) a UDP port, each peer address a session with a tunnel of its own, to a listener\'s `udp://` target' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -s L -l forward -d 'Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`, `udp:5353:dns`), or `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward runs beside the others, with its own tunnels and counters' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -s D -l socks -d 'Serve SOCKS5 here instead (as `ssh -D`): each CONNECT reaches its destination through the listener, which allows it or not (`hyco listen --allow`). No authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or `HOST:PORT`' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l prewarm -d 'With --bind: tunnels to keep open ahead of need, so that a new connection does not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only when a tunnel is used; with another listener this turns itself off. Default: 8, and 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is unverified' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l keepalive -d 'Seconds a tunnel may stay silent before hyco pings through it, so that relays and firewalls do not drop an idle tunnel (Azure Relay drops idle connections after about 4 minutes); 0: never' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l azbridge-port -d 'The listener is azbridge (Azure Relay Bridge `-T`): start each tunnel with its preamble for this port name (its `-T` name, by default the target\'s port number). No prewarming' -r
@@ -92,7 +96,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand connect" -l proxy -d 'HTTP pro
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l token-command -d 'Shell command that prints a JWT (Microsoft Entra ID, managed identity), run through `sh -c` at startup and before the token expires, e.g. `az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv`. Replaces the key or token; give the relay with --endpoint or a profile' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l profile -d 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
-complete -c hyco -n "__fish_hyco_using_subcommand connect" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand connect" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l key-name -d 'Key name (SAS rule)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l key -d 'Key. Prefer a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
@@ -104,6 +108,14 @@ complete -c hyco -n "__fish_hyco_using_subcommand connect" -s v -l verbose -d 'M
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand connect" -s V -l version -d 'Print version'
+complete -c hyco -n "__fish_hyco_using_subcommand up" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c hyco -n "__fish_hyco_using_subcommand up" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand up" -l check -d 'Read the file, print each entry as the command it runs, and exit'
+complete -c hyco -n "__fish_hyco_using_subcommand up" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
+complete -c hyco -n "__fish_hyco_using_subcommand up" -s q -l quiet -d 'Only errors'
+complete -c hyco -n "__fish_hyco_using_subcommand up" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hyco -n "__fish_hyco_using_subcommand up" -s V -l version -d 'Print version'
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -l to -d 'Where tunnelled connections go (default: a built-in echo service)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -l bind -d 'Local port that reaches the target through the relay: `PORT` or `HOST:PORT`' -r
 complete -c hyco -n "__fish_hyco_using_subcommand demo" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
@@ -126,7 +138,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_s
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "remove" -d 'Remove a profile'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "default" -d 'Make a profile the default'
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and not __fish_seen_subcommand_from add list show remove default help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l key-name -d 'Key name (SAS rule); the key comes from --key-file' -r
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l key-file -d 'File holding the key, or `-` for stdin' -r -F
 complete -c hyco -n "__fish_hyco_using_subcommand profile; and __fish_seen_subcommand_from add" -l token-file -d 'File holding a SAS token (instead of a key), or `-` for stdin' -r -F
@@ -182,7 +194,7 @@ listen\t'Listen only: a `hyco serve` relay\'s derived `hyco-listen` rule'
 key\t'Whatever the signing key\'s own rule grants (a relay\'s root key: everything; an Azure policy\'s key: that policy\'s rights)'"
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l profile -d 'Profile name in the config file (HYCO_PROFILE, when no flag names the relay)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l connection-string -d 'Connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`). Prefer HYCO_CONNECTION_STRING or a profile: arguments are visible to other users' -r
-complete -c hyco -n "__fish_hyco_using_subcommand token" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l endpoint -d 'Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`). Repeat it (or separate with commas) for the nodes of one relay: each connection tries them in random order, the next when one cannot be reached' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l key-name -d 'Key name (SAS rule)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l key -d 'Key. Prefer a profile: arguments are visible to other users' -r
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l tls-fingerprint -d 'SHA-256 fingerprint of a self-signed relay certificate to trust' -r
@@ -201,14 +213,15 @@ complete -c hyco -n "__fish_hyco_using_subcommand completions" -s v -l verbose -
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s q -l quiet -d 'Only errors'
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hyco -n "__fish_hyco_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "serve" -d 'Run a Hybrid Connections relay (Azure-compatible)'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "listen" -d 'Accept connections for a hybrid connection and bridge them to local TCP targets'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "connect" -d 'Bridge local TCP connections (or stdin/stdout) through the relay to a listener'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "demo" -d 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "profile" -d 'Manage the profiles that hold relay endpoints and keys'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "token" -d 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect demo profile token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "serve" -d 'Run a Hybrid Connections relay (Azure-compatible)'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "listen" -d 'Accept connections for a hybrid connection and bridge them to local TCP targets'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "connect" -d 'Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "up" -d 'Run a machine\'s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "demo" -d 'Run a relay, a listener and a connector in one process: a local port that reaches a target through the relay, with no account and no setup'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "profile" -d 'Manage the profiles that hold relay endpoints and keys'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "token" -d 'Mint a SAS token for one hybrid connection, to hand out instead of a key'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c hyco -n "__fish_hyco_using_subcommand help; and not __fish_seen_subcommand_from serve listen connect up demo profile token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "add" -d 'Add or replace a profile. Keys and tokens are read from a file or stdin (`-`), never from the command line, so they stay out of shell history and `ps`'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "list" -d 'List profiles; `*` marks the default'
 complete -c hyco -n "__fish_hyco_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "show" -d 'Show a profile, keys masked'

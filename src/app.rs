@@ -13,7 +13,9 @@ use tracing::{debug, info, warn};
 
 use crate::cli::{Command, ConnectArgs, CredentialArgs, DemoArgs, ListenArgs, ServeArgs};
 use crate::client::RelayClient;
+use crate::client::allow::Allowlist;
 use crate::client::connect::{self, ConnectSettings};
+use crate::client::forward;
 use crate::client::listen::{self, ListenSettings};
 use crate::client::prewarm::Prewarm;
 use crate::client::proxy::Proxies;
@@ -38,6 +40,7 @@ pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToke
         Command::Listen(args) => listen(args, stats, shutdown).await,
         Command::Connect(args) => connect(args, stats, shutdown).await,
         Command::Demo(args) => demo(args, stats, shutdown).await,
+        Command::Up(args) => crate::up::run(args, stats, shutdown).await,
         Command::Profile(command) => crate::manage::profile(command, &mut std::io::stdout()),
         Command::Token(args) => crate::manage::token(args, &mut std::io::stdout()),
         Command::Completions { shell } => crate::manage::completions(shell, &mut std::io::stdout()),
@@ -312,6 +315,15 @@ fn write_profile(name: &str, base: &str, key_name: &str, key: &Secret, pin: Opti
     Ok(())
 }
 
+/// Runs one entry of `hyco up`: a `listen` or a `connect`.
+pub(crate) async fn run_entry(command: Command, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match command {
+        Command::Listen(args) => listen(args, stats, shutdown).await,
+        Command::Connect(args) => connect(args, stats, shutdown).await,
+        _ => bail!("hyco up runs listen and connect only"),
+    }
+}
+
 /// Resolves the relay and credential from flags, environment and profiles, with
 /// `choose` the hybrid connection (the HC argument or the credential's `EntityPath`), and
 /// the HTTP proxy from `--proxy` (`proxy`), the environment and the profile.
@@ -324,6 +336,10 @@ pub(crate) fn resolve_client<T>(
     let resolved = credentials::resolve_relay(args)?;
     let chosen = choose(&resolved).map_err(|e| failure(Kind::Config, e.to_string()))?;
     info!(relay = %resolved.endpoint.ws_base(), source = %resolved.source, "relay");
+    if !resolved.others.is_empty() {
+        let others: Vec<String> = resolved.others.iter().map(|e| e.ws_base()).collect();
+        info!("the relay's other endpoints: {}", others.join(", "));
+    }
     let profile_proxy = resolved.proxy.as_ref().map(|p| p.expose());
     let proxies = Proxies::resolve(proxy, profile_proxy, |name| std::env::var(name).ok())
         .map_err(|e| failure(Kind::Config, e.to_string()))?;
@@ -332,6 +348,7 @@ pub(crate) fn resolve_client<T>(
     }
     let client = RelayClient::new(resolved.endpoint, resolved.credential, resolved.tls_fingerprint.as_deref())
         .map_err(|e| config_failure(e, "check the TLS settings"))?
+        .with_others(resolved.others)
         .with_proxies(proxies)
         .with_token_command(token_command.map(str::to_owned).or(resolved.token_command));
     Ok((client, chosen))
@@ -343,8 +360,12 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
             credentials::choose_hc(args.hc.as_deref(), r)
         })?;
     client.keepalive = keepalive(args.keepalive);
-    let targets = Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?;
+    let targets = match args.targets.is_empty() {
+        true => Targets::default(),
+        false => Targets::parse(&args.targets).map_err(|e| failure(Kind::Config, e.to_string()))?,
+    };
     let mut settings = ListenSettings::new(hc, targets);
+    settings.allow = Allowlist::parse(&args.allow).map_err(|e| failure(Kind::Config, format!("{e:#}")))?;
     settings.connections = usize::from(args.connections);
     settings.http = args.http;
     if args.http {
@@ -371,72 +392,47 @@ fn keepalive(secs: u64) -> Option<std::time::Duration> {
 }
 
 async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (mut client, (hc, suffix)) =
-        resolve_client(&args.credentials, args.proxy.as_deref(), args.token_command.as_deref(), |r| {
-            credentials::choose_connect(args.hc.as_deref(), args.target.as_deref(), r)
-        })?;
-    client.keepalive = keepalive(args.keepalive);
-    raise_open_file_limit();
-    let settings = ConnectSettings { hc, suffix, azbridge: args.azbridge_port.clone() };
     if args.stdio {
+        let (mut client, (hc, suffix)) =
+            resolve_client(&args.credentials, args.proxy.as_deref(), args.token_command.as_deref(), |r| {
+                credentials::choose_connect(args.hc.as_deref(), args.target.as_deref(), r)
+            })?;
+        client.keepalive = keepalive(args.keepalive);
+        let settings = ConnectSettings { hc, suffix, azbridge: args.azbridge_port.clone() };
         return connect::run_stdio(client, settings, stats, shutdown).await;
     }
-    let Some(bind) = &args.bind else { bail!("give --bind PORT or --stdio") };
+    let (mut client, chosen) =
+        resolve_client(&args.credentials, args.proxy.as_deref(), args.token_command.as_deref(), |r| {
+            let locals =
+                forward::Locals { bind: args.bind.as_deref(), specs: &args.forwards, socks: args.socks.as_deref() };
+            Ok(forward::choose(args.hc.as_deref(), args.target.as_deref(), locals, r))
+        })?;
+    let mut forwards = chosen.map_err(|e| failure(Kind::Config, e))?;
+    for f in &mut forwards {
+        f.settings.azbridge = args.azbridge_port.clone();
+    }
+    client.keepalive = keepalive(args.keepalive);
+    raise_open_file_limit();
     // An azbridge listener answers a preamble per tunnel, never a deferred start.
-    let tunnels = if settings.azbridge.is_some() { 0 } else { prewarm_tunnels(args.prewarm, &client.endpoint) };
-    if args.prewarm.is_none() && tunnels == 0 && settings.azbridge.is_none() {
+    let tunnels = if args.azbridge_port.is_some() { 0 } else { prewarm_tunnels(args.prewarm, &client.endpoint) };
+    if args.prewarm.is_none() && tunnels == 0 && args.azbridge_port.is_none() {
         info!("prewarming is off against Azure Relay (--prewarm N turns it on)");
     }
-    if let Some(udp) = bind.strip_prefix(crate::cli::UDP_BIND) {
-        return connect_udp(&args, udp, client, settings, tunnels, stats, shutdown).await;
+    let udp = forwards.iter().any(|f| f.local.starts_with(crate::cli::UDP_BIND));
+    if !udp && (args.udp_idle.is_some() || args.udp_sessions.is_some()) {
+        bail!("--udp-idle and --udp-sessions are for a UDP forward (--bind udp:[HOST:]PORT, -L udp:PORT:NAME)");
     }
-    if args.udp_idle.is_some() || args.udp_sessions.is_some() {
-        bail!("--udp-idle and --udp-sessions are for --bind udp:[HOST:]PORT");
+    if udp && args.azbridge_port.is_some() {
+        bail!("--azbridge-port is for TCP forwards: hyco connect sends azbridge streams only");
     }
-    let prewarm = Prewarm { tunnels, ..Prewarm::default() };
-    let addr = crate::cli::parse_bind(bind).map_err(|e| failure(Kind::Config, e.to_string()))?;
-    let listener = TcpListener::bind(addr).await.map_err(|e| {
-        failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with --bind"))
-    })?;
-    // The path, checked once before saying anything: a relay that cannot be reached or
-    // that rejects the credentials is an error now, not at the first connection.
-    let checked = tokio::select! {
-        c = connect::check(&client, &settings) => c?,
-        () = shutdown.cancelled() => return Ok(()),
-    };
-    let (addr, label) = (listener.local_addr()?, settings.label());
-    info!("accepting on {addr} for {label}");
-    eprintln!("hyco: {addr} -> {label}");
-    stats.show();
-    connect::run_checked(client, settings, prewarm, checked, listener, stats, shutdown).await
-}
-
-/// `connect --bind udp:…`: binds the UDP port and runs [`datagram::run`].
-async fn connect_udp(
-    args: &ConnectArgs,
-    bind: &str,
-    client: crate::client::RelayClient,
-    settings: ConnectSettings,
-    prewarm: usize,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    use crate::client::datagram::{self, UdpOptions};
-    if settings.azbridge.is_some() {
-        bail!("--azbridge-port is for TCP: hyco connect sends azbridge streams only");
-    }
-    let defaults = UdpOptions::default();
-    let options = UdpOptions {
+    let defaults = crate::client::datagram::UdpOptions::default();
+    let udp = crate::client::datagram::UdpOptions {
         idle: args.udp_idle.map_or(defaults.idle, std::time::Duration::from_secs),
         sessions: args.udp_sessions.map_or(defaults.sessions, |n| n as usize),
-        prewarm,
+        prewarm: tunnels,
     };
-    let addr = crate::cli::parse_bind(bind).map_err(|e| failure(Kind::Config, e.to_string()))?;
-    let socket = tokio::net::UdpSocket::bind(addr).await.map_err(|e| {
-        failure(Kind::LocalPort, format!("cannot bind UDP {addr}: {e}; choose another port with --bind udp:…"))
-    })?;
-    stats.show();
-    datagram::run(client, settings, options, socket, stats, shutdown).await
+    let prewarm = Prewarm { tunnels, ..Prewarm::default() };
+    forward::run(client, forwards, prewarm, udp, stats, shutdown).await
 }
 
 /// How many tunnels `connect --bind` keeps prewarmed: `--prewarm N` when given; else none

@@ -95,9 +95,13 @@ pub enum Command {
     /// Accept connections for a hybrid connection and bridge them to local TCP targets.
     #[command(after_help = CLIENT_ENV)]
     Listen(ListenArgs),
-    /// Bridge local TCP connections (or stdin/stdout) through the relay to a listener.
+    /// Bridge local TCP connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener.
     #[command(after_help = CLIENT_ENV)]
     Connect(ConnectArgs),
+    /// Run a machine's whole set of listeners and connectors from one file (`[[listen]]`
+    /// and `[[connect]]` tables of their flags), each retried on its own when it fails.
+    #[command(after_help = UP_HELP)]
+    Up(UpArgs),
     /// Run a relay, a listener and a connector in one process: a local port that reaches
     /// a target through the relay, with no account and no setup.
     Demo(DemoArgs),
@@ -154,8 +158,9 @@ pub struct ProfileAddArgs {
     /// Profile name (letters, digits, `-`, `_`, `.`).
     pub name: String,
     /// Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`).
+    /// Repeat it (or separate with commas) for the nodes of one relay.
     #[arg(long, value_name = "URL")]
-    pub endpoint: Option<String>,
+    pub endpoint: Vec<String>,
     /// Key name (SAS rule); the key comes from --key-file.
     #[arg(long, value_name = "NAME", requires = "key_file", requires = "endpoint")]
     pub key_name: Option<String>,
@@ -226,6 +231,26 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
     }
 }
 
+/// `hyco up --help`'s example.
+const UP_HELP: &str = "\
+Example up.toml (keys are the commands' flags without --; keys and connection strings stay in profiles):
+  profile = \"home\"
+  [[listen]]
+  hc = \"box\"
+  to = [\"ssh=22\", \"web=8080\", \"dns=udp://127.0.0.1:53\"]
+  [[connect]]
+  hc = \"office\"
+  forward = [\"2222:ssh\", \"udp:5353:dns\"]";
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The file (default: up.toml in the config directory, ~/.config/hyco/up.toml on Linux).
+    pub file: Option<PathBuf>,
+    /// Read the file, print each entry as the command it runs, and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Where tunnelled connections go (default: a built-in echo service).
@@ -291,8 +316,10 @@ pub struct CredentialArgs {
     #[arg(long, value_name = "STRING", hide_env_values = true)]
     pub connection_string: Option<String>,
     /// Relay endpoint (`sb://ns.servicebus.windows.net`, `ws://host:port`, `wss://host:port`).
+    /// Repeat it (or separate with commas) for the nodes of one relay: each connection
+    /// tries them in random order, the next when one cannot be reached.
     #[arg(long, value_name = "URL")]
-    pub endpoint: Option<String>,
+    pub endpoint: Vec<String>,
     /// Key name (SAS rule).
     #[arg(long, value_name = "NAME", requires = "key")]
     pub key_name: Option<String>,
@@ -311,9 +338,16 @@ pub struct ListenArgs {
     /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, or
     /// `name=host:port` chosen by the sender's path (`hyco connect HC/name`);
     /// `udp://host:port` for a UDP service (reached by `hyco connect --bind udp:…` or a
-    /// public UDP port). Repeatable.
-    #[arg(long = "to", value_name = "[NAME=]HOST:PORT", required = true)]
+    /// public UDP port). Repeatable. Optional with --allow.
+    #[arg(long = "to", value_name = "[NAME=]HOST:PORT", required_unless_present = "allow")]
     pub targets: Vec<String>,
+    /// Let senders (`hyco connect HC --socks`) reach destinations this rule matches:
+    /// `CIDR:PORTS`, `IP:PORTS`, `HOST:PORTS` or `*.DOMAIN:PORTS` (sub-domains only), PORTS
+    /// `N`, `N-M` or `*`, IPv6 in brackets. A name rule lets the name reach what it
+    /// resolves to; an address rule is checked against the resolved addresses. Repeatable;
+    /// default: no dynamic destinations at all.
+    #[arg(long, value_name = "HOST:PORTS")]
+    pub allow: Vec<String>,
     /// Control channels to keep open, for availability (1-25).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=25))]
     pub connections: u8,
@@ -374,7 +408,7 @@ pub struct ListenArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("mode").required(true).args(["bind", "stdio"])))]
+#[command(group(clap::ArgGroup::new("mode").required(true).multiple(true).args(["bind", "stdio", "forwards", "socks"])))]
 pub struct ConnectArgs {
     /// Hybrid connection, optionally with a target name: `HC` or `HC/NAME`; default: the
     /// connection string's EntityPath.
@@ -389,8 +423,22 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "[udp:][HOST:]PORT", value_parser = bind_text)]
     pub bind: Option<String>,
     /// Bridge stdin/stdout instead (for `ssh -o ProxyCommand='hyco connect HC/ssh --stdio'`).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["bind", "forwards", "socks"])]
     pub stdio: bool,
+    /// Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as
+    /// --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`,
+    /// `udp:5353:dns`), or
+    /// `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward
+    /// runs beside the others, with its own tunnels and counters.
+    #[arg(short = 'L', long = "forward", value_name = "LOCAL:REMOTE", conflicts_with = "target")]
+    pub forwards: Vec<String>,
+    /// Serve SOCKS5 here instead (as `ssh -D`): each CONNECT reaches its destination
+    /// through the listener, which allows it or not (`hyco listen --allow`). No
+    /// authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or
+    /// `HOST:PORT`.
+    #[arg(long, short = 'D', value_name = "[HOST:]PORT", value_parser = bind_text,
+          conflicts_with_all = ["prewarm", "azbridge_port"])]
+    pub socks: Option<String>,
     /// With --bind: tunnels to keep open ahead of need, so that a new connection does not
     /// wait for the rendezvous (0 turns this off). A hyco listener reaches the target only
     /// when a tunnel is used; with another listener this turns itself off. Default: 8, and

@@ -91,6 +91,10 @@ pub enum EndpointError {
     UnexpectedPath,
     /// A path with characters other than letters, digits, `-._~/`, or a `.`/`..` segment.
     InvalidPath,
+    /// A list of endpoints ([`parse_endpoints`]) mixes TLS and plain ones.
+    MixedSchemes,
+    /// A list of endpoints holds more than [`MAX_ENDPOINTS`].
+    TooMany,
 }
 
 impl fmt::Display for EndpointError {
@@ -104,6 +108,10 @@ impl fmt::Display for EndpointError {
                 "only '/' may follow the host (give the hybrid connection as HC or EntityPath, not in the endpoint)"
             }
             EndpointError::InvalidPath => "the path may hold only letters, digits and -._~/ and no '.' or '..' segment",
+            EndpointError::MixedSchemes => {
+                "the endpoints of one relay are all TLS (sb://, wss://) or all plain (ws://)"
+            }
+            EndpointError::TooMany => "too many endpoints: at most 16",
         })
     }
 }
@@ -274,6 +282,32 @@ pub fn parse_endpoint(s: &str, emulator: bool) -> Result<Endpoint, ConnStrError>
         Ok(_) => Err(ConnStrError::InvalidEndpoint(EndpointError::UnexpectedPath)),
         Err(e) => Err(ConnStrError::InvalidEndpoint(e)),
     }
+}
+
+/// The most endpoints one relay may be given as (its nodes).
+pub const MAX_ENDPOINTS: usize = 16;
+
+/// Parses the endpoints of one relay: one endpoint as [`parse_endpoint`] takes it, or
+/// several separated by commas (a relay of several nodes, docs/protocol.md 11), all TLS
+/// or all plain (a list must not let a client fall back from TLS). At most
+/// [`MAX_ENDPOINTS`].
+pub fn parse_endpoints(s: &str, emulator: bool) -> Result<Vec<Endpoint>, ConnStrError> {
+    let endpoints = s
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| parse_endpoint(e, emulator))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = endpoints.first() else {
+        return Err(ConnStrError::InvalidEndpoint(EndpointError::MissingHost));
+    };
+    if endpoints.len() > MAX_ENDPOINTS {
+        return Err(ConnStrError::InvalidEndpoint(EndpointError::TooMany));
+    }
+    if endpoints.iter().any(|e| e.secure != first.secure) {
+        return Err(ConnStrError::InvalidEndpoint(EndpointError::MixedSchemes));
+    }
+    Ok(endpoints)
 }
 
 /// Parses an endpoint URI into the endpoint and what follows its host from the first `/`
@@ -877,6 +911,20 @@ mod tests {
         ] {
             assert!(!e.to_string().is_empty());
         }
+    }
+
+    #[test]
+    fn endpoint_lists() {
+        let list = parse_endpoints("wss://a.example:9443, sb://b.example/,wss://c.example", false).unwrap();
+        assert_eq!(list, [ep(true, "a.example", 9443), ep(true, "b.example", 443), ep(true, "c.example", 443)]);
+        assert_eq!(parse_endpoints("ws://one:1", false).unwrap(), [ep(false, "one", 1)]);
+        let err = |s: &str| parse_endpoints(s, false).unwrap_err().to_string();
+        assert!(err("wss://a, ws://b:1").contains("all TLS"));
+        assert!(err(" , ").contains("host is missing"));
+        assert!(err("ws://a:1, ftp://b").contains("scheme"));
+        let many = vec!["ws://h:1"; MAX_ENDPOINTS + 1].join(",");
+        assert!(err(&many).contains(&format!("at most {MAX_ENDPOINTS}")));
+        assert!(parse_endpoints(&vec!["ws://h:1"; MAX_ENDPOINTS].join(","), false).is_ok());
     }
 
     #[test]

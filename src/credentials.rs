@@ -41,7 +41,7 @@ pub fn resolve_relay(args: &CredentialArgs) -> anyhow::Result<Resolved> {
     let flags = CredentialSources {
         profile: args.profile.clone(),
         connection_string: args.connection_string.clone().map(Secret::new),
-        endpoint: args.endpoint.clone(),
+        endpoint: (!args.endpoint.is_empty()).then(|| args.endpoint.join(", ")),
         key_name: args.key_name.clone(),
         key: args.key.clone().map(Secret::new),
         tls_fingerprint: args.tls_fingerprint.clone(),
@@ -118,8 +118,10 @@ impl EnvSources {
 /// The relay to use and how to authenticate, after [`resolve`]. `Debug` masks secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
-    /// Where the relay is.
+    /// Where the relay is (the first endpoint given).
     pub endpoint: Endpoint,
+    /// The relay's other endpoints, when several were given (the nodes of one relay).
+    pub others: Vec<Endpoint>,
     /// Key, token or nothing.
     pub credential: Credential,
     /// The hybrid connection, when a connection string named one.
@@ -254,9 +256,10 @@ pub fn resolve(flags: &CredentialSources, env: &EnvSources, store: &ProfileStore
     let mut resolved = if let Some(cs) = &flags.connection_string {
         from_connection_string("--connection-string", cs)?
     } else if let Some(endpoint) = &flags.endpoint {
-        let endpoint = connstr::parse_endpoint(endpoint, false).map_err(ResolveError::Endpoint)?;
+        let mut endpoints = connstr::parse_endpoints(endpoint, false).map_err(ResolveError::Endpoint)?;
         Resolved {
-            endpoint,
+            endpoint: endpoints.remove(0),
+            others: endpoints,
             credential: Credential::None,
             entity_path: None,
             tls_fingerprint: None,
@@ -404,6 +407,7 @@ fn from_connection_string(origin: &'static str, cs: &Secret) -> Result<Resolved,
     let cs = connstr::parse(cs.expose()).map_err(|e| ResolveError::ConnectionString(origin, e))?;
     Ok(Resolved {
         endpoint: cs.endpoint,
+        others: Vec::new(),
         credential: cs.credential,
         entity_path: cs.entity_path,
         tls_fingerprint: None,
@@ -415,11 +419,12 @@ fn from_connection_string(origin: &'static str, cs: &Secret) -> Result<Resolved,
 
 fn from_profile(store: &ProfileStore, name: &str, origin: ProfileOrigin) -> Result<Resolved, ResolveError> {
     let profile = store.require(name).map_err(|e| ResolveError::UnknownProfile(origin, e))?;
-    let (endpoint, credential, tls_fingerprint) =
-        profile.parts().map_err(|e| ResolveError::InvalidProfile(name.to_owned(), e))?;
+    let invalid = |e| ResolveError::InvalidProfile(name.to_owned(), e);
+    let (endpoint, credential, tls_fingerprint) = profile.parts().map_err(invalid)?;
+    let others = profile.endpoints().map_err(invalid)?.split_off(1);
     let source = format!("profile '{name}'");
     let (proxy, token_command) = (profile.proxy.clone(), profile.token_command.clone());
-    Ok(Resolved { endpoint, credential, entity_path: None, tls_fingerprint, source, proxy, token_command })
+    Ok(Resolved { endpoint, others, credential, entity_path: None, tls_fingerprint, source, proxy, token_command })
 }
 
 #[cfg(test)]
@@ -431,6 +436,7 @@ mod tests {
     fn with_entity_path(path: Option<&str>) -> Resolved {
         Resolved {
             endpoint: ep(true, "h", 443),
+            others: Vec::new(),
             credential: Credential::None,
             entity_path: path.map(str::to_owned),
             tls_fingerprint: None,

@@ -190,7 +190,12 @@ fn examples(name: &str) -> String {
         "hyco connect" => &[
             "hyco connect web --bind 9000",
             "hyco connect box/web --bind 9000",
+            "hyco connect box -L 2222:ssh -L 9000:web        # several forwards, one process",
             "ssh -o ProxyCommand='hyco connect ssh --stdio' user@anything",
+        ],
+        "hyco up" => &[
+            "hyco up --check                            # each entry of ~/.config/hyco/up.toml as its command",
+            "hyco up /etc/hyco/up.toml",
         ],
         "hyco demo" => &["hyco demo", "hyco demo --to 127.0.0.1:8080 --bind 9401"],
         "hyco token" => &[
@@ -239,7 +244,7 @@ fn environment(name: &str) -> String {
         "hyco" => {
             &["HYCO_CONNECTION_STRING", "HYCO_PROFILE", "HYCO_CONFIG", "HYCO_DATA_DIR", "HYCO_THREADS", "RUST_LOG"]
         }
-        "hyco listen" | "hyco connect" => &[
+        "hyco listen" | "hyco connect" | "hyco up" => &[
             "HYCO_CONNECTION_STRING",
             "HYCO_PROFILE",
             "HYCO_CONFIG",

@@ -7,10 +7,11 @@
 //! - The clients (`hyco listen`, `hyco connect`): [`client`].
 //! - Around them: [`profile`] and [`credentials`] (which relay, which key), [`cli`] and
 //!   [`app`] (the commands), [`status`] (the clients' counters and status line), [`net`]
-//!   and [`fsutil`] (sockets and files).
+//!   and [`fsutil`] (sockets and files), `ipnet` (IP networks, for every allowlist).
 #![forbid(unsafe_code)]
 
 pub mod app;
+mod backoff;
 pub mod cli;
 pub mod client;
 pub mod connstr;
@@ -23,6 +24,7 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod generated;
 pub mod http1;
+mod ipnet;
 pub mod manage;
 pub mod net;
 pub mod profile;
@@ -32,4 +34,5 @@ pub mod relay;
 pub mod sas;
 pub mod secret;
 pub mod status;
+pub mod up;
 pub mod ws;

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     };
     let filter = hyco::app::log_filter(level, std::env::var("RUST_LOG").ok().as_deref());
     let stats = Arc::new(Stats::default());
-    let client = matches!(cli.command, Command::Listen(_) | Command::Connect(_));
+    let client = matches!(cli.command, Command::Listen(_) | Command::Connect(_) | Command::Up(_));
     let status =
         (client && !stdio && std::io::stderr().is_terminal() && !cli.quiet).then(hyco::status::StatusLine::new);
     let writer = hyco::status::LogWriter::new(status.clone());

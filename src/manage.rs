@@ -144,7 +144,8 @@ fn new_profile(args: ProfileAddArgs, _store: &mut ProfileStore) -> anyhow::Resul
             }
         }
     } else {
-        let endpoint = args.endpoint.clone().expect("clap requires --endpoint or --connection-string-file");
+        // clap requires --endpoint or --connection-string-file.
+        let endpoint = args.endpoint.join(", ");
         match (&args.key_name, &args.key_file, &args.token_file) {
             (Some(name), Some(file), None) => Profile::with_key(endpoint, name, read_secret(file, "key")?),
             (None, None, Some(file)) => Profile::with_token(endpoint, read_secret(file, "token")?),

@@ -126,6 +126,11 @@ pub async fn connect(target: &str) -> io::Result<TcpStream> {
     connect_any(interleave(tokio::net::lookup_host(target).await?.collect())).await
 }
 
+/// Opens a TCP connection to one of `addrs` (already resolved), as [`connect`] does.
+pub async fn connect_addrs(addrs: Vec<std::net::SocketAddr>) -> io::Result<TcpStream> {
+    connect_any(interleave(addrs)).await
+}
+
 /// Orders `addrs` by alternating families, starting with the first one's.
 fn interleave(addrs: Vec<std::net::SocketAddr>) -> Vec<std::net::SocketAddr> {
     let Some(first) = addrs.first() else { return addrs };

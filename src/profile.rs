@@ -10,7 +10,8 @@
 //! ```toml
 //! default = "local"
 //! [profiles.local]
-//! endpoint = "ws://127.0.0.1:9999"        # or sb://ns.servicebus.windows.net/, wss://host:port
+//! endpoint = "ws://127.0.0.1:9999"        # or sb://ns.servicebus.windows.net/, wss://host:port,
+//!                                         # or a relay's nodes: ["wss://n1:443", "wss://n2:443"]
 //! key_name = "RootManageSharedAccessKey"  # key_name + key, or token, or neither
 //! key = "..."
 //! tls_fingerprint = "AB:CD:..."           # optional: pin a self-signed relay
@@ -42,7 +43,9 @@ pub const MAX_NAME_LEN: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
-    /// `sb://host[:port]/` (secure, 443 by default), `wss://host[:port]` or `ws://host[:port]`.
+    /// `sb://host[:port]/` (secure, 443 by default), `wss://host[:port]` or `ws://host[:port]`;
+    /// for a relay of several nodes, several (an array, or one text with commas).
+    #[serde(deserialize_with = "endpoint_list")]
     pub endpoint: String,
     /// Authorization rule name; comes with `key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +67,21 @@ pub struct Profile {
     /// A shell command printing a JWT, used instead of a key or token (`--token-command`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_command: Option<String>,
+}
+
+/// Reads `endpoint`: one text, or an array of them kept as one text with commas between,
+/// as [`connstr::parse_endpoints`] reads it.
+fn endpoint_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) => one,
+        OneOrMany::Many(many) => many.join(", "),
+    })
 }
 
 impl Profile {
@@ -98,11 +116,16 @@ impl Profile {
         self.parts().map(drop)
     }
 
-    /// The parsed endpoint, the credential and the normalized fingerprint.
+    /// Every endpoint of the relay (its nodes), the first as written first.
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>, ProfileError> {
+        connstr::parse_endpoints(&self.endpoint, false).map_err(ProfileError::Endpoint)
+    }
+
+    /// The parsed (first) endpoint, the credential and the normalized fingerprint.
     ///
     /// A `ws://` endpoint means plain WebSocket: there is no emulator flag in a profile.
     pub fn parts(&self) -> Result<(Endpoint, Credential, Option<String>), ProfileError> {
-        let endpoint = connstr::parse_endpoint(&self.endpoint, false).map_err(ProfileError::Endpoint)?;
+        let endpoint = self.endpoints()?.swap_remove(0);
         let credential = match (&self.key_name, &self.key, &self.token) {
             (None, None, None) => Credential::None,
             (Some(name), Some(key), None) => {
@@ -546,6 +569,9 @@ proxy = "http://alice:pr0xy-pass@proxy.corp:3128"
 [profiles.entra]
 endpoint = "sb://ns.servicebus.windows.net/"
 token_command = "az account get-access-token --resource https://relay.azure.net/ --query accessToken -o tsv"
+
+[profiles.nodes]
+endpoint = ["wss://n1.example.net", "wss://n2.example.net:8443"]
 "#
         );
         let store = ProfileStore::from_toml(&text).unwrap();
@@ -571,6 +597,9 @@ token_command = "az account get-access-token --resource https://relay.azure.net/
         assert_eq!(c, Credential::Token(Secret::new(TOKEN)));
         let (e, c, f) = store.get("open").unwrap().parts().unwrap();
         assert_eq!((e, c, f), (ep(true, "relay.example", 8443), Credential::None, None));
+        let nodes = store.get("nodes").unwrap();
+        assert_eq!(nodes.endpoints().unwrap(), [ep(true, "n1.example.net", 443), ep(true, "n2.example.net", 8443)]);
+        assert_eq!(nodes.parts().unwrap().0, ep(true, "n1.example.net", 443), "the first is the relay's name");
     }
 
     #[cfg(unix)]

@@ -39,6 +39,21 @@ pub struct Stats {
     note: Mutex<Option<String>>,
     /// When the command started, for the summary at exit.
     started: Instant,
+    /// The forwards of a command that runs several (`hyco up`, `connect -L` given more than
+    /// once), each with its own counters, by name; the status line and the summary add
+    /// them up.
+    forwards: Mutex<Vec<(String, Arc<Stats>)>>,
+}
+
+/// What the status line and the summary count: a command's own counters, plus its
+/// forwards' ([`Stats::forward`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Totals {
+    active: u64,
+    total: u64,
+    failed: u64,
+    out: u64,
+    inn: u64,
 }
 
 impl Default for Stats {
@@ -55,6 +70,7 @@ impl Default for Stats {
             shown: AtomicBool::new(false),
             note: Mutex::new(None),
             started: Instant::now(),
+            forwards: Mutex::new(Vec::new()),
         }
     }
 }
@@ -75,14 +91,43 @@ impl Stats {
         *self.note.lock().expect("note lock") = note;
     }
 
+    /// New counters for one forward called `name`, counted in these (the status line
+    /// adds them up, and shows what each forward's note says).
+    pub(crate) fn forward(&self, name: &str) -> Arc<Stats> {
+        let stats = Arc::new(Stats::default());
+        self.forwards.lock().expect("forwards lock").push((name.to_owned(), stats.clone()));
+        stats
+    }
+
+    /// These counters and their forwards', added up.
+    fn totals(&self) -> Totals {
+        let mut t = Totals {
+            active: self.active.load(Ordering::Relaxed),
+            total: self.total.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            out: self.bytes_out.load(Ordering::Relaxed),
+            inn: self.bytes_in.load(Ordering::Relaxed),
+        };
+        for (_, f) in self.forwards.lock().expect("forwards lock").iter() {
+            let f = f.totals();
+            t.active += f.active;
+            t.total += f.total;
+            t.failed += f.failed;
+            t.out += f.out;
+            t.inn += f.inn;
+        }
+        t
+    }
+
     /// The line logged at exit: tunnels, failures, bytes each way and how long it ran.
     pub(crate) fn summary(&self) -> String {
+        let t = self.totals();
         format!(
             "{} tunnels ({} failed), out {}, in {}, over {}",
-            self.total.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-            human(self.bytes_out.load(Ordering::Relaxed) as f64),
-            human(self.bytes_in.load(Ordering::Relaxed) as f64),
+            t.total,
+            t.failed,
+            human(t.out as f64),
+            human(t.inn as f64),
             duration(self.started.elapsed()),
         )
     }
@@ -179,7 +224,7 @@ impl StatusLine {
             if !stats.shown.load(Ordering::Relaxed) {
                 continue;
             }
-            let (out, inn) = (stats.bytes_out.load(Ordering::Relaxed), stats.bytes_in.load(Ordering::Relaxed));
+            let Totals { out, inn, .. } = stats.totals();
             let secs = last.0.elapsed().as_secs_f64().max(0.001);
             let rate_out = (out - last.1) as f64 / secs;
             let rate_in = (inn - last.2) as f64 / secs;
@@ -203,13 +248,33 @@ impl StatusLine {
     }
 }
 
-/// The status line's text: the note, the control channels (a listener's), then
-/// tunnels and bytes each way with their rates.
+/// The status line's text: the note, the forwards (of a command that runs several) and
+/// what their notes say, the control channels (a listener's), then tunnels and bytes each
+/// way with their rates.
 fn status_text(stats: &Stats, rate_out: f64, rate_in: f64) -> String {
     let mut parts = Vec::new();
     if let Some(note) = stats.note.lock().expect("note lock").clone() {
         parts.push(note);
     }
+    let forwards = stats.forwards.lock().expect("forwards lock");
+    if !forwards.is_empty() {
+        let notes: Vec<String> = forwards
+            .iter()
+            .filter_map(|(name, f)| f.note.lock().expect("note lock").as_ref().map(|n| format!("{name}: {n}")))
+            .collect();
+        let channels: usize = forwards.iter().map(|(_, f)| *f.channels.borrow()).sum();
+        let listeners = forwards.iter().filter(|(_, f)| f.listener.load(Ordering::Relaxed)).count();
+        let mut head = match forwards.len() {
+            1 => "1 forward".to_owned(),
+            n => format!("{n} forwards"),
+        };
+        if listeners > 0 {
+            head.push_str(&format!(", {channels} control channel{}", if channels == 1 { "" } else { "s" }));
+        }
+        parts.push(head);
+        parts.extend(notes);
+    }
+    drop(forwards);
     if stats.listener.load(Ordering::Relaxed) {
         parts.push(match *stats.channels.borrow() {
             0 => "no control channel to the relay (reconnecting)".to_owned(),
@@ -221,14 +286,10 @@ fn status_text(stats: &Stats, rate_out: f64, rate_in: f64) -> String {
             parts.push(format!("reachable at {}", public.join(", ")));
         }
     }
-    parts.push(format!(
-        "{} active / {} total tunnels, {} failed",
-        stats.active.load(Ordering::Relaxed),
-        stats.total.load(Ordering::Relaxed),
-        stats.failed.load(Ordering::Relaxed),
-    ));
-    parts.push(format!("out {} ({}/s)", human(stats.bytes_out.load(Ordering::Relaxed) as f64), human(rate_out)));
-    parts.push(format!("in {} ({}/s)", human(stats.bytes_in.load(Ordering::Relaxed) as f64), human(rate_in)));
+    let t = stats.totals();
+    parts.push(format!("{} active / {} total tunnels, {} failed", t.active, t.total, t.failed));
+    parts.push(format!("out {} ({}/s)", human(t.out as f64), human(rate_out)));
+    parts.push(format!("in {} ({}/s)", human(t.inn as f64), human(rate_in)));
     parts.join(" | ")
 }
 
@@ -374,6 +435,29 @@ mod tests {
         tally.out(1536);
         tally.inn(3);
         assert!(tally.moved().starts_with("out 1.5 KiB, in 3 B, "), "{}", tally.moved());
+    }
+
+    #[test]
+    fn forwards_add_up_and_say_what_is_wrong_with_each() {
+        let all = Stats::default();
+        let web = all.forward("web");
+        let dns = all.forward("dns");
+        dns.set_listener();
+        dns.channels.send_replace(2);
+        let a = Tally::new(web.clone());
+        a.out(1024);
+        let b = Tally::new(dns.clone());
+        b.inn(2048);
+        b.failed();
+        dns.set_note(Some("retrying in 5 s".into()));
+        assert_eq!(
+            status_text(&all, 0.0, 0.0),
+            "2 forwards, 2 control channels | dns: retrying in 5 s | 2 active / 2 total tunnels, 1 failed \
+             | out 1.0 KiB (0 B/s) | in 2.0 KiB (0 B/s)"
+        );
+        drop(a);
+        assert_eq!(all.totals().active, 1);
+        assert!(all.summary().starts_with("2 tunnels (1 failed), out 1.0 KiB, in 2.0 KiB, over "), "{}", all.summary());
     }
 
     #[test]

@@ -74,7 +74,8 @@ fn the_man_page_documents_the_exit_codes() {
 #[test]
 fn the_systemd_units_use_flags_that_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (unit, sub) in [("hyco-serve.service", "serve"), ("hyco-listen@.service", "listen")] {
+    for (unit, sub) in [("hyco-serve.service", "serve"), ("hyco-listen@.service", "listen"), ("hyco-up.service", "up")]
+    {
         let text = std::fs::read_to_string(root.join("dist/systemd").join(unit)).unwrap();
         // The ExecStart line and its `\` continuations.
         let mut exec = String::new();

@@ -72,11 +72,8 @@ impl Relay {
         let mut args = vec!["connect", path, "--bind", bind];
         args.extend(extra);
         let connect = Proc::spawn(self.cmd(&args));
-        let line = connect
-            .stderr
-            .wait_for(PROC_STEP, "the UDP port bound", |l| l.contains("accepting datagrams on udp:"))
-            .await;
-        let addr = line.split("on udp:").nth(1).and_then(|r| r.split(' ').next()).expect("an address");
+        let line = connect.stderr.wait_for(PROC_STEP, "the UDP port bound", |l| l.contains("accepting on udp:")).await;
+        let addr = line.split("accepting on udp:").nth(1).and_then(|r| r.split(' ').next()).expect("an address");
         (connect, addr.parse().expect("a socket address"))
     }
 }
@@ -471,7 +468,7 @@ async fn a_udp_session_to_a_tcp_target_and_a_stream_to_a_udp_target_are_rejected
     let mut connect = Proc::spawn(relay.cmd(&["connect", "hc/web", "--bind", "127.0.0.1:0", "--udp-idle", "5"]));
     assert!(!connect.exit(PROC_STEP).await.success());
     let stderr = connect.stderr.text();
-    assert!(stderr.contains("--udp-idle and --udp-sessions are for --bind udp:"), "{stderr}");
+    assert!(stderr.contains("--udp-idle and --udp-sessions are for a UDP forward"), "{stderr}");
 }
 
 #[tokio::test]
@@ -527,4 +524,27 @@ async fn datagrams_beyond_a_session_queue_or_the_queued_bytes_are_dropped() {
     let full = dropped(&summary, "with the queue full");
     assert!(full > 300 - 256, "{summary}");
     assert!(full >= 300 - 256 + 80 - 70, "{summary}");
+}
+
+#[tokio::test]
+async fn a_udp_forward_runs_beside_a_tcp_one_in_one_connect() {
+    let relay = Relay::serve("hc-udp-forwards").await;
+    let (udp, tcp) = (UdpTarget::echo().await, Target::echo().await);
+    let _listen = relay.listen("hc", &[udp.spec("dns"), format!("web={}", tcp.addr)], &[]).await;
+    let args = ["connect", "hc", "-L", "udp:127.0.0.1:0:dns", "-L", "127.0.0.1:0:web"];
+    let connect = Proc::spawn(relay.cmd(&args));
+    let bound = |what: &'static str| {
+        let stderr = connect.stderr.clone();
+        async move {
+            let line = stderr.wait_for(PROC_STEP, what, |l| l.contains("accepting on") && l.contains(what)).await;
+            let addr = line.split("accepting on ").nth(1).and_then(|r| r.split(' ').next()).expect("an address");
+            addr.trim_start_matches("udp:").parse::<SocketAddr>().expect("a socket address")
+        }
+    };
+    let (udp_port, tcp_port) = (bound("for hc/dns").await, bound("for hc/web").await);
+    let a = peer(udp_port).await;
+    echoed(&a, b"datagram").await;
+    let mut stream = within("connect", tokio::net::TcpStream::connect(tcp_port)).await.expect("connect");
+    let echoed_bytes = within("an echo", common::bridge::round_trip(&mut stream, b"stream")).await.expect("echo");
+    assert_eq!(echoed_bytes, b"stream");
 }

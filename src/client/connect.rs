@@ -65,9 +65,13 @@ pub async fn open_sender_with(
     id: &str,
     headers: &[(String, String)],
 ) -> anyhow::Result<Opened> {
-    let token = client.token(&settings.hc).await?.map(|(t, _)| t);
-    let url = client.url(&settings.hc, settings.suffix.as_deref(), Action::Connect, Some(id));
-    client.open(&url, token.as_ref(), headers).await.map_err(|e| describe(e, settings))
+    let url = |endpoint: &_| {
+        RelayClient::url_at(endpoint, &settings.hc, settings.suffix.as_deref(), Action::Connect, Some(id))
+    };
+    match client.open_relay(&settings.hc, url, headers).await? {
+        Ok((opened, ..)) => Ok(opened),
+        Err(e) => Err(describe(e, settings)),
+    }
 }
 
 /// Opens a tunnel that waits for its start (see [`prewarm`]).
@@ -109,6 +113,14 @@ impl Checked {
     /// Whether no listener was online.
     pub fn waiting(&self) -> bool {
         matches!(&self.first, Err(OpenFailure::Failed(_)))
+    }
+
+    /// Closes the tunnel that proved a listener online, if any (for a connector that does
+    /// not pool it).
+    pub async fn close(self) {
+        if let Ok(mut tunnel) = self.first {
+            tunnel.goodbye(&CloseFrame::new(protocol::close::NORMAL, "path checked")).await;
+        }
     }
 }
 

@@ -23,11 +23,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::allow::{self, Allowlist};
 use super::http::{self, ControlReply, HttpEnv};
 use super::pump::{self, LocalSide};
 use super::target::{TARGET_CONNECT_TIMEOUT, Targets, connect_target, is_udp};
 use super::tunnel::{GOODBYE_TIMEOUT, Tunnel, short_id};
 use super::{OpenError, RelayClient, datagram, prewarm};
+use crate::backoff::{Backoff, HEALTHY_PERIOD};
 use crate::encoding::encode_component;
 use crate::error::{Kind, failure};
 use crate::protocol::{self, Accept, Action, HttpRequest, ListenerMessage, RelayMessage, RenewToken, close};
@@ -35,10 +37,9 @@ use crate::public::{self, Ask, PortAsk};
 use crate::status::{Stats, Tally};
 use crate::ws::frame::CloseFrame as WsClose;
 
-/// Waits between reconnects, in seconds; the last repeats (docs/protocol.md 5.6).
-const BACKOFF_SECS: [u64; 6] = [0, 1, 2, 5, 10, 30];
-/// A control channel up this long resets the backoff.
-const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
+/// Waits between reconnects (docs/protocol.md 5.6); a control channel up for
+/// [`HEALTHY_PERIOD`] starts it over.
+const RECONNECT: Backoff = Backoff(&[0, 1, 2, 5, 10, 30]);
 /// Words (lower case) in a 403's text that mark a limit or quota rather than a missing
 /// right: hyco's relay says "Listener limit of N reached …"; Azure's quota rejection
 /// names `MaximumListenersPerEndpoint` (Microsoft's "Azure Relay exceptions",
@@ -93,6 +94,9 @@ pub struct ListenSettings {
     /// A sender's UDP session (`Hyco-Proto: udp`) ends after this long without a datagram
     /// (`--udp-idle`): a connector that vanished does not pin a socket.
     pub udp_idle: Duration,
+    /// Destinations senders may name with `Hyco-Destination` (`--allow`, docs/protocol.md
+    /// 10.5); empty: none.
+    pub allow: Allowlist,
 }
 
 impl ListenSettings {
@@ -112,6 +116,7 @@ impl ListenSettings {
             public: Vec::new(),
             azbridge: false,
             udp_idle: datagram::DEFAULT_IDLE,
+            allow: Allowlist::default(),
         }
     }
 }
@@ -182,7 +187,7 @@ pub async fn run_with_online(
     for index in 0..ctx.settings.connections {
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
-        channels.spawn(async move { ctx.keep_channel(shutdown).instrument(info_span!("control", index)).await });
+        channels.spawn(async move { ctx.keep_channel(index, shutdown).instrument(info_span!("control", index)).await });
     }
     let mut result = Ok(());
     while let Some(joined) = channels.join_next().await {
@@ -249,23 +254,31 @@ enum ChannelEnd {
 }
 
 impl Ctx {
-    async fn keep_channel(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Keeps control channel `index` open until `shutdown`. Each attempt goes to the
+    /// relay's next endpoint (the channels of one listener start apart, so that they spread
+    /// over a relay's nodes, and a node that went away is left for the next).
+    async fn keep_channel(self: Arc<Self>, index: usize, shutdown: CancellationToken) -> anyhow::Result<()> {
         let hc = &self.settings.hc;
         let mut attempt = 0;
+        // Endpoints tried so far, and how many in a row could not be reached.
+        let (mut tries, mut unreachable) = (index, 0);
         loop {
-            let Some((token, expiry)) = self.channel_token(&shutdown).await? else { return Ok(()) };
-            let url = self.listen_url();
+            let endpoint = self.client.endpoint_at(tries).clone();
+            tries += 1;
+            let Some((token, expiry)) = self.channel_token(&endpoint, &shutdown).await? else { return Ok(()) };
+            let url = self.listen_url(&endpoint);
             let opened = tokio::select! {
                 o = self.client.open(&url, token.as_ref(), &[]) => o,
                 () = shutdown.cancelled() => return Ok(()),
             };
             match opened {
                 Ok(opened) => {
-                    self.take_grants(&opened.response)?;
+                    unreachable = 0;
+                    self.take_grants(&opened.response, &endpoint)?;
                     self.ever_connected.store(true, Ordering::Relaxed);
                     let started = Instant::now();
-                    info!(hc = %hc, relay = %self.client.endpoint.ws_base(), "listening");
-                    match self.run_channel(opened, expiry, &shutdown).await {
+                    info!(hc = %hc, relay = %endpoint.ws_base(), "listening");
+                    match self.run_channel(opened, expiry, &endpoint, &shutdown).await {
                         ChannelEnd::Shutdown => return Ok(()),
                         ChannelEnd::Lost(why) => warn!("control channel lost: {why}"),
                     }
@@ -280,13 +293,15 @@ impl Ctx {
                         }
                         warn!("cannot listen: {message}; retrying, as this listener was online before");
                     } else {
-                        // Never connected yet: most likely a wrong endpoint, so say so now,
-                        // unless told the network may not be up yet (--wait-for-relay).
+                        // Never connected yet, and no endpoint of the relay answered: most
+                        // likely a wrong endpoint, so say so now, unless told the network
+                        // may not be up yet (--wait-for-relay).
+                        unreachable = if e.kind() == Kind::Unreachable { unreachable + 1 } else { 0 };
                         if !self.ever_connected.load(Ordering::Relaxed)
-                            && e.kind() == Kind::Unreachable
+                            && unreachable >= self.client.endpoint_count()
                             && !self.settings.wait_for_relay
                         {
-                            let relay = self.client.endpoint.ws_base();
+                            let relay = self.client.endpoints_text();
                             if e.names_its_fix() {
                                 return Err(failure(Kind::Unreachable, e.to_string()));
                             }
@@ -299,7 +314,7 @@ impl Ctx {
                     }
                 }
             }
-            let delay = Duration::from_secs(BACKOFF_SECS[attempt.min(BACKOFF_SECS.len() - 1)]);
+            let delay = RECONNECT.delay(attempt);
             attempt += 1;
             if !delay.is_zero() {
                 info!("reconnecting in {} s", delay.as_secs());
@@ -316,15 +331,15 @@ impl Ctx {
     /// then a warning, retried with backoff (docs/protocol.md 3.1).
     async fn channel_token(
         &self,
+        endpoint: &crate::connstr::Endpoint,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<(Option<crate::secret::Secret>, Option<u64>)>> {
         let mut attempt = 0;
         loop {
-            match self.client.token(&self.settings.hc).await {
+            match self.client.token_for(endpoint, &self.settings.hc).await {
                 Ok(t) => return Ok(Some(t.map_or((None, None), |(t, e)| (Some(t), Some(e))))),
                 Err(e) if self.ever_connected.load(Ordering::Relaxed) => {
-                    let delay = Duration::from_secs(BACKOFF_SECS[attempt.min(BACKOFF_SECS.len() - 1)])
-                        .max(Duration::from_secs(1));
+                    let delay = RECONNECT.delay(attempt).max(Duration::from_secs(1));
                     attempt += 1;
                     warn!("cannot get a token: {e:#}; retrying in {} s", delay.as_secs());
                     tokio::select! {
@@ -338,30 +353,27 @@ impl Ctx {
     }
 
     /// The control channel's URL, with the public ports to ask for.
-    fn listen_url(&self) -> String {
+    fn listen_url(&self, endpoint: &crate::connstr::Endpoint) -> String {
         let asks = self.asks.lock().expect("asks lock");
         let query: Vec<String> =
             asks.iter().map(|a| format!("{}={}", public::PARAM_PUBLIC, encode_component(&a.to_string()))).collect();
         let id = protocol::new_guid();
-        protocol::client_url(
-            &self.client.endpoint.ws_base(),
-            &self.settings.hc,
-            None,
-            &query.join("&"),
-            Action::Listen,
-            Some(&id),
-        )
+        protocol::client_url(&endpoint.ws_base(), &self.settings.hc, None, &query.join("&"), Action::Listen, Some(&id))
     }
 
     /// Reads the ports the relay granted from its 101 (docs/protocol.md 10.2), says where
     /// visitors reach them when that changes, and asks for the same ones next time. A
     /// relay that granted none of those asked for does not offer public ports: an error.
-    fn take_grants(&self, response: &crate::http1::Response) -> anyhow::Result<()> {
+    fn take_grants(
+        &self,
+        response: &crate::http1::Response,
+        endpoint: &crate::connstr::Endpoint,
+    ) -> anyhow::Result<()> {
         let mut asks = self.asks.lock().expect("asks lock");
         if asks.is_empty() {
             return Ok(());
         }
-        let relay = self.client.endpoint.ws_base();
+        let relay = endpoint.ws_base();
         let grants = crate::http1::header(&response.headers, public::HEADER_PUBLIC).and_then(public::parse_grants);
         let Some(grants) = grants.filter(|g| g.len() == asks.len()) else {
             let text = format!(
@@ -373,7 +385,7 @@ impl Ctx {
         let host = crate::http1::header(&response.headers, public::HEADER_PUBLIC_HOST)
             .map(crate::http1::sanitize)
             .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| self.client.endpoint.host.clone());
+            .unwrap_or_else(|| endpoint.host.clone());
         for (ask, grant) in asks.iter_mut().zip(&grants) {
             if !matches!(ask.port, PortAsk::Exactly(_)) {
                 ask.port = PortAsk::Prefer(grant.port);
@@ -399,6 +411,7 @@ impl Ctx {
         &self,
         opened: super::Opened,
         mut expiry: Option<u64>,
+        endpoint: &crate::connstr::Endpoint,
         shutdown: &CancellationToken,
     ) -> ChannelEnd {
         let config = WebSocketConfig::default()
@@ -463,7 +476,7 @@ impl Ctx {
                     }
                 }
                 () = tokio::time::sleep_until(renew) => {
-                    match self.client.token(&self.settings.hc).await {
+                    match self.client.token_for(endpoint, &self.settings.hc).await {
                         Ok(Some((token, new_expiry))) => {
                             let msg = ListenerMessage::RenewToken(RenewToken { token: token.expose().to_owned() });
                             let json = serde_json::to_string(&msg).expect("control messages serialize");
@@ -551,6 +564,7 @@ impl Ctx {
         let start_timeout = self.settings.prewarm_start_timeout;
         let azbridge = self.settings.azbridge;
         let udp_idle = self.settings.udp_idle;
+        let allowed = self.settings.allow.clone();
         self.tunnels.spawn(
             async move {
                 let Some(Some(permit)) = force.run_until_cancelled(admission.slot()).await else { return };
@@ -563,6 +577,29 @@ impl Ctx {
                     Ok(s) if !s.is_empty() => format!("{hc}/{}", s.join("/")),
                     _ => hc,
                 };
+                let named = !matches!(&suffix, Ok(s) if s.is_empty());
+                if let Some(asked) = allow::requested(&accept.connect_headers, named) {
+                    // A dynamic destination (docs/protocol.md 10.5): accepted once reached.
+                    let reached = async {
+                        let to = asked?;
+                        let (tcp, addr) = allowed.reach(&to, connect_timeout).await?;
+                        Ok::<_, allow::Rejected>((tcp, format!("{from} -> {path} -> {to} ({addr})")))
+                    };
+                    let (tcp, what) = match force.run_until_cancelled(reached).await {
+                        None => return,
+                        Some(Ok(reached)) => reached,
+                        Some(Err((status, text))) => {
+                            force.run_until_cancelled(reject(&client, &accept, status, &text)).await;
+                            return;
+                        }
+                    };
+                    let opening = accept_rendezvous(&client, &accept, None);
+                    let Some(tunnel) = force.run_until_cancelled(opening).await.flatten() else {
+                        return crate::net::reset(tcp);
+                    };
+                    drop((accept, targets, client, suffix, permit));
+                    return pump::pump_tcp(tcp, tunnel, Tally::new(stats), LocalSide::Target, &what, &force).await;
+                }
                 if azbridge {
                     // azbridge's preamble names the target (docs/protocol.md 10.3).
                     let offered = accept

@@ -5,14 +5,17 @@
 //! where a listener forwards to; `proxy` is the HTTP proxy every relay connection may
 //! go through.
 
+pub mod allow;
 mod azbridge;
 pub mod connect;
 pub mod datagram;
+pub mod forward;
 pub(crate) mod http;
 pub mod listen;
 pub mod prewarm;
 pub(crate) mod proxy;
 mod pump;
+pub mod socks;
 pub mod target;
 mod tls;
 mod token_command;
@@ -45,7 +48,14 @@ const MAX_RESPONSE_HEAD: usize = 32 * 1024;
 /// How a client reaches a relay.
 #[derive(Clone)]
 pub struct RelayClient {
+    /// The relay (the first endpoint given).
     pub(crate) endpoint: Endpoint,
+    /// The relay's other endpoints (the nodes of one relay, docs/protocol.md 11), tried as
+    /// [`Self::endpoint_at`] says.
+    others: Vec<Endpoint>,
+    /// Where this client starts in its endpoints: random, so that clients spread over a
+    /// relay's nodes.
+    start: usize,
     pub credential: Credential,
     /// TLS settings for `wss://` endpoints (and accept addresses).
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -76,6 +86,8 @@ impl RelayClient {
         };
         Ok(Self {
             endpoint,
+            others: Vec::new(),
+            start: 0,
             credential,
             tls,
             token_ttl: protocol::DEFAULT_TOKEN_TTL,
@@ -83,6 +95,60 @@ impl RelayClient {
             proxies: proxy::Proxies::none(),
             token_command: None,
         })
+    }
+
+    /// This client, with more endpoints of the same relay (its other nodes): each
+    /// connection to the relay starts at a random one of them all and goes on to the next
+    /// when one cannot be reached ([`OpenError::may_try_another_endpoint`]).
+    pub(crate) fn with_others(self, others: Vec<Endpoint>) -> Self {
+        let start = if others.is_empty() { 0 } else { rand::random_range(0..=others.len()) };
+        Self { others, start, ..self }
+    }
+
+    /// How many endpoints the relay was given as.
+    pub(crate) fn endpoint_count(&self) -> usize {
+        1 + self.others.len()
+    }
+
+    /// The `i`th endpoint to try, counting from where this client starts, round and round.
+    pub(crate) fn endpoint_at(&self, i: usize) -> &Endpoint {
+        match (self.start + i) % self.endpoint_count() {
+            0 => &self.endpoint,
+            n => &self.others[n - 1],
+        }
+    }
+
+    /// Every endpoint, as `ws[s]://host:port`, for messages.
+    pub(crate) fn endpoints_text(&self) -> String {
+        std::iter::once(&self.endpoint).chain(&self.others).map(Endpoint::ws_base).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Opens a sender's WebSocket to the relay for `hc` at the first endpoint that can be
+    /// reached, starting at a random one (senders spread over a relay's nodes): `url` gives
+    /// the address at an endpoint, and the token (if any) is made for it. Any answer from a relay is final;
+    /// only an endpoint that cannot be reached gives way to the next. The endpoint that
+    /// answered comes with the result, and with it the token's expiry.
+    pub(crate) async fn open_relay(
+        &self,
+        hc: &str,
+        url: impl Fn(&Endpoint) -> String,
+        extra: &[(String, String)],
+    ) -> anyhow::Result<Result<(Opened, &Endpoint, Option<u64>), OpenError>> {
+        let count = self.endpoint_count();
+        let from = rand::random_range(0..count);
+        for i in 0..count {
+            let endpoint = self.endpoint_at(from + i);
+            let token = self.token_for(endpoint, hc).await?;
+            let expiry = token.as_ref().map(|(_, e)| *e);
+            match self.open(&url(endpoint), token.as_ref().map(|(t, _)| t), extra).await {
+                Err(e) if i + 1 < count && e.may_try_another_endpoint() => {
+                    tracing::debug!("{e}; trying the relay's next endpoint");
+                }
+                Err(e) => return Ok(Err(e)),
+                Ok(opened) => return Ok(Ok((opened, endpoint, expiry))),
+            }
+        }
+        unreachable!("a relay has at least one endpoint")
     }
 
     /// This client, presenting tokens that `command` prints (`--token-command`).
@@ -97,8 +163,9 @@ impl RelayClient {
 
     /// The token to present for `hc`: minted from a key (with its expiry), or the given
     /// token, or none; with a token command, its token (and when to renew it). A given
-    /// token that has expired is an error.
-    pub(crate) async fn token(&self, hc: &str) -> anyhow::Result<Option<(Secret, u64)>> {
+    /// token that has expired is an error. A minted token names the host of `endpoint`, the
+    /// one it is for.
+    pub(crate) async fn token_for(&self, endpoint: &Endpoint, hc: &str) -> anyhow::Result<Option<(Secret, u64)>> {
         if let Some(command) = &self.token_command {
             return command.token().await.map(Some);
         }
@@ -106,7 +173,7 @@ impl RelayClient {
             Credential::None => Ok(None),
             Credential::Key { name, key } => {
                 let expiry = protocol::unix_now() + self.token_ttl.as_secs();
-                let audience = protocol::token_audience(&self.endpoint.host, hc);
+                let audience = protocol::token_audience(&endpoint.host, hc);
                 Ok(Some((sas::mint(&audience, name, key, expiry), expiry)))
             }
             Credential::Token(token) => {
@@ -131,9 +198,15 @@ impl RelayClient {
         self.token_command.is_some() || matches!(self.credential, Credential::Key { .. })
     }
 
-    /// `ws[s]://host:port/$hc/{hc}[/{suffix}]?…sb-hc-action=…`
-    pub(crate) fn url(&self, hc: &str, suffix: Option<&str>, action: Action, id: Option<&str>) -> String {
-        protocol::client_url(&self.endpoint.ws_base(), hc, suffix, "", action, id)
+    /// `ws[s]://host:port/$hc/{hc}[/{suffix}]?…sb-hc-action=…` at `endpoint`.
+    pub(crate) fn url_at(
+        endpoint: &Endpoint,
+        hc: &str,
+        suffix: Option<&str>,
+        action: Action,
+        id: Option<&str>,
+    ) -> String {
+        protocol::client_url(&endpoint.ws_base(), hc, suffix, "", action, id)
     }
 
     /// Opens the WebSocket of a rendezvous at an `address` the relay handed out (an
@@ -144,8 +217,17 @@ impl RelayClient {
     }
 
     /// Whether an address the relay handed out leads back to it ([`check_rendezvous_address`]).
+    /// Any of the relay's endpoints will do: a node of a relay of several hands out
+    /// addresses on itself.
     pub(crate) fn trusts(&self, address: &str) -> Result<(), OpenError> {
-        check_rendezvous_address(&self.endpoint, address).map_err(|e| OpenError::Untrusted(e.0))
+        let mut first = None;
+        for endpoint in std::iter::once(&self.endpoint).chain(&self.others) {
+            match check_rendezvous_address(endpoint, address) {
+                Ok(()) => return Ok(()),
+                Err(e) => _ = first.get_or_insert(e),
+            }
+        }
+        Err(OpenError::Untrusted(first.expect("one endpoint at least").0))
     }
 
     /// Opens a WebSocket to `url` with the token (if any) in `ServiceBusAuthorization`.
@@ -277,6 +359,13 @@ impl OpenError {
             | Self::Untrusted(_)
             | Self::Proxy(_) => Kind::Unreachable,
         }
+    }
+
+    /// Whether another endpoint of the relay may do better: this one could not be reached,
+    /// or broke off before it answered. Any answer (a status, a certificate that is not
+    /// the relay's, no accept in time) would be the same from every node.
+    pub(crate) fn may_try_another_endpoint(&self) -> bool {
+        matches!(self, Self::Connect { .. } | Self::Timeout | Self::Tls(_) | Self::Handshake(_))
     }
 
     /// Whether the text already names the cause and the fix, so that a generic "is the
@@ -491,6 +580,8 @@ mod tests {
         let (secure, host, port, _) = split_url(url).unwrap();
         RelayClient {
             endpoint: Endpoint { secure, host, port },
+            others: Vec::new(),
+            start: 0,
             credential: Credential::None,
             tls: None,
             token_ttl: protocol::DEFAULT_TOKEN_TTL,
@@ -498,6 +589,31 @@ mod tests {
             proxies: proxy::Proxies::none(),
             token_command: None,
         }
+    }
+
+    #[test]
+    fn a_relay_of_several_endpoints_is_tried_round_from_a_random_start_and_trusts_each() {
+        let node = |n: u16| Endpoint { secure: true, host: format!("n{n}.example.net"), port: 443 };
+        let client = relay("wss://n0.example.net:443").with_others(vec![node(1), node(2)]);
+        assert_eq!(client.endpoint_count(), 3);
+        let seen: Vec<String> = (0..6).map(|i| client.endpoint_at(i).host.clone()).collect();
+        assert_eq!(seen[..3], seen[3..], "round and round");
+        let mut once = seen[..3].to_vec();
+        once.sort();
+        assert_eq!(once, ["n0.example.net", "n1.example.net", "n2.example.net"], "each once a round");
+        let accept = "/$hc/a?sb-hc-action=accept&sb-hc-id=x";
+        for n in 0..3 {
+            assert!(client.trusts(&format!("wss://n{n}.example.net{accept}")).is_ok(), "node {n}");
+        }
+        assert!(client.trusts(&format!("wss://n3.example.net{accept}")).is_err());
+        assert_eq!(
+            client.endpoints_text(),
+            "wss://n0.example.net:443, wss://n1.example.net:443, wss://n2.example.net:443"
+        );
+        assert!(OpenError::Timeout.may_try_another_endpoint());
+        assert!(!OpenError::NoAnswer { listener: true }.may_try_another_endpoint(), "a relay's answer is final");
+        let rejected = OpenError::Rejected { by: RejectedBy::Relay, status: 404, text: String::new() };
+        assert!(!rejected.may_try_another_endpoint());
     }
 
     #[test]

@@ -39,6 +39,7 @@ use tracing::{Instrument, debug, info, info_span};
 
 use super::pump::{self, LocalSide};
 use super::tunnel::{Idle, Tunnel};
+use crate::backoff::Backoff;
 use crate::protocol::close;
 use crate::status::{Stats, Tally};
 use crate::ws::frame::CloseFrame;
@@ -54,8 +55,8 @@ pub const MAX_TUNNELS: usize = 64;
 const MAX_IDLE: Duration = Duration::from_secs(60);
 /// How long a listener holds a deferred tunnel that is never started.
 pub(super) const START_TIMEOUT: Duration = Duration::from_secs(300);
-/// Waits after failing to open a prewarmed tunnel, in seconds; the last repeats.
-const BACKOFF_SECS: [u64; 5] = [1, 2, 5, 10, 30];
+/// Waits after failing to open a prewarmed tunnel.
+const REOPEN: Backoff = Backoff(&[1, 2, 5, 10, 30]);
 
 /// The `Sec-WebSocket-Protocol` offer of a sender that asks for a deferred start.
 pub fn offer() -> (String, String) {
@@ -246,7 +247,7 @@ impl Pool {
             }
             Err(OpenFailure::Failed(why)) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed);
-                let delay = Duration::from_secs(BACKOFF_SECS[failures.min(BACKOFF_SECS.len() - 1)]);
+                let delay = REOPEN.delay(failures);
                 debug!("cannot prewarm a tunnel: {why:#}; retrying in {} s", delay.as_secs());
                 // The permit is held through the wait, so that failures do not spin.
                 tokio::select! {

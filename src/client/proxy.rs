@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::encoding::decode_component;
+use crate::ipnet::IpNet;
 use crate::secret::Secret;
 
 /// The largest answer head a proxy may send to `CONNECT`.
@@ -218,31 +219,13 @@ pub fn no_proxy_matches(list: &str, host: &str) -> bool {
     })
 }
 
-/// Whether `ip` is the address in `token` or in its network (`addr/bits`).
+/// Whether `ip` is the address in `token` or in its network (`addr/bits`, [`IpNet`]).
 fn ip_matches(ip: IpAddr, token: &str) -> bool {
-    let (addr, bits) = match token.split_once('/') {
-        Some((a, b)) => match b.parse::<u32>() {
-            Ok(b) => (a, Some(b)),
-            Err(_) => return false,
-        },
-        None => (token, None),
+    let token = match token.split_once('/') {
+        Some((addr, bits)) => format!("{}/{bits}", addr.trim_start_matches('[').trim_end_matches(']')),
+        None => token.trim_start_matches('[').trim_end_matches(']').to_owned(),
     };
-    let addr = addr.trim_start_matches('[').trim_end_matches(']');
-    match (ip, addr.parse::<IpAddr>()) {
-        (IpAddr::V4(ip), Ok(IpAddr::V4(net))) => prefix_eq(u32::from(ip).into(), u32::from(net).into(), 32, bits),
-        (IpAddr::V6(ip), Ok(IpAddr::V6(net))) => prefix_eq(u128::from(ip), u128::from(net), 128, bits),
-        _ => false,
-    }
-}
-
-/// Whether the first `bits` (all `width` when none) of `a` and `b` agree.
-fn prefix_eq(a: u128, b: u128, width: u32, bits: Option<u32>) -> bool {
-    let bits = bits.unwrap_or(width);
-    if bits > width {
-        return false;
-    }
-    let drop = 128 - bits;
-    drop >= 128 || (a << (128 - width)) >> drop == (b << (128 - width)) >> drop
+    IpNet::parse(&token).is_ok_and(|net| net.contains(ip))
 }
 
 /// Why a `CONNECT` through a proxy failed; the text names the proxy (host:port) and,

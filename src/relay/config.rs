@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use super::auth::{Right, Rule};
-pub use super::forwarded::IpNet;
+pub use crate::ipnet::IpNet;
 use crate::protocol;
 pub use crate::public::Proto;
 use crate::sas::{LISTEN_KEY_NAME, SEND_KEY_NAME};

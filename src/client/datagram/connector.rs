@@ -107,13 +107,49 @@ fn throttled(counter: &AtomicU64) -> Option<u64> {
     n.is_power_of_two().then_some(n)
 }
 
-/// Checks the path once (as [`connect::check`]: a relay that cannot be reached, rejected
-/// credentials or a listener's rejection are errors; no listener yet is a wait, said once
-/// in the log), then serves datagrams on `socket` until `shutdown`.
+/// Checks the path once ([`check`]), says where it serves, then serves datagrams on
+/// `socket` until `shutdown` ([`run_checked`]).
 pub async fn run(
     client: RelayClient,
     settings: ConnectSettings,
     options: UdpOptions,
+    socket: UdpSocket,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let checked = tokio::select! {
+        c = check(&client, &settings) => c?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    info!("accepting on udp:{} for {}", socket.local_addr()?, settings.label());
+    run_checked(client, settings, options, checked, socket, stats, shutdown).await
+}
+
+/// What [`check`] found: a listener online (and the deferred tunnel that proved it, for
+/// the pool), or none yet.
+pub struct Checked {
+    first: Option<(Tunnel, bool)>,
+}
+
+/// Checks the path once, as [`connect::check`] does for TCP, with a tunnel that says
+/// `Hyco-Proto: udp` and defers its start: a relay that cannot be reached, rejected
+/// credentials or a listener's rejection (a TCP target: 400) are errors; no listener yet
+/// (404) is not: the connector waits for one.
+pub async fn check(client: &RelayClient, settings: &ConnectSettings) -> anyhow::Result<Checked> {
+    match open(client, settings, true).await {
+        Err(e) if kind_of(&e) != Some(Kind::NotFound) => Err(e),
+        Err(_) => Ok(Checked { first: None }),
+        Ok(tunnel) => Ok(Checked { first: Some(tunnel) }),
+    }
+}
+
+/// Serves datagrams on `socket` until `shutdown`, the path checked ([`check`]). No
+/// listener online yet is said once in the log.
+pub async fn run_checked(
+    client: RelayClient,
+    settings: ConnectSettings,
+    options: UdpOptions,
+    checked: Checked,
     socket: UdpSocket,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -139,20 +175,10 @@ pub async fn run(
         shutdown,
         ready: StdMutex::new(VecDeque::new()),
     });
-    let first = tokio::select! {
-        opened = open(&ctx.client, &ctx.settings, true) => opened,
-        () = ctx.shutdown.cancelled() => return Ok(()),
-    };
-    let mut first = match first {
-        Err(e) if kind_of(&e) != Some(Kind::NotFound) => return Err(e),
-        Err(_) => {
-            ctx.presence.absent();
-            None
-        }
-        Ok(tunnel) => Some(tunnel),
-    };
-    let (addr, label) = (ctx.socket.local_addr()?, ctx.settings.label());
-    info!("accepting datagrams on udp:{addr} for {label}");
+    let mut first = checked.first;
+    if first.is_none() {
+        ctx.presence.absent();
+    }
     for n in 0..ctx.options.prewarm {
         let first = if n == 0 { first.take() } else { None };
         ctx.tasks.spawn(ctx.clone().prewarm(first));

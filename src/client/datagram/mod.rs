@@ -19,7 +19,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use connector::{DEFAULT_IDLE, DEFAULT_SESSIONS, MAX_SESSIONS, MAX_UDP_PAYLOAD, UdpOptions, run};
+pub use connector::{
+    Checked, DEFAULT_IDLE, DEFAULT_SESSIONS, MAX_SESSIONS, MAX_UDP_PAYLOAD, UdpOptions, check, run, run_checked,
+};
 pub(super) use listener::{bind_target, hc_session, mismatch, session};
 
 use super::tunnel::{GOODBYE_TIMEOUT, Tunnel};

@@ -1,0 +1,186 @@
+//! Many forwards in one process, with the real binary: `hyco connect -L` given several
+//! times (each forward reaching its own target; a taken port stops the command at start,
+//! exit 7), and `hyco up` running a file's listeners and connectors together, where one
+//! failing entry (its port taken, its profile missing) is said and retried while the
+//! others serve, and comes up once its port is free.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use common::KEY_NAME;
+use common::bridge::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Writes a profile `relay` (the default) for `serve` into `home`'s config, through the CLI.
+async fn add_profile(home: &Path, serve: &ServeProc) {
+    let key_file = home.join("relay.key");
+    std::fs::write(&key_file, &serve.key).unwrap();
+    let endpoint = format!("ws://{}", serve.addr);
+    let out = hyco(home)
+        .args(["profile", "add", "relay", "--endpoint", &endpoint, "--key-name", KEY_NAME, "--key-file"])
+        .arg(&key_file)
+        .arg("--default")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "profile add: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The local address a connector printed for `label` (`hyco: ADDR -> LABEL`).
+async fn bound_for(proc: &Proc, label: &str) -> SocketAddr {
+    let suffix = format!(" -> {label}");
+    let line = proc.stderr.wait_for(PROC_STEP, label, |l| l.starts_with("hyco: ") && l.ends_with(&suffix)).await;
+    line["hyco: ".len()..line.len() - suffix.len()].parse().expect("an address")
+}
+
+/// Connects to `addr` and reads the greeter's first line.
+async fn greeting(addr: SocketAddr) -> String {
+    let tcp = TcpStream::connect(addr).await.expect("connect to the forward");
+    let mut lines = BufReader::new(tcp).lines();
+    let line = tokio::time::timeout(PROC_STEP, lines.next_line()).await.expect("a greeting in time");
+    line.expect("read").expect("a line")
+}
+
+/// Starts `hyco listen box` on the profile with the named `targets`; waits until it listens.
+async fn listen(home: &Path, targets: &[String]) -> Proc {
+    let mut cmd = hyco(home);
+    cmd.args(["listen", "box"]);
+    for t in targets {
+        cmd.args(["--to", t]);
+    }
+    let proc = Proc::spawn(cmd);
+    proc.stderr.wait_for(PROC_STEP, "the listener online", |l| l.contains("listening")).await;
+    proc
+}
+
+#[tokio::test]
+async fn connect_takes_l_many_times_and_each_forward_reaches_its_target() {
+    let home = TempDir::new("fwd-l");
+    let serve = ServeProc::start(home.path()).await;
+    add_profile(home.path(), &serve).await;
+    let (a, b) = (Target::greeter("alpha").await, Target::greeter("beta").await);
+    let _listen = listen(home.path(), &[format!("a={}", a.spec()), format!("b={}", b.spec())]).await;
+
+    let mut cmd = hyco(home.path());
+    cmd.args(["connect", "box", "-L", "0:a", "--forward", "127.0.0.1:0:b"]);
+    let mut connect = Proc::spawn(cmd);
+    let (to_a, to_b) = (bound_for(&connect, "box/a").await, bound_for(&connect, "box/b").await);
+    assert_ne!(to_a, to_b);
+    for _ in 0..3 {
+        assert_eq!(greeting(to_a).await, "alpha");
+        assert_eq!(greeting(to_b).await, "beta");
+    }
+    // Without an HC argument, each REMOTE names its own.
+    let mut cmd = hyco(home.path());
+    cmd.args(["connect", "-L", "0:box/b"]);
+    let mut second = Proc::spawn(cmd);
+    assert_eq!(greeting(bound_for(&second, "box/b").await).await, "beta");
+    assert!(second.terminate().await.success());
+
+    assert!(connect.terminate().await.success());
+    let err = connect.stderr.text();
+    assert!(err.contains("all forwards stopped: 6 tunnels (0 failed)"), "{err}");
+
+    // One taken port: nothing starts, exit 7 naming the flag.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let spec = format!("{}:b", taken.local_addr().unwrap());
+    let out = hyco(home.path()).args(["connect", "box", "-L", "0:a", "-L", &spec]).output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(err.contains("cannot listen on") && err.contains("-L"), "{err}");
+    assert!(!err.contains("-> box/a"), "nothing was announced: {err}");
+    // A REMOTE that is not a target name of the HC given: a configuration error.
+    let out = hyco(home.path()).args(["connect", "box/a", "-L", "0:b"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn up_runs_every_entry_and_a_failing_one_leaves_the_others_serving() {
+    let home = TempDir::new("fwd-up");
+    let serve = ServeProc::start(home.path()).await;
+    add_profile(home.path(), &serve).await;
+    let (a, b) = (Target::greeter("alpha").await, Target::greeter("beta").await);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let file = home.path().join("up.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+profile = "relay"
+
+[[listen]]
+hc = "box"
+to = ["a={a}", "b={b}"]
+
+[[listen]]
+name = "elsewhere"
+hc = "other"
+to = ["9"]
+profile = "missing"
+
+[[connect]]
+hc = "box"
+forward = ["127.0.0.1:0:a"]
+
+[[connect]]
+name = "late"
+hc = "box/b"
+bind = "{taken_addr}"
+"#,
+            a = a.spec(),
+            b = b.spec()
+        ),
+    )
+    .unwrap();
+
+    let out = hyco(home.path()).args(["up", "--check"]).arg(&file).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("listen box: hyco listen box --to a="), "{text}");
+    assert!(text.contains(&format!("late: hyco connect box/b --bind {taken_addr} --profile relay")), "{text}");
+
+    let mut cmd = hyco(home.path());
+    cmd.arg("up").arg(&file);
+    let mut up = Proc::spawn(cmd);
+    let to_a = bound_for(&up, "box/a").await;
+    assert_eq!(greeting(to_a).await, "alpha");
+    // The failing entries are said, and retried.
+    up.stderr.wait_for(PROC_STEP, "the taken port said", |l| l.contains("late: cannot listen on")).await;
+    up.stderr
+        .wait_for(PROC_STEP, "the missing profile said", |l| l.contains("elsewhere: ") && l.contains("missing"))
+        .await;
+    assert_eq!(greeting(to_a).await, "alpha", "the others go on");
+    // Its port freed, the late entry comes up by itself.
+    drop(taken);
+    let late = bound_for(&up, "box/b").await;
+    assert_eq!(late, taken_addr);
+    assert_eq!(greeting(late).await, "beta");
+    assert!(up.terminate().await.success());
+    let err = up.stderr.text();
+    assert!(err.contains("stopped: 3 tunnels"), "{err}");
+
+    // A broken file: exit 3, naming the entry and the key.
+    std::fs::write(&file, "[[listen]]\nhc = \"box\"\nto = [\"22\"]\ntoo = 1\n").unwrap();
+    let out = hyco(home.path()).arg("up").arg(&file).output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("[[listen]] #1") && err.contains("'too'"), "{err}");
+    let out = hyco(home.path()).args(["up", "/nonexistent/up.toml"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[tokio::test]
+async fn a_key_in_the_file_is_refused_without_showing_it() {
+    let home = TempDir::new("fwd-key");
+    let file = home.path().join("up.toml");
+    std::fs::write(&file, "[[connect]]\nhc = \"box/a\"\nbind = \"0\"\nkey_name = \"k\"\nkey = \"c2VjcmV0a2V5\"\n")
+        .unwrap();
+    let out = hyco(home.path()).arg("up").arg(&file).output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("profile") && !err.contains("c2VjcmV0a2V5"), "{err}");
+}
