@@ -31,6 +31,7 @@ use super::super::connect::{self, ConnectSettings, kind_of};
 use super::super::tunnel::{Idle, Tunnel};
 use super::super::{Opened, RelayClient, prewarm};
 use super::{Ended, Local, Session};
+use crate::backoff::Backoff;
 use crate::error::{Kind, failure};
 use crate::protocol::{self, HEADER_PROTO, close};
 use crate::status::Stats;
@@ -57,8 +58,9 @@ const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
 const ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// An unused prewarmed tunnel is closed and replaced after this long.
 const PREWARM_MAX_IDLE: Duration = Duration::from_secs(60);
-/// Waits after failing to open a prewarmed tunnel, in seconds; the last repeats.
-const PREWARM_BACKOFF_SECS: [u64; 5] = [1, 2, 5, 10, 30];
+/// Waits after failing to open a prewarmed tunnel, in seconds; the last repeats (as the
+/// TCP pool's).
+const PREWARM_REOPEN: Backoff = Backoff(&[1, 2, 5, 10, 30]);
 
 /// How `hyco connect --bind udp:…` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -404,10 +406,10 @@ impl Ctx {
                         self.presence.absent();
                     }
                     debug!("prewarming a tunnel failed: {e:#}");
-                    let secs = PREWARM_BACKOFF_SECS[failures.min(PREWARM_BACKOFF_SECS.len() - 1)];
+                    let wait = PREWARM_REOPEN.delay(failures);
                     failures += 1;
                     tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(secs)) => continue,
+                        () = tokio::time::sleep(wait) => continue,
                         () = self.shutdown.cancelled() => return,
                     }
                 }
