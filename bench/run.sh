@@ -2,8 +2,9 @@
 # Loopback benchmark: hyco's two paths, connect (visitor -> connect -> serve -> listen ->
 # target) and public port (visitor -> serve -> listen -> target, bore's and rathole's
 # topology), against direct TCP, bore, rathole, frp and chisel, all measured in the same run;
-# UDP through hyco's public port against rathole's UDP forwarding; a Unix-socket forward's
-# CPU per GB against a TCP one's (bench/unix_cpu.sh). Not part of `cargo test`;
+# UDP through hyco's public port and through `hyco connect --bind udp:` (the hybrid-connection
+# path) against rathole's UDP forwarding; a Unix-socket forward's CPU per GB against a TCP
+# one's (bench/unix_cpu.sh). Not part of `cargo test`;
 # see README "Benchmark".
 #
 #   bash bench/run.sh            # ~9 minutes (installing the peers first: ~18 more); writes bench/RESULTS.md
@@ -127,17 +128,19 @@ wait_listening "$ECHO"
 PEER_TOOLS=(bore rathole-tcp rathole-ws frp chisel)
 UDP_PEERS=(rathole-tcp rathole-ws)
 has_public() { "$1" listen --help 2>/dev/null | grep -q -- '--public'; }
-HYCOS=(hyco) PUBLICS=() NOTES=()
+has_udp_bind() { "$1" connect --help 2>/dev/null | grep -q -- 'udp:'; }
+HYCOS=(hyco) PUBLICS=() HC_UDPS=() NOTES=()
 if has_public "$HYCO"; then PUBLICS+=(hyco-public); else NOTES+=("hyco's listen has no --public: its public path is not measured."); fi
+if has_udp_bind "$HYCO"; then HC_UDPS+=(hyco-udp); else NOTES+=("hyco's connect has no --bind udp: its UDP connect path is not measured."); fi
 if [[ -n $HYCO_BASE ]]; then
   HYCOS+=(hyco-base)
   if has_public "$HYCO_BASE"; then PUBLICS+=(hyco-base-public); else NOTES+=("hyco base's listen has no --public: its public path is not measured."); fi
 fi
 TOOLS=(direct "${PEER_TOOLS[@]}" "${HYCOS[@]}" "${PUBLICS[@]}")
-UDP_TOOLS=("${UDP_PEERS[@]}" "${PUBLICS[@]}")
+UDP_TOOLS=("${UDP_PEERS[@]}" "${PUBLICS[@]}" "${HC_UDPS[@]}")
 declare -A LABEL=([direct]=direct [bore]=bore [rathole-tcp]="rathole tcp" [rathole-ws]="rathole ws"
   [frp]=frp [chisel]=chisel [hyco]=hyco [hyco-base]="hyco base" [hyco-public]="hyco public"
-  [hyco-base-public]="hyco base public")
+  [hyco-base-public]="hyco base public" [hyco-udp]="hyco connect udp")
 declare -A IPORT EPORT UPORT SERVER CLIENTS LISTEN CONNECT
 IPORT[direct]=$IPERF EPORT[direct]=$ECHO
 
@@ -266,7 +269,10 @@ hyco_serve() { # name binary relay-port config: a relay of its own; sets HENV an
 hyco_tunnels() { # name binary relay-port: serve, listen and two connects, as the other tools' tunnels
   local t=$1 bin=$2 port=$3
   hyco_serve "$t" "$bin" "$port" "$WORK/relay.toml"
-  spawn "$t-listen" "${HENV[@]}" "$bin" listen bench --to "iperf=127.0.0.1:$IPERF" --to "echo=127.0.0.1:$ECHO" "${HCRED[@]}"
+  local udp=()
+  [[ $t == hyco && ${#HC_UDPS[@]} -gt 0 ]] && udp=(--to "iperf-udp=udp://127.0.0.1:$IPERF")
+  spawn "$t-listen" "${HENV[@]}" "$bin" listen bench --to "iperf=127.0.0.1:$IPERF" --to "echo=127.0.0.1:$ECHO" \
+    "${udp[@]}" "${HCRED[@]}"
   LISTEN[$t]=$LAST
   spawn "$t-connect-iperf" "${HENV[@]}" "$bin" connect bench/iperf --bind "127.0.0.1:$((port + 1))" "${HCRED[@]}"
   CLIENTS[$t]="${LISTEN[$t]} $LAST"
@@ -274,6 +280,15 @@ hyco_tunnels() { # name binary relay-port: serve, listen and two connects, as th
   CONNECT[$t]=$LAST
   CLIENTS[$t]+=" $LAST"
   IPORT[$t]=$((port + 1)) EPORT[$t]=$((port + 2))
+  if ((${#udp[@]})); then
+    # The hybrid-connection UDP path, through this relay and listener: iperf3 -u keeps its
+    # control connection on TCP, so a TCP connect and a UDP connect share one port number.
+    spawn hyco-udp-connect-tcp "${HENV[@]}" "$bin" connect bench/iperf --bind "127.0.0.1:$((port + 3))" "${HCRED[@]}"
+    CLIENTS[hyco-udp]="${LISTEN[$t]} $LAST"
+    spawn hyco-udp-connect "${HENV[@]}" "$bin" connect bench/iperf-udp --bind "udp:127.0.0.1:$((port + 3))" "${HCRED[@]}"
+    CLIENTS[hyco-udp]+=" $LAST"
+    SERVER[hyco-udp]=${SERVER[$t]} UPORT[hyco-udp]=$((port + 3))
+  fi
 }
 hyco_public() { # name binary relay-port: serve and a listen asking for public ports, as bore's and rathole's tunnels
   local t=$1 bin=$2 port=$3
@@ -500,6 +515,7 @@ TARGETS=(
 )
 for rate in "${UDP_RATES[@]}"; do
   TARGETS+=("UDP received packets/s at $rate (against rathole)|hyco-public|udp_$rate|higher|>=|1.0|x")
+  TARGETS+=("UDP received packets/s at $rate (against rathole)|hyco-udp|udp_$rate|higher|>=|1.0|x")
 done
 best_udp() { # metric -> the best rathole value (more packets/s)
   local v out="" p
@@ -535,7 +551,7 @@ target_row() { # one TARGETS entry -> a table line
 udp_rows() { # the UDP table
   local rate t names="" rules="" cells offered
   for t in "${UDP_TOOLS[@]}"; do names+=" ${LABEL[$t]} |" rules+=" --- |"; done
-  for t in "${PUBLICS[@]}"; do names+=" ${LABEL[$t]} / best rathole |" rules+=" --- |"; done
+  for t in "${PUBLICS[@]}" "${HC_UDPS[@]}"; do names+=" ${LABEL[$t]} / best rathole |" rules+=" --- |"; done
   ((${#PUBLICS[@]} == 2)) && names+=" hyco public / hyco base public |" rules+=" --- |"
   printf '| offered rate (iperf3 -u -l %s) |%s\n| --- |%s\n' "$UDP_LEN" "$names" "$rules"
   for rate in "${UDP_RATES[@]}"; do
@@ -550,7 +566,7 @@ udp_rows() { # the UDP table
         cells+=" not measured |"
       fi
     done
-    for t in "${PUBLICS[@]}"; do cells+=" $(ratio "${R[$t,udp_$rate]:-}" "$(best_udp "udp_$rate")") |"; done
+    for t in "${PUBLICS[@]}" "${HC_UDPS[@]}"; do cells+=" $(ratio "${R[$t,udp_$rate]:-}" "$(best_udp "udp_$rate")") |"; done
     ((${#PUBLICS[@]} == 2)) && cells+=" $(ratio "${R[hyco-public,udp_$rate]:-}" "${R[hyco-base-public,udp_$rate]:-}") |"
     printf '| %s (%s pkt/s) |%s\n' "$rate" "$offered" "$cells"
   done
@@ -595,7 +611,8 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   row "all processes' CPU per GB, s" cpuall lower 2
   echo
   echo "UDP: iperf3 -u -t $SECS at a fixed offered rate through each tool's UDP port (rathole: a"
-  echo "\`type = \"udp\"\` service; hyco: a \`udp://\` target's public port), iperf3's TCP control"
+  echo "\`type = \"udp\"\` service; hyco public: a \`udp://\` target's public port; hyco connect udp:"
+  echo "\`hyco connect --bind udp:\` -> serve -> listen -> the \`udp://\` target), iperf3's TCP control"
   echo "connection on the same port number; datagrams received per second and the share lost as"
   echo "iperf3's server counts them, median of $ROUNDS interleaved rounds."
   echo

@@ -172,7 +172,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__connect)
-            opts="-L -D -v -q -h -V --target --bind --bind-mode --stdio --forward --socks --prewarm --keepalive --azbridge-port --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
+            opts="-L -D -v -q -h -V --target --bind --bind-mode --stdio --forward --socks --prewarm --keepalive --azbridge-port --udp-idle --udp-sessions --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -215,6 +215,14 @@ _hyco() {
                     return 0
                     ;;
                 --azbridge-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --udp-idle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --udp-sessions)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -506,7 +514,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__listen)
-            opts="-v -q -h -V --to --allow --connections --http --keep-path-prefix --max-rendezvous --public --keepalive --azbridge --wait-for-relay --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
+            opts="-v -q -h -V --to --allow --connections --http --keep-path-prefix --max-rendezvous --public --keepalive --azbridge --wait-for-relay --udp-idle --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -533,6 +541,10 @@ _hyco() {
                     return 0
                     ;;
                 --keepalive)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --udp-idle)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -379,6 +379,7 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     settings.max_rendezvous = usize::from(args.max_rendezvous);
     settings.wait_for_relay = args.wait_for_relay;
     settings.azbridge = args.azbridge;
+    settings.udp_idle = std::time::Duration::from_secs(args.udp_idle);
     settings.public = settings.targets.public_asks(&args.public).map_err(|e| failure(Kind::Config, e.to_string()))?;
     raise_open_file_limit();
     stats.show();
@@ -417,7 +418,21 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     if args.prewarm.is_none() && tunnels == 0 && args.azbridge_port.is_none() {
         info!("prewarming is off against Azure Relay (--prewarm N turns it on)");
     }
-    let options = forward::Options { prewarm: Prewarm { tunnels, ..Prewarm::default() }, bind_mode: args.bind_mode };
+    let udp = forwards.iter().any(|f| f.local.starts_with(crate::cli::UDP_BIND));
+    if !udp && (args.udp_idle.is_some() || args.udp_sessions.is_some()) {
+        bail!("--udp-idle and --udp-sessions are for a UDP forward (--bind udp:[HOST:]PORT, -L udp:PORT:NAME)");
+    }
+    if udp && args.azbridge_port.is_some() {
+        bail!("--azbridge-port is for TCP forwards: hyco connect sends azbridge streams only");
+    }
+    let defaults = crate::client::datagram::UdpOptions::default();
+    let udp = crate::client::datagram::UdpOptions {
+        idle: args.udp_idle.map_or(defaults.idle, std::time::Duration::from_secs),
+        sessions: args.udp_sessions.map_or(defaults.sessions, |n| n as usize),
+        prewarm: tunnels,
+    };
+    let prewarm = Prewarm { tunnels, ..Prewarm::default() };
+    let options = forward::Options { prewarm, bind_mode: args.bind_mode, udp };
     forward::run(client, forwards, options, stats, shutdown).await
 }
 

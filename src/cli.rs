@@ -338,8 +338,8 @@ pub struct ListenArgs {
     pub hc: Option<String>,
     /// Target for accepted connections: `PORT` (on 127.0.0.1), `host:port`, a Unix socket
     /// `unix:PATH`, or `name=host:port` (`name=unix:PATH`) chosen by the sender's path
-    /// (`hyco connect HC/name`); `udp://host:port` for a public UDP port (--public).
-    /// Repeatable. Optional with --allow.
+    /// (`hyco connect HC/name`); `udp://host:port` for a UDP service (reached by `hyco
+    /// connect --bind udp:…` or a public UDP port). Repeatable. Optional with --allow.
     #[arg(long = "to", value_name = "[NAME=]HOST:PORT", required_unless_present = "allow")]
     pub targets: Vec<String>,
     /// Let senders (`hyco connect HC --socks`) reach destinations this rule matches:
@@ -388,6 +388,11 @@ pub struct ListenArgs {
     /// listener retries through them).
     #[arg(long)]
     pub wait_for_relay: bool,
+    /// Seconds a UDP session from `hyco connect --bind udp:…` may go without a datagram
+    /// either way before the listener ends it (a public port's sessions have the relay's).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_UDP_IDLE_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub udp_idle: u64,
     /// HTTP proxy to the relay: `http://[USER:PASS@]HOST:PORT`, or `none` to go direct
     /// whatever HTTPS_PROXY, HTTP_PROXY, ALL_PROXY or the profile's `proxy` say. NO_PROXY
     /// still exempts hosts. Targets are always reached directly.
@@ -413,9 +418,11 @@ pub struct ConnectArgs {
     /// use this target name.
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Where to accept local connections: `PORT` (on 127.0.0.1), `HOST:PORT`, or a Unix
-    /// socket `unix:PATH` (created; a stale socket there is replaced; removed on exit).
-    #[arg(long, value_name = "[HOST:]PORT|unix:PATH", value_parser = local_bind_text)]
+    /// Where to accept local connections: `PORT` (on 127.0.0.1), `HOST:PORT`, a Unix
+    /// socket `unix:PATH` (created; a stale socket there is replaced; removed on exit), or
+    /// with `udp:` (`udp:5353`, `udp:0.0.0.0:5353`) a UDP port, each peer address a session
+    /// with a tunnel of its own, to a listener's `udp://` target.
+    #[arg(long, value_name = "[udp:][HOST:]PORT|unix:PATH", value_parser = local_bind_text)]
     pub bind: Option<String>,
     /// With --bind unix:PATH: the socket's permissions, in octal (default 0600: its owner
     /// only; 0660 lets its group in).
@@ -425,7 +432,8 @@ pub struct ConnectArgs {
     #[arg(long, conflicts_with_all = ["bind", "forwards", "socks"])]
     pub stdio: bool,
     /// Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as
-    /// --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`), or
+    /// --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`,
+    /// `udp:5353:dns`), or
     /// `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward
     /// runs beside the others, with its own tunnels and counters.
     #[arg(short = 'L', long = "forward", value_name = "LOCAL:REMOTE", conflicts_with = "target")]
@@ -455,6 +463,15 @@ pub struct ConnectArgs {
     /// No prewarming.
     #[arg(long, value_name = "NAME")]
     pub azbridge_port: Option<String>,
+    /// With --bind udp:…: seconds a session may go without a datagram either way before it
+    /// ends (its peer's next datagram opens a new one). Default: 60.
+    #[arg(long, value_name = "SECS", conflicts_with = "stdio", value_parser = clap::value_parser!(u64).range(1..))]
+    pub udp_idle: Option<u64>,
+    /// With --bind udp:…: sessions (local peer addresses) at once; a new peer's datagrams
+    /// beyond are dropped, counted and logged. Default: 1024.
+    #[arg(long, value_name = "N", conflicts_with = "stdio",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_UDP_SESSIONS))]
+    pub udp_sessions: Option<u32>,
     /// HTTP proxy to the relay: `http://[USER:PASS@]HOST:PORT`, or `none` to go direct
     /// whatever HTTPS_PROXY, HTTP_PROXY, ALL_PROXY or the profile's `proxy` say. NO_PROXY
     /// still exempts hosts. Targets are always reached directly.
@@ -472,6 +489,10 @@ pub struct ConnectArgs {
 
 const DEFAULT_KEEPALIVE_SECS: u64 = crate::ws::pump::DEFAULT_KEEPALIVE.as_secs();
 const MAX_PREWARM: i64 = crate::client::prewarm::MAX_TUNNELS as i64;
+const DEFAULT_UDP_IDLE_SECS: u64 = crate::client::datagram::DEFAULT_IDLE.as_secs();
+const MAX_UDP_SESSIONS: i64 = crate::client::datagram::MAX_SESSIONS as i64;
+/// The prefix of a `--bind` value for a UDP port.
+pub const UDP_BIND: &str = "udp:";
 
 /// Parses an address to bind, the same for every `--bind` (and `--metrics`): `PORT`
 /// (on 127.0.0.1), `IP:PORT`, `[IPv6]:PORT` or `NAME:PORT` (a name is resolved, its
@@ -522,12 +543,13 @@ fn bind_text(text: &str) -> Result<String, String> {
     parse_bind(text).map(|_| text.to_owned())
 }
 
-/// Checks a `connect --bind` value: an address as [`parse_bind`] takes, or `unix:PATH`.
+/// Checks a `connect --bind` value: an address as [`parse_bind`] takes, the same with
+/// `udp:` before it, or `unix:PATH`.
 fn local_bind_text(text: &str) -> Result<String, String> {
     match text.strip_prefix(crate::local::UNIX_SCHEME) {
         Some("") => Err("unix: needs a path (unix:/run/user/1000/hyco.sock)".to_owned()),
         Some(_) => Ok(text.to_owned()),
-        None => bind_text(text),
+        None => parse_bind(text.strip_prefix(UDP_BIND).unwrap_or(text)).map(|_| text.to_owned()),
     }
 }
 
@@ -595,6 +617,11 @@ mod tests {
         let Command::Serve(serve) = parse(&["serve", "--bind", "9401"]).unwrap().command else { panic!() };
         assert_eq!(serve.bind.to_string(), "127.0.0.1:9401");
         assert!(parse(&["connect", "hc", "--bind", "localhost:9013"]).is_ok());
+        assert!(parse(&["connect", "hc", "--bind", "udp:5353", "--udp-sessions", "2", "--udp-idle", "5"]).is_ok());
+        assert!(parse(&["connect", "hc", "--bind", "udp:0.0.0.0:99999"]).is_err());
+        assert!(parse(&["connect", "hc", "--bind", "udp:5353", "--udp-sessions", "0"]).is_err());
+        assert!(parse(&["connect", "hc", "--bind", "udp:5353", "--udp-sessions", "65537"]).is_err());
+        assert!(parse(&["connect", "hc", "--bind", "udp:5353", "--udp-idle", "0"]).is_err());
         assert!(parse(&["demo", "--bind", "99999"]).is_err());
     }
 

@@ -41,6 +41,9 @@ pub const TOKEN_HEADER: &str = "ServiceBusAuthorization";
 pub const PREWARM_IMMEDIATE: &str = "hyco.immediate";
 /// The subprotocol a hyco listener picks to defer its target until *start* (10.1).
 pub const PREWARM_DEFERRED: &str = "hyco.deferred";
+/// The connect header of a sender whose tunnel carries datagrams (`udp`) rather than a
+/// byte stream (`tcp`, the same as none), docs/protocol.md 10.4.
+pub const HEADER_PROTO: &str = "Hyco-Proto";
 pub const PARAM_ACTION: &str = "sb-hc-action";
 pub const PARAM_ID: &str = "sb-hc-id";
 pub const PARAM_TOKEN: &str = "sb-hc-token";

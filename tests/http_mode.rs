@@ -445,7 +445,7 @@ async fn a_udp_target_is_no_http_server_and_says_so() {
     let tok = token("hc");
     let reply = call(&relay, "GET", "/hc/dns/x", &[(TOKEN_HEADER, &tok)], Body::Empty).await;
     assert_eq!(reply.status, 502, "{}", reply.text());
-    assert!(reply.text().contains("is UDP: only a public UDP port reaches it"), "{}", reply.text());
+    assert!(reply.text().contains("is UDP: only UDP senders reach it"), "{}", reply.text());
 }
 
 #[tokio::test]

@@ -440,10 +440,10 @@ async fn a_port_reaches_only_targets_of_its_protocol() {
     let url = protocol::client_url(&relay.base(), "mixed", Some("dns"), "", Action::Connect, None);
     let (status, text) = refused(raw_upgrade(relay.addr, &url, &[auth(&token("mixed"))]).await);
     assert_eq!(status, 400);
-    assert!(text.contains("only a public UDP port reaches it"), "{text}");
+    assert!(text.contains("This target is a UDP service: reach it with hyco connect --bind udp:PORT"), "{text}");
     // Nor one that claims to be a visitor: the relay drops a sender's own Hyco-Public.
     let forged = [auth(&token("mixed")), ("Hyco-Public", "udp".to_owned())];
     let (status, text) = refused(raw_upgrade(relay.addr, &url, &forged).await);
     assert_eq!(status, 400, "{text}");
-    assert!(text.contains("only a public UDP port reaches it"), "{text}");
+    assert!(text.contains("This target is a UDP service: reach it with hyco connect --bind udp:PORT"), "{text}");
 }

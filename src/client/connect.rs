@@ -100,7 +100,7 @@ fn describe(e: OpenError, settings: &ConnectSettings) -> anyhow::Error {
 }
 
 /// The [`Kind`] of a failure, if it has one.
-fn kind_of(e: &anyhow::Error) -> Option<Kind> {
+pub(super) fn kind_of(e: &anyhow::Error) -> Option<Kind> {
     e.chain().find_map(|e| e.downcast_ref::<crate::error::Failure>()).map(|f| f.kind)
 }
 

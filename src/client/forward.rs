@@ -7,12 +7,13 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::RelayClient;
 use super::connect::{self, ConnectSettings};
+use super::datagram::{self, UdpOptions};
 use super::prewarm::Prewarm;
 use crate::credentials::{self, HcError, Resolved};
 use crate::error::{Kind, failure};
@@ -125,6 +126,8 @@ pub struct Options {
     pub prewarm: Prewarm,
     /// `--bind-mode`: the mode of the Unix sockets the forwards create.
     pub bind_mode: Option<u32>,
+    /// The sessions of each UDP forward (their prewarm pool is `prewarm`'s size).
+    pub udp: UdpOptions,
 }
 
 /// A forward's local side, bound.
@@ -132,6 +135,8 @@ enum Bound {
     /// A TCP port or a Unix socket whose connections each take a tunnel.
     Stream(LocalListener),
     Socks(TcpListener),
+    /// `udp:[HOST:]PORT` ([`datagram`]).
+    Udp(UdpSocket),
 }
 
 impl Bound {
@@ -140,14 +145,33 @@ impl Bound {
         match self {
             Bound::Stream(l) => Ok(l.label()),
             Bound::Socks(l) => Ok(format!("SOCKS5 on {}", l.local_addr()?)),
+            Bound::Udp(s) => Ok(format!("{}{}", crate::cli::UDP_BIND, s.local_addr()?)),
         }
     }
+}
+
+/// What checking a forward's path found ([`connect::check`], [`datagram::check`]); the
+/// SOCKS5 server checks its own.
+enum Checked {
+    None,
+    Stream(connect::Checked),
+    Udp(datagram::Checked),
 }
 
 /// Binds a forward's local address: a bad one is [`Kind::Config`], a taken or forbidden
 /// one [`Kind::LocalPort`].
 async fn bind(forward: &Forward, options: Options) -> anyhow::Result<Bound> {
     let flag = forward.flag;
+    if let Some(local) = forward.local.strip_prefix(crate::cli::UDP_BIND) {
+        if forward.is_socks() {
+            return Err(failure(Kind::Config, format!("{flag} serves SOCKS5 over TCP, not on a UDP port")));
+        }
+        let addr = crate::cli::parse_bind(local).map_err(|e| failure(Kind::Config, format!("{flag}: {e}")))?;
+        let socket = UdpSocket::bind(addr).await.map_err(|e| {
+            failure(Kind::LocalPort, format!("cannot bind UDP {addr}: {e}; choose another port with {flag}"))
+        })?;
+        return Ok(Bound::Udp(socket));
+    }
     if forward.is_socks() {
         let addr = crate::cli::parse_bind(&forward.local).map_err(|e| failure(Kind::Config, format!("{flag}: {e}")))?;
         let listener = TcpListener::bind(addr).await.map_err(|e| {
@@ -185,9 +209,13 @@ pub async fn run(
         // that rejects the credentials is an error now, not at the first connection.
         // (The SOCKS5 server checks its own: a listener's rejection is not fatal there.)
         let checked = match &local {
-            Bound::Socks(_) => None,
+            Bound::Socks(_) => Checked::None,
             Bound::Stream(_) => tokio::select! {
-                c = connect::check(&client, &forward.settings) => Some(c?),
+                c = connect::check(&client, &forward.settings) => Checked::Stream(c?),
+                () = shutdown.cancelled() => return Ok(()),
+            },
+            Bound::Udp(_) => tokio::select! {
+                c = datagram::check(&client, &forward.settings) => Checked::Udp(c?),
                 () = shutdown.cancelled() => return Ok(()),
             },
         };
@@ -205,13 +233,17 @@ pub async fn run(
         let (client, shutdown) = (client.clone(), shutdown.clone());
         running.spawn(async move {
             match (local, checked) {
-                (Bound::Stream(listener), Some(checked)) => {
+                (Bound::Stream(listener), Checked::Stream(checked)) => {
                     connect::run_checked(client, forward.settings, prewarm, checked, listener, stats, shutdown).await
+                }
+                (Bound::Udp(socket), Checked::Udp(checked)) => {
+                    let udp = UdpOptions { prewarm: prewarm.tunnels, ..options.udp };
+                    datagram::run_checked(client, forward.settings, udp, checked, socket, stats, shutdown).await
                 }
                 (Bound::Socks(listener), _) => {
                     super::socks::run(client, forward.settings, listener, stats, shutdown).await
                 }
-                (Bound::Stream(_), None) => unreachable!("every bound port was checked"),
+                (Bound::Stream(_) | Bound::Udp(_), _) => unreachable!("every bound port was checked"),
             }
         });
     }

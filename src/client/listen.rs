@@ -1,6 +1,6 @@
 //! `hyco listen`: keeps control channels to the relay and bridges every accepted
-//! connection to a local TCP target (or a public UDP port's session to a UDP target,
-//! `datagram`).
+//! connection to a local TCP target (or a datagram session, a public UDP port's or a
+//! sender's, to a UDP target: [`super::datagram`]).
 //!
 //! Each control channel renews its token at half its lifetime, pings the relay and
 //! treats silence as a dead channel, and reconnects with backoff (docs/protocol.md 5.6). A
@@ -91,6 +91,9 @@ pub struct ListenSettings {
     pub public: Vec<Ask>,
     /// Every sender is an azbridge (`-L`): its preamble names the target (`--azbridge`).
     pub azbridge: bool,
+    /// A sender's UDP session (`Hyco-Proto: udp`) ends after this long without a datagram
+    /// (`--udp-idle`): a connector that vanished does not pin a socket.
+    pub udp_idle: Duration,
     /// Destinations senders may name with `Hyco-Destination` (`--allow`, docs/protocol.md
     /// 10.5); empty: none.
     pub allow: Allowlist,
@@ -112,6 +115,7 @@ impl ListenSettings {
             wait_for_relay: false,
             public: Vec::new(),
             azbridge: false,
+            udp_idle: datagram::DEFAULT_IDLE,
             allow: Allowlist::default(),
         }
     }
@@ -559,6 +563,7 @@ impl Ctx {
         let connect_timeout = self.settings.target_connect_timeout;
         let start_timeout = self.settings.prewarm_start_timeout;
         let azbridge = self.settings.azbridge;
+        let udp_idle = self.settings.udp_idle;
         let allowed = self.settings.allow.clone();
         self.tunnels.spawn(
             async move {
@@ -635,6 +640,7 @@ impl Ctx {
                     return;
                 }
                 if is_udp(&target) {
+                    let udp_idle = datagram::hc_session(&accept).then_some(udp_idle);
                     let socket = match force.run_until_cancelled(datagram::bind_target(&target)).await {
                         None => return,
                         Some(Ok(socket)) => socket,
@@ -649,7 +655,7 @@ impl Ctx {
                     let Some(tunnel) = force.run_until_cancelled(opening).await.flatten() else { return };
                     drop((accept, targets, client, suffix, permit));
                     let what = format!("{from} -> {path} -> {target}");
-                    let session = datagram::Session { tunnel, socket, what: &what };
+                    let session = datagram::session(tunnel, socket, &what, udp_idle);
                     return session.run(deferred, &stats, &shutdown, &force).await;
                 }
                 if prewarm::requested(offered) {

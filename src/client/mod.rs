@@ -8,7 +8,7 @@
 pub mod allow;
 mod azbridge;
 pub mod connect;
-mod datagram;
+pub mod datagram;
 pub mod forward;
 pub(crate) mod http;
 pub mod listen;

@@ -198,7 +198,12 @@ fn unix_path(target: &str) -> Option<&std::path::Path> {
 pub(super) async fn connect_target(target: &str, timeout: Duration) -> Result<LocalStream, (u16, String)> {
     use std::io::ErrorKind;
     if is_udp(target) {
-        return Err((502, format!("The target {target} is UDP: only a public UDP port reaches it")));
+        return Err((
+            502,
+            format!(
+                "The target {target} is UDP: only UDP senders reach it (hyco connect --bind udp:PORT, a public UDP port)"
+            ),
+        ));
     }
     let connecting = async {
         match unix_path(target) {

@@ -1,17 +1,18 @@
-//! Datagrams over the frame layer (docs/protocol.md 10.2): one WebSocket message is one UDP
-//! datagram, whatever its fragmentation. [`Datagrams`] reads whole messages up to a size
-//! limit, reassembling continuation frames and reading past (and dropping) a message over
-//! the limit in bounded memory; [`send`] writes one datagram as one binary frame. Used by
-//! both ends of a public UDP port's tunnel: the relay (`relay::public::udp`) and the
-//! listener (`client::datagram`). It answers nothing itself: pings and Closes go to the
+//! Datagrams over the frame layer (docs/protocol.md 10.2, 10.4): one WebSocket message is
+//! one UDP datagram, whatever its fragmentation. [`Datagrams`] reads whole messages up to a
+//! size limit, reassembling continuation frames and reading past (and dropping) a message
+//! over the limit in bounded memory; [`send`] writes one datagram as one binary frame, and
+//! [`push_frame`] and [`send_batch`] several in one write. Used by every datagram tunnel's
+//! ends: the relay's of a public UDP port (`relay::public::udp`), the listener's and the
+//! connector's (`client::datagram`). It answers nothing itself: pings and Closes go to the
 //! caller, as does what to do with the datagrams.
 
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode};
-use super::stream::{FrameReader, FrameWriter};
+use super::frame::{CloseFrame, FrameHeader, MAX_HEADER_LEN, OpCode, apply_mask};
+use super::stream::{FrameReader, FrameWriter, Role};
 
 /// Bytes read at a time while dropping a message over the limit.
 const DISCARD_PIECE: usize = 4 * 1024;
@@ -152,10 +153,30 @@ pub async fn send_in_place<W: AsyncWrite + Unpin>(
     writer.flush().await
 }
 
+/// Appends `datagram` to `batch` as one binary frame, masked when written by a client:
+/// several datagrams waiting together then go out in one write ([`send_batch`]).
+pub fn push_frame(batch: &mut Vec<u8>, datagram: &[u8], role: Role) {
+    let mask = (role == Role::Client).then(rand::random);
+    let header = FrameHeader { fin: true, opcode: OpCode::Binary, mask, len: datagram.len() as u64 };
+    let mut head = [0; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    batch.extend_from_slice(&head[..n]);
+    let at = batch.len();
+    batch.extend_from_slice(datagram);
+    if let Some(mask) = mask {
+        apply_mask(&mut batch[at..], mask, 0);
+    }
+}
+
+/// Writes the whole frames in `batch` ([`push_frame`]) and flushes them.
+pub async fn send_batch<W: AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, batch: &[u8]) -> io::Result<()> {
+    writer.get_mut().write_all(batch).await?;
+    writer.flush().await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ws::stream::Role;
 
     /// Frames as a client would send them, read back by a server-role [`Datagrams`].
     async fn read_all(limit: usize, frames: &[(bool, OpCode, &[u8])]) -> Vec<io::Result<Incoming>> {
@@ -238,6 +259,26 @@ mod tests {
                 Incoming::Close(Some(CloseFrame::new(1000, "bye"))),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_frame_per_datagram() {
+        let mut batch = Vec::new();
+        for d in [&b"one"[..], b"", &[9; 300]] {
+            push_frame(&mut batch, d, Role::Client);
+        }
+        let (a, b) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            let mut w = FrameWriter::new(a, Role::Client);
+            send_batch(&mut w, &batch).await.unwrap();
+        });
+        let mut reader = FrameReader::new(b, &[], Role::Server);
+        let mut datagrams = Datagrams::new(1000, None);
+        for want in [&b"one"[..], b"", &[9; 300]] {
+            assert_eq!(datagrams.next(&mut reader).await.unwrap(), Incoming::Datagram(want.to_vec()));
+        }
+        writer.await.unwrap();
+        assert_eq!(datagrams.next(&mut reader).await.unwrap(), Incoming::End);
     }
 
     #[tokio::test]
