@@ -300,6 +300,32 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_files_parse() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("### Run a machine's whole set").expect("the section");
+        let blocks: Vec<&str> =
+            readme[start..].split("```toml\n").skip(1).take(2).filter_map(|b| b.split("```").next()).collect();
+        assert_eq!(blocks.len(), 2, "the server's file and the laptop's");
+        let server = parse(blocks[0]).unwrap();
+        assert_eq!(server.len(), 2);
+        assert!(
+            server[0]
+                .args
+                .join(" ")
+                .contains("--http --to ssh=22 --to web=unix:/run/app/gunicorn.sock --to dns=udp://127.0.0.1:53"),
+            "{:?}",
+            server[0].args
+        );
+        assert!(server[1].args.join(" ").contains("--allow 192.168.1.0/24:*"), "{:?}", server[1].args);
+        let laptop = parse(blocks[1]).unwrap();
+        assert_eq!(
+            laptop[0].args.join(" "),
+            "connect home --forward 2222:ssh --forward 8080:web --forward udp:5353:dns --profile relay"
+        );
+        assert_eq!(laptop[1].args.join(" "), "connect home-lan --socks 1080 --profile relay");
+    }
+
+    #[test]
     fn mistakes_name_the_entry_and_the_key() {
         let err = |text: &str| parse(text).unwrap_err();
         assert!(err("").contains("no entries"));

@@ -184,3 +184,116 @@ async fn a_key_in_the_file_is_refused_without_showing_it() {
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("profile") && !err.contains("c2VjcmV0a2V5"), "{err}");
 }
+
+/// The line a forward printed for `label`, and the local address in it (`udp:`, `unix:` and
+/// `SOCKS5 on ` kept).
+async fn announced(proc: &Proc, label: &str, prefix: &str) -> String {
+    let suffix = format!(" -> {label}");
+    let start = format!("hyco: {prefix}");
+    let line = proc.stderr.wait_for(PROC_STEP, label, |l| l.starts_with(&start) && l.ends_with(&suffix)).await;
+    line[start.len()..line.len() - suffix.len()].to_owned()
+}
+
+#[tokio::test]
+async fn up_runs_a_forward_of_every_kind_and_one_failing_leaves_the_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let home = TempDir::new("fwd-kinds");
+    let serve = ServeProc::start(home.path()).await;
+    add_profile(home.path(), &serve).await;
+    // The targets: TCP, UDP echo, a Unix socket, and one reached only through SOCKS.
+    let tcp = Target::greeter("alpha").await;
+    let dynamic = Target::greeter("delta").await;
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let udp_addr = udp.local_addr().unwrap();
+    let echo = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+            let _ = udp.send_to(&buf[..n], from).await;
+        }
+    });
+    let unix_path = home.path().join("gamma.sock");
+    let unix = tokio::net::UnixListener::bind(&unix_path).unwrap();
+    let greeter = tokio::spawn(async move {
+        while let Ok((mut s, _)) = unix.accept().await {
+            let _ = s.write_all(b"gamma\n").await;
+        }
+    });
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let local_sock = home.path().join("x.sock");
+    let file = home.path().join("up.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+profile = "relay"
+
+[[listen]]
+hc = "box"
+to = ["a={tcp}", "u=udp://{udp_addr}", "x=unix:{unix}"]
+allow = ["127.0.0.1:{dyn_port}"]
+
+[[connect]]
+hc = "box"
+forward = ["127.0.0.1:0:a", "udp:127.0.0.1:0:u", "unix:{local}:x"]
+
+[[connect]]
+hc = "box"
+socks = "127.0.0.1:0"
+
+[[connect]]
+name = "taken"
+hc = "box/a"
+bind = "{taken}"
+"#,
+            tcp = tcp.spec(),
+            unix = unix_path.display(),
+            dyn_port = dynamic.addr.port(),
+            local = local_sock.display(),
+            taken = taken.local_addr().unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = hyco(home.path());
+    cmd.arg("up").arg(&file);
+    let mut up = Proc::spawn(cmd);
+    up.stderr.wait_for(PROC_STEP, "the taken port said", |l| l.contains("taken: cannot listen on")).await;
+
+    // TCP.
+    let to_a = bound_for(&up, "box/a").await;
+    assert_eq!(greeting(to_a).await, "alpha");
+    // UDP: a datagram comes back whole.
+    let to_u: SocketAddr = announced(&up, "box/u", "udp:").await.parse().unwrap();
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    peer.send_to(b"one datagram", to_u).await.unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = tokio::time::timeout(PROC_STEP, peer.recv_from(&mut buf)).await.expect("an echo").unwrap();
+    assert_eq!(&buf[..n], b"one datagram");
+    // A Unix socket to a Unix socket.
+    let to_x = announced(&up, "box/x", "unix:").await;
+    assert_eq!(to_x, local_sock.display().to_string());
+    let mut s = tokio::net::UnixStream::connect(&local_sock).await.unwrap();
+    let mut got = String::new();
+    tokio::time::timeout(PROC_STEP, s.read_to_string(&mut got)).await.expect("a greeting").unwrap();
+    assert_eq!(got, "gamma\n");
+    drop(s);
+    // SOCKS5 by hand to the allowed destination.
+    let socks: SocketAddr = announced(&up, "box", "SOCKS5 on ").await.parse().unwrap();
+    let mut s = TcpStream::connect(socks).await.unwrap();
+    s.write_all(&[5, 1, 0]).await.unwrap();
+    let mut hello = [0u8; 2];
+    s.read_exact(&mut hello).await.unwrap();
+    assert_eq!(hello, [5, 0]);
+    let port = dynamic.addr.port().to_be_bytes();
+    s.write_all(&[5, 1, 0, 1, 127, 0, 0, 1, port[0], port[1]]).await.unwrap();
+    let mut reply = [0u8; 10];
+    tokio::time::timeout(PROC_STEP, s.read_exact(&mut reply)).await.expect("a reply").unwrap();
+    assert_eq!(reply[..2], [5, 0], "succeeded");
+    let mut line = String::new();
+    tokio::time::timeout(PROC_STEP, BufReader::new(s).read_line(&mut line)).await.expect("a greeting").unwrap();
+    assert_eq!(line, "delta\n");
+
+    assert!(up.terminate().await.success());
+    assert!(!local_sock.exists(), "the Unix socket is removed at exit");
+    echo.abort();
+    greeter.abort();
+}
