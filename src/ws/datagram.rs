@@ -174,6 +174,23 @@ pub async fn send_batch<W: AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, batc
     writer.flush().await
 }
 
+/// Completes once nothing has moved for `timeout` since `started` + `last` milliseconds: a
+/// datagram session's idle timer (a public UDP port's, and a connector's or listener's),
+/// whose ends store when a datagram last went either way.
+pub(crate) async fn idle(
+    timeout: std::time::Duration,
+    started: tokio::time::Instant,
+    last: &std::sync::atomic::AtomicU64,
+) {
+    loop {
+        let at = started + std::time::Duration::from_millis(last.load(std::sync::atomic::Ordering::Relaxed)) + timeout;
+        if tokio::time::Instant::now() >= at {
+            return;
+        }
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -200,7 +200,7 @@ impl<L: Local> Session<'_, L> {
             };
             let idle = async {
                 match self.idle {
-                    Some(timeout) => idle(timeout, started, &last).await,
+                    Some(timeout) => crate::ws::datagram::idle(timeout, started, &last).await,
                     None => std::future::pending().await,
                 }
             };
@@ -217,16 +217,5 @@ impl<L: Local> Session<'_, L> {
             let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.send_close(Some(&frame))).await;
         }
         ended
-    }
-}
-
-/// Completes once nothing has moved for `timeout` since `started` + `last` milliseconds.
-async fn idle(timeout: Duration, started: Instant, last: &AtomicU64) {
-    loop {
-        let at = started + Duration::from_millis(last.load(Relaxed)) + timeout;
-        if Instant::now() >= at {
-            return;
-        }
-        tokio::time::sleep_until(at).await;
     }
 }

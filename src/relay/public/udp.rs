@@ -247,20 +247,9 @@ impl Session {
         tokio::select! {
             Err(why) = up => why,
             Err(why) = down => why,
-            () = idle(timeout, started, &last) => Ended::Idle,
+            () = crate::ws::datagram::idle(timeout, started, &last) => Ended::Idle,
             () = stop.cancelled() => Ended::Stopped,
             () = self.relay.force.cancelled() => Ended::Stopped,
         }
-    }
-}
-
-/// Completes once nothing has moved for `timeout` since `started` + `last` milliseconds.
-async fn idle(timeout: Duration, started: Instant, last: &AtomicU64) {
-    loop {
-        let at = started + Duration::from_millis(last.load(Relaxed)) + timeout;
-        if Instant::now() >= at {
-            return;
-        }
-        tokio::time::sleep_until(at).await;
     }
 }
