@@ -168,6 +168,14 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     if settings.public.host.is_none() {
         settings.public.host = args.public_host.clone();
     }
+    if let Some(url) = &args.cluster {
+        let cluster =
+            relay::ClusterSettings::new(url).map_err(|e| failure(Kind::Config, format!("--cluster: {e:#}")))?;
+        settings.cluster = Some(match settings.cluster.take() {
+            Some(configured) => relay::ClusterSettings { redis_url: cluster.redis_url, ..configured },
+            None => cluster,
+        });
+    }
     let (tls, fingerprint) = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
         (Some(cert), Some(key), _) => {
             let (config, print) = relay::tls::from_pem_files(cert, key)
@@ -253,6 +261,9 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     }
     if args.config.is_none() {
         println!("Hybrid connections are created when a listener first asks for them.");
+    }
+    if let Some(cluster) = &settings.cluster {
+        println!("Cluster node {}: listeners and senders shared with the other nodes through Redis.", cluster.node_id);
     }
     if settings.public.rules.as_ref().is_none_or(|r| !r.is_empty()) {
         let (first, last) = (settings.public.range.start(), settings.public.range.end());

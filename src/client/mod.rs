@@ -58,6 +58,9 @@ pub struct RelayClient {
     proxies: proxy::Proxies,
     /// `--token-command`: where JWTs come from, instead of the credential.
     token_command: Option<Arc<token_command::TokenCommand>>,
+    /// Other nodes of the same relay (docs/protocol.md 11), whose rendezvous addresses
+    /// are trusted as the relay's own.
+    peers: Vec<Endpoint>,
 }
 
 impl fmt::Debug for RelayClient {
@@ -83,7 +86,14 @@ impl RelayClient {
             keepalive: Some(crate::ws::pump::DEFAULT_KEEPALIVE),
             proxies: proxy::Proxies::none(),
             token_command: None,
+            peers: Vec::new(),
         })
+    }
+
+    /// This client, trusting rendezvous addresses on `peers` too: the other nodes of a
+    /// relay of several (docs/protocol.md 11), where a sender's node hands out the address.
+    pub fn with_peers(self, peers: Vec<Endpoint>) -> Self {
+        Self { peers, ..self }
     }
 
     /// This client, presenting tokens that `command` prints (`--token-command`).
@@ -146,7 +156,11 @@ impl RelayClient {
 
     /// Whether an address the relay handed out leads back to it ([`check_rendezvous_address`]).
     pub(crate) fn trusts(&self, address: &str) -> Result<(), OpenError> {
-        check_rendezvous_address(&self.endpoint, address).map_err(|e| OpenError::Untrusted(e.0))
+        let own = check_rendezvous_address(&self.endpoint, address);
+        match own {
+            Err(_) if self.peers.iter().any(|p| check_rendezvous_address(p, address).is_ok()) => Ok(()),
+            other => other.map_err(|e| OpenError::Untrusted(e.0)),
+        }
     }
 
     /// Opens a WebSocket to `url` with the token (if any) in `ServiceBusAuthorization`.
@@ -498,7 +512,20 @@ mod tests {
             keepalive: Some(crate::ws::pump::DEFAULT_KEEPALIVE),
             proxies: proxy::Proxies::none(),
             token_command: None,
+            peers: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_relays_other_nodes_are_trusted_only_when_named() {
+        let accept = "/$hc/a?sb-hc-action=accept&sb-hc-id=x";
+        let peer = Endpoint { secure: false, host: "n2".into(), port: 2 };
+        assert!(relay("ws://n1:1").trusts(&format!("ws://n2:2{accept}")).is_err());
+        let client = relay("ws://n1:1").with_peers(vec![peer]);
+        assert!(client.trusts(&format!("ws://n2:2{accept}")).is_ok());
+        assert!(client.trusts(&format!("ws://n1:1{accept}")).is_ok());
+        assert!(client.trusts(&format!("ws://n2:3{accept}")).is_err(), "the peer's port only");
+        assert!(client.trusts(&format!("wss://n2:2{accept}")).is_err(), "and its scheme");
     }
 
     #[test]

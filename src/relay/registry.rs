@@ -37,9 +37,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::info;
 
 use super::auth::{self, Grant, Right, Rule};
+use super::cluster::{Cluster, Delivery};
 use super::config::{HcSettings, MAX_HC_NAME_BYTES, RelaySettings};
 use super::metrics::{Metrics, Reason};
 use super::rejection::Rejection;
@@ -105,17 +107,34 @@ pub(super) struct HcInfo {
     pub(super) created: u64,
 }
 
-/// A listener's control channel, as a waiting sender or request sees it.
+/// A listener's control channel, as a waiting sender or request sees it: on this node,
+/// or on another node of the cluster (docs/protocol.md 11).
 #[derive(Clone)]
 pub(super) struct Listener {
     id: u64,
-    /// `ws://host:port` or `wss://…` as the listener reached the relay: the base of the
-    /// rendezvous addresses it is given.
+    /// `ws://host:port` or `wss://…`: the base of the rendezvous addresses it is given.
+    /// As the listener reached the relay, or this node's own base for a listener elsewhere.
     base: Arc<str>,
-    queue: mpsc::Sender<RelayMessage>,
+    route: Route,
+}
+
+#[derive(Clone)]
+enum Route {
+    Local(mpsc::Sender<RelayMessage>),
+    /// Reached through the node it is on, which hands the message over.
+    Remote {
+        node: Arc<str>,
+        hc: Arc<str>,
+        cluster: Arc<Cluster>,
+    },
 }
 
 impl Listener {
+    /// A listener on `node`, known to this one through the cluster.
+    pub(super) fn remote(cluster: Arc<Cluster>, node: &str, hc: &str, id: u64, base: Arc<str>) -> Self {
+        Self { id, base, route: Route::Remote { node: node.into(), hc: hc.into(), cluster } }
+    }
+
     pub(super) fn id(&self) -> u64 {
         self.id
     }
@@ -124,32 +143,58 @@ impl Listener {
         &self.base
     }
 
-    /// Hands `msg` over if the listener's queue has room.
-    pub(super) fn try_send(&self, msg: RelayMessage) -> bool {
-        self.queue.try_send(msg).is_ok()
+    /// Whether the listener's control channel is on this node (so that it can answer an
+    /// HTTP request on it).
+    pub(super) fn is_local(&self) -> bool {
+        matches!(self.route, Route::Local(_))
     }
 
-    /// Hands `msg` over once the queue has room; `false` if the listener is gone.
-    pub(super) async fn send(&self, msg: RelayMessage) -> bool {
-        self.queue.send(msg).await.is_ok()
+    /// Hands `msg` over: at once if the queue has room (`until` is `None`), else waiting
+    /// for room until `until`.
+    pub(super) async fn deliver(&self, msg: RelayMessage, until: Option<Instant>) -> Delivery {
+        match &self.route {
+            Route::Local(queue) => deliver_local(queue, msg, until).await,
+            Route::Remote { node, hc, cluster } => cluster.deliver(node, hc, self.id, msg, until).await,
+        }
     }
 
     pub(super) fn has_room(&self) -> bool {
-        self.queue.capacity() > 0
+        match &self.route {
+            Route::Local(queue) => queue.capacity() > 0,
+            Route::Remote { .. } => true,
+        }
     }
 
-    /// Whether nothing waits in the listener's queue.
+    /// Whether nothing waits in the listener's queue (not known of one elsewhere).
     pub(super) fn is_idle(&self) -> bool {
-        self.queue.capacity() == self.queue.max_capacity()
+        match &self.route {
+            Route::Local(queue) => queue.capacity() == queue.max_capacity(),
+            Route::Remote { .. } => false,
+        }
     }
 
-    pub(super) fn is_gone(&self) -> bool {
-        self.queue.is_closed()
-    }
-
-    /// Completes when the listener's control channel has ended.
+    /// Completes when the listener's control channel has ended (never, for one elsewhere:
+    /// its node's answer says).
     pub(super) async fn gone(&self) {
-        self.queue.closed().await;
+        match &self.route {
+            Route::Local(queue) => queue.closed().await,
+            Route::Remote { .. } => std::future::pending().await,
+        }
+    }
+}
+
+/// Puts `msg` in a control channel's queue, at once or waiting for room until `until`.
+async fn deliver_local(queue: &mpsc::Sender<RelayMessage>, msg: RelayMessage, until: Option<Instant>) -> Delivery {
+    let Some(until) = until else {
+        return match queue.try_send(msg) {
+            Ok(()) => Delivery::Delivered,
+            Err(mpsc::error::TrySendError::Full(_)) => Delivery::Busy,
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
+        };
+    };
+    tokio::select! {
+        sent = queue.send(msg) => if sent.is_ok() { Delivery::Delivered } else { Delivery::Gone },
+        () = tokio::time::sleep_until(until) => Delivery::Busy,
     }
 }
 
@@ -231,6 +276,8 @@ pub(super) struct Registry {
     next_listener: AtomicU64,
     /// Counts listeners registered, so that a public port's pool can wait for one.
     joins: tokio::sync::watch::Sender<u64>,
+    /// Counts listeners registered and removed, so that a cluster node can tell Redis.
+    roster: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
 }
 
@@ -253,6 +300,7 @@ impl Registry {
             max_pending_requests: settings.limits.max_pending_requests_per_hc,
             next_listener: AtomicU64::new(0),
             joins: tokio::sync::watch::Sender::new(0),
+            roster: tokio::sync::watch::Sender::new(0),
             metrics,
         })
     }
@@ -342,17 +390,54 @@ impl Registry {
             state.auto_hcs += 1;
         }
         let entry = state.hcs.get_mut(&key).expect("present or just created");
-        entry.listeners.push(Listener { id, base: base.into(), queue });
+        entry.listeners.push(Listener { id, base: base.into(), route: Route::Local(queue) });
         // The HC's own spelling, whatever the listener's: one HC, one name in metrics and logs.
         let hc = entry.settings.name.clone();
         self.metrics.set_listeners(&hc, entry.listeners.len());
         self.joins.send_modify(|n| *n += 1);
+        self.roster.send_modify(|n| *n += 1);
         Ok((grant.expiry, Registration { registry: self.clone(), hc, id, messages }))
     }
 
     /// Changes whenever a listener registers, on any HC.
     pub(super) fn joins(&self) -> tokio::sync::watch::Receiver<u64> {
         self.joins.subscribe()
+    }
+
+    /// Changes whenever a listener registers or leaves, on any HC.
+    pub(super) fn roster(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.roster.subscribe()
+    }
+
+    /// This node's listeners: each HC's spelling and its listeners' ids.
+    pub(super) fn local_listeners(&self) -> Vec<(String, Vec<u64>)> {
+        let state = self.state();
+        let local = |h: &Hc| h.listeners.iter().map(Listener::id).collect::<Vec<_>>();
+        state.hcs.values().filter(|h| !h.listeners.is_empty()).map(|h| (h.settings.name.clone(), local(h))).collect()
+    }
+
+    /// Listener `id` of `hc` on this node, if it is still there.
+    pub(super) fn local_listener(&self, hc: &str, id: u64) -> Option<Listener> {
+        self.state().hcs.get(&name_key(hc))?.listeners.iter().find(|l| l.id == id).cloned()
+    }
+
+    /// Makes `hc`, which has listeners on another node of the cluster only, known here as
+    /// if created on first listen (with no listener here): a sender or request can then
+    /// wait on it. Forgotten like such an HC once unused. Nothing if an HC of that name,
+    /// or one nesting with it, exists here, or this node has its maximum of such HCs.
+    pub(super) fn adopt(self: &Arc<Self>, hc: &str) {
+        let mut state = self.state();
+        let key = name_key(hc);
+        let nests = state.hcs.keys().any(|name| nests_in(&key, name) || nests_in(name, &key));
+        if nests || state.auto_hcs >= self.max_auto_hcs || hc.len() > MAX_HC_NAME_BYTES {
+            return;
+        }
+        let mut entry = Hc::new(HcSettings::new(hc), true);
+        entry.emptied = 1;
+        state.hcs.insert(key, entry);
+        state.auto_hcs += 1;
+        drop(state);
+        self.forget_later(hc, 1);
     }
 
     /// Whether a listener holding `grant` may create `hc` (docs/protocol.md 5.1): the
@@ -388,7 +473,20 @@ impl Registry {
 
     /// Reserves a pending rendezvous on `hc` for a party of `kind`, registered under a
     /// fresh secret before any listener hears of it.
+    #[cfg(test)]
     pub(super) fn reserve(self: &Arc<Self>, hc: &str, kind: Kind) -> Result<Reservation, Unavailable> {
+        self.reserve_with(hc, kind, Vec::new())
+    }
+
+    /// [`Registry::reserve`], with the HC's listeners on other nodes of the cluster
+    /// (`remote`) among those the rendezvous may go to: one listener, one chance,
+    /// wherever it is.
+    pub(super) fn reserve_with(
+        self: &Arc<Self>,
+        hc: &str,
+        kind: Kind,
+        remote: Vec<Listener>,
+    ) -> Result<Reservation, Unavailable> {
         let secret = new_secret();
         let (answer_tx, answer) = oneshot::channel();
         let mut guard = self.state();
@@ -399,7 +497,7 @@ impl Registry {
             Kind::Sender => entry.pending >= self.max_pending,
             Kind::Request => state.pending_requests.get(&key).copied().unwrap_or(0) >= self.max_pending_requests,
         };
-        let none = entry.listeners.is_empty();
+        let none = entry.listeners.is_empty() && remote.is_empty();
         // A sender hears of the pending limit first, an HTTP request of a missing listener.
         match (kind, none, full) {
             (Kind::Sender, _, true) | (Kind::Request, false, true) => return Err(Unavailable::PendingLimit),
@@ -411,6 +509,7 @@ impl Registry {
             Kind::Request => *state.pending_requests.entry(key).or_default() += 1,
         }
         let mut listeners = entry.listeners.clone();
+        listeners.extend(remote);
         rand::seq::SliceRandom::shuffle(&mut listeners[..], &mut rand::rng());
         state.waiting.insert(secret.clone(), Waiting { kind, answer: answer_tx, request: None });
         let hc = entry.settings.name.clone();
@@ -455,6 +554,7 @@ impl Registry {
         let Some(entry) = state.hcs.get_mut(&name_key(hc)) else { return };
         entry.listeners.retain(|l| l.id != id);
         self.metrics.set_listeners(hc, entry.listeners.len());
+        self.roster.send_modify(|n| *n += 1);
         if !entry.auto || !entry.listeners.is_empty() {
             return;
         }
@@ -464,6 +564,12 @@ impl Registry {
             return;
         }
         drop(state);
+        self.forget_later(hc, emptied);
+    }
+
+    /// Forgets `hc` a grace period on, once nothing waits on it, unless it has been used
+    /// (emptied again) since it was emptied for the `emptied`th time.
+    fn forget_later(self: &Arc<Self>, hc: &str, emptied: u64) {
         // Outside a runtime (unit tests) nothing is forgotten.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (registry, hc) = (self.clone(), hc.to_owned());
@@ -602,6 +708,16 @@ impl Registration {
     /// The next `accept` or `request` for this listener.
     pub(super) async fn next_message(&mut self) -> Option<RelayMessage> {
         self.messages.recv().await
+    }
+
+    /// The listener's id on this node.
+    pub(super) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The HC's spelling.
+    pub(super) fn hc(&self) -> &str {
+        &self.hc
     }
 
     /// The answer slot of HTTP request `id`, if it went to this listener and still waits.

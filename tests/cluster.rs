@@ -1,0 +1,508 @@
+//! A relay of several nodes (docs/protocol.md 11), end to end: real `hyco serve
+//! --cluster` processes on 127.0.0.1 sharing one configuration (a root key in a key file)
+//! and a real Redis (Debian's `redis-server`, started here on a private port and
+//! directory, nothing saved). Listeners on one node serve senders at the others, in
+//! WebSocket and HTTP mode; the listener limit counts every node; a node killed, Redis
+//! stopped and started again, 1,000 tunnels across nodes, and what a node does with junk
+//! on its Redis channel. Skipped when redis-server is missing, unless HYCO_REQUIRE_REDIS=1.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::bridge::*;
+use common::http::{Body, HttpServer, request};
+use common::*;
+use hyco::protocol::TOKEN_HEADER;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+/// Over the bound on a node message (an accept within 64 KiB and its envelope).
+const JUNK_BYTES: usize = 128 * 1024;
+/// An entry's time to live (6 s) and a refresh (2 s), with room for a busy machine.
+const EXPIRY: Duration = Duration::from_secs(10);
+
+/// Whether the tests can run; panics instead when HYCO_REQUIRE_REDIS=1 and they cannot.
+fn redis_available() -> bool {
+    if Path::new(REDIS_SERVER).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("HYCO_REQUIRE_REDIS").is_none(),
+        "HYCO_REQUIRE_REDIS is set but {REDIS_SERVER} is missing (apt-get install redis-server)"
+    );
+    eprintln!("skipped: {REDIS_SERVER} is missing (apt-get install redis-server)");
+    false
+}
+
+/// A private redis-server on 127.0.0.1, killed on drop.
+struct Redis {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    async fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = Self { child: None, port, dir: dir.join("redis") };
+        std::fs::create_dir_all(&redis.dir).unwrap();
+        redis.restart().await;
+        redis
+    }
+
+    /// Starts it (again) on its port; returns once it answers PING.
+    async fn restart(&mut self) {
+        let child = std::process::Command::new(REDIS_SERVER)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)).await {
+                let mut buf = [0; 7];
+                if tcp.write_all(b"PING\r\n").await.is_ok()
+                    && tcp.read_exact(&mut buf).await.is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            assert!(started.elapsed() < PROC_STEP, "redis-server did not start on port {}", self.port);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url()).unwrap();
+        within("a Redis connection", client.get_multiplexed_async_connection()).await.expect("connect to Redis")
+    }
+
+    /// Entries of `hc` in Redis (expired ones included until something prunes them).
+    async fn entries(&self, hc: &str) -> Vec<String> {
+        redis::cmd("ZRANGE")
+            .arg(format!("hyco:hc:{hc}"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A shared home: the relay configuration (root key in a key file) every node reads.
+fn cluster_home(tag: &str, limits: &str) -> TempDir {
+    let home = TempDir::new(tag);
+    std::fs::write(home.path().join("root.key"), format!("{KEY}\n")).unwrap();
+    let config = format!(
+        "auto_create = true\n[[rules]]\nname = \"{KEY_NAME}\"\nkey_file = \"root.key\"\nrights = [\"Manage\"]\n[limits]\naccept_window_secs = 10\n{limits}"
+    );
+    std::fs::write(home.path().join("relay.toml"), config).unwrap();
+    home
+}
+
+/// One `hyco serve --cluster` process.
+struct Node {
+    proc: Proc,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+    id: String,
+}
+
+impl Node {
+    async fn start(home: &Path, redis: &Redis) -> Self {
+        let mut cmd = hyco(home);
+        cmd.args(["serve", "--no-profile", "--bind", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--config"])
+            .arg(home.join("relay.toml"))
+            .args(["--cluster", &redis.url()])
+            .env("RUST_LOG", "info");
+        let proc = Proc::spawn(cmd);
+        let line = |prefix: &'static str| {
+            let out = proc.stdout.clone();
+            async move { out.wait_for(PROC_STEP, prefix, |l| l.contains(prefix)).await }
+        };
+        let bound = line("(bound to ").await;
+        let addr = bound.split_once("(bound to ").unwrap().1.trim_end_matches(')').parse().unwrap();
+        let metrics = line("Prometheus metrics on http://").await;
+        let metrics = metrics.split("http://").nth(1).unwrap().trim_end_matches("/metrics").parse().unwrap();
+        let id = line("Cluster node ").await;
+        let id = id.trim_start_matches("Cluster node ").split(':').next().unwrap().to_owned();
+        proc.stderr.wait_for(PROC_STEP, "the node to reach Redis", |l| l.contains("Redis reachable")).await;
+        Self { proc, addr, metrics, id }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// A series' value in this node's metrics.
+    async fn metric(&self, series: &str) -> f64 {
+        let text = raw_http(self.metrics, b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    async fn kill(&mut self) {
+        self.proc.child.start_kill().expect("SIGKILL the node");
+        within("the node to die", self.proc.child.wait()).await.expect("wait");
+    }
+}
+
+/// A listener's client for node `i` that trusts rendezvous addresses on every node.
+fn listener_client(nodes: &[Node], i: usize) -> hyco::client::RelayClient {
+    let peer = |n: &Node| hyco::connstr::Endpoint { secure: false, host: n.addr.ip().to_string(), port: n.addr.port() };
+    client(nodes[i].addr).with_peers(nodes.iter().map(peer).collect())
+}
+
+async fn nodes(home: &Path, redis: &Redis, n: usize) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(Node::start(home, redis).await);
+    }
+    nodes
+}
+
+/// Sends `len` bytes of noise through `tcp` (to an echo target) and checks the SHA-256 of
+/// what comes back, both ways.
+async fn echo_noise(mut tcp: TcpStream, seed: u64, len: usize) {
+    let (mut r, mut w) = tcp.split();
+    let send = async {
+        let mut noise = Noise::new(seed);
+        let mut buf = vec![0; 64 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let k = left.min(buf.len());
+            noise.fill(&mut buf[..k]);
+            w.write_all(&buf[..k]).await.unwrap();
+            left -= k;
+        }
+        w.shutdown().await.unwrap();
+    };
+    let receive = async {
+        let mut hash = FastSha256::new();
+        let mut buf = vec![0; 64 * 1024];
+        let mut got = 0;
+        loop {
+            let n = r.read(&mut buf).await.expect("read the echo");
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            got += n;
+        }
+        (got, hash.finish())
+    };
+    let ((), (got, digest)) =
+        within_for(Duration::from_secs(60), "a transfer", async { tokio::join!(send, receive) }).await;
+    assert_eq!(got, len);
+    assert_eq!(digest, noise_digest(seed, len, 64 * 1024), "the bytes came back as sent");
+}
+
+/// Waits (up to `limit`) until `check` holds, looking every 100 ms.
+async fn until<F: std::future::Future<Output = bool>>(limit: Duration, what: &str, check: impl Fn() -> F) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `hyco connect HC --bind 127.0.0.1:0` against `node`; returns it with its address.
+async fn hyco_connect(home: &Path, node: &Node, hc: &str) -> (Proc, SocketAddr) {
+    let mut cmd = hyco(home);
+    let endpoint = node.endpoint();
+    cmd.args(["connect", hc, "--bind", "127.0.0.1:0"]).args(key_flags(&endpoint, KEY));
+    let connect = Proc::spawn(cmd);
+    let line = connect.stderr.wait_for(PROC_STEP, "connect's bind line", |l| l.starts_with("hyco: 127.0.0.1:")).await;
+    let addr = line.trim_start_matches("hyco: ").split_whitespace().next().expect("an address").parse().unwrap();
+    (connect, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_on_one_node_serves_senders_at_the_others() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-basic", "");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 3).await;
+    let echo = Target::echo().await;
+    let listening = Listening::start(listener_client(&n, 0), listen_settings("hc", &[echo.spec()])).await;
+
+    // hyco connect (the binary) at node 2, the library's connect at node 3.
+    let (_connect, at_two) = hyco_connect(home.path(), &n[1], "hc").await;
+    echo_noise(within("connect at node 2", TcpStream::connect(at_two)).await.unwrap(), 2, 4 << 20).await;
+    let at_three = Bound::start(client(n[2].addr), "hc", None).await;
+    echo_noise(at_three.connect().await, 3, 4 << 20).await;
+    // Each tunnel is spliced on its sender's node: no byte went through node 1.
+    until(EXPIRY, "node 2 and 3 to count their tunnels", || async {
+        n[1].metric("hyco_tunnels_total").await >= 1.0 && n[2].metric("hyco_tunnels_total").await >= 1.0
+    })
+    .await;
+    assert_eq!(n[0].metric("hyco_tunnels_total").await, 0.0, "the listener's node splices nothing");
+    assert!(n[1].metric("hyco_cluster_deliveries_total{outcome=\"delivered\"}").await >= 1.0);
+    assert_eq!(n[0].metric("hyco_cluster_nodes").await, 3.0);
+    assert_eq!(n[0].metric("hyco_cluster_redis_up").await, 1.0);
+    // Same node still works as on one relay; an HC nobody listens on is 404 everywhere.
+    let same = Bound::start(client(n[0].addr), "hc", None).await;
+    echo_noise(same.connect().await, 1, 1 << 20).await;
+    let (status, _) = refused(
+        raw_upgrade(n[1].addr, &format!("ws://{}/$hc/none?sb-hc-action=connect", n[1].addr), &[auth(&token("none"))])
+            .await,
+    );
+    assert_eq!(status, 404);
+    assert!(listening.stats.failed.load(Ordering::Relaxed) == 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mode_reaches_a_listener_on_another_node() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-http", "");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 2).await;
+    let mut server = HttpServer::start().await;
+    let mut ls = listen_settings("web", &[server.addr.to_string()]);
+    ls.http = true;
+    let _listening = Listening::start(listener_client(&n, 0), ls).await;
+    let tok = token("web");
+    let reply = request(n[1].addr, "GET", "/web/hello", &[(TOKEN_HEADER, &tok)], Body::Empty).await;
+    assert_eq!((reply.status, reply.text().as_str()), (200, "hello from the server"));
+    assert_eq!(server.next_seen().await.target, "/hello");
+    // A body both ways, through a rendezvous on node 2.
+    let body = Body::Noise { seed: 7, len: 3 << 20, chunked: true };
+    let reply = request(n[1].addr, "POST", "/web/upload", &[(TOKEN_HEADER, &tok)], body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), common::http::hex(&noise_digest(7, 3 << 20, common::http::PIECE)));
+    let reply = request(n[1].addr, "GET", "/nobody/hello", &[(TOKEN_HEADER, &token("nobody"))], Body::Empty).await;
+    assert_eq!(reply.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_limit_counts_listeners_on_every_node() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-limit", "");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 3).await;
+    let echo = Target::echo().await;
+    let mut held = Vec::new();
+    for i in 0..hyco::protocol::MAX_LISTENERS_PER_HC {
+        held.push(Listening::start(listener_client(&n, i % 3), listen_settings("hc", &[echo.spec()])).await);
+    }
+    assert_eq!(redis.entries("hc").await.len(), 25);
+    for node in &n {
+        let url = format!("ws://{}/$hc/hc?sb-hc-action=listen", node.addr);
+        let (status, text) = refused(raw_upgrade(node.addr, &url, &[auth(&token("hc"))]).await);
+        assert_eq!(status, 403, "the 26th, at {}: {text}", node.id);
+        assert!(text.contains("Listener limit"), "{text}");
+    }
+    // One leaves: a place is free again, on any node.
+    drop(held.pop());
+    until(EXPIRY, "the place to be free", || async { redis.entries("hc").await.len() == 24 }).await;
+    held.push(Listening::start(listener_client(&n, 2), listen_settings("hc", &[echo.spec()])).await);
+    assert_eq!(redis.entries("hc").await.len(), 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_takes_its_tunnels_and_listeners_with_it() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-kill", "");
+    let redis = Redis::start(home.path()).await;
+    let mut n = nodes(home.path(), &redis, 3).await;
+    let echo = Target::echo().await;
+    // A listener on node 1 and one on node 2 (the one to die), senders at node 2 and 3.
+    let _one = Listening::start(listener_client(&n, 0), listen_settings("hc", &[echo.spec()])).await;
+    let _two = Listening::start(listener_client(&n, 1), listen_settings("hc", &[echo.spec()])).await;
+    let only = Listening::start(listener_client(&n, 1), listen_settings("only2", &[echo.spec()])).await;
+    assert_eq!(redis.entries("hc").await.len(), 2);
+    let at_two = Bound::start(client(n[1].addr), "hc", None).await;
+    let at_three = Bound::start(client(n[2].addr), "hc", None).await;
+    let mut live = Vec::new();
+    for i in 0..4 {
+        let mut tcp = at_two.connect().await;
+        let msg = format!("before the kill {i}");
+        tcp.write_all(msg.as_bytes()).await.unwrap();
+        let mut buf = vec![0; msg.len()];
+        within("the echo", tcp.read_exact(&mut buf)).await.unwrap();
+        live.push(tcp);
+    }
+    n[1].kill().await;
+    for mut tcp in live {
+        let (_, end) = within("a tunnel on the dead node to end", read_until_end(&mut tcp)).await;
+        assert_eq!(end.map_err(|e| e.kind()), Err(ErrorKind::ConnectionReset), "a reset, never a clean end");
+    }
+    // Senders at the other nodes are served at once (by node 1's listener).
+    for i in 0..10 {
+        echo_noise(at_three.connect().await, 100 + i, 64 << 10).await;
+    }
+    // The dead node's HC: 404 at once, not a hang, and its entries expire.
+    let url = format!("ws://{}/$hc/only2?sb-hc-action=connect", n[2].addr);
+    let t0 = Instant::now();
+    let (status, _) = refused(raw_upgrade(n[2].addr, &url, &[auth(&token("only2"))]).await);
+    assert_eq!(status, 404);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    until(EXPIRY, "the dead node's entries to expire", || async {
+        let url = format!("ws://{}/$hc/hc?sb-hc-action=connect", n[0].addr);
+        let _ = raw_upgrade(n[0].addr, &url, &[auth(&token("hc"))]).await;
+        redis.entries("hc").await.len() == 1
+    })
+    .await;
+    drop(only);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_nodes_serve_their_own_and_rejoin_when_it_is_back() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-redis-down", "");
+    let mut redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 2).await;
+    let echo = Target::echo().await;
+    let _listening = Listening::start(listener_client(&n, 0), listen_settings("hc", &[echo.spec()])).await;
+    let same = Bound::start(client(n[0].addr), "hc", None).await;
+    let other = Bound::start(client(n[1].addr), "hc", None).await;
+    echo_noise(other.connect().await, 1, 64 << 10).await;
+
+    redis.stop();
+    until(EXPIRY, "both nodes to notice", || async {
+        n[0].metric("hyco_cluster_redis_up").await == 0.0 && n[1].metric("hyco_cluster_redis_up").await == 0.0
+    })
+    .await;
+    for i in 0..5 {
+        echo_noise(same.connect().await, 10 + i, 64 << 10).await;
+    }
+    // A listener joining now is served on its node too.
+    let _late = Listening::start(listener_client(&n, 1), listen_settings("late", &[echo.spec()])).await;
+    echo_noise(Bound::start(client(n[1].addr), "late", None).await.connect().await, 20, 64 << 10).await;
+    let loud = n[0].proc.stderr.text().matches("Redis unreachable").count();
+    assert_eq!(loud, 1, "said once:\n{}", n[0].proc.stderr.text());
+
+    redis.restart().await;
+    until(EXPIRY, "the nodes to rejoin", || async {
+        n[0].metric("hyco_cluster_redis_up").await == 1.0 && n[1].metric("hyco_cluster_redis_up").await == 1.0
+    })
+    .await;
+    until(EXPIRY, "the entries to be written again", || async { redis.entries("hc").await.len() == 1 }).await;
+    echo_noise(other.connect().await, 30, 1 << 20).await;
+    echo_noise(Bound::start(client(n[0].addr), "late", None).await.connect().await, 31, 64 << 10).await;
+    assert!(n[0].proc.stderr.text().contains("Redis reachable again"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tunnels_across_nodes_lose_nothing() {
+    if !redis_available() {
+        return;
+    }
+    raise_fd_limit(4096);
+    let home = cluster_home("cluster-load", "");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 2).await;
+    let echo = Target::echo().await;
+    let _listening = Listening::start(listener_client(&n, 0), listen_settings("hc", &[echo.spec()])).await;
+    let bound = std::sync::Arc::new(Bound::start(client(n[1].addr), "hc", None).await);
+    for round in 0..5u64 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..200u64 {
+            let bound = bound.clone();
+            tasks.spawn(async move { echo_noise(bound.connect().await, round * 1000 + i, 16 << 10).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("a tunnel");
+        }
+    }
+    until(EXPIRY, "node 2 to count every tunnel", || async { n[1].metric("hyco_tunnels_total").await >= 1000.0 }).await;
+    assert_eq!(n[0].metric("hyco_tunnels_total").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_on_a_nodes_channel_is_dropped_and_counted() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-junk", "");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 2).await;
+    let echo = Target::echo().await;
+    let url = hyco::protocol::client_url(&n[0].endpoint(), "hc", None, "", hyco::protocol::Action::Listen, None);
+    let (ws, _) = within("listen", ws_connect(n[0].addr, &url, &[auth(&token("hc"))])).await.expect("listen");
+    let mut raw = common::Listener { ws };
+    let channel = format!("hyco:node:{}", n[0].id);
+    let mut conn = redis.conn().await;
+    let address = format!("ws://{}/$hc/hc?sb-hc-action=accept&sb-hc-id=t_s", n[1].addr);
+    let deliver = |address: &str, wait_ms: u64| {
+        serde_json::json!({"type": "deliver", "from": n[1].id, "seq": 1, "hc": "hc", "listener": 0,
+            "waitMs": wait_ms, "message": {"accept": {"address": address, "id": "t", "connectHeaders": {}}}})
+        .to_string()
+    };
+    let junk = [
+        "x".repeat(JUNK_BYTES),
+        "{not json".to_owned(),
+        deliver("http://elsewhere/$hc/hc?sb-hc-action=accept&sb-hc-id=t_s", 0),
+        deliver(&address, 3_600_000),
+        r#"{"type":"outcome","from":"bad id","seq":1,"outcome":"gone"}"#.to_owned(),
+    ];
+    for j in &junk {
+        let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg(j).query_async(&mut conn).await.unwrap();
+    }
+    until(EXPIRY, "the junk to be counted", || async {
+        n[0].metric("hyco_cluster_dropped_messages_total").await == junk.len() as f64
+    })
+    .await;
+    // A well-formed one reaches the listener (Redis is trusted for routing: docs/protocol.md 11).
+    let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg(deliver(&address, 0)).query_async(&mut conn).await.unwrap();
+    let accept = raw.next_accept().await;
+    assert_eq!(accept.address, address);
+    // And the node still serves.
+    let _l = Listening::start(listener_client(&n, 0), listen_settings("other", &[echo.spec()])).await;
+    echo_noise(Bound::start(client(n[1].addr), "other", None).await.connect().await, 5, 64 << 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_removes_the_nodes_entries_at_once() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-leave", "");
+    let redis = Redis::start(home.path()).await;
+    let mut n = nodes(home.path(), &redis, 2).await;
+    let echo = Target::echo().await;
+    let _l = Listening::start(listener_client(&n, 1), listen_settings("hc", &[echo.spec()])).await;
+    assert_eq!(redis.entries("hc").await.len(), 1);
+    n[1].proc.terminate().await;
+    assert_eq!(redis.entries("hc").await, Vec::<String>::new(), "removed at shutdown, not left to expire");
+    let url = format!("ws://{}/$hc/hc?sb-hc-action=connect", n[0].addr);
+    assert_eq!(refused(raw_upgrade(n[0].addr, &url, &[auth(&token("hc"))]).await).0, 404);
+}
