@@ -506,3 +506,40 @@ async fn a_graceful_shutdown_removes_the_nodes_entries_at_once() {
     let url = format!("ws://{}/$hc/hc?sb-hc-action=connect", n[0].addr);
     assert_eq!(refused(raw_upgrade(n[0].addr, &url, &[auth(&token("hc"))]).await).0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_racing_for_the_last_places_on_different_nodes_get_exactly_the_limit() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-race", "max_listeners_per_hc = 5\n");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 3).await;
+    let mut tries = tokio::task::JoinSet::new();
+    for i in 0..15 {
+        let addr = n[i % 3].addr;
+        tries.spawn(async move {
+            let url = hyco::protocol::client_url(
+                &format!("ws://{addr}"),
+                "hc",
+                None,
+                "",
+                hyco::protocol::Action::Listen,
+                None,
+            );
+            within("a listen handshake", ws_connect(addr, &url, &[auth(&token("hc"))])).await
+        });
+    }
+    let (mut admitted, mut limited) = (Vec::new(), 0);
+    while let Some(done) = tries.join_next().await {
+        match done.unwrap() {
+            Ok((ws, _)) => admitted.push(ws),
+            Err(e) => {
+                assert_eq!(http_status(&e), Some(403), "{e}");
+                limited += 1;
+            }
+        }
+    }
+    assert_eq!((admitted.len(), limited), (5, 10), "the limit holds across nodes, however they race");
+    assert_eq!(redis.entries("hc").await.len(), 5);
+}

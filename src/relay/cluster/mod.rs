@@ -12,7 +12,7 @@
 mod settings;
 mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +33,7 @@ use wire::{Entry, NodeMessage};
 
 use super::metrics::Metrics;
 use super::registry::{Listener, Registry};
-use crate::protocol::RelayMessage;
+use crate::protocol::{RelayMessage, name_key};
 
 /// How long a node waits for another's answer to a delivery, past the wait it asked for.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,6 +61,9 @@ pub(super) struct Cluster {
     conn: ConnectionManager,
     state: AtomicU8,
     seq: AtomicU64,
+    /// This node's listeners counted in (by [`Cluster::admit`]), by HC key and id: only
+    /// they are written to Redis, so that one turned away is never added back.
+    admitted: Mutex<HashSet<(String, u64)>>,
     /// Deliveries asked of other nodes, waiting for their outcome, by sequence number.
     waiting: Mutex<HashMap<u64, oneshot::Sender<Delivery>>>,
     admit: Script,
@@ -116,6 +119,7 @@ impl Cluster {
             conn,
             state: AtomicU8::new(UNKNOWN),
             seq: AtomicU64::new(0),
+            admitted: Mutex::new(HashSet::new()),
             waiting: Mutex::new(HashMap::new()),
             admit: Script::new(&wire::admit_script()),
             refresh: Script::new(&wire::refresh_script()),
@@ -167,6 +171,14 @@ impl Cluster {
     /// (`max`, an atomic check-and-add in Redis). `false`: the HC has `max` already.
     /// With Redis unreachable the node's own count (already checked) is all there is.
     pub(super) async fn admit(&self, hc: &str, id: u64, max: usize) -> bool {
+        let admitted = self.count_in(hc, id, max).await;
+        if admitted {
+            self.admitted.lock().expect("cluster lock").insert((name_key(hc), id));
+        }
+        admitted
+    }
+
+    async fn count_in(&self, hc: &str, id: u64, max: usize) -> bool {
         if self.state.load(Ordering::Relaxed) == DOWN {
             return true;
         }
@@ -364,7 +376,7 @@ impl Cluster {
         let mut written: Vec<(String, Vec<u64>)> = Vec::new();
         let mut subscribed = false;
         loop {
-            let now = registry.local_listeners();
+            let now = self.admitted_of(&registry);
             match self.write_entries(&written, &now, !subscribed).await {
                 Ok(nodes) => {
                     subscribed = true;
@@ -388,6 +400,26 @@ impl Cluster {
         }
         written.extend(registry.local_listeners());
         self.leave(&written).await;
+    }
+
+    /// This node's listeners that were counted in; forgets the ones that are gone.
+    fn admitted_of(&self, registry: &Registry) -> Vec<(String, Vec<u64>)> {
+        // Read under the lock: a listener is registered before it is counted in, so one
+        // counted in before the lock is in the registry's list unless it has left.
+        let mut admitted = self.admitted.lock().expect("cluster lock");
+        let listeners = registry.local_listeners();
+        let mut kept = HashSet::new();
+        let mut out = Vec::new();
+        for (hc, ids) in listeners {
+            let key = name_key(&hc);
+            let ids: Vec<u64> = ids.into_iter().filter(|id| admitted.contains(&(key.clone(), *id))).collect();
+            kept.extend(ids.iter().map(|id| (key.clone(), *id)));
+            if !ids.is_empty() {
+                out.push((hc, ids));
+            }
+        }
+        admitted.retain(|entry| kept.contains(entry));
+        out
     }
 
     /// Writes `now` (refreshing every entry, adding back any Redis lost), removes what
