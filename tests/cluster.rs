@@ -45,12 +45,14 @@ struct Redis {
     child: Option<std::process::Child>,
     port: u16,
     dir: PathBuf,
+    /// More redis-server arguments (a password).
+    extra: Vec<String>,
 }
 
 impl Redis {
     async fn start(dir: &Path) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut redis = Self { child: None, port, dir: dir.join("redis") };
+        let mut redis = Self { child: None, port, dir: dir.join("redis"), extra: Vec::new() };
         std::fs::create_dir_all(&redis.dir).unwrap();
         redis.restart().await;
         redis
@@ -62,6 +64,7 @@ impl Redis {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start redis-server");
@@ -69,11 +72,9 @@ impl Redis {
         let started = Instant::now();
         loop {
             if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)).await {
-                let mut buf = [0; 7];
-                if tcp.write_all(b"PING\r\n").await.is_ok()
-                    && tcp.read_exact(&mut buf).await.is_ok()
-                    && &buf == b"+PONG\r\n"
-                {
+                // Any answer will do: with a password, PING is refused (-NOAUTH).
+                let mut buf = [0; 1];
+                if tcp.write_all(b"PING\r\n").await.is_ok() && tcp.read_exact(&mut buf).await.is_ok() {
                     return;
                 }
             }
@@ -95,6 +96,7 @@ impl Redis {
 
     async fn conn(&self) -> redis::aio::MultiplexedConnection {
         let client = redis::Client::open(self.url()).unwrap();
+        assert!(self.extra.is_empty(), "no password here");
         within("a Redis connection", client.get_multiplexed_async_connection()).await.expect("connect to Redis")
     }
 
@@ -137,11 +139,18 @@ struct Node {
 
 impl Node {
     async fn start(home: &Path, redis: &Redis) -> Self {
+        Self::start_with(home, "relay.toml", Some(&redis.url())).await
+    }
+
+    /// With the configuration file `config` in `home`, and `--cluster URL` if given.
+    async fn start_with(home: &Path, config: &str, cluster: Option<&str>) -> Self {
         let mut cmd = hyco(home);
         cmd.args(["serve", "--no-profile", "--bind", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--config"])
-            .arg(home.join("relay.toml"))
-            .args(["--cluster", &redis.url()])
+            .arg(home.join(config))
             .env("RUST_LOG", "info");
+        if let Some(url) = cluster {
+            cmd.args(["--cluster", url]);
+        }
         let proc = Proc::spawn(cmd);
         let line = |prefix: &'static str| {
             let out = proc.stdout.clone();
@@ -542,4 +551,78 @@ async fn listeners_racing_for_the_last_places_on_different_nodes_get_exactly_the
     }
     assert_eq!((admitted.len(), limited), (5, 10), "the limit holds across nodes, however they race");
     assert_eq!(redis.entries("hc").await.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_table_with_a_password_file_joins_a_redis_that_wants_one() {
+    if !redis_available() {
+        return;
+    }
+    const PASSWORD: &str = "s3cret-redis-password";
+    let home = cluster_home("cluster-auth", "");
+    let mut redis = Redis::start(home.path()).await;
+    redis.stop();
+    redis.extra = vec!["--requirepass".into(), PASSWORD.into()];
+    redis.restart().await;
+    std::fs::write(home.path().join("redis.pass"), format!("{PASSWORD}\n")).unwrap();
+    let base = std::fs::read_to_string(home.path().join("relay.toml")).unwrap();
+    let mut n = Vec::new();
+    for id in ["node-a", "node-b"] {
+        let config = format!(
+            "{base}\n[cluster]\nredis = \"{}\"\npassword_file = \"redis.pass\"\nnode_id = \"{id}\"\n",
+            redis.url()
+        );
+        std::fs::write(home.path().join(format!("{id}.toml")), config).unwrap();
+        n.push(Node::start_with(home.path(), &format!("{id}.toml"), None).await);
+        assert_eq!(n.last().unwrap().id, id);
+    }
+    let echo = Target::echo().await;
+    let _l = Listening::start(listener_client(&n, 0), listen_settings("hc", &[echo.spec()])).await;
+    echo_noise(Bound::start(client(n[1].addr), "hc", None).await.connect().await, 9, 256 << 10).await;
+    for node in &n {
+        let (out, err) = (node.proc.stdout.text(), node.proc.stderr.text());
+        assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD), "the password shows:\n{out}\n{err}");
+    }
+    // A password in the URL is refused, without repeating it.
+    let mut cmd = hyco(home.path());
+    cmd.args(["serve", "--no-profile", "--bind", "127.0.0.1:0", "--cluster"])
+        .arg(format!("redis://:{PASSWORD}@127.0.0.1:{}/0", redis.port));
+    let mut refused = Proc::spawn(cmd);
+    assert!(!refused.exit(PROC_STEP).await.success());
+    let err = refused.stderr.text();
+    assert!(err.contains("password_file") && !err.contains(PASSWORD), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hyco_ws_listener_on_one_node_echoes_hyco_ws_senders_at_the_others() {
+    if !redis_available() || !common::node::node_available("hyco-ws") {
+        return;
+    }
+    let home = cluster_home("cluster-hyco-ws", "");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 3).await;
+    let mut listener = common::node::node("listener.js", &[&n[0].endpoint(), "interop", KEY_NAME, KEY], &[])
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn node");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(listener.stdout.take().unwrap()));
+    let ready = within_for(PROC_STEP, "listener.js READY", lines.next_line()).await.unwrap();
+    assert_eq!(ready.as_deref(), Some("READY"));
+    for (i, node) in n[1..].iter().enumerate() {
+        let message = format!("hello from node {}", i + 2);
+        let mut sender = common::node::node("sender.js", &[&node.endpoint(), "interop", KEY_NAME, KEY, &message], &[]);
+        let out = within_for(PROC_STEP + PROC_STEP, "sender.js", sender.output()).await.expect("run node");
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.contains(&format!("RECV text echo:{message}")), "{out}");
+        assert!(out.contains("CLOSED 1000"), "{out}");
+        // The listener opened its rendezvous on the sender's node.
+        let accepted = loop {
+            let line = within_for(PROC_STEP, "ACCEPTED", lines.next_line()).await.unwrap().expect("a line");
+            if line.starts_with("ACCEPTED") {
+                break line;
+            }
+        };
+        assert!(accepted.contains(&format!("ws://{}/$hc/interop", node.addr)), "{accepted}");
+    }
 }
