@@ -8,6 +8,8 @@
 //! outside `/$hc/` is HTTP mode (docs/protocol.md 7, [`http`]), served to a listener as a
 //! `request` message. Hybrid connections, listeners and pending rendezvous belong to the
 //! [`registry`]; every no is a [`Rejection`]; what happens is counted in [`Metrics`].
+//! With `--cluster`, the [`cluster`] module shares listeners with other nodes through Redis
+//! (docs/protocol.md 11); without it nothing of that runs.
 
 mod admission;
 pub mod auth;

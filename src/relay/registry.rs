@@ -27,9 +27,10 @@
 //!   address on that node.
 //!
 //! A [`Listener`] is the handle the waiting side sees: it delivers a message and names the
-//! base of the address to give. A shared directory (Redis, say) would list listeners of
-//! other nodes too, with a handle that forwards the message to their node and names this
-//! node's own base; `reserve`, `claim` and the guards keep their shape.
+//! base of the address to give. In a cluster ([`super::cluster`], docs/protocol.md 11)
+//! Redis lists the listeners of other nodes too, and [`Registry::reserve_with`] takes them
+//! as handles that forward the message to their node and name this node's own base;
+//! `claim` and the guards keep their shape, and the registry never speaks to Redis.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
