@@ -626,3 +626,34 @@ async fn a_hyco_ws_listener_on_one_node_echoes_hyco_ws_senders_at_the_others() {
         assert!(accepted.contains(&format!("ws://{}/$hc/interop", node.addr)), "{accepted}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_are_spread_over_listeners_not_over_nodes() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-spread", "");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 3).await;
+    // Three listeners on node 1, one on node 2: by listener, node 1 takes about 3 in 4.
+    let (one, two) = (Target::greeter("one").await, Target::greeter("two").await);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(Listening::start(listener_client(&n, 0), listen_settings("hc", &[one.spec()])).await);
+    }
+    held.push(Listening::start(listener_client(&n, 1), listen_settings("hc", &[two.spec()])).await);
+    let bound = Bound::start(client(n[2].addr), "hc", None).await;
+    let (mut ones, mut twos) = (0, 0);
+    for _ in 0..200 {
+        let mut tcp = bound.connect().await;
+        let got = within_for(PROC_STEP, "a greeting", round_trip(&mut tcp, b"")).await.unwrap();
+        match got.as_slice() {
+            b"one\n" => ones += 1,
+            b"two\n" => twos += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    // 200 draws at 3/4: 150 expected (sd 6.1), so 125..=180 fails about one run in 50,000;
+    // by node (1/2: 100, sd 7.1) it would hold about one run in 5,000.
+    assert!((125..=180).contains(&ones), "node 1's three listeners took {ones} of 200, node 2's one {twos}");
+}
