@@ -147,7 +147,7 @@ impl Node {
         let mut cmd = hyco(home);
         cmd.args(["serve", "--no-profile", "--bind", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--config"])
             .arg(home.join(config))
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "debug");
         if let Some(url) = cluster {
             cmd.args(["--cluster", url]);
         }
@@ -656,4 +656,35 @@ async fn senders_are_spread_over_listeners_not_over_nodes() {
     // 200 draws at 3/4: 150 expected (sd 6.1), so 125..=180 fails about one run in 50,000;
     // by node (1/2: 100, sd 7.1) it would hold about one run in 5,000.
     assert!((125..=180).contains(&ones), "node 1's three listeners took {ones} of 200, node 2's one {twos}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_crosses_only_inside_its_accept_and_is_single_use_on_its_node() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-secret", "");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 2).await;
+    let url = hyco::protocol::client_url(&n[0].endpoint(), "hc", None, "", hyco::protocol::Action::Listen, None);
+    let (ws, _) = within("listen", ws_connect(n[0].addr, &url, &[auth(&token("hc"))])).await.expect("listen");
+    let mut listener = common::Listener { ws };
+    let connect = hyco::protocol::client_url(&n[1].endpoint(), "hc", None, "", hyco::protocol::Action::Connect, None);
+    let sender = spawn_sender(n[1].addr, connect, vec![auth(&token("hc"))]);
+    let a = listener.next_accept().await;
+    assert!(a.address.starts_with(&format!("ws://{}/$hc/hc?", n[1].addr)), "on the sender's node: {}", a.address);
+    let secret = a.address.rsplit_once('_').unwrap().1.to_owned();
+    // The listener's node made no such rendezvous: only the sender's node answers it.
+    let elsewhere = a.address.replace(&n[1].addr.to_string(), &n[0].addr.to_string());
+    let (status, _) = refused(raw_upgrade(n[0].addr, &elsewhere, &[]).await);
+    assert_eq!(status, 403, "the listener's own node knows no such secret");
+    let mut lws = accept(n[1].addr, &a, &[]).await;
+    let (mut sws, _) = within("sender 101", sender).await.unwrap().expect("sender upgrade");
+    exchange(&mut sws, &mut lws).await;
+    assert_eq!(refused(raw_upgrade(n[1].addr, &a.address, &[]).await).0, 403, "used up");
+    for node in &n {
+        for text in [node.proc.stdout.text(), node.proc.stderr.text()] {
+            assert!(!text.contains(&secret), "the secret shows in a node's output:\n{text}");
+        }
+    }
 }
