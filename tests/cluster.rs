@@ -72,6 +72,9 @@ impl Redis {
         let started = Instant::now();
         loop {
             if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)).await {
+                if self.extra.iter().any(|a| a == "--tls-port") {
+                    return;
+                }
                 // Any answer will do: with a password, PING is refused (-NOAUTH).
                 let mut buf = [0; 1];
                 if tcp.write_all(b"PING\r\n").await.is_ok() && tcp.read_exact(&mut buf).await.is_ok() {
@@ -687,4 +690,34 @@ async fn a_secret_crosses_only_inside_its_accept_and_is_single_use_on_its_node()
             assert!(!text.contains(&secret), "the secret shows in a node's output:\n{text}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reach_redis_over_tls_trusting_the_ca_file() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-tls", "");
+    let mut redis = Redis::start(home.path()).await;
+    redis.stop();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key) = (home.path().join("redis-ca.pem"), home.path().join("redis-key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let port = redis.port.to_string();
+    redis.extra = ["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no", "--tls-cert-file"]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .chain([cert.display().to_string(), "--tls-key-file".into(), key.display().to_string()])
+        .collect();
+    redis.restart().await;
+    let base = std::fs::read_to_string(home.path().join("relay.toml")).unwrap();
+    let config = format!("{base}\n[cluster]\nredis = \"rediss://127.0.0.1:{port}/0\"\nca_file = \"redis-ca.pem\"\n");
+    std::fs::write(home.path().join("tls.toml"), config).unwrap();
+    let n =
+        [Node::start_with(home.path(), "tls.toml", None).await, Node::start_with(home.path(), "tls.toml", None).await];
+    let echo = Target::echo().await;
+    let _l = Listening::start(listener_client(&n, 0), listen_settings("hc", &[echo.spec()])).await;
+    echo_noise(Bound::start(client(n[1].addr), "hc", None).await.connect().await, 11, 256 << 10).await;
+    assert_eq!(n[1].metric("hyco_cluster_nodes").await, 2.0);
 }

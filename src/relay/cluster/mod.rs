@@ -94,7 +94,14 @@ impl Cluster {
             redis = redis.set_password(password.expose());
         }
         info = info.set_redis_settings(redis);
-        let client = redis::Client::open(info).context("setting up the Redis client")?;
+        let client = match &settings.ca {
+            None => redis::Client::open(info),
+            Some(pem) => {
+                let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) };
+                redis::Client::build_with_tls(info, certs)
+            }
+        }
+        .context("setting up the Redis client")?;
         let (inbound_tx, inbound) = mpsc::channel::<PushInfo>(INBOUND_QUEUE);
         let counters = metrics.clone();
         let push = move |push: PushInfo| {

@@ -17,6 +17,8 @@ pub struct ClusterSettings {
     pub redis_url: String,
     /// The Redis password (`password_file`), if Redis wants one.
     pub password: Option<Secret>,
+    /// PEM certificates that `rediss://` trusts instead of the system's roots (`ca_file`).
+    pub ca: Option<Vec<u8>>,
     /// This node's id, unique in the cluster.
     pub node_id: String,
     /// The base (`ws://host:port`, `wss://…`) at which listeners on other nodes reach this
@@ -28,7 +30,7 @@ impl ClusterSettings {
     /// Settings for `--cluster URL` with no `[cluster]` table: a random node id.
     pub fn new(redis_url: &str) -> anyhow::Result<Self> {
         check_redis_url(redis_url)?;
-        Ok(Self { redis_url: redis_url.to_owned(), password: None, node_id: random_node_id(), url: None })
+        Ok(Self { redis_url: redis_url.to_owned(), password: None, ca: None, node_id: random_node_id(), url: None })
     }
 }
 
@@ -38,6 +40,7 @@ impl ClusterSettings {
 pub(in crate::relay) struct FileCluster {
     redis: String,
     password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     node_id: Option<String>,
     url: Option<String>,
 }
@@ -59,12 +62,28 @@ impl FileCluster {
                 Some(Secret::new(password))
             }
         };
+        let ca = match self.ca_file {
+            None => None,
+            Some(_) if !self.redis.starts_with("rediss://") => {
+                bail!("[cluster] ca_file is for TLS: the Redis URL must start with rediss://")
+            }
+            Some(file) => {
+                let path = base.join(file);
+                let pem =
+                    std::fs::read(&path).with_context(|| format!("[cluster] reading ca_file {}", path.display()))?;
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    bail!("[cluster] ca_file {} holds no PEM certificate", path.display());
+                }
+                Some(pem)
+            }
+        };
         let node_id = self.node_id.unwrap_or_else(random_node_id);
         if !valid_node_id(&node_id) {
             bail!("[cluster] node_id {node_id:?} must be 1 to {MAX_NODE_ID} letters, digits, '-', '_' or '.'");
         }
-        let url = self.url.as_deref().map(super::super::config::parse_external_url).transpose()?;
-        Ok(ClusterSettings { redis_url: self.redis, password, node_id, url })
+        let url =
+            self.url.as_deref().map(super::super::config::parse_external_url).transpose().context("[cluster] url")?;
+        Ok(ClusterSettings { redis_url: self.redis, password, ca, node_id, url })
     }
 }
 
@@ -112,6 +131,10 @@ mod tests {
         assert!(parse("redis = \"redis://h\"\nnode_id = \"a b\"", &dir).is_err());
         assert!(parse("redis = \"redis://h\"\nbogus = 1", &dir).is_err());
         assert!(parse("redis = \"redis://h\"\npassword_file = \"missing\"", &dir).is_err());
+        std::fs::write(dir.join("ca.pem"), "-----BEGIN CERTIFICATE-----\nx\n").unwrap();
+        assert!(parse("redis = \"redis://h\"\nca_file = \"ca.pem\"", &dir).is_err(), "ca_file without TLS");
+        assert!(parse("redis = \"rediss://h\"\nca_file = \"ca.pem\"", &dir).unwrap().ca.is_some());
+        assert!(parse("redis = \"rediss://h\"\nca_file = \"pw\"", &dir).is_err(), "not PEM");
         let random = parse("redis = \"redis://h\"", &dir).unwrap();
         assert!(valid_node_id(&random.node_id) && random.password.is_none());
         assert!(ClusterSettings::new("redis://u:pw@h/0").is_err() && ClusterSettings::new("redis://h/0").is_ok());
