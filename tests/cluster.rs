@@ -721,3 +721,45 @@ async fn nodes_reach_redis_over_tls_trusting_the_ca_file() {
     echo_noise(Bound::start(client(n[1].addr), "hc", None).await.connect().await, 11, 256 << 10).await;
     assert_eq!(n[1].metric("hyco_cluster_nodes").await, 2.0);
 }
+
+/// Not run by `cargo test`: `bash bench/cluster.sh` runs it (release build) and prints the
+/// figures. Tunnel setup (a sender's upgrade until its 101) through a listener on node 1,
+/// for senders at node 1 and at node 2, interleaved, then a bulk transfer each way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bash bench/cluster.sh"]
+async fn bench_cross_node_setup_and_throughput_against_same_node() {
+    assert!(redis_available(), "needs {REDIS_SERVER}");
+    let rounds: usize = std::env::var("BENCH_CLUSTER_N").ok().and_then(|n| n.parse().ok()).unwrap_or(500);
+    let bulk: usize = std::env::var("BENCH_CLUSTER_BYTES").ok().and_then(|n| n.parse().ok()).unwrap_or(256 << 20);
+    let home = cluster_home("cluster-bench", "");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 2).await;
+    let echo = Target::echo().await;
+    let _l = Listening::start(listener_client(&n, 0), listen_settings("hc", &[echo.spec()])).await;
+    let mut times = [Vec::new(), Vec::new()];
+    for i in 0..rounds * 2 {
+        let node = &n[i % 2];
+        let url = hyco::protocol::client_url(&node.endpoint(), "hc", None, "", hyco::protocol::Action::Connect, None);
+        let t0 = Instant::now();
+        let (mut ws, _) = within("a sender", ws_connect(node.addr, &url, &[auth(&token("hc"))])).await.unwrap();
+        times[i % 2].push(t0.elapsed());
+        let _ = ws.close(None).await;
+    }
+    let pct = |v: &mut Vec<Duration>, q: f64| {
+        v.sort();
+        v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64() * 1e3
+    };
+    let [mut same, mut cross] = times;
+    let (s50, s99, c50, c99) = (pct(&mut same, 0.5), pct(&mut same, 0.99), pct(&mut cross, 0.5), pct(&mut cross, 0.99));
+    println!(
+        "BENCH setup_ms same_node p50 {s50:.3} p99 {s99:.3} cross_node p50 {c50:.3} p99 {c99:.3} ratio_p50 {:.2}",
+        c50 / s50
+    );
+    for (name, node) in [("same_node", &n[0]), ("cross_node", &n[1])] {
+        let bound = Bound::start(client(node.addr), "hc", None).await;
+        let t0 = Instant::now();
+        echo_noise(bound.connect().await, 1, bulk).await;
+        let mbit = (bulk * 8 * 2) as f64 / t0.elapsed().as_secs_f64() / 1e6;
+        println!("BENCH throughput {name} {mbit:.0} Mbit/s (both ways at once, {} MiB each)", bulk >> 20);
+    }
+}
