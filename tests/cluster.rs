@@ -763,3 +763,28 @@ async fn bench_cross_node_setup_and_throughput_against_same_node() {
         println!("BENCH throughput {name} {mbit:.0} Mbit/s (both ways at once, {} MiB each)", bulk >> 20);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_pass_over_a_dead_nodes_listeners_at_once() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-http-kill", "");
+    let redis = Redis::start(home.path()).await;
+    let mut n = nodes(home.path(), &redis, 3).await;
+    let server = HttpServer::start().await;
+    let mut held = Vec::new();
+    for i in [0, 1, 1, 1] {
+        let mut ls = listen_settings("web", &[server.addr.to_string()]);
+        ls.http = true;
+        held.push(Listening::start(listener_client(&n, i), ls).await);
+    }
+    n[1].kill().await;
+    // Node 2's entries live on for a few seconds: every request is served meanwhile.
+    let tok = token("web");
+    for _ in 0..20 {
+        let reply = request(n[2].addr, "GET", "/web/hello", &[(TOKEN_HEADER, &tok)], Body::Empty).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert_eq!(redis.entries("web").await.len(), 4, "still listed: the test ran within their lifetime");
+}

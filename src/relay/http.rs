@@ -196,22 +196,33 @@ impl Relay {
         // trickles it in holds its own connection, never a place among the HC's waiting.
         let prefix = read_small_body(client, &mut upload, p.framing).await?;
         let remote = self.remote_listeners(&p.hc).await;
-        let (mut reservation, listener) = self.reserve_listener(&mut p, remote)?;
-        let (message, full) = self.request_message(prefix, &upload, &p, &listener);
-        debug!(inline = full.is_none(), listener = listener.id(), "request sent");
+        let (mut reservation, candidates) = self.reserve_listener(&p.hc, remote)?;
         let deadline = Instant::now() + self.limits.http_response_timeout;
         let timed_out = || {
             let secs = self.limits.http_response_timeout.as_secs_f64();
             Rejection::new(504, Reason::AcceptTimeout, format!("The listener did not answer within {secs} s"))
         };
-        tokio::select! {
-            sent = listener.deliver(RelayMessage::Request(message), Some(deadline)) => match sent {
-                Delivery::Delivered => {}
-                Delivery::Busy => return Err(timed_out()),
-                Delivery::Gone => return Err(listener_gone()),
-            },
-            () = self.shutdown.cancelled() => return Err(Rejection::shutting_down()),
+        // The first listener takes it; one on another node that turns out gone (its node
+        // died within the entries' lifetime) passes it to the next (docs/protocol.md 11).
+        let mut sent = None;
+        for listener in candidates {
+            address_request(&mut reservation, &mut p, &listener);
+            let (message, full) = self.request_message(prefix.clone(), &upload, &p, &listener);
+            debug!(inline = full.is_none(), listener = listener.id(), "request sent");
+            tokio::select! {
+                delivery = listener.deliver(RelayMessage::Request(message), Some(deadline)) => match delivery {
+                    Delivery::Delivered => {
+                        sent = Some((listener, full));
+                        break;
+                    }
+                    Delivery::Busy => return Err(timed_out()),
+                    Delivery::Gone if !listener.is_local() => {}
+                    Delivery::Gone => return Err(listener_gone()),
+                },
+                () = self.shutdown.cancelled() => return Err(Rejection::shutting_down()),
+            }
         }
+        let (listener, full) = sent.ok_or_else(listener_gone)?;
         let answer = tokio::select! {
             a = reservation.answer() => a,
             () = sleep_until(deadline) => return Err(timed_out()),
@@ -236,28 +247,24 @@ impl Relay {
         }
     }
 
-    /// Reserves the request's rendezvous and picks its listener (among those here and
-    /// `remote`, on other nodes): one (in random order) with room in its control queue,
-    /// if one has. The request's id and address are set.
-    fn reserve_listener(&self, p: &mut Prepared, remote: Vec<Listener>) -> Result<(Reservation, Listener), Rejection> {
-        let mut reservation = self.registry.reserve_with(&p.hc, Kind::Request, remote).map_err(|why| match why {
+    /// Reserves the request's rendezvous and orders the listeners it may go to (those here
+    /// and `remote`, on other nodes): in random order, those with room in their control
+    /// queue first.
+    fn reserve_listener(&self, hc: &str, remote: Vec<Listener>) -> Result<(Reservation, Vec<Listener>), Rejection> {
+        let reservation = self.registry.reserve_with(hc, Kind::Request, remote).map_err(|why| match why {
             Unavailable::NotFound => Rejection::new(404, Reason::NotFound, "Endpoint does not exist"),
             Unavailable::NoListener => no_listener(),
             Unavailable::PendingLimit => {
                 Rejection::new(503, Reason::PendingLimit, "Too many requests waiting on this hybrid connection")
             }
         })?;
-        let listeners = reservation.listeners();
-        let listener =
-            listeners.iter().find(|l| l.has_room()).or(listeners.first()).cloned().ok_or_else(no_listener)?;
-        // The client's sb-hc-id may be in use by another request: then a fresh one. A
-        // listener on another node answers at the address only.
-        if listener.is_local() {
-            p.id = reservation.expect_response(&listener, std::mem::take(&mut p.id));
+        let mut listeners = reservation.listeners().to_vec();
+        if listeners.is_empty() {
+            return Err(no_listener());
         }
-        p.message.id.clone_from(&p.id);
-        p.message.address = Some(reservation.address(listener.base(), "", &[], &p.id));
-        Ok((reservation, listener))
+        // Stable: the random order stays among those with room, and among the rest.
+        listeners.sort_by_key(|l| !l.has_room());
+        Ok((reservation, listeners))
     }
 
     /// The `request` message for the listener: complete, with its body, when the body is
@@ -346,6 +353,17 @@ impl Relay {
         to.close(uploaded.then_some(done)).await;
         Ok(())
     }
+}
+
+/// Sets the request's id and address for `listener`. The client's sb-hc-id may be in use
+/// by another request: then a fresh one. A listener on another node answers at the
+/// address only, so it needs no id here.
+fn address_request(reservation: &mut Reservation, p: &mut Prepared, listener: &Listener) {
+    if listener.is_local() {
+        p.id = reservation.expect_response(listener, std::mem::take(&mut p.id));
+    }
+    p.message.id.clone_from(&p.id);
+    p.message.address = Some(reservation.address(listener.base(), "", &[], &p.id));
 }
 
 /// Reads a body that may go inline in a `request` message (chunked, or a declared length
