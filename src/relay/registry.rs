@@ -929,6 +929,25 @@ mod tests {
     }
 
     #[test]
+    fn an_hc_of_another_node_is_adopted_without_listeners_unless_it_would_nest() {
+        let mut settings = RelaySettings::with_namespace_key("root", crate::secret::Secret::new("k"));
+        settings.limits.max_auto_hcs = 2;
+        let reg = Registry::new(&settings, Arc::new(Metrics::new()));
+        let _box = reg.register("box", "ws://h").unwrap();
+        reg.adopt("Elsewhere");
+        assert_eq!(reg.spelling("elsewhere").as_deref(), Some("Elsewhere"));
+        assert_eq!(reg.reserve("elsewhere", Kind::Sender).err(), Some(Unavailable::NoListener), "none here");
+        assert!(reg.local_listeners().iter().all(|(hc, _)| hc == "box"), "an adopted HC lists no listener");
+        reg.adopt("box/web");
+        assert_eq!(reg.spelling("box/web"), None, "below an HC here: not adopted");
+        reg.adopt("third");
+        assert_eq!(reg.spelling("third"), None, "over the limit of created HCs");
+        let (hc, ids) = &reg.local_listeners()[0];
+        assert!(reg.local_listener(hc, ids[0]).is_some_and(|l| l.is_local()));
+        assert!(reg.local_listener("elsewhere", ids[0]).is_none(), "an id of another HC");
+    }
+
+    #[test]
     fn secrets_are_random_hex() {
         let (a, b) = (new_secret(), new_secret());
         assert_eq!(a.len(), SECRET_BYTES * 2);
