@@ -207,6 +207,15 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let port = listener.local_addr()?.port();
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     let base = format!("{scheme}://{host}:{port}");
+    // A node bound to every interface is reached by other nodes' listeners as it says
+    // it is reached (--public-host), unless the configuration names its URL.
+    if let Some(cluster) = settings.cluster.as_mut()
+        && cluster.url.is_none()
+        && settings.external_url.is_none()
+        && args.bind.ip().is_unspecified()
+    {
+        cluster.url = Some(base.clone());
+    }
     println!("hyco relay listening on {base} (bound to {})", listener.local_addr()?);
     if let Some(print) = &fingerprint {
         println!("TLS certificate SHA-256 fingerprint: {print}");
