@@ -788,3 +788,51 @@ async fn http_requests_pass_over_a_dead_nodes_listeners_at_once() {
     }
     assert_eq!(redis.entries("web").await.len(), 4, "still listed: the test ran within their lifetime");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_node_reads_of_an_hc_in_redis_is_bounded() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-bounds", "");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 1).await;
+    let mut conn = redis.conn().await;
+    let far = 4_000_000_000_000i64;
+    // 300 listeners of nodes that do not exist: a node reads 256 (MAX_ENTRIES_READ), each
+    // found gone at once (no one reads its channel), then answers 404.
+    for i in 0..300 {
+        let _: i64 = redis::cmd("ZADD")
+            .arg("hyco:hc:ghost")
+            .arg(far)
+            .arg(format!("ghost{i} 1 ghost"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // An HC named by 9 segments is past MAX_RESOLVE_PREFIXES (8); one of 8 is not.
+    let deep9 = "a/b/c/d/e/f/g/h/i";
+    for hc in [deep9, "x/b/c/d/e/f/g/h"] {
+        let _: i64 = redis::cmd("ZADD")
+            .arg(format!("hyco:hc:{hc}"))
+            .arg(far)
+            .arg(format!("ghost 1 {hc}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let connect = |hc: &str| {
+        let url = format!("ws://{}/$hc/{hc}?sb-hc-action=connect", n[0].addr);
+        let token = token(hc);
+        let addr = n[0].addr;
+        async move { refused(raw_upgrade(addr, &url, &[auth(&token)]).await) }
+    };
+    let (status, text) = connect("ghost").await;
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("No listener"), "found in Redis, none there: {text}");
+    assert_eq!(n[0].metric("hyco_cluster_deliveries_total{outcome=\"gone\"}").await, 256.0);
+    let (status, text) = connect(deep9).await;
+    assert_eq!((status, text.contains("does not exist")), (404, true), "{text}");
+    let (status, text) = connect("x/b/c/d/e/f/g/h").await;
+    assert_eq!((status, text.contains("No listener")), (404, true), "{text}");
+}

@@ -102,14 +102,7 @@ impl Cluster {
             }
         }
         .context("setting up the Redis client")?;
-        let (inbound_tx, inbound) = mpsc::channel::<PushInfo>(INBOUND_QUEUE);
-        let counters = metrics.clone();
-        let push = move |push: PushInfo| {
-            if push.kind == PushKind::Message && inbound_tx.try_send(push).is_err() {
-                counters.cluster().drop_message();
-            }
-            Ok::<(), ()>(())
-        };
+        let (push, inbound) = inbound_queue(metrics.clone());
         let config = ConnectionManagerConfig::new()
             .set_push_sender(push)
             .set_automatic_resubscription()
@@ -345,9 +338,10 @@ impl Cluster {
                 }
                 NodeMessage::Deliver { from, seq, hc, listener, wait_ms, message } => {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        // Answered here, not in a task: a flood slows this loop, it
+                        // does not pile up tasks.
                         self.metrics.cluster().drop_message();
-                        let me = self.clone();
-                        tokio::spawn(async move { me.answer(&from, seq, Delivery::Busy).await });
+                        self.answer(&from, seq, Delivery::Busy).await;
                         continue;
                     };
                     let (me, registry) = (self.clone(), registry.clone());
@@ -367,6 +361,9 @@ impl Cluster {
 
     /// Tells node `to` what became of its `seq`th delivery.
     async fn answer(&self, to: &str, seq: u64, outcome: Delivery) {
+        if self.state.load(Ordering::Relaxed) == DOWN {
+            return;
+        }
         let msg = NodeMessage::Outcome { from: self.node.clone(), seq, outcome };
         let payload = serde_json::to_string(&msg).expect("node messages serialize");
         let mut published = redis::cmd("PUBLISH");
@@ -485,11 +482,103 @@ impl Cluster {
     }
 }
 
+/// What the Redis client calls with each message read (it must not block), and the
+/// bounded queue it fills: messages past [`INBOUND_QUEUE`] are dropped and counted.
+fn inbound_queue(
+    metrics: Arc<Metrics>,
+) -> (impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static, mpsc::Receiver<PushInfo>) {
+    let (tx, rx) = mpsc::channel::<PushInfo>(INBOUND_QUEUE);
+    let push = move |push: PushInfo| {
+        if push.kind == PushKind::Message && tx.try_send(push).is_err() {
+            metrics.cluster().drop_message();
+        }
+        Ok(())
+    };
+    (push, rx)
+}
+
 /// Forgets a waiting delivery when its asker is done, whatever ended it.
 struct Forget<'a>(&'a Mutex<HashMap<u64, oneshot::Sender<Delivery>>>, u64);
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
         self.0.lock().expect("cluster lock").remove(&self.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Accept;
+    use crate::relay::RelaySettings;
+
+    fn message(channel: &str, payload: String) -> PushInfo {
+        let data = vec![Value::BulkString(channel.as_bytes().to_vec()), Value::BulkString(payload.into_bytes())];
+        PushInfo { kind: PushKind::Message, data }
+    }
+
+    #[tokio::test]
+    async fn the_inbound_queue_is_bounded() {
+        let metrics = Arc::new(Metrics::new());
+        let (push, mut rx) = inbound_queue(metrics.clone());
+        for _ in 0..INBOUND_QUEUE + 3 {
+            push(message("c", "x".into())).unwrap();
+        }
+        push(PushInfo { kind: PushKind::Subscribe, data: Vec::new() }).unwrap();
+        assert_eq!(metrics.cluster_dropped_messages(), 3);
+        assert!(rx.try_recv().is_ok());
+    }
+
+    /// More deliveries than [`MAX_INBOUND_DELIVERIES`] waiting on a full control queue:
+    /// the rest are answered busy and counted, none waits unbounded.
+    #[tokio::test]
+    async fn deliveries_waiting_at_once_are_bounded() {
+        let settings = RelaySettings::with_namespace_key("root", crate::secret::Secret::new("k"));
+        let metrics = Arc::new(Metrics::new());
+        let registry = Registry::new(&settings, metrics.clone());
+        let token = crate::sas::mint("sb://relay/", "root", &crate::secret::Secret::new("k"), u64::MAX);
+        let (_, registration) = registry.register_listener("hc", Some(token.expose()), "ws://a".into()).unwrap();
+        let address = "ws://b:1/$hc/hc?sb-hc-action=accept&sb-hc-id=t_s".to_owned();
+        let accept = RelayMessage::Accept(Accept {
+            address,
+            id: "t".into(),
+            connect_headers: Default::default(),
+            remote_endpoint: None,
+        });
+        let listener = registry.local_listener("hc", registration.id()).unwrap();
+        while listener.deliver(accept.clone(), None).await == Delivery::Delivered {}
+        let client = redis::Client::open("redis://127.0.0.1:1/0").unwrap();
+        let conn = ConnectionManager::new_lazy_with_config(client, ConnectionManagerConfig::new()).unwrap();
+        let cluster = Arc::new(Cluster {
+            node: "a".into(),
+            base: "ws://a".into(),
+            conn,
+            state: AtomicU8::new(DOWN),
+            seq: AtomicU64::new(0),
+            admitted: Mutex::new(HashSet::new()),
+            waiting: Mutex::new(HashMap::new()),
+            admit: Script::new(&wire::admit_script()),
+            refresh: Script::new(&wire::refresh_script()),
+            live: Script::new(&wire::live_script()),
+            max_wait: Duration::from_secs(60),
+            metrics: metrics.clone(),
+        });
+        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+        let extra = 7;
+        for seq in 0..(MAX_INBOUND_DELIVERIES + extra) as u64 {
+            let deliver = NodeMessage::Deliver {
+                from: "b".into(),
+                seq,
+                hc: "hc".into(),
+                listener: registration.id(),
+                wait_ms: 30_000,
+                message: Box::new(accept.clone()),
+            };
+            tx.send(message("hyco:node:a", serde_json::to_string(&deliver).unwrap())).await.unwrap();
+        }
+        drop(tx);
+        let shutdown = CancellationToken::new();
+        cluster.read_channel(rx, registry.clone(), shutdown).await;
+        assert_eq!(metrics.cluster_dropped_messages(), extra as u64);
     }
 }
