@@ -19,6 +19,7 @@ mod control;
 mod forwarded;
 mod http;
 pub(crate) mod http_transfer;
+mod listener;
 pub mod metrics;
 mod public;
 mod registry;

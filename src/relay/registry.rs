@@ -38,12 +38,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use tokio::time::Instant;
 use tracing::info;
 
 use super::auth::{self, Grant, Right, Rule};
-use super::cluster::{Cluster, Delivery};
 use super::config::{HcSettings, MAX_HC_NAME_BYTES, RelaySettings};
+pub(super) use super::listener::Listener;
 use super::metrics::{Metrics, Reason};
 use super::rejection::Rejection;
 use super::stream::RelayStream;
@@ -106,97 +105,6 @@ pub(super) struct HcInfo {
     pub(super) requires_client_authorization: bool,
     /// Unix seconds.
     pub(super) created: u64,
-}
-
-/// A listener's control channel, as a waiting sender or request sees it: on this node,
-/// or on another node of the cluster (docs/protocol.md 11).
-#[derive(Clone)]
-pub(super) struct Listener {
-    id: u64,
-    /// `ws://host:port` or `wss://…`: the base of the rendezvous addresses it is given.
-    /// As the listener reached the relay, or this node's own base for a listener elsewhere.
-    base: Arc<str>,
-    route: Route,
-}
-
-#[derive(Clone)]
-enum Route {
-    Local(mpsc::Sender<RelayMessage>),
-    /// Reached through the node it is on, which hands the message over.
-    Remote {
-        node: Arc<str>,
-        hc: Arc<str>,
-        cluster: Arc<Cluster>,
-    },
-}
-
-impl Listener {
-    /// A listener on `node`, known to this one through the cluster.
-    pub(super) fn remote(cluster: Arc<Cluster>, node: &str, hc: &str, id: u64, base: Arc<str>) -> Self {
-        Self { id, base, route: Route::Remote { node: node.into(), hc: hc.into(), cluster } }
-    }
-
-    pub(super) fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub(super) fn base(&self) -> &str {
-        &self.base
-    }
-
-    /// Whether the listener's control channel is on this node (so that it can answer an
-    /// HTTP request on it).
-    pub(super) fn is_local(&self) -> bool {
-        matches!(self.route, Route::Local(_))
-    }
-
-    /// Hands `msg` over: at once if the queue has room (`until` is `None`), else waiting
-    /// for room until `until`.
-    pub(super) async fn deliver(&self, msg: RelayMessage, until: Option<Instant>) -> Delivery {
-        match &self.route {
-            Route::Local(queue) => deliver_local(queue, msg, until).await,
-            Route::Remote { node, hc, cluster } => cluster.deliver(node, hc, self.id, msg, until).await,
-        }
-    }
-
-    pub(super) fn has_room(&self) -> bool {
-        match &self.route {
-            Route::Local(queue) => queue.capacity() > 0,
-            Route::Remote { .. } => true,
-        }
-    }
-
-    /// Whether nothing waits in the listener's queue (not known of one elsewhere).
-    pub(super) fn is_idle(&self) -> bool {
-        match &self.route {
-            Route::Local(queue) => queue.capacity() == queue.max_capacity(),
-            Route::Remote { .. } => false,
-        }
-    }
-
-    /// Completes when the listener's control channel has ended (never, for one elsewhere:
-    /// its node's answer says).
-    pub(super) async fn gone(&self) {
-        match &self.route {
-            Route::Local(queue) => queue.closed().await,
-            Route::Remote { .. } => std::future::pending().await,
-        }
-    }
-}
-
-/// Puts `msg` in a control channel's queue, at once or waiting for room until `until`.
-async fn deliver_local(queue: &mpsc::Sender<RelayMessage>, msg: RelayMessage, until: Option<Instant>) -> Delivery {
-    let Some(until) = until else {
-        return match queue.try_send(msg) {
-            Ok(()) => Delivery::Delivered,
-            Err(mpsc::error::TrySendError::Full(_)) => Delivery::Busy,
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
-        };
-    };
-    tokio::select! {
-        sent = queue.send(msg) => if sent.is_ok() { Delivery::Delivered } else { Delivery::Gone },
-        () = tokio::time::sleep_until(until) => Delivery::Busy,
-    }
 }
 
 /// A hybrid connection's live state.
@@ -391,7 +299,7 @@ impl Registry {
             state.auto_hcs += 1;
         }
         let entry = state.hcs.get_mut(&key).expect("present or just created");
-        entry.listeners.push(Listener { id, base: base.into(), route: Route::Local(queue) });
+        entry.listeners.push(Listener::local(id, base.into(), queue));
         // The HC's own spelling, whatever the listener's: one HC, one name in metrics and logs.
         let hc = entry.settings.name.clone();
         self.metrics.set_listeners(&hc, entry.listeners.len());
@@ -419,7 +327,7 @@ impl Registry {
 
     /// Listener `id` of `hc` on this node, if it is still there.
     pub(super) fn local_listener(&self, hc: &str, id: u64) -> Option<Listener> {
-        self.state().hcs.get(&name_key(hc))?.listeners.iter().find(|l| l.id == id).cloned()
+        self.state().hcs.get(&name_key(hc))?.listeners.iter().find(|l| l.id() == id).cloned()
     }
 
     /// Makes `hc`, which has listeners on another node of the cluster only, known here as
@@ -553,7 +461,7 @@ impl Registry {
     fn unregister(self: &Arc<Self>, hc: &str, id: u64) {
         let mut state = self.state();
         let Some(entry) = state.hcs.get_mut(&name_key(hc)) else { return };
-        entry.listeners.retain(|l| l.id != id);
+        entry.listeners.retain(|l| l.id() != id);
         self.metrics.set_listeners(hc, entry.listeners.len());
         self.roster.send_modify(|n| *n += 1);
         if !entry.auto || !entry.listeners.is_empty() {
@@ -668,7 +576,7 @@ impl Reservation {
             id = protocol::new_guid();
         }
         if let Some(waiting) = state.waiting.get_mut(&self.secret) {
-            waiting.request = Some((id.clone(), listener.id));
+            waiting.request = Some((id.clone(), listener.id()));
             state.requests.insert(id.clone(), self.secret.clone());
         }
         id
