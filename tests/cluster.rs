@@ -280,7 +280,8 @@ async fn a_listener_on_one_node_serves_senders_at_the_others() {
     .await;
     assert_eq!(n[0].metric("hyco_tunnels_total").await, 0.0, "the listener's node splices nothing");
     assert!(n[1].metric("hyco_cluster_deliveries_total{outcome=\"delivered\"}").await >= 1.0);
-    assert_eq!(n[0].metric("hyco_cluster_nodes").await, 3.0);
+    // Node 1 counts the nodes at its next refresh (every 2 s) after the others joined.
+    until(EXPIRY, "node 1 to see three nodes", || async { n[0].metric("hyco_cluster_nodes").await == 3.0 }).await;
     assert_eq!(n[0].metric("hyco_cluster_redis_up").await, 1.0);
     // Same node still works as on one relay; an HC nobody listens on is 404 everywhere.
     let same = Bound::start(client(n[0].addr), "hc", None).await;
