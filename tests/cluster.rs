@@ -686,6 +686,15 @@ async fn a_secret_crosses_only_inside_its_accept_and_is_single_use_on_its_node()
     let (mut sws, _) = within("sender 101", sender).await.unwrap().expect("sender upgrade");
     exchange(&mut sws, &mut lws).await;
     assert_eq!(refused(raw_upgrade(n[1].addr, &a.address, &[]).await).0, 403, "used up");
+    // A listener's reject travels to the sender's node too, and reaches the sender there.
+    let connect = hyco::protocol::client_url(&n[1].endpoint(), "hc", None, "", hyco::protocol::Action::Connect, None);
+    let (addr, token) = (n[1].addr, token("hc"));
+    let sender = tokio::spawn(async move { raw_upgrade(addr, &connect, &[auth(&token)]).await });
+    let a = listener.next_accept().await;
+    let reject = format!("{}&sb-hc-statusCode=418&sb-hc-statusDescription=No%20teapots", a.address);
+    assert_eq!(refused(raw_upgrade(n[1].addr, &reject, &[]).await).0, 410);
+    let (status, text) = refused(within("the sender's answer", sender).await.unwrap());
+    assert_eq!((status, text.as_str()), (418, "No teapots"));
     for node in &n {
         for text in [node.proc.stdout.text(), node.proc.stderr.text()] {
             assert!(!text.contains(&secret), "the secret shows in a node's output:\n{text}");
