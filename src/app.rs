@@ -169,6 +169,14 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     if settings.public.host.is_none() {
         settings.public.host = args.public_host.clone();
     }
+    if let Some(url) = &args.cluster {
+        let cluster =
+            relay::ClusterSettings::new(url).map_err(|e| failure(Kind::Config, format!("--cluster: {e:#}")))?;
+        settings.cluster = Some(match settings.cluster.take() {
+            Some(configured) => relay::ClusterSettings { redis_url: cluster.redis_url, ..configured },
+            None => cluster,
+        });
+    }
     let (tls, fingerprint) = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
         (Some(cert), Some(key), _) => {
             let (config, print) = relay::tls::from_pem_files(cert, key)
@@ -200,6 +208,15 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let port = listener.local_addr()?.port();
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     let base = format!("{scheme}://{host}:{port}");
+    // A node bound to every interface is reached by other nodes' listeners as it says
+    // it is reached (--public-host), unless the configuration names its URL.
+    if let Some(cluster) = settings.cluster.as_mut()
+        && cluster.url.is_none()
+        && settings.external_url.is_none()
+        && args.bind.ip().is_unspecified()
+    {
+        cluster.url = Some(base.clone());
+    }
     println!("hyco relay listening on {base} (bound to {})", listener.local_addr()?);
     if let Some(print) = &fingerprint {
         println!("TLS certificate SHA-256 fingerprint: {print}");
@@ -254,6 +271,9 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     }
     if args.config.is_none() {
         println!("Hybrid connections are created when a listener first asks for them.");
+    }
+    if let Some(cluster) = &settings.cluster {
+        println!("Cluster node {}: listeners and senders shared with the other nodes through Redis.", cluster.node_id);
     }
     if settings.public.rules.as_ref().is_none_or(|r| !r.is_empty()) {
         let (first, last) = (settings.public.range.start(), settings.public.range.end());

@@ -303,6 +303,11 @@ pub struct ServeArgs {
     /// on loopback or a private network), e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "[HOST:]PORT", value_parser = parse_bind)]
     pub metrics: Option<SocketAddr>,
+    /// Be one node of a relay of several that share listeners through this Redis
+    /// (`redis://HOST:6379/0`, `rediss://` for TLS; no password in it: use `[cluster]
+    /// password_file`). Overrides `[cluster] redis` in --config.
+    #[arg(long, value_name = "REDIS_URL")]
+    pub cluster: Option<String>,
 }
 
 /// Where the relay is and how to authenticate: flags beat the environment, which beats

@@ -56,6 +56,8 @@ pub struct RelayClient {
     /// Where this client starts in its endpoints: random, so that clients spread over a
     /// relay's nodes.
     start: usize,
+    /// Whether every connection tries the endpoints in the order given ([`Self::in_order`]).
+    ordered: bool,
     pub credential: Credential,
     /// TLS settings for `wss://` endpoints (and accept addresses).
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -88,6 +90,7 @@ impl RelayClient {
             endpoint,
             others: Vec::new(),
             start: 0,
+            ordered: false,
             credential,
             tls,
             token_ttl: protocol::DEFAULT_TOKEN_TTL,
@@ -100,9 +103,16 @@ impl RelayClient {
     /// This client, with more endpoints of the same relay (its other nodes): each
     /// connection to the relay starts at a random one of them all and goes on to the next
     /// when one cannot be reached ([`OpenError::may_try_another_endpoint`]).
-    pub(crate) fn with_others(self, others: Vec<Endpoint>) -> Self {
+    pub fn with_others(self, others: Vec<Endpoint>) -> Self {
         let start = if others.is_empty() { 0 } else { rand::random_range(0..=others.len()) };
         Self { others, start, ..self }
+    }
+
+    /// This client, trying its endpoints in the order given rather than from a random one:
+    /// its listener's first control channel, and its senders, go to the first endpoint while
+    /// it answers (tests that need a listener on one node of several).
+    pub fn in_order(self) -> Self {
+        Self { start: 0, ordered: true, ..self }
     }
 
     /// How many endpoints the relay was given as.
@@ -135,7 +145,7 @@ impl RelayClient {
         extra: &[(String, String)],
     ) -> anyhow::Result<Result<(Opened, &Endpoint, Option<u64>), OpenError>> {
         let count = self.endpoint_count();
-        let from = rand::random_range(0..count);
+        let from = if self.ordered { 0 } else { rand::random_range(0..count) };
         for i in 0..count {
             let endpoint = self.endpoint_at(from + i);
             let token = self.token_for(endpoint, hc).await?;
@@ -582,6 +592,7 @@ mod tests {
             endpoint: Endpoint { secure, host, port },
             others: Vec::new(),
             start: 0,
+            ordered: false,
             credential: Credential::None,
             tls: None,
             token_ttl: protocol::DEFAULT_TOKEN_TTL,

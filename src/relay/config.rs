@@ -11,6 +11,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use super::auth::{Right, Rule};
+pub use super::cluster::ClusterSettings;
+use super::cluster::FileCluster;
 pub use crate::ipnet::IpNet;
 use crate::protocol;
 pub use crate::public::Proto;
@@ -211,6 +213,8 @@ pub struct RelaySettings {
     /// Create an HC when a listener first asks for it (the throwaway default).
     pub auto_create: bool,
     pub limits: Limits,
+    /// Several relays sharing routing through Redis (docs/protocol.md 11); `None`: one.
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl RelaySettings {
@@ -233,6 +237,7 @@ impl RelaySettings {
             external_url: None,
             auto_create: true,
             limits: Limits::default(),
+            cluster: None,
         }
     }
 
@@ -306,7 +311,8 @@ impl RelaySettings {
         let public = file.public_ports.map_or_else(|| Ok(PublicSettings::off()), FilePublic::resolve)?;
         let external_url = file.external_url.as_deref().map(parse_external_url).transpose()?;
         let rules = with_derived_rules(rules);
-        Ok(Self { rules, hcs, public, external_url, auto_create: file.auto_create, limits })
+        let cluster = file.cluster.map(|c| c.resolve(base)).transpose()?;
+        Ok(Self { rules, hcs, public, external_url, auto_create: file.auto_create, limits, cluster })
     }
 }
 
@@ -342,11 +348,12 @@ struct FileConfig {
     trusted_proxies: Vec<String>,
     public_ports: Option<FilePublic>,
     external_url: Option<String>,
+    cluster: Option<FileCluster>,
 }
 
 /// Reads `external_url`: `wss://host[:port]` or `ws://…` (`https://`/`http://` taken as
 /// such), no path; returned without a trailing slash.
-fn parse_external_url(text: &str) -> anyhow::Result<String> {
+pub(super) fn parse_external_url(text: &str) -> anyhow::Result<String> {
     let text = text.trim().trim_end_matches('/');
     let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
     let scheme = match scheme.to_ascii_lowercase().as_str() {

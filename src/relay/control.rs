@@ -76,6 +76,16 @@ impl Relay {
             Ok(r) => r,
             Err(rejection) => return self.reject(&mut stream, &rejection, Some(tracking_id)).await,
         };
+        // In a cluster the limit counts the HC's listeners on every node (docs/protocol.md 11).
+        let max = self.limits.max_listeners_per_hc;
+        if let Some(cluster) = &self.cluster
+            && !cluster.admit(registration.hc(), registration.id(), max).await
+        {
+            drop(registration);
+            let text = format!("Listener limit of {max} reached for this hybrid connection");
+            let rejection = super::Rejection::new(403, super::metrics::Reason::ListenerLimit, text);
+            return self.reject(&mut stream, &rejection, Some(tracking_id)).await;
+        }
         let key = websocket_key(&req).unwrap_or_default();
         let mut granted = Vec::new();
         if !leases.is_empty() {

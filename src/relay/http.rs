@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, BufReader};
 use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, info, info_span};
 
+use super::cluster::Delivery;
 use super::http_transfer::{Client, Plan, Upload, parse_target, relay_body, response_head, response_message, upload};
 use super::metrics::Reason;
 use super::registry::{Answer, Kind, Listener, Reservation, Unavailable};
@@ -72,7 +73,7 @@ impl Relay {
                 // An SDK's GetRuntimeInformationAsync: the relay's to answer (docs/protocol.md 7.1).
                 Some(Ok(answer)) => client.write(answer.as_bytes()).await,
                 Some(Err(r)) => Err(r),
-                None => match self.prepare_http(&req, peer) {
+                None => match self.prepare_http(&req, peer).await {
                     Ok(prepared) => {
                         id.clone_from(&prepared.id);
                         self.relay_http(&mut client, prepared).await
@@ -98,7 +99,7 @@ impl Relay {
 
     /// Checks the request and turns it into a `request` message: 400, 401, 403, 404 and
     /// 413 (a declared length) are decided here, before any listener hears of it.
-    fn prepare_http(&self, req: &Request, peer: SocketAddr) -> Result<Prepared, Rejection> {
+    async fn prepare_http(&self, req: &Request, peer: SocketAddr) -> Result<Prepared, Rejection> {
         let limits = &self.limits;
         let target = parse_target(&req.target).map_err(|why| Rejection::new(400, Reason::BadRequest, why))?;
         let id = target
@@ -113,7 +114,7 @@ impl Relay {
         // application's, and the token is checked against the names only.
         let (names, more) = target.names();
         let bad_name = || Rejection::new(400, Reason::BadRequest, "A path segment that names something is not a name");
-        let Some((hc, _)) = self.registry.resolve(&names[..names.len().min(MAX_PATH_SEGMENTS)]) else {
+        let Some((hc, _)) = self.resolve(&names[..names.len().min(MAX_PATH_SEGMENTS)]).await else {
             if names.is_empty() && more {
                 return Err(bad_name());
             }
@@ -194,23 +195,34 @@ impl Relay {
         // A body that may go inline is read before a rendezvous is reserved: a client that
         // trickles it in holds its own connection, never a place among the HC's waiting.
         let prefix = read_small_body(client, &mut upload, p.framing).await?;
-        let (mut reservation, listener) = self.reserve_listener(&mut p)?;
-        let (message, full) = self.request_message(prefix, &upload, &p, &listener);
-        debug!(inline = full.is_none(), listener = listener.id(), "request sent");
+        let remote = self.remote_listeners(&p.hc).await;
+        let (mut reservation, candidates) = self.reserve_listener(&p.hc, remote)?;
         let deadline = Instant::now() + self.limits.http_response_timeout;
         let timed_out = || {
             let secs = self.limits.http_response_timeout.as_secs_f64();
             Rejection::new(504, Reason::AcceptTimeout, format!("The listener did not answer within {secs} s"))
         };
-        tokio::select! {
-            sent = listener.send(RelayMessage::Request(message)) => {
-                if !sent {
-                    return Err(listener_gone());
-                }
+        // The first listener takes it; one on another node that turns out gone (its node
+        // died within the entries' lifetime) passes it to the next (docs/protocol.md 11).
+        let mut sent = None;
+        for listener in candidates {
+            address_request(&mut reservation, &mut p, &listener);
+            let (message, full) = self.request_message(prefix.clone(), &upload, &p, &listener);
+            debug!(inline = full.is_none(), listener = listener.id(), "request sent");
+            tokio::select! {
+                delivery = listener.deliver(RelayMessage::Request(message), Some(deadline)) => match delivery {
+                    Delivery::Delivered => {
+                        sent = Some((listener, full));
+                        break;
+                    }
+                    Delivery::Busy => return Err(timed_out()),
+                    Delivery::Gone if !listener.is_local() => {}
+                    Delivery::Gone => return Err(listener_gone()),
+                },
+                () = self.shutdown.cancelled() => return Err(Rejection::shutting_down()),
             }
-            () = sleep_until(deadline) => return Err(timed_out()),
-            () = self.shutdown.cancelled() => return Err(Rejection::shutting_down()),
         }
+        let (listener, full) = sent.ok_or_else(listener_gone)?;
         let answer = tokio::select! {
             a = reservation.answer() => a,
             () = sleep_until(deadline) => return Err(timed_out()),
@@ -235,24 +247,24 @@ impl Relay {
         }
     }
 
-    /// Reserves the request's rendezvous and picks its listener: one (in random order)
-    /// with room in its control queue, if one has. The request's id and address are set.
-    fn reserve_listener(&self, p: &mut Prepared) -> Result<(Reservation, Listener), Rejection> {
-        let mut reservation = self.registry.reserve(&p.hc, Kind::Request).map_err(|why| match why {
+    /// Reserves the request's rendezvous and orders the listeners it may go to (those here
+    /// and `remote`, on other nodes): in random order, those with room in their control
+    /// queue first.
+    fn reserve_listener(&self, hc: &str, remote: Vec<Listener>) -> Result<(Reservation, Vec<Listener>), Rejection> {
+        let reservation = self.registry.reserve_with(hc, Kind::Request, remote).map_err(|why| match why {
             Unavailable::NotFound => Rejection::new(404, Reason::NotFound, "Endpoint does not exist"),
             Unavailable::NoListener => no_listener(),
             Unavailable::PendingLimit => {
                 Rejection::new(503, Reason::PendingLimit, "Too many requests waiting on this hybrid connection")
             }
         })?;
-        let listeners = reservation.listeners();
-        let listener =
-            listeners.iter().find(|l| l.has_room()).or(listeners.first()).cloned().ok_or_else(no_listener)?;
-        // The client's sb-hc-id may be in use by another request: then a fresh one.
-        p.id = reservation.expect_response(&listener, std::mem::take(&mut p.id));
-        p.message.id.clone_from(&p.id);
-        p.message.address = Some(reservation.address(listener.base(), "", &[], &p.id));
-        Ok((reservation, listener))
+        let mut listeners = reservation.listeners().to_vec();
+        if listeners.is_empty() {
+            return Err(no_listener());
+        }
+        // Stable: the random order stays among those with room, and among the rest.
+        listeners.sort_by_key(|l| !l.has_room());
+        Ok((reservation, listeners))
     }
 
     /// The `request` message for the listener: complete, with its body, when the body is
@@ -268,8 +280,10 @@ impl Relay {
     ) -> (HttpRequest, Option<(String, Vec<u8>)>) {
         let whole = p.framing == Framing::Empty || (prefix.len() <= MAX_INLINE_BODY && upload.body.is_done());
         let full_json = serde_json::to_string(&RelayMessage::Request(p.message.clone())).expect("requests serialize");
-        let inline =
-            whole && (prefix.is_empty() || listener.is_idle()) && full_json.len() <= self.limits.max_control_message;
+        let inline = whole
+            && listener.is_local()
+            && (prefix.is_empty() || listener.is_idle())
+            && full_json.len() <= self.limits.max_control_message;
         if inline {
             let mut m = p.message.clone();
             m.body = Some(!prefix.is_empty());
@@ -339,6 +353,17 @@ impl Relay {
         to.close(uploaded.then_some(done)).await;
         Ok(())
     }
+}
+
+/// Sets the request's id and address for `listener`. The client's sb-hc-id may be in use
+/// by another request: then a fresh one. A listener on another node answers at the
+/// address only, so it needs no id here.
+fn address_request(reservation: &mut Reservation, p: &mut Prepared, listener: &Listener) {
+    if listener.is_local() {
+        p.id = reservation.expect_response(listener, std::mem::take(&mut p.id));
+    }
+    p.message.id.clone_from(&p.id);
+    p.message.address = Some(reservation.address(listener.base(), "", &[], &p.id));
 }
 
 /// Reads a body that may go inline in a `request` message (chunked, or a declared length

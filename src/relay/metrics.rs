@@ -257,6 +257,73 @@ pub struct Metrics {
     connections_open: AtomicU64,
     /// Open public ports: the HC each belongs to, and its counters.
     public: Mutex<BTreeMap<PortKey, (String, Arc<PortCounters>)>>,
+    /// A cluster node's own series, listed only when the relay is one.
+    cluster: ClusterCounters,
+}
+
+/// What a cluster node counts (docs/protocol.md 11).
+#[derive(Default)]
+pub(crate) struct ClusterCounters {
+    enabled: std::sync::atomic::AtomicBool,
+    redis_up: AtomicU64,
+    nodes: AtomicU64,
+    /// Deliveries this node asked of others, by outcome: delivered, busy, gone.
+    deliveries: [AtomicU64; 3],
+    dropped: AtomicU64,
+}
+
+impl ClusterCounters {
+    pub(crate) fn enable(&self) {
+        self.enabled.store(true, Relaxed);
+    }
+
+    pub(crate) fn set_redis_up(&self, up: bool) {
+        self.redis_up.store(u64::from(up), Relaxed);
+    }
+
+    pub(crate) fn set_nodes(&self, n: u64) {
+        self.nodes.store(n, Relaxed);
+    }
+
+    /// Counts a delivery asked of another node; `outcome` 0 delivered, 1 busy, 2 gone.
+    pub(crate) fn delivery(&self, outcome: usize) {
+        self.deliveries[outcome].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a node message dropped: too large, malformed, or over the inbound bound.
+    pub(crate) fn drop_message(&self) {
+        self.dropped.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, family: &impl Fn(&mut String, &str, &str, &str)) {
+        if !self.enabled.load(Relaxed) {
+            return;
+        }
+        family(out, "hyco_cluster_redis_up", "gauge", "Whether this node reaches Redis (1) or not (0).");
+        let _ = writeln!(out, "hyco_cluster_redis_up {}", self.redis_up.load(Relaxed));
+        family(out, "hyco_cluster_nodes", "gauge", "Live nodes of the cluster, as this node last saw them in Redis.");
+        let _ = writeln!(out, "hyco_cluster_nodes {}", self.nodes.load(Relaxed));
+        family(
+            out,
+            "hyco_cluster_deliveries_total",
+            "counter",
+            "Accepts and requests this node handed to listeners on other nodes, by outcome.",
+        );
+        for (i, outcome) in ["delivered", "busy", "gone"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "hyco_cluster_deliveries_total{{outcome=\"{outcome}\"}} {}",
+                self.deliveries[i].load(Relaxed)
+            );
+        }
+        family(
+            out,
+            "hyco_cluster_dropped_messages_total",
+            "counter",
+            "Messages from other nodes dropped: too large, malformed, or over the inbound bound.",
+        );
+        let _ = writeln!(out, "hyco_cluster_dropped_messages_total {}", self.dropped.load(Relaxed));
+    }
 }
 
 /// Decrements a gauge when dropped.
@@ -358,6 +425,15 @@ impl Metrics {
         self.rejected[why as usize].load(Relaxed)
     }
 
+    pub(crate) fn cluster(&self) -> &ClusterCounters {
+        &self.cluster
+    }
+
+    /// Messages from other cluster nodes dropped as too large, malformed or too many.
+    pub fn cluster_dropped_messages(&self) -> u64 {
+        self.cluster.dropped.load(Relaxed)
+    }
+
     pub(crate) fn connections_open(&self) -> u64 {
         self.connections_open.load(Relaxed)
     }
@@ -416,6 +492,7 @@ impl Metrics {
             let _ =
                 writeln!(out, "hyco_rejected_handshakes_total{{reason=\"{}\"}} {}", why.label(), self.rejected(why));
         }
+        self.cluster.render(&mut out, &family);
         self.render_public(&mut out, family);
         out
     }

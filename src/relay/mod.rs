@@ -8,14 +8,18 @@
 //! outside `/$hc/` is HTTP mode (docs/protocol.md 7, [`http`]), served to a listener as a
 //! `request` message. Hybrid connections, listeners and pending rendezvous belong to the
 //! [`registry`]; every no is a [`Rejection`]; what happens is counted in [`Metrics`].
+//! With `--cluster`, the [`cluster`] module shares listeners with other nodes through Redis
+//! (docs/protocol.md 11); without it nothing of that runs.
 
 mod admission;
 pub mod auth;
+mod cluster;
 pub mod config;
 mod control;
 mod forwarded;
 mod http;
 pub(crate) mod http_transfer;
+mod listener;
 pub mod metrics;
 mod public;
 mod registry;
@@ -36,12 +40,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span};
 
-pub use config::{DeclaredPort, HcSettings, Limits, PublicSettings, RelaySettings};
+pub use config::{ClusterSettings, DeclaredPort, HcSettings, Limits, PublicSettings, RelaySettings};
 pub use metrics::{Metrics, serve_metrics};
 pub use public::{DeclaredPorts, bind_declared};
 pub use rejection::Rejection;
 
 use self::admission::{Admission, Handshake};
+use self::cluster::Cluster;
 use self::metrics::Reason;
 use self::registry::Registry;
 use self::stream::RelayStream;
@@ -101,6 +106,8 @@ struct Relay {
     /// The base of rendezvous addresses when the relay sits behind a proxy
     /// (`external_url`); `None`: as each client reached it.
     external_url: Option<String>,
+    /// This node's link to the others of a cluster (docs/protocol.md 11).
+    cluster: Option<Arc<Cluster>>,
     metrics: Arc<Metrics>,
 }
 
@@ -139,16 +146,29 @@ pub async fn run_bound(
 ) -> anyhow::Result<()> {
     let admission = Admission::new(&settings.limits);
     let relay_ip = listener.local_addr()?.ip();
+    let registry = Registry::new(&settings, metrics.clone());
+    let tasks = TaskTracker::new();
+    let cluster = match &settings.cluster {
+        None => None,
+        Some(c) => {
+            let base = node_base(c, settings.external_url.as_deref(), listener.local_addr()?, tls.is_some())?;
+            // The longest a sender or an HTTP request waits for a listener's queue.
+            let window = settings.limits.accept_window.max(settings.limits.http_response_timeout);
+            let (reg, m) = (registry.clone(), metrics.clone());
+            Some(Cluster::start(c, base, window, reg, m, shutdown.clone(), &tasks)?)
+        }
+    };
     let relay = Arc::new(Relay {
-        registry: Registry::new(&settings, metrics.clone()),
+        registry,
         ports: public::Ports::new(settings.public.clone(), relay_ip),
         connections: admission.connections(),
-        tasks: TaskTracker::new(),
+        tasks,
         limits: settings.limits,
         shutdown: shutdown.clone(),
         force: CancellationToken::new(),
         tls: tls.map(tokio_rustls::TlsAcceptor::from),
         external_url: settings.external_url.clone(),
+        cluster,
         metrics,
     });
     relay.open_declared(declared)?;
@@ -183,7 +203,45 @@ pub async fn run_bound(
     Ok(())
 }
 
+/// The base at which listeners on other nodes reach this one: `[cluster] url`, else
+/// `external_url`, else the address the relay is bound to (not a wildcard one).
+fn node_base(
+    cluster: &ClusterSettings,
+    external_url: Option<&str>,
+    bound: SocketAddr,
+    tls: bool,
+) -> anyhow::Result<String> {
+    if let Some(url) = cluster.url.as_deref().or(external_url) {
+        return Ok(url.to_owned());
+    }
+    if bound.ip().is_unspecified() {
+        anyhow::bail!(
+            "[cluster] url is needed: the relay is bound to {bound}, which other nodes' listeners cannot reach"
+        );
+    }
+    Ok(format!("{}://{}", if tls { "wss" } else { "ws" }, protocol::authority(&bound.ip().to_string(), bound.port())))
+}
+
 impl Relay {
+    /// The HC a path names, and the suffix after it: one this node has, else (in a
+    /// cluster) one with listeners on another node, which this node then knows too.
+    async fn resolve(&self, segments: &[String]) -> Option<(String, String)> {
+        if let Some(found) = self.registry.resolve(segments) {
+            return Some(found);
+        }
+        let hc = self.cluster.as_ref()?.resolve(segments).await?;
+        self.registry.adopt(&hc);
+        self.registry.resolve(segments)
+    }
+
+    /// `hc`'s listeners on other nodes of the cluster (none on a single relay).
+    async fn remote_listeners(&self, hc: &str) -> Vec<registry::Listener> {
+        match &self.cluster {
+            Some(cluster) => cluster.listeners(hc).await,
+            None => Vec::new(),
+        }
+    }
+
     /// Serves one admitted connection; its place in handshake is given back once its
     /// request head is read.
     async fn serve_connection(

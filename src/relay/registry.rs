@@ -27,9 +27,10 @@
 //!   address on that node.
 //!
 //! A [`Listener`] is the handle the waiting side sees: it delivers a message and names the
-//! base of the address to give. A shared directory (Redis, say) would list listeners of
-//! other nodes too, with a handle that forwards the message to their node and names this
-//! node's own base; `reserve`, `claim` and the guards keep their shape.
+//! base of the address to give. In a cluster ([`super::cluster`], docs/protocol.md 11)
+//! Redis lists the listeners of other nodes too, and [`Registry::reserve_with`] takes them
+//! as handles that forward the message to their node and name this node's own base;
+//! `claim` and the guards keep their shape, and the registry never speaks to Redis.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,7 @@ use tracing::info;
 
 use super::auth::{self, Grant, Right, Rule};
 use super::config::{HcSettings, MAX_HC_NAME_BYTES, RelaySettings};
+pub(super) use super::listener::Listener;
 use super::metrics::{Metrics, Reason};
 use super::rejection::Rejection;
 use super::stream::RelayStream;
@@ -103,54 +105,6 @@ pub(super) struct HcInfo {
     pub(super) requires_client_authorization: bool,
     /// Unix seconds.
     pub(super) created: u64,
-}
-
-/// A listener's control channel, as a waiting sender or request sees it.
-#[derive(Clone)]
-pub(super) struct Listener {
-    id: u64,
-    /// `ws://host:port` or `wss://…` as the listener reached the relay: the base of the
-    /// rendezvous addresses it is given.
-    base: Arc<str>,
-    queue: mpsc::Sender<RelayMessage>,
-}
-
-impl Listener {
-    pub(super) fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub(super) fn base(&self) -> &str {
-        &self.base
-    }
-
-    /// Hands `msg` over if the listener's queue has room.
-    pub(super) fn try_send(&self, msg: RelayMessage) -> bool {
-        self.queue.try_send(msg).is_ok()
-    }
-
-    /// Hands `msg` over once the queue has room; `false` if the listener is gone.
-    pub(super) async fn send(&self, msg: RelayMessage) -> bool {
-        self.queue.send(msg).await.is_ok()
-    }
-
-    pub(super) fn has_room(&self) -> bool {
-        self.queue.capacity() > 0
-    }
-
-    /// Whether nothing waits in the listener's queue.
-    pub(super) fn is_idle(&self) -> bool {
-        self.queue.capacity() == self.queue.max_capacity()
-    }
-
-    pub(super) fn is_gone(&self) -> bool {
-        self.queue.is_closed()
-    }
-
-    /// Completes when the listener's control channel has ended.
-    pub(super) async fn gone(&self) {
-        self.queue.closed().await;
-    }
 }
 
 /// A hybrid connection's live state.
@@ -231,6 +185,8 @@ pub(super) struct Registry {
     next_listener: AtomicU64,
     /// Counts listeners registered, so that a public port's pool can wait for one.
     joins: tokio::sync::watch::Sender<u64>,
+    /// Counts listeners registered and removed, so that a cluster node can tell Redis.
+    roster: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
 }
 
@@ -253,6 +209,7 @@ impl Registry {
             max_pending_requests: settings.limits.max_pending_requests_per_hc,
             next_listener: AtomicU64::new(0),
             joins: tokio::sync::watch::Sender::new(0),
+            roster: tokio::sync::watch::Sender::new(0),
             metrics,
         })
     }
@@ -342,17 +299,54 @@ impl Registry {
             state.auto_hcs += 1;
         }
         let entry = state.hcs.get_mut(&key).expect("present or just created");
-        entry.listeners.push(Listener { id, base: base.into(), queue });
+        entry.listeners.push(Listener::local(id, base.into(), queue));
         // The HC's own spelling, whatever the listener's: one HC, one name in metrics and logs.
         let hc = entry.settings.name.clone();
         self.metrics.set_listeners(&hc, entry.listeners.len());
         self.joins.send_modify(|n| *n += 1);
+        self.roster.send_modify(|n| *n += 1);
         Ok((grant.expiry, Registration { registry: self.clone(), hc, id, messages }))
     }
 
     /// Changes whenever a listener registers, on any HC.
     pub(super) fn joins(&self) -> tokio::sync::watch::Receiver<u64> {
         self.joins.subscribe()
+    }
+
+    /// Changes whenever a listener registers or leaves, on any HC.
+    pub(super) fn roster(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.roster.subscribe()
+    }
+
+    /// This node's listeners: each HC's spelling and its listeners' ids.
+    pub(super) fn local_listeners(&self) -> Vec<(String, Vec<u64>)> {
+        let state = self.state();
+        let local = |h: &Hc| h.listeners.iter().map(Listener::id).collect::<Vec<_>>();
+        state.hcs.values().filter(|h| !h.listeners.is_empty()).map(|h| (h.settings.name.clone(), local(h))).collect()
+    }
+
+    /// Listener `id` of `hc` on this node, if it is still there.
+    pub(super) fn local_listener(&self, hc: &str, id: u64) -> Option<Listener> {
+        self.state().hcs.get(&name_key(hc))?.listeners.iter().find(|l| l.id() == id).cloned()
+    }
+
+    /// Makes `hc`, which has listeners on another node of the cluster only, known here as
+    /// if created on first listen (with no listener here): a sender or request can then
+    /// wait on it. Forgotten like such an HC once unused. Nothing if an HC of that name,
+    /// or one nesting with it, exists here, or this node has its maximum of such HCs.
+    pub(super) fn adopt(self: &Arc<Self>, hc: &str) {
+        let mut state = self.state();
+        let key = name_key(hc);
+        let nests = state.hcs.keys().any(|name| nests_in(&key, name) || nests_in(name, &key));
+        if nests || state.auto_hcs >= self.max_auto_hcs || hc.len() > MAX_HC_NAME_BYTES {
+            return;
+        }
+        let mut entry = Hc::new(HcSettings::new(hc), true);
+        entry.emptied = 1;
+        state.hcs.insert(key, entry);
+        state.auto_hcs += 1;
+        drop(state);
+        self.forget_later(hc, 1);
     }
 
     /// Whether a listener holding `grant` may create `hc` (docs/protocol.md 5.1): the
@@ -388,7 +382,20 @@ impl Registry {
 
     /// Reserves a pending rendezvous on `hc` for a party of `kind`, registered under a
     /// fresh secret before any listener hears of it.
+    #[cfg(test)]
     pub(super) fn reserve(self: &Arc<Self>, hc: &str, kind: Kind) -> Result<Reservation, Unavailable> {
+        self.reserve_with(hc, kind, Vec::new())
+    }
+
+    /// [`Registry::reserve`], with the HC's listeners on other nodes of the cluster
+    /// (`remote`) among those the rendezvous may go to: one listener, one chance,
+    /// wherever it is.
+    pub(super) fn reserve_with(
+        self: &Arc<Self>,
+        hc: &str,
+        kind: Kind,
+        remote: Vec<Listener>,
+    ) -> Result<Reservation, Unavailable> {
         let secret = new_secret();
         let (answer_tx, answer) = oneshot::channel();
         let mut guard = self.state();
@@ -399,7 +406,7 @@ impl Registry {
             Kind::Sender => entry.pending >= self.max_pending,
             Kind::Request => state.pending_requests.get(&key).copied().unwrap_or(0) >= self.max_pending_requests,
         };
-        let none = entry.listeners.is_empty();
+        let none = entry.listeners.is_empty() && remote.is_empty();
         // A sender hears of the pending limit first, an HTTP request of a missing listener.
         match (kind, none, full) {
             (Kind::Sender, _, true) | (Kind::Request, false, true) => return Err(Unavailable::PendingLimit),
@@ -411,6 +418,7 @@ impl Registry {
             Kind::Request => *state.pending_requests.entry(key).or_default() += 1,
         }
         let mut listeners = entry.listeners.clone();
+        listeners.extend(remote);
         rand::seq::SliceRandom::shuffle(&mut listeners[..], &mut rand::rng());
         state.waiting.insert(secret.clone(), Waiting { kind, answer: answer_tx, request: None });
         let hc = entry.settings.name.clone();
@@ -453,8 +461,9 @@ impl Registry {
     fn unregister(self: &Arc<Self>, hc: &str, id: u64) {
         let mut state = self.state();
         let Some(entry) = state.hcs.get_mut(&name_key(hc)) else { return };
-        entry.listeners.retain(|l| l.id != id);
+        entry.listeners.retain(|l| l.id() != id);
         self.metrics.set_listeners(hc, entry.listeners.len());
+        self.roster.send_modify(|n| *n += 1);
         if !entry.auto || !entry.listeners.is_empty() {
             return;
         }
@@ -464,6 +473,12 @@ impl Registry {
             return;
         }
         drop(state);
+        self.forget_later(hc, emptied);
+    }
+
+    /// Forgets `hc` a grace period on, once nothing waits on it, unless it has been used
+    /// (emptied again) since it was emptied for the `emptied`th time.
+    fn forget_later(self: &Arc<Self>, hc: &str, emptied: u64) {
         // Outside a runtime (unit tests) nothing is forgotten.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (registry, hc) = (self.clone(), hc.to_owned());
@@ -561,7 +576,7 @@ impl Reservation {
             id = protocol::new_guid();
         }
         if let Some(waiting) = state.waiting.get_mut(&self.secret) {
-            waiting.request = Some((id.clone(), listener.id));
+            waiting.request = Some((id.clone(), listener.id()));
             state.requests.insert(id.clone(), self.secret.clone());
         }
         id
@@ -602,6 +617,16 @@ impl Registration {
     /// The next `accept` or `request` for this listener.
     pub(super) async fn next_message(&mut self) -> Option<RelayMessage> {
         self.messages.recv().await
+    }
+
+    /// The listener's id on this node.
+    pub(super) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The HC's spelling.
+    pub(super) fn hc(&self) -> &str {
+        &self.hc
     }
 
     /// The answer slot of HTTP request `id`, if it went to this listener and still waits.
@@ -809,6 +834,25 @@ mod tests {
         drop(reg.register("kept", "ws://h").unwrap());
         assert!(reg.state().hcs.contains_key("kept"));
         assert_eq!(reg.register("new", "ws://h").err().map(|e| e.status()), Some(404));
+    }
+
+    #[test]
+    fn an_hc_of_another_node_is_adopted_without_listeners_unless_it_would_nest() {
+        let mut settings = RelaySettings::with_namespace_key("root", crate::secret::Secret::new("k"));
+        settings.limits.max_auto_hcs = 2;
+        let reg = Registry::new(&settings, Arc::new(Metrics::new()));
+        let _box = reg.register("box", "ws://h").unwrap();
+        reg.adopt("Elsewhere");
+        assert_eq!(reg.spelling("elsewhere").as_deref(), Some("Elsewhere"));
+        assert_eq!(reg.reserve("elsewhere", Kind::Sender).err(), Some(Unavailable::NoListener), "none here");
+        assert!(reg.local_listeners().iter().all(|(hc, _)| hc == "box"), "an adopted HC lists no listener");
+        reg.adopt("box/web");
+        assert_eq!(reg.spelling("box/web"), None, "below an HC here: not adopted");
+        reg.adopt("third");
+        assert_eq!(reg.spelling("third"), None, "over the limit of created HCs");
+        let (hc, ids) = &reg.local_listeners()[0];
+        assert!(reg.local_listener(hc, ids[0]).is_some_and(|l| l.is_local()));
+        assert!(reg.local_listener("elsewhere", ids[0]).is_none(), "an id of another HC");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until};
 use tracing::debug;
 
+use super::cluster::Delivery;
 use super::metrics::{Flow, Reason};
 use super::registry::{self, Answer, Kind, Listener, Unavailable};
 use super::stream::RelayStream;
@@ -83,7 +84,7 @@ impl Relay {
         peer: SocketAddr,
         tracking_id: &str,
     ) -> Result<Answer, Rejection> {
-        let Some((hc, suffix)) = self.registry.resolve(&addr.segments) else {
+        let Some((hc, suffix)) = self.resolve(&addr.segments).await else {
             return Err(Rejection::new(404, Reason::NotFound, "Endpoint does not exist"));
         };
         tracing::Span::current().record("hc", hc.as_str());
@@ -99,7 +100,8 @@ impl Relay {
     /// hears a 504. Also how a public port's visitor meets a listener (docs/protocol.md 10.2).
     pub(super) async fn rendezvous(&self, hc: &str, suffix: &str, sender: Sender<'_>) -> Result<Answer, Rejection> {
         let deadline = Instant::now() + self.limits.accept_window;
-        let mut reservation = self.registry.reserve(hc, Kind::Sender).map_err(|why| match why {
+        let remote = self.remote_listeners(hc).await;
+        let mut reservation = self.registry.reserve_with(hc, Kind::Sender, remote).map_err(|why| match why {
             Unavailable::PendingLimit => {
                 Rejection::new(503, Reason::PendingLimit, "Too many senders waiting on this hybrid connection")
             }
@@ -139,28 +141,36 @@ impl Relay {
         answer.ok_or_else(|| Rejection::new(500, Reason::Internal, "Rendezvous failed"))
     }
 
-    /// Gives an accept to the first listener (in random order) with room in its queue; if
-    /// every queue is full (a burst), waits for room at one of them until `deadline`.
+    /// Gives an accept to the first listener (in random order) with room in its queue,
+    /// here or on another node; if every queue is full (a burst), waits for room at one of
+    /// them until `deadline`. With none left (gone, or their node is), 404.
     async fn offer(
         &self,
         listeners: &[Listener],
         accept_for: impl Fn(&str) -> RelayMessage,
         deadline: Instant,
     ) -> Result<(), Rejection> {
-        if let Some(listener) = listeners.iter().find(|l| l.try_send(accept_for(l.base()))) {
-            debug!(listener = listener.id(), "accept sent");
-            return Ok(());
+        let mut busy = None;
+        for listener in listeners {
+            match listener.deliver(accept_for(listener.base()), None).await {
+                Delivery::Delivered => {
+                    debug!(listener = listener.id(), local = listener.is_local(), "accept sent");
+                    return Ok(());
+                }
+                Delivery::Busy => busy = busy.or(Some(listener)),
+                Delivery::Gone => {}
+            }
         }
-        let Some(listener) = listeners.iter().find(|l| !l.is_gone()) else { return Err(no_listener()) };
+        let Some(listener) = busy else { return Err(no_listener()) };
         tokio::select! {
-            sent = listener.send(accept_for(listener.base())) => {
-                debug!(listener = listener.id(), "accept sent after a wait");
-                if sent { Ok(()) } else { Err(no_listener()) }
-            }
-            () = sleep_until(deadline) => {
-                let text = "Every listener was too busy to take the connection";
-                Err(Rejection::new(504, Reason::AcceptTimeout, text))
-            }
+            sent = listener.deliver(accept_for(listener.base()), Some(deadline)) => match sent {
+                Delivery::Delivered => {
+                    debug!(listener = listener.id(), "accept sent after a wait");
+                    Ok(())
+                }
+                Delivery::Busy => Err(too_busy()),
+                Delivery::Gone => Err(no_listener()),
+            },
             () = self.shutdown.cancelled() => Err(Rejection::shutting_down()),
         }
     }
@@ -242,6 +252,10 @@ pub(super) struct Sender<'a> {
 
 fn no_listener() -> Rejection {
     Rejection::new(404, Reason::NoListener, "No listener is online for this hybrid connection")
+}
+
+fn too_busy() -> Rejection {
+    Rejection::new(504, Reason::AcceptTimeout, "Every listener was too busy to take the connection")
 }
 
 fn unknown_address() -> Rejection {
