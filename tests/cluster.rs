@@ -4,7 +4,9 @@
 //! directory, nothing saved). Listeners on one node serve senders at the others, in
 //! WebSocket and HTTP mode; the listener limit counts every node; a node killed, Redis
 //! stopped and started again, 1,000 tunnels across nodes, and what a node does with junk
-//! on its Redis channel. Skipped when redis-server is missing, unless HYCO_REQUIRE_REDIS=1.
+//! on its Redis channel. A listener given every node as an endpoint takes tunnels from any
+//! node and comes back on another when its node dies; the real `hyco listen` and `hyco
+//! connect` binaries meet across nodes. Skipped when redis-server is missing, unless HYCO_REQUIRE_REDIS=1.
 
 mod common;
 
@@ -864,4 +866,39 @@ async fn what_a_node_reads_of_an_hc_in_redis_is_bounded() {
     assert_eq!((status, text.contains("does not exist")), (404, true), "{text}");
     let (status, text) = connect("x/b/c/d/e/f/g/h").await;
     assert_eq!((status, text.contains("No listener")), (404, true), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_binaries_meet_across_nodes_with_every_node_as_an_endpoint() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-binaries", "");
+    let redis = Redis::start(home.path()).await;
+    let n = nodes(home.path(), &redis, 3).await;
+    let echo = Target::echo().await;
+    // The listener knows every node; each connector knows one: at least two of the three
+    // meet it across nodes, wherever it landed.
+    let mut cmd = hyco(home.path());
+    cmd.args(["listen", "hc", "--to", &echo.spec(), "--key-name", KEY_NAME, "--key", KEY]);
+    for node in &n {
+        cmd.args(["--endpoint", &node.endpoint()]);
+    }
+    let listen = Proc::spawn(cmd);
+    listen.stderr.wait_for(PROC_STEP, "the listener online", |l| l.contains("listening")).await;
+    for (i, node) in n.iter().enumerate() {
+        let mut cmd = hyco(home.path());
+        cmd.args(["connect", "hc", "--bind", "127.0.0.1:0", "--endpoint", &node.endpoint()]);
+        cmd.args(["--key-name", KEY_NAME, "--key", KEY]);
+        let connect = Proc::spawn(cmd);
+        let line = connect
+            .stderr
+            .wait_for(PROC_STEP, "the bound line", |l| l.starts_with("hyco: ") && l.contains(" -> "))
+            .await;
+        let addr: SocketAddr = line["hyco: ".len()..line.find(" -> ").unwrap()].parse().unwrap();
+        for j in 0..3 {
+            echo_noise(TcpStream::connect(addr).await.unwrap(), 300 + 10 * i as u64 + j, 256 << 10).await;
+        }
+    }
+    drop(listen);
 }
