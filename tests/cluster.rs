@@ -791,6 +791,28 @@ async fn bench_cross_node_setup_and_throughput_against_same_node() {
         let mbit = (bulk * 8 * 2) as f64 / t0.elapsed().as_secs_f64() / 1e6;
         println!("BENCH throughput {name} {mbit:.0} Mbit/s (both ways at once, {} MiB each)", bulk >> 20);
     }
+    // The same load (4 tunnels at once, a quarter of the bytes each) through one node, then
+    // with its senders spread over two (each tunnel lives on its sender's node).
+    let _one = Listening::start(listener_client(&n, 0), listen_settings("one", &[echo.spec()])).await;
+    let _two = [
+        Listening::start(listener_client(&n, 0), listen_settings("two", &[echo.spec()])).await,
+        Listening::start(listener_client(&n, 1), listen_settings("two", &[echo.spec()])).await,
+    ];
+    for (name, hc, spread) in [("one_node", "one", 1), ("two_nodes", "two", 2)] {
+        let mut bounds = Vec::new();
+        for node in &n[..spread] {
+            bounds.push(std::sync::Arc::new(Bound::start(client(node.addr), hc, None).await));
+        }
+        let t0 = Instant::now();
+        let mut all = tokio::task::JoinSet::new();
+        for i in 0..4 {
+            let bound = bounds[i % spread].clone();
+            all.spawn(async move { echo_noise(bound.connect().await, 10 + i as u64, bulk / 4).await });
+        }
+        while all.join_next().await.is_some() {}
+        let mbit = (bulk * 8 * 2) as f64 / t0.elapsed().as_secs_f64() / 1e6;
+        println!("BENCH aggregate {name} {mbit:.0} Mbit/s (4 tunnels at once, {} MiB each way in all)", bulk >> 20);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
