@@ -1,6 +1,7 @@
 //! `hyco listen --http`: answers HTTP-mode `request` messages (docs/protocol.md 7) by calling
-//! a local HTTP/1.1 server, one connection per request (`Connection: close`), bodies
-//! streamed both ways in bounded memory.
+//! a local HTTP/1.1 server over kept-alive connections from a small pool
+//! ([`super::http_pool`]), bodies streamed both ways in bounded memory, and logs one line
+//! per request.
 //!
 //! A complete request arrives on the control channel (its body as the next binary
 //! message); an address-only one is fetched over a rendezvous to its address. A response
@@ -8,16 +9,23 @@
 //! response to a request that came over a rendezvous, is streamed on a rendezvous. The
 //! HTTP client is hand-written on [`crate::http1`], which the relay uses too: no second
 //! HTTP stack, and nothing to configure for a loopback server.
+//!
+//! A connection goes back to the pool only after a whole exchange: the request body all
+//! sent, the response read to its delimited end, HTTP/1.1 and no `Connection: close`. A
+//! request that fails on a reused connection before any response byte (the server closed
+//! it while idle) is sent once more on a fresh connection if its method is idempotent
+//! and its body is still at hand (none, or inline); other requests get 502.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{debug, info, warn};
 
 use super::RelayClient;
+use super::http_pool::{LocalConn, Pool};
 use super::target::{Targets, connect_target};
 use crate::http1::{self, BodyReader, Framing, LAST_CHUNK, connection_tokens, is_hop_by_hop};
 use crate::http1::{HeadError, header};
@@ -47,6 +55,8 @@ pub(super) struct HttpEnv {
     /// `--keep-path-prefix`: pass `/{hc}/…` on as is.
     pub keep_prefix: bool,
     pub connect_timeout: Duration,
+    /// Idle connections to the targets.
+    pub(super) pool: Arc<Pool>,
 }
 
 /// A rendezvous with the relay for one request.
@@ -185,13 +195,13 @@ pub(crate) fn local_head(
         }
         (None, false) => {}
     }
-    headers.push(("Connection".to_owned(), "close".to_owned()));
     Ok(http1::head(&format!("{method} {path} HTTP/1.1"), &headers))
 }
 
 /// Where a request's body comes from.
 enum Source<'a> {
     None,
+    /// All of it, at hand (it can be sent again).
     Inline(Vec<u8>),
     /// The binary message that follows the request on its rendezvous.
     Rendezvous(&'a mut RvReader),
@@ -208,12 +218,12 @@ async fn write_local<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> Result<(
 /// Sends the request body to the local server.
 async fn send_body<W: AsyncWrite + Unpin>(
     w: &mut W,
-    source: Source<'_>,
+    source: &mut Source<'_>,
     length: Option<u64>,
 ) -> Result<(), ErrorAnswer> {
     match source {
         Source::None => Ok(()),
-        Source::Inline(body) => write_local(w, &body).await,
+        Source::Inline(body) => write_local(w, body).await,
         Source::Rendezvous(from) => {
             let cut = || error_answer(502, "The request body from the relay was cut off");
             match timeout(STALL_TIMEOUT, from.next(MAX_CONTROL_MESSAGE)).await {
@@ -308,7 +318,8 @@ pub(super) async fn answer(
         };
         (full, Some((reader, writer)))
     };
-    let method = request.method.clone().unwrap_or_default();
+    let method = http1::sanitize(request.method.as_deref().unwrap_or_default());
+    let path = log_path(request.request_target.as_deref().unwrap_or("/"));
     let started = Instant::now();
     let (reader, writer) = match &mut rendezvous {
         Some((r, w)) => (Some(r), Some(w)),
@@ -320,10 +331,12 @@ pub(super) async fn answer(
         _ => Source::None,
     };
     let mut writer = writer;
-    match exchange(&env, &request, source, &mut writer, &control).await {
-        Ok(status) => info!(%method, status, ms = started.elapsed().as_millis() as u64, "answered"),
+    let outcome = exchange(&env, &request, source, &mut writer, &control).await;
+    let ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok((status, bytes)) => info!(%method, %path, status, bytes, ms, "answered"),
         Err((f, begun)) => {
-            info!(%method, status = f.status, "failed: {}", f.text);
+            info!(%method, %path, status = f.status, ms, "failed: {}", f.text);
             if !begun {
                 let (response, body) = text_response(&id, f.status, &f.text);
                 match writer.as_deref_mut() {
@@ -343,14 +356,93 @@ pub(super) async fn answer(
     }
 }
 
-/// Calls the local server and sends its answer; the error says whether the answer had begun.
+/// A request target for the log: the path, and the query's names without their values
+/// (`/search?q=x&page=2` becomes `/search?q&page`), visible ASCII only.
+fn log_path(target: &str) -> String {
+    let mut out = match target.split_once('?') {
+        None => target.to_owned(),
+        Some((path, query)) => {
+            let names: Vec<&str> = query.split('&').map(|p| p.split_once('=').map_or(p, |(n, _)| n)).collect();
+            format!("{path}?{}", names.join("&"))
+        }
+    };
+    out.retain(|c| c.is_ascii_graphic());
+    http1::sanitize(&out)
+}
+
+/// Methods a request may be sent again with (RFC 9110 9.2.2).
+fn idempotent(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE")
+}
+
+/// A failed call to the local server; `stale` when nothing came back, as when the server
+/// had closed a kept connection.
+struct Failed {
+    answer: ErrorAnswer,
+    stale: bool,
+}
+
+/// Sends the request on `conn` and reads the response head, the body going up while an
+/// early answer is watched for. Returns the head and whether the request body was all sent.
+async fn call_local(
+    conn: &mut LocalConn,
+    head: &str,
+    source: &mut Source<'_>,
+    length: Option<u64>,
+) -> Result<(http1::Response, bool), Failed> {
+    let LocalConn { reader, writer } = conn;
+    let sending = async {
+        write_local(writer, head.as_bytes()).await?;
+        send_body(writer, source, length).await?;
+        writer.flush().await.map_err(|e| error_answer(502, format!("Writing to the local server failed: {e}")))
+    };
+    let answered = async {
+        match timeout(STALL_TIMEOUT, reader.fill_buf()).await {
+            Ok(Ok(b)) if !b.is_empty() => {}
+            Ok(_) => {
+                let answer = error_answer(502, "The local server closed the connection without an answer");
+                return Err(Failed { answer, stale: true });
+            }
+            Err(_) => {
+                let answer = error_answer(504, "The local server did not answer in time");
+                return Err(Failed { answer, stale: false });
+            }
+        }
+        local_response(reader).await.map_err(|answer| Failed { answer, stale: false })
+    };
+    tokio::pin!(sending, answered);
+    let mut sent = false;
+    let mut deadline = Instant::now() + STALL_TIMEOUT;
+    loop {
+        tokio::select! {
+            // A write that failed (not one that timed out) is what a closed connection gives.
+            r = &mut sending, if !sent => match r {
+                Ok(()) => {
+                    sent = true;
+                    deadline = Instant::now() + STALL_TIMEOUT;
+                }
+                Err(answer) => {
+                    let stale = answer.status == 502;
+                    return Err(Failed { answer, stale });
+                }
+            },
+            r = &mut answered => return r.map(|head| (head, sent)),
+            () = sleep_until(deadline), if sent => {
+                return Err(Failed { answer: error_answer(504, "The local server did not answer in time"), stale: false });
+            }
+        }
+    }
+}
+
+/// Calls the local server and sends its answer: the status and the body's bytes, or an
+/// error that says whether the answer had begun.
 async fn exchange(
     env: &HttpEnv,
     request: &HttpRequest,
-    source: Source<'_>,
+    mut source: Source<'_>,
     rendezvous: &mut Option<&mut RvWriter>,
     control: &mpsc::Sender<ControlReply>,
-) -> Result<u16, (ErrorAnswer, bool)> {
+) -> Result<(u16, u64), (ErrorAnswer, bool)> {
     let early = |f: ErrorAnswer| (f, false);
     let (target, path) =
         local_target(request.request_target.as_deref().unwrap_or("/"), &env.hc, &env.targets, env.keep_prefix)
@@ -366,35 +458,29 @@ async fn exchange(
         Source::Rendezvous(_) => (declared, declared.is_none()),
     };
     let head = local_head(request, &target, &path, length, streamed).map_err(early)?;
-    let tcp = connect_target(&target, env.connect_timeout)
-        .await
-        .map_err(|(status, text)| early(error_answer(status, text)))?;
-    let (tr, mut tw) = tcp.into_split();
-    let mut from_local = BufReader::with_capacity(PIECE, tr);
-    debug!(%target, %path, "calling the local server");
-    // The body goes up while an early answer is watched for.
-    let response = {
-        let sending = async {
-            write_local(&mut tw, head.as_bytes()).await?;
-            send_body(&mut tw, source, length).await?;
-            tw.flush().await.map_err(|e| error_answer(502, format!("Writing to the local server failed: {e}")))
+    let may_retry = !matches!(source, Source::Rendezvous(_)) && idempotent(request.method.as_deref().unwrap_or("GET"));
+    let mut pooled = env.pool.take(&target);
+    let (mut conn, response, sent) = loop {
+        let reused = pooled.is_some();
+        let mut conn = match pooled.take() {
+            Some(conn) => conn,
+            None => LocalConn::new(
+                connect_target(&target, env.connect_timeout)
+                    .await
+                    .map_err(|(status, text)| early(error_answer(status, text)))?,
+            ),
         };
-        let answered = local_response(&mut from_local);
-        tokio::pin!(sending, answered);
-        let mut sent = false;
-        let mut deadline = Instant::now() + STALL_TIMEOUT;
-        loop {
-            tokio::select! {
-                r = &mut sending, if !sent => {
-                    r.map_err(early)?;
-                    sent = true;
-                    deadline = Instant::now() + STALL_TIMEOUT;
-                }
-                r = &mut answered => break r.map_err(early)?,
-                () = sleep_until(deadline), if sent => return Err(early(error_answer(504, "The local server did not answer in time"))),
+        debug!(%target, %path, reused, "calling the local server");
+        match call_local(&mut conn, &head, &mut source, length).await {
+            Ok((response, sent)) => break (conn, response, sent),
+            Err(f) if f.stale && reused && may_retry => {
+                debug!("a kept connection to {target} failed ({}): once more on a fresh one", f.answer.text);
             }
+            Err(f) => return Err(early(f.answer)),
         }
     };
+    // Whether the connection can take another request once this response is read.
+    let reusable = sent && response.version == 1 && !connection_tokens(&response.headers).iter().any(|t| t == "close");
     let head_request = request.method.as_deref() == Some("HEAD");
     let framing = http1::response_framing(response.status, head_request, &response.headers)
         .map_err(|e| early(error_answer(502, format!("Bad response from the local server: {e}"))))?;
@@ -408,23 +494,33 @@ async fn exchange(
     };
     let status = response.status;
     let mut body = BodyReader::new(framing);
+    let reusable = reusable && framing != Framing::UntilClose;
+    let from_local = &mut conn.reader;
     if let Some(w) = rendezvous.as_deref_mut() {
-        return send_on_rendezvous(w, &message, framing, &mut Local(&mut body, &mut from_local)).await.map(|()| status);
+        let bytes = send_on_rendezvous(w, &message, framing, &mut Local(&mut body, from_local)).await?;
+        if reusable && body.is_done() {
+            env.pool.put(&target, conn);
+        }
+        return Ok((status, bytes));
     }
     // Small enough for the control channel? Read up to 64 KiB and a byte to know.
     let mut prefix = Vec::new();
     let mut buf = vec![0; PIECE];
     while prefix.len() <= MAX_INLINE_BODY && !body.is_done() {
-        let n = read_local(&mut body, &mut from_local, &mut buf).await.map_err(early)?;
+        let n = read_local(&mut body, from_local, &mut buf).await.map_err(early)?;
         if n == 0 {
             break;
         }
         prefix.extend_from_slice(&buf[..n]);
     }
     if body.is_done() && prefix.len() <= MAX_INLINE_BODY && response_json(&message).len() <= MAX_CONTROL_MESSAGE {
+        if reusable {
+            env.pool.put(&target, conn);
+        }
         message.body = !prefix.is_empty();
+        let bytes = prefix.len() as u64;
         if control.send((message.clone(), prefix)).await.is_ok() {
-            return Ok(status);
+            return Ok((status, bytes));
         }
         return Err((error_answer(502, "The control channel went away"), true));
     }
@@ -439,10 +535,13 @@ async fn exchange(
         env.client.open_rendezvous(address, &[]).await.map_err(|e| (error_answer(502, e.to_string()), true))?;
     let (_, w) = tokio::io::split(opened.stream);
     let mut w = MessageWriter::new(FrameWriter::new(w, Role::Client));
-    let mut rest = Prefixed { prefix, at: 0, rest: Local(&mut body, &mut from_local) };
+    let mut rest = Prefixed { prefix, at: 0, rest: Local(&mut body, from_local) };
     let sent = send_on_rendezvous(&mut w, &message, framing, &mut rest).await;
     w.close(Some(CloseFrame::new(close::NORMAL, "Response complete"))).await;
-    sent.map(|()| status)
+    if sent.is_ok() && reusable && body.is_done() {
+        env.pool.put(&target, conn);
+    }
+    sent.map(|bytes| (status, bytes))
 }
 
 /// The local server's response headers as a `response` carries them (docs/protocol.md 7):
@@ -526,13 +625,13 @@ impl Pieces for &[u8] {
 }
 
 /// Sends a response and its body on a rendezvous: one frame when the length is known,
-/// fragments otherwise; the FIN of the last ends the body.
+/// fragments otherwise; the FIN of the last ends the body. Returns the body's bytes.
 async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
     to: &mut MessageWriter<W>,
     response: &HttpResponse,
     framing: Framing,
     body: &mut P,
-) -> Result<(), (ErrorAnswer, bool)> {
+) -> Result<u64, (ErrorAnswer, bool)> {
     let lost = |_| (error_answer(502, "The rendezvous with the relay failed"), true);
     let json = response_json(response);
     timeout(STALL_TIMEOUT, to.send_text(&json))
@@ -540,6 +639,7 @@ async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
         .map_err(|_| (error_answer(504, "The relay stopped reading"), true))?
         .map_err(lost)?;
     let mut buf = vec![0; PIECE];
+    let mut sent = 0;
     match framing {
         Framing::Empty => {}
         Framing::Length(n) => {
@@ -557,6 +657,7 @@ async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
                     .map_err(lost)?;
                 left -= got as u64;
             }
+            sent = n;
         }
         Framing::Chunked | Framing::UntilClose => {
             let mut first = true;
@@ -568,13 +669,15 @@ async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
                     .map_err(|_| (error_answer(504, "The relay stopped reading"), true))?
                     .map_err(lost)?;
                 first = false;
+                sent += got as u64;
                 if got == 0 {
                     break;
                 }
             }
         }
     }
-    to.flush().await.map_err(lost)
+    to.flush().await.map_err(lost)?;
+    Ok(sent)
 }
 
 #[cfg(test)]
@@ -636,10 +739,10 @@ mod tests {
             "Content-Length: 5\r\n",
             "X-Forwarded-Host: relay.example\r\n",
             "X-Forwarded-For: 203.0.113.9\r\n",
-            "Connection: close\r\n",
         ] {
             assert!(head.contains(want), "{want:?} in {head}");
         }
+        assert!(!head.contains("Connection"), "the connection may be kept: {head}");
         for gone in ["X-Hop", "Injected", "relay.example\r\nHost"] {
             assert!(!head.contains(gone), "{gone:?} in {head}");
         }
@@ -667,5 +770,13 @@ mod tests {
         assert_eq!(lines, want, "cookies one by one, other repeats joined, no hop-by-hop");
         assert!(chunked.contains("Transfer-Encoding: chunked\r\n") && !chunked.contains("Content-Length"));
         assert!(local_head(&request, "h:1", "/a b", None, false).is_err());
+    }
+
+    #[test]
+    fn logged_paths_keep_query_names_but_not_values() {
+        assert_eq!(log_path("/web/search?q=secret&page=2&flag"), "/web/search?q&page&flag");
+        assert_eq!(log_path("/web/a%20b"), "/web/a%20b");
+        assert_eq!(log_path("/web/?"), "/web/?");
+        assert_eq!(log_path("/web/x\r\ny?a=b"), "/web/xy?a");
     }
 }
