@@ -31,6 +31,9 @@ enum Mode {
     SaysClose,
     /// Keeps them, but closes one idle this long, saying nothing.
     ClosesIdle(Duration),
+    /// Reads a connection's second request, then closes it unanswered (as a server that
+    /// closed an idle connection just as the request was on its way).
+    DropsSecond,
 }
 
 /// The web app behind the listener. Routes: `/page` (HTML naming 40 assets), `/a/NAME`
@@ -111,7 +114,7 @@ fn asset(name: &str) -> (&'static str, String) {
 async fn app_connection(tcp: TcpStream, mode: Mode, served: Arc<Mutex<Vec<String>>>) {
     let (r, mut w) = tcp.into_split();
     let mut r = BufReader::new(r);
-    loop {
+    for nth in 1.. {
         let head = match mode {
             Mode::ClosesIdle(idle) => tokio::time::timeout(idle, http1::read_request_head(&mut r, 64 * 1024)).await,
             _ => Ok(http1::read_request_head(&mut r, 64 * 1024).await),
@@ -126,6 +129,9 @@ async fn app_connection(tcp: TcpStream, mode: Mode, served: Arc<Mutex<Vec<String
                 Ok(n) => got.extend_from_slice(&buf[..n]),
                 Err(_) => return,
             }
+        }
+        if mode == Mode::DropsSecond && nth == 2 {
+            return;
         }
         served.lock().unwrap().push(req.target.clone());
         let (status, ctype, text, chunked) = match req.target.split_once('?').map_or(req.target.as_str(), |(p, _)| p) {
@@ -385,6 +391,23 @@ async fn apps_that_close_between_requests_get_fresh_connections() {
 }
 
 #[tokio::test]
+async fn a_request_lost_on_a_kept_connection_is_sent_again_only_if_idempotent() {
+    let w = web(Mode::DropsSecond, |_| {}).await;
+    let mut conn = Conn::open(w.relay.addr).await;
+    assert_eq!(conn.get("/web/a/1.txt").await.text(), "asset 1.txt");
+    // The kept connection is dropped under the GET: sent once more, on a fresh one.
+    assert_eq!(conn.get("/web/a/2.txt").await.text(), "asset 2.txt");
+    assert_eq!(w.app.connections(), 2);
+    // A POST is not: the app may have acted on it.
+    conn.send("POST /web/echo HTTP/1.1\r\nHost: relay\r\nContent-Length: 4\r\n\r\nbody").await;
+    let a = conn.answer().await;
+    assert_eq!(a.status, 502, "{}", a.text());
+    assert!(a.text().contains("closed the connection without an answer"), "{}", a.text());
+    assert_eq!(w.app.connections(), 2);
+    assert_eq!(conn.get("/web/a/3.txt").await.text(), "asset 3.txt", "and the next request goes on");
+}
+
+#[tokio::test]
 async fn a_slow_answer_on_one_connection_does_not_hold_up_others() {
     let w = web(Mode::KeepAlive, |_| {}).await;
     let mut slow = Conn::open(w.relay.addr).await;
@@ -480,6 +503,20 @@ async fn an_unread_body_closes_the_connection_and_each_request_is_authorized() {
     assert_eq!(conn.answer().await.text(), "asset 3.txt");
 }
 
+#[tokio::test]
+async fn a_websocket_upgrade_after_http_mode_on_the_same_connection_is_served_as_one() {
+    let w = web(Mode::KeepAlive, |_| {}).await;
+    let mut conn = Conn::open(w.relay.addr).await;
+    assert_eq!(conn.get("/web/a/1.txt").await.status, 200);
+    conn.send(
+        "GET /$hc/web?sb-hc-action=connect HTTP/1.1\r\nHost: relay\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    let head = within("the upgrade's answer", http1::read_response_head(&mut conn.r, 64 * 1024)).await.unwrap();
+    assert_eq!(head.status, 101, "{head:?}");
+}
+
 /// chromium, if installed (`HYCO_REQUIRE_CHROMIUM=1`: it must be).
 fn chromium() -> Option<&'static str> {
     let path = "/usr/bin/chromium";
@@ -531,7 +568,12 @@ async fn a_real_browser_loads_a_page_of_40_assets_over_a_handful_of_connections(
 async fn the_listener_logs_one_line_per_request_without_query_values() {
     let relay = TestRelay::start({
         let mut s = settings();
-        s.hcs.push(HcSettings { name: "web".into(), requires_client_authorization: false, rules: vec![], ports: vec![] });
+        s.hcs.push(HcSettings {
+            name: "web".into(),
+            requires_client_authorization: false,
+            rules: vec![],
+            ports: vec![],
+        });
         s
     })
     .await;
