@@ -1,7 +1,7 @@
 //! `hyco listen --http`: answers HTTP-mode `request` messages (docs/protocol.md 7) by calling
-//! a local HTTP/1.1 server over kept-alive connections from a small pool
-//! ([`super::http_pool`]), bodies streamed both ways in bounded memory, and logs one line
-//! per request.
+//! a local HTTP/1.1 server ([`super::http_local`]) over kept-alive connections from a
+//! small pool ([`super::http_pool`]), bodies streamed both ways in bounded memory, and logs
+//! one line per request.
 //!
 //! A complete request arrives on the control channel (its body as the next binary
 //! message); an address-only one is fetched over a rendezvous to its address. A response
@@ -19,16 +19,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncBufRead, AsyncWrite, WriteHalf};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, timeout};
 use tracing::{debug, info, warn};
 
 use super::RelayClient;
+use super::http_local::{ErrorAnswer, STALL_TIMEOUT, Source, call_local, error_answer, idempotent, read_local};
 use super::http_pool::{LocalConn, Pool};
 use super::target::{Targets, connect_target};
-use crate::http1::{self, BodyReader, Framing, LAST_CHUNK, connection_tokens, is_hop_by_hop};
-use crate::http1::{HeadError, header};
+use crate::http1::{self, BodyReader, Framing, connection_tokens, header, is_hop_by_hop};
 use crate::net::ClientStream;
 use crate::protocol::{
     self, HttpRequest, HttpResponse, ListenerMessage, MAX_CONTROL_MESSAGE, MAX_INLINE_BODY, RelayMessage, close,
@@ -36,11 +36,6 @@ use crate::protocol::{
 use crate::ws::frame::CloseFrame;
 use crate::ws::message::{MessageReader, MessageWriter, Next, PIECE};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
-
-/// How long the local server, or the relay, may stall a request or response.
-const STALL_TIMEOUT: Duration = protocol::HTTP_RESPONSE_TIMEOUT;
-/// The largest response head the local server may send.
-const MAX_LOCAL_HEAD: usize = 32 * 1024;
 
 /// A response for the control channel: the message and its whole body (at most 64 KiB).
 pub(super) type ControlReply = (HttpResponse, Vec<u8>);
@@ -60,20 +55,7 @@ pub(super) struct HttpEnv {
 }
 
 /// A rendezvous with the relay for one request.
-type RvReader = MessageReader<ReadHalf<ClientStream>>;
 type RvWriter = MessageWriter<WriteHalf<ClientStream>>;
-
-/// Why a request failed before its response began: the status and text of the answer
-/// the listener gives of its own.
-#[derive(Debug)]
-pub(crate) struct ErrorAnswer {
-    status: u16,
-    text: String,
-}
-
-fn error_answer(status: u16, text: impl Into<String>) -> ErrorAnswer {
-    ErrorAnswer { status, text: text.into() }
-}
 
 /// A plain-text response of the listener's own.
 fn text_response(id: &str, status: u16, text: &str) -> ControlReply {
@@ -198,90 +180,6 @@ pub(crate) fn local_head(
     Ok(http1::head(&format!("{method} {path} HTTP/1.1"), &headers))
 }
 
-/// Where a request's body comes from.
-enum Source<'a> {
-    None,
-    /// All of it, at hand (it can be sent again).
-    Inline(Vec<u8>),
-    /// The binary message that follows the request on its rendezvous.
-    Rendezvous(&'a mut RvReader),
-}
-
-async fn write_local<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> Result<(), ErrorAnswer> {
-    match timeout(STALL_TIMEOUT, w.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(error_answer(502, format!("Writing to the local server failed: {e}"))),
-        Err(_) => Err(error_answer(504, "The local server stopped reading the request")),
-    }
-}
-
-/// Sends the request body to the local server.
-async fn send_body<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    source: &mut Source<'_>,
-    length: Option<u64>,
-) -> Result<(), ErrorAnswer> {
-    match source {
-        Source::None => Ok(()),
-        Source::Inline(body) => write_local(w, body).await,
-        Source::Rendezvous(from) => {
-            let cut = || error_answer(502, "The request body from the relay was cut off");
-            match timeout(STALL_TIMEOUT, from.next(MAX_CONTROL_MESSAGE)).await {
-                Ok(Ok(Next::Binary)) => {}
-                _ => return Err(cut()),
-            }
-            let mut buf = vec![0; PIECE];
-            let mut sent = 0u64;
-            loop {
-                let n = match timeout(STALL_TIMEOUT, from.read_binary(&mut buf)).await {
-                    Ok(Ok(n)) => n,
-                    _ => return Err(cut()),
-                };
-                if n == 0 {
-                    break;
-                }
-                sent += n as u64;
-                match length {
-                    Some(len) if sent > len => {
-                        return Err(error_answer(400, "Request body longer than its Content-Length"));
-                    }
-                    Some(_) => write_local(w, &buf[..n]).await?,
-                    None => {
-                        let chunk = timeout(STALL_TIMEOUT, http1::write_chunk(w, &buf[..n])).await;
-                        chunk
-                            .map_err(|_| error_answer(504, "The local server stopped reading the request"))?
-                            .map_err(|e| error_answer(502, format!("Writing to the local server failed: {e}")))?;
-                    }
-                }
-            }
-            match length {
-                Some(len) if sent != len => Err(error_answer(400, "Request body shorter than its Content-Length")),
-                Some(_) => Ok(()),
-                None => write_local(w, LAST_CHUNK).await,
-            }
-        }
-    }
-}
-
-/// Reads the local server's final response head (interim 1xx answers skipped).
-async fn local_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<http1::Response, ErrorAnswer> {
-    loop {
-        let head = match timeout(STALL_TIMEOUT, http1::read_response_head(r, MAX_LOCAL_HEAD)).await {
-            Ok(Ok(h)) => h,
-            Ok(Err(HeadError::TooLarge)) => {
-                return Err(error_answer(502, "The local server's response head is too large"));
-            }
-            Ok(Err(e)) => return Err(error_answer(502, format!("Bad response from the local server: {e}"))),
-            Err(_) => return Err(error_answer(504, "The local server did not answer in time")),
-        };
-        match head.status {
-            101 => return Err(error_answer(502, "The local server switched protocols")),
-            100..=199 => continue,
-            _ => return Ok(head),
-        }
-    }
-}
-
 /// Answers one `request` message (and, for a complete request with a body, that body).
 pub(super) async fn answer(
     env: Arc<HttpEnv>,
@@ -368,70 +266,6 @@ fn log_path(target: &str) -> String {
     };
     out.retain(|c| c.is_ascii_graphic());
     http1::sanitize(&out)
-}
-
-/// Methods a request may be sent again with (RFC 9110 9.2.2).
-fn idempotent(method: &str) -> bool {
-    matches!(method, "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE")
-}
-
-/// A failed call to the local server; `stale` when nothing came back, as when the server
-/// had closed a kept connection.
-struct Failed {
-    answer: ErrorAnswer,
-    stale: bool,
-}
-
-/// Sends the request on `conn` and reads the response head, the body going up while an
-/// early answer is watched for. Returns the head and whether the request body was all sent.
-async fn call_local(
-    conn: &mut LocalConn,
-    head: &str,
-    source: &mut Source<'_>,
-    length: Option<u64>,
-) -> Result<(http1::Response, bool), Failed> {
-    let LocalConn { reader, writer } = conn;
-    let sending = async {
-        write_local(writer, head.as_bytes()).await?;
-        send_body(writer, source, length).await?;
-        writer.flush().await.map_err(|e| error_answer(502, format!("Writing to the local server failed: {e}")))
-    };
-    let answered = async {
-        match timeout(STALL_TIMEOUT, reader.fill_buf()).await {
-            Ok(Ok(b)) if !b.is_empty() => {}
-            Ok(_) => {
-                let answer = error_answer(502, "The local server closed the connection without an answer");
-                return Err(Failed { answer, stale: true });
-            }
-            Err(_) => {
-                let answer = error_answer(504, "The local server did not answer in time");
-                return Err(Failed { answer, stale: false });
-            }
-        }
-        local_response(reader).await.map_err(|answer| Failed { answer, stale: false })
-    };
-    tokio::pin!(sending, answered);
-    let mut sent = false;
-    let mut deadline = Instant::now() + STALL_TIMEOUT;
-    loop {
-        tokio::select! {
-            // A write that failed (not one that timed out) is what a closed connection gives.
-            r = &mut sending, if !sent => match r {
-                Ok(()) => {
-                    sent = true;
-                    deadline = Instant::now() + STALL_TIMEOUT;
-                }
-                Err(answer) => {
-                    let stale = answer.status == 502;
-                    return Err(Failed { answer, stale });
-                }
-            },
-            r = &mut answered => return r.map(|head| (head, sent)),
-            () = sleep_until(deadline), if sent => {
-                return Err(Failed { answer: error_answer(504, "The local server did not answer in time"), stale: false });
-            }
-        }
-    }
 }
 
 /// Calls the local server and sends its answer: the status and the body's bytes, or an
@@ -568,18 +402,6 @@ fn response_headers(given: &[(String, String)]) -> Vec<(String, String)> {
         }
     }
     headers
-}
-
-async fn read_local<R: AsyncBufRead + Unpin>(
-    body: &mut BodyReader,
-    r: &mut R,
-    buf: &mut [u8],
-) -> Result<usize, ErrorAnswer> {
-    match timeout(STALL_TIMEOUT, body.read(r, buf)).await {
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) => Err(error_answer(502, format!("The local server's response body failed: {e}"))),
-        Err(_) => Err(error_answer(504, "The local server's response body stalled")),
-    }
 }
 
 /// A response body being read: pieces until 0.

@@ -11,6 +11,7 @@ pub mod connect;
 mod datagram;
 pub mod forward;
 pub(crate) mod http;
+mod http_local;
 mod http_pool;
 pub mod listen;
 pub mod prewarm;
