@@ -466,6 +466,13 @@ async fn a_later_request_on_a_kept_connection_has_the_head_bounds_of_a_first() {
     let _ = conn.w.write_all(big.as_bytes()).await;
     let head = within("the 431", http1::read_response_head(&mut conn.r, 64 * 1024)).await.unwrap();
     assert_eq!(head.status, 431);
+
+    // At shutdown a kept connection waiting for its next request closes at once, before
+    // the drain period (1 s in tests) is over.
+    let mut idle = Conn::open(w.relay.addr).await;
+    assert_eq!(idle.get("/web/a/1.txt").await.status, 200);
+    w.relay.shutdown.cancel();
+    assert!(idle.closed_within(Duration::from_millis(500)).await, "an idle kept connection at shutdown");
 }
 
 #[tokio::test]
