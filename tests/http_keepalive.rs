@@ -476,6 +476,26 @@ async fn a_later_request_on_a_kept_connection_has_the_head_bounds_of_a_first() {
 }
 
 #[tokio::test]
+async fn each_request_body_on_a_kept_connection_has_its_own_deadline() {
+    let w = web(Mode::KeepAlive, |s| s.limits.http_request_body_timeout = Duration::from_secs(2)).await;
+    let mut conn = Conn::open(w.relay.addr).await;
+    assert_eq!(conn.get("/web/a/1.txt").await.status, 200);
+    // Longer than a body may take: the deadline is the request's, not the connection's.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    conn.send("POST /web/echo HTTP/1.1\r\nHost: relay\r\nContent-Length: 4\r\n\r\nbody").await;
+    assert_eq!(conn.answer().await.text(), "body");
+    // A body that trickles past it: 408, and the connection closes (the rest is unread).
+    conn.send("POST /web/echo HTTP/1.1\r\nHost: relay\r\nContent-Length: 10\r\n\r\nab").await;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let _ = conn.w.write_all(b"c").await;
+    }
+    let a = conn.answer().await;
+    assert_eq!((a.status, a.says_close()), (408, true), "{}", a.text());
+    assert!(conn.closed_within(STEP).await);
+}
+
+#[tokio::test]
 async fn an_unread_body_closes_the_connection_and_each_request_is_authorized() {
     let mut w = web(Mode::KeepAlive, |_| {}).await;
     // A rejected POST whose body holds what looks like a request: the relay does not read
