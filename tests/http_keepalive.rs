@@ -545,6 +545,39 @@ async fn a_websocket_upgrade_after_http_mode_on_the_same_connection_is_served_as
     assert_eq!(head.status, 101, "{head:?}");
 }
 
+#[tokio::test]
+async fn kept_connections_work_over_tls() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tls-{}", hyco::protocol::new_guid()));
+    let (config, _) = hyco::relay::tls::self_signed(&dir, &["localhost".to_owned()]).expect("self-signed certificate");
+    let mut s = settings();
+    s.hcs.push(HcSettings { name: "web".into(), requires_client_authorization: false, rules: vec![], ports: vec![] });
+    let relay = TestRelay::start_with_tls(s, Some(config)).await;
+    use rustls::pki_types::pem::PemObject;
+    let cert = rustls::pki_types::CertificateDer::from_pem_file(dir.join("self-signed.crt")).expect("cert file");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("add root");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(relay.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.expect("TLS handshake");
+    let mut tls = BufReader::new(tls);
+    // No listener is online: each answer is the relay's own 502, on the one connection.
+    for i in 0..3 {
+        tls.get_mut().write_all(format!("GET /web/{i} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+        let head = within("an answer over TLS", http1::read_response_head(&mut tls, 64 * 1024)).await.unwrap();
+        assert_eq!((head.status, http1::has_token(header(&head.headers, "Connection"), "close")), (502, false));
+        let n: usize = header(&head.headers, "Content-Length").unwrap().parse().unwrap();
+        let mut body = vec![0; n];
+        within("the body", tls.read_exact(&mut body)).await.unwrap();
+    }
+    assert_eq!(relay.metrics.http_connections(), 1);
+    assert_eq!(relay.metrics.http_responses(5), 3);
+}
+
 /// chromium, if installed (`HYCO_REQUIRE_CHROMIUM=1`: it must be).
 fn chromium() -> Option<&'static str> {
     let path = "/usr/bin/chromium";
