@@ -9,6 +9,7 @@
 #
 #   bash bench/run.sh            # ~9 minutes (installing the peers first: ~18 more); writes bench/RESULTS.md
 #   BENCH_HYCO_BASE=/path/to/previous/hyco bash bench/run.sh   # ~12 minutes: adds "hyco base"
+#   bash bench/run.sh http       # ~2 minutes: only HTTP mode against frp (bench/http.sh); writes bench/RESULTS-http.md
 #
 # Knobs (environment): BENCH_SECS (iperf3 seconds per run, 5), BENCH_ROUNDS (throughput
 # rounds, tools interleaved, median kept, 3), BENCH_LATENCY_N (connections, 1000),
@@ -23,10 +24,13 @@
 # --public, plus "hyco / hyco base" ratio columns; unset: no such columns).
 # Peers: bore-cli and rathole from crates.io (cargo), frp and chisel at the versions pinned
 # below from the Go module proxy (go 1.25 or later). bore's control port is its fixed 7835.
+# HTTP mode is measured with wrk (Debian's).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
+ONLY=${1:-all}
+[[ $ONLY == all || $ONLY == http ]] || { echo "usage: bash bench/run.sh [http]" >&2; exit 2; }
 PEERS=${BENCH_PEERS:-$ROOT/bench/.peers}
 SECS=${BENCH_SECS:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -45,16 +49,20 @@ die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 say "tools"
 missing=()
 command -v iperf3 >/dev/null || missing+=(iperf3)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v curl >/dev/null || missing+=(curl)
 command -v jq >/dev/null || missing+=(jq)
 command -v ss >/dev/null || missing+=(iproute2)
 if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-[[ -x $PEERS/bin/bore ]] || cargo install --quiet --locked --root "$PEERS" bore-cli
-# rathole's default features include the WebSocket transport. Its lock file pins a `time`
-# that today's rustc rejects, so it resolves fresh versions.
-[[ -x $PEERS/bin/rathole ]] || cargo install --quiet --root "$PEERS" rathole
+if [[ $ONLY == all ]]; then
+  [[ -x $PEERS/bin/bore ]] || cargo install --quiet --locked --root "$PEERS" bore-cli
+  # rathole's default features include the WebSocket transport. Its lock file pins a `time`
+  # that today's rustc rejects, so it resolves fresh versions.
+  [[ -x $PEERS/bin/rathole ]] || cargo install --quiet --root "$PEERS" rathole
+fi
 FRP_VERSION=v0.68.1 CHISEL_VERSION=v1.11.3
 go_install() { # module version flags package...: builds the packages into $PEERS/bin
   # Like `go install module/package@version`, but from inside the downloaded module: that
@@ -70,7 +78,7 @@ go_install() { # module version flags package...: builds the packages into $PEER
 # frp's web dashboards (off by default) embed files the module does not ship: `noweb`.
 [[ -x $PEERS/bin/frps && -x $PEERS/bin/frpc ]] ||
   go_install github.com/fatedier/frp "$FRP_VERSION" "-tags noweb" ./cmd/frps ./cmd/frpc
-[[ -x $PEERS/bin/chisel ]] || go_install github.com/jpillora/chisel "$CHISEL_VERSION" \
+[[ $ONLY == http || -x $PEERS/bin/chisel ]] || go_install github.com/jpillora/chisel "$CHISEL_VERSION" \
   "-ldflags=-X=github.com/jpillora/chisel/share.BuildVersion=${CHISEL_VERSION#v}" .
 cargo build --quiet --release --bin hyco --example probe
 HYCO=${BENCH_HYCO:-$ROOT/target/release/hyco}
@@ -116,6 +124,23 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 alive() { kill -0 "$1" 2>/dev/null; }
 CLK_TCK=$(getconf CLK_TCK)
+
+# shellcheck source=bench/http.sh
+source "$ROOT/bench/http.sh"
+if [[ $ONLY == http ]]; then
+  {
+    echo "# hyco benchmark results: HTTP mode"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r), loopback."
+    echo "hyco $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+changes') (\`bash bench/run.sh http\`)."
+    echo
+    http_bench
+  } >"$WORK/results-http.md"
+  cat "$WORK/results-http.md"
+  cp "$WORK/results-http.md" "$ROOT/bench/RESULTS-http.md"
+  say "written to bench/RESULTS-http.md; logs in $WORK"
+  exit 0
+fi
 
 # ---------------------------------------------------------------- targets and tunnels
 IPERF=$BASE ECHO=$((BASE + 1))
@@ -582,6 +607,8 @@ hyco_version() { # binary: its git commit when it is this tree's build, else its
     echo "$1"
   fi
 }
+# HTTP mode last, on its own: nothing else runs meanwhile.
+http_bench >"$WORK/http.md"
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
   echo "# hyco benchmark results"
@@ -653,6 +680,8 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     echo "${LABEL[$t]}: listen RSS per idle tunnel ${R[$t,rss_listen]:--} KiB."
   done
   for n in "${NOTES[@]}"; do echo "$n"; done
+  echo
+  cat "$WORK/http.md"
 } >"$WORK/results.md"
 cat "$WORK/results.md"
 cp "$WORK/results.md" "$ROOT/bench/RESULTS.md"

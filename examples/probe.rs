@@ -9,6 +9,9 @@
 //! probe idle ADDR N [SECS]      open N connections (64 at a time), check each with one
 //!                               echoed byte, print `open N`, hold them for SECS (default
 //!                               600) or until killed
+//! probe web ADDR [SECS]         a tiny HTTP/1.1 app: every request (a head, no body) gets
+//!                               200 with a short fixed body; connections are kept unless
+//!                               the request says `Connection: close`
 //! ```
 //!
 //! Only tokio: this is a tool for the benchmark, not part of hyco.
@@ -42,7 +45,10 @@ fn main() -> io::Result<()> {
         Some("echo") => runtime.block_on(echo(addr(1)?, Duration::from_secs(number(2, Some(3600))?))),
         Some("latency") => runtime.block_on(latency(addr(1)?, number(2, None)? as usize, arg(3))),
         Some("idle") => runtime.block_on(idle(addr(1)?, number(2, None)? as usize, number(3, Some(600))?)),
-        _ => Err(io::Error::other("usage: probe echo ADDR [SECS] | latency ADDR N [FILE] | idle ADDR N [SECS]")),
+        Some("web") => runtime.block_on(web(addr(1)?, Duration::from_secs(number(2, Some(3600))?))),
+        _ => Err(io::Error::other(
+            "usage: probe echo ADDR [SECS] | latency ADDR N [FILE] | idle ADDR N [SECS] | web ADDR [SECS]",
+        )),
     }
 }
 
@@ -124,4 +130,51 @@ async fn idle(addr: SocketAddr, n: usize, hold_secs: u64) -> io::Result<()> {
     tokio::time::sleep(Duration::from_secs(hold_secs)).await;
     drop(open);
     Ok(())
+}
+
+/// The most bytes of request heads `web` buffers on one connection.
+const WEB_MAX_HEAD: usize = 64 * 1024;
+
+async fn web(addr: SocketAddr, lifetime: Duration) -> io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    let serve = async {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(web_connection(tcp));
+        }
+    };
+    tokio::select! {
+        () = serve => Ok(()),
+        () = tokio::time::sleep(lifetime) => Ok(()),
+    }
+}
+
+/// Answers each request head on `tcp` in order (pipelined ones too) until the peer
+/// closes or asks to.
+async fn web_connection(mut tcp: TcpStream) {
+    const BODY: &str = "hello from the benchmark's app\n";
+    let answer = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{BODY}", BODY.len());
+    let (mut buf, mut piece) = (Vec::new(), vec![0; 16 * 1024]);
+    loop {
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            buf.drain(..end + 4);
+            let close = head.lines().any(|l| l.starts_with("connection:") && l.contains("close"));
+            if tcp.write_all(answer.as_bytes()).await.is_err() || close {
+                let _ = tcp.shutdown().await;
+                return;
+            }
+        }
+        if buf.len() > WEB_MAX_HEAD {
+            return;
+        }
+        match tcp.read(&mut piece).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&piece[..n]),
+        }
+    }
 }

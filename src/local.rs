@@ -87,6 +87,77 @@ impl AsyncWrite for LocalStream {
     }
 }
 
+/// Forwards a poll to whichever kind of socket `$self` holds.
+macro_rules! either {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Self::Tcp($s) => $e,
+            #[cfg(unix)]
+            Self::Unix($s) => $e,
+        }
+    };
+}
+
+/// A [`LocalStream`]'s read side, owned apart from its write side ([`LocalStream::into_split`]).
+#[derive(Debug)]
+pub enum LocalReadHalf {
+    Tcp(tokio::net::tcp::OwnedReadHalf),
+    #[cfg(unix)]
+    Unix(tokio::net::unix::OwnedReadHalf),
+}
+
+/// A [`LocalStream`]'s write side, owned apart from its read side.
+#[derive(Debug)]
+pub enum LocalWriteHalf {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    #[cfg(unix)]
+    Unix(tokio::net::unix::OwnedWriteHalf),
+}
+
+impl LocalStream {
+    /// Its read and write sides, each owned, with no lock between them.
+    pub fn into_split(self) -> (LocalReadHalf, LocalWriteHalf) {
+        match self {
+            Self::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (LocalReadHalf::Tcp(r), LocalWriteHalf::Tcp(w))
+            }
+            #[cfg(unix)]
+            Self::Unix(s) => {
+                let (r, w) = s.into_split();
+                (LocalReadHalf::Unix(r), LocalWriteHalf::Unix(w))
+            }
+        }
+    }
+}
+
+impl LocalReadHalf {
+    /// Reads what has already arrived, without waiting (`WouldBlock` if nothing).
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        either!(self, s => s.try_read(buf))
+    }
+}
+
+impl AsyncRead for LocalReadHalf {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for LocalWriteHalf {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
 /// Where `hyco connect --bind` accepts local connections: a TCP port, or a Unix socket
 /// whose file is removed when this is dropped.
 #[derive(Debug)]

@@ -1,6 +1,7 @@
 //! `hyco listen --http`: answers HTTP-mode `request` messages (docs/protocol.md 7) by calling
-//! a local HTTP/1.1 server, one connection per request (`Connection: close`), bodies
-//! streamed both ways in bounded memory.
+//! a local HTTP/1.1 server ([`super::http_local`]) over kept-alive connections from a
+//! small pool ([`super::http_pool`]), bodies streamed both ways in bounded memory, and logs
+//! one line per request.
 //!
 //! A complete request arrives on the control channel (its body as the next binary
 //! message); an address-only one is fetched over a rendezvous to its address. A response
@@ -8,19 +9,26 @@
 //! response to a request that came over a rendezvous, is streamed on a rendezvous. The
 //! HTTP client is hand-written on [`crate::http1`], which the relay uses too: no second
 //! HTTP stack, and nothing to configure for a loopback server.
+//!
+//! A connection goes back to the pool only after a whole exchange: the request body all
+//! sent, the response read to its delimited end, HTTP/1.1 and no `Connection: close`. A
+//! request that fails on a reused connection before any response byte (the server closed
+//! it while idle) is sent once more on a fresh connection if its method is idempotent
+//! and its body is still at hand (none, or inline); other requests get 502.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncBufRead, AsyncWrite, WriteHalf};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, timeout};
 use tracing::{debug, info, warn};
 
 use super::RelayClient;
+use super::http_local::{ErrorAnswer, STALL_TIMEOUT, Source, call_local, error_answer, idempotent, read_local};
+use super::http_pool::{LocalConn, Pool};
 use super::target::{Targets, connect_target, is_unix};
-use crate::http1::{self, BodyReader, Framing, LAST_CHUNK, connection_tokens, is_hop_by_hop};
-use crate::http1::{HeadError, header};
+use crate::http1::{self, BodyReader, Framing, connection_tokens, header, is_hop_by_hop};
 use crate::net::ClientStream;
 use crate::protocol::{
     self, HttpRequest, HttpResponse, ListenerMessage, MAX_CONTROL_MESSAGE, MAX_INLINE_BODY, RelayMessage, close,
@@ -28,11 +36,6 @@ use crate::protocol::{
 use crate::ws::frame::CloseFrame;
 use crate::ws::message::{MessageReader, MessageWriter, Next, PIECE};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
-
-/// How long the local server, or the relay, may stall a request or response.
-const STALL_TIMEOUT: Duration = protocol::HTTP_RESPONSE_TIMEOUT;
-/// The largest response head the local server may send.
-const MAX_LOCAL_HEAD: usize = 32 * 1024;
 
 /// A response for the control channel: the message and its whole body (at most 64 KiB).
 pub(super) type ControlReply = (HttpResponse, Vec<u8>);
@@ -47,23 +50,12 @@ pub(super) struct HttpEnv {
     /// `--keep-path-prefix`: pass `/{hc}/…` on as is.
     pub keep_prefix: bool,
     pub connect_timeout: Duration,
+    /// Idle connections to the targets.
+    pub(super) pool: Arc<Pool>,
 }
 
 /// A rendezvous with the relay for one request.
-type RvReader = MessageReader<ReadHalf<ClientStream>>;
 type RvWriter = MessageWriter<WriteHalf<ClientStream>>;
-
-/// Why a request failed before its response began: the status and text of the answer
-/// the listener gives of its own.
-#[derive(Debug)]
-pub(crate) struct ErrorAnswer {
-    status: u16,
-    text: String,
-}
-
-fn error_answer(status: u16, text: impl Into<String>) -> ErrorAnswer {
-    ErrorAnswer { status, text: text.into() }
-}
 
 /// A plain-text response of the listener's own.
 fn text_response(id: &str, status: u16, text: &str) -> ControlReply {
@@ -187,91 +179,7 @@ pub(crate) fn local_head(
         }
         (None, false) => {}
     }
-    headers.push(("Connection".to_owned(), "close".to_owned()));
     Ok(http1::head(&format!("{method} {path} HTTP/1.1"), &headers))
-}
-
-/// Where a request's body comes from.
-enum Source<'a> {
-    None,
-    Inline(Vec<u8>),
-    /// The binary message that follows the request on its rendezvous.
-    Rendezvous(&'a mut RvReader),
-}
-
-async fn write_local<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> Result<(), ErrorAnswer> {
-    match timeout(STALL_TIMEOUT, w.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(error_answer(502, format!("Writing to the local server failed: {e}"))),
-        Err(_) => Err(error_answer(504, "The local server stopped reading the request")),
-    }
-}
-
-/// Sends the request body to the local server.
-async fn send_body<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    source: Source<'_>,
-    length: Option<u64>,
-) -> Result<(), ErrorAnswer> {
-    match source {
-        Source::None => Ok(()),
-        Source::Inline(body) => write_local(w, &body).await,
-        Source::Rendezvous(from) => {
-            let cut = || error_answer(502, "The request body from the relay was cut off");
-            match timeout(STALL_TIMEOUT, from.next(MAX_CONTROL_MESSAGE)).await {
-                Ok(Ok(Next::Binary)) => {}
-                _ => return Err(cut()),
-            }
-            let mut buf = vec![0; PIECE];
-            let mut sent = 0u64;
-            loop {
-                let n = match timeout(STALL_TIMEOUT, from.read_binary(&mut buf)).await {
-                    Ok(Ok(n)) => n,
-                    _ => return Err(cut()),
-                };
-                if n == 0 {
-                    break;
-                }
-                sent += n as u64;
-                match length {
-                    Some(len) if sent > len => {
-                        return Err(error_answer(400, "Request body longer than its Content-Length"));
-                    }
-                    Some(_) => write_local(w, &buf[..n]).await?,
-                    None => {
-                        let chunk = timeout(STALL_TIMEOUT, http1::write_chunk(w, &buf[..n])).await;
-                        chunk
-                            .map_err(|_| error_answer(504, "The local server stopped reading the request"))?
-                            .map_err(|e| error_answer(502, format!("Writing to the local server failed: {e}")))?;
-                    }
-                }
-            }
-            match length {
-                Some(len) if sent != len => Err(error_answer(400, "Request body shorter than its Content-Length")),
-                Some(_) => Ok(()),
-                None => write_local(w, LAST_CHUNK).await,
-            }
-        }
-    }
-}
-
-/// Reads the local server's final response head (interim 1xx answers skipped).
-async fn local_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<http1::Response, ErrorAnswer> {
-    loop {
-        let head = match timeout(STALL_TIMEOUT, http1::read_response_head(r, MAX_LOCAL_HEAD)).await {
-            Ok(Ok(h)) => h,
-            Ok(Err(HeadError::TooLarge)) => {
-                return Err(error_answer(502, "The local server's response head is too large"));
-            }
-            Ok(Err(e)) => return Err(error_answer(502, format!("Bad response from the local server: {e}"))),
-            Err(_) => return Err(error_answer(504, "The local server did not answer in time")),
-        };
-        match head.status {
-            101 => return Err(error_answer(502, "The local server switched protocols")),
-            100..=199 => continue,
-            _ => return Ok(head),
-        }
-    }
 }
 
 /// Answers one `request` message (and, for a complete request with a body, that body).
@@ -310,7 +218,8 @@ pub(super) async fn answer(
         };
         (full, Some((reader, writer)))
     };
-    let method = request.method.clone().unwrap_or_default();
+    let method = http1::sanitize(request.method.as_deref().unwrap_or_default());
+    let path = log_path(request.request_target.as_deref().unwrap_or("/"));
     let started = Instant::now();
     let (reader, writer) = match &mut rendezvous {
         Some((r, w)) => (Some(r), Some(w)),
@@ -322,10 +231,12 @@ pub(super) async fn answer(
         _ => Source::None,
     };
     let mut writer = writer;
-    match exchange(&env, &request, source, &mut writer, &control).await {
-        Ok(status) => info!(%method, status, ms = started.elapsed().as_millis() as u64, "answered"),
+    let outcome = exchange(&env, &request, source, &mut writer, &control).await;
+    let ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok((status, bytes)) => info!(%method, %path, status, bytes, ms, "answered"),
         Err((f, begun)) => {
-            info!(%method, status = f.status, "failed: {}", f.text);
+            info!(%method, %path, status = f.status, ms, "failed: {}", f.text);
             if !begun {
                 let (response, body) = text_response(&id, f.status, &f.text);
                 match writer.as_deref_mut() {
@@ -345,14 +256,29 @@ pub(super) async fn answer(
     }
 }
 
-/// Calls the local server and sends its answer; the error says whether the answer had begun.
+/// A request target for the log: the path, and the query's names without their values
+/// (`/search?q=x&page=2` becomes `/search?q&page`), visible ASCII only.
+fn log_path(target: &str) -> String {
+    let mut out = match target.split_once('?') {
+        None => target.to_owned(),
+        Some((path, query)) => {
+            let names: Vec<&str> = query.split('&').map(|p| p.split_once('=').map_or(p, |(n, _)| n)).collect();
+            format!("{path}?{}", names.join("&"))
+        }
+    };
+    out.retain(|c| c.is_ascii_graphic());
+    http1::sanitize(&out)
+}
+
+/// Calls the local server and sends its answer: the status and the body's bytes, or an
+/// error that says whether the answer had begun.
 async fn exchange(
     env: &HttpEnv,
     request: &HttpRequest,
-    source: Source<'_>,
+    mut source: Source<'_>,
     rendezvous: &mut Option<&mut RvWriter>,
     control: &mpsc::Sender<ControlReply>,
-) -> Result<u16, (ErrorAnswer, bool)> {
+) -> Result<(u16, u64), (ErrorAnswer, bool)> {
     let early = |f: ErrorAnswer| (f, false);
     let (target, path) =
         local_target(request.request_target.as_deref().unwrap_or("/"), &env.hc, &env.targets, env.keep_prefix)
@@ -368,35 +294,29 @@ async fn exchange(
         Source::Rendezvous(_) => (declared, declared.is_none()),
     };
     let head = local_head(request, &target, &path, length, streamed).map_err(early)?;
-    let local = connect_target(&target, env.connect_timeout)
-        .await
-        .map_err(|(status, text)| early(error_answer(status, text)))?;
-    let (tr, mut tw) = tokio::io::split(local);
-    let mut from_local = BufReader::with_capacity(PIECE, tr);
-    debug!(%target, %path, "calling the local server");
-    // The body goes up while an early answer is watched for.
-    let response = {
-        let sending = async {
-            write_local(&mut tw, head.as_bytes()).await?;
-            send_body(&mut tw, source, length).await?;
-            tw.flush().await.map_err(|e| error_answer(502, format!("Writing to the local server failed: {e}")))
+    let may_retry = !matches!(source, Source::Rendezvous(_)) && idempotent(request.method.as_deref().unwrap_or("GET"));
+    let mut pooled = env.pool.take(&target);
+    let (mut conn, response, sent) = loop {
+        let reused = pooled.is_some();
+        let mut conn = match pooled.take() {
+            Some(conn) => conn,
+            None => LocalConn::new(
+                connect_target(&target, env.connect_timeout)
+                    .await
+                    .map_err(|(status, text)| early(error_answer(status, text)))?,
+            ),
         };
-        let answered = local_response(&mut from_local);
-        tokio::pin!(sending, answered);
-        let mut sent = false;
-        let mut deadline = Instant::now() + STALL_TIMEOUT;
-        loop {
-            tokio::select! {
-                r = &mut sending, if !sent => {
-                    r.map_err(early)?;
-                    sent = true;
-                    deadline = Instant::now() + STALL_TIMEOUT;
-                }
-                r = &mut answered => break r.map_err(early)?,
-                () = sleep_until(deadline), if sent => return Err(early(error_answer(504, "The local server did not answer in time"))),
+        debug!(%target, %path, reused, "calling the local server");
+        match call_local(&mut conn, &head, &mut source, length).await {
+            Ok((response, sent)) => break (conn, response, sent),
+            Err(f) if f.stale && reused && may_retry => {
+                debug!("a kept connection to {target} failed ({}): once more on a fresh one", f.answer.text);
             }
+            Err(f) => return Err(early(f.answer)),
         }
     };
+    // Whether the connection can take another request once this response is read.
+    let reusable = sent && response.version == 1 && !connection_tokens(&response.headers).iter().any(|t| t == "close");
     let head_request = request.method.as_deref() == Some("HEAD");
     let framing = http1::response_framing(response.status, head_request, &response.headers)
         .map_err(|e| early(error_answer(502, format!("Bad response from the local server: {e}"))))?;
@@ -410,23 +330,33 @@ async fn exchange(
     };
     let status = response.status;
     let mut body = BodyReader::new(framing);
+    let reusable = reusable && framing != Framing::UntilClose;
+    let from_local = &mut conn.reader;
     if let Some(w) = rendezvous.as_deref_mut() {
-        return send_on_rendezvous(w, &message, framing, &mut Local(&mut body, &mut from_local)).await.map(|()| status);
+        let bytes = send_on_rendezvous(w, &message, framing, &mut Local(&mut body, from_local)).await?;
+        if reusable && body.is_done() {
+            env.pool.put(&target, conn);
+        }
+        return Ok((status, bytes));
     }
     // Small enough for the control channel? Read up to 64 KiB and a byte to know.
     let mut prefix = Vec::new();
     let mut buf = vec![0; PIECE];
     while prefix.len() <= MAX_INLINE_BODY && !body.is_done() {
-        let n = read_local(&mut body, &mut from_local, &mut buf).await.map_err(early)?;
+        let n = read_local(&mut body, from_local, &mut buf).await.map_err(early)?;
         if n == 0 {
             break;
         }
         prefix.extend_from_slice(&buf[..n]);
     }
     if body.is_done() && prefix.len() <= MAX_INLINE_BODY && response_json(&message).len() <= MAX_CONTROL_MESSAGE {
+        if reusable {
+            env.pool.put(&target, conn);
+        }
         message.body = !prefix.is_empty();
+        let bytes = prefix.len() as u64;
         if control.send((message.clone(), prefix)).await.is_ok() {
-            return Ok(status);
+            return Ok((status, bytes));
         }
         return Err((error_answer(502, "The control channel went away"), true));
     }
@@ -441,10 +371,13 @@ async fn exchange(
         env.client.open_rendezvous(address, &[]).await.map_err(|e| (error_answer(502, e.to_string()), true))?;
     let (_, w) = tokio::io::split(opened.stream);
     let mut w = MessageWriter::new(FrameWriter::new(w, Role::Client));
-    let mut rest = Prefixed { prefix, at: 0, rest: Local(&mut body, &mut from_local) };
+    let mut rest = Prefixed { prefix, at: 0, rest: Local(&mut body, from_local) };
     let sent = send_on_rendezvous(&mut w, &message, framing, &mut rest).await;
     w.close(Some(CloseFrame::new(close::NORMAL, "Response complete"))).await;
-    sent.map(|()| status)
+    if sent.is_ok() && reusable && body.is_done() {
+        env.pool.put(&target, conn);
+    }
+    sent.map(|bytes| (status, bytes))
 }
 
 /// The local server's response headers as a `response` carries them (docs/protocol.md 7):
@@ -471,18 +404,6 @@ fn response_headers(given: &[(String, String)]) -> Vec<(String, String)> {
         }
     }
     headers
-}
-
-async fn read_local<R: AsyncBufRead + Unpin>(
-    body: &mut BodyReader,
-    r: &mut R,
-    buf: &mut [u8],
-) -> Result<usize, ErrorAnswer> {
-    match timeout(STALL_TIMEOUT, body.read(r, buf)).await {
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) => Err(error_answer(502, format!("The local server's response body failed: {e}"))),
-        Err(_) => Err(error_answer(504, "The local server's response body stalled")),
-    }
 }
 
 /// A response body being read: pieces until 0.
@@ -528,13 +449,13 @@ impl Pieces for &[u8] {
 }
 
 /// Sends a response and its body on a rendezvous: one frame when the length is known,
-/// fragments otherwise; the FIN of the last ends the body.
+/// fragments otherwise; the FIN of the last ends the body. Returns the body's bytes.
 async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
     to: &mut MessageWriter<W>,
     response: &HttpResponse,
     framing: Framing,
     body: &mut P,
-) -> Result<(), (ErrorAnswer, bool)> {
+) -> Result<u64, (ErrorAnswer, bool)> {
     let lost = |_| (error_answer(502, "The rendezvous with the relay failed"), true);
     let json = response_json(response);
     timeout(STALL_TIMEOUT, to.send_text(&json))
@@ -542,6 +463,7 @@ async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
         .map_err(|_| (error_answer(504, "The relay stopped reading"), true))?
         .map_err(lost)?;
     let mut buf = vec![0; PIECE];
+    let mut sent = 0;
     match framing {
         Framing::Empty => {}
         Framing::Length(n) => {
@@ -559,6 +481,7 @@ async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
                     .map_err(lost)?;
                 left -= got as u64;
             }
+            sent = n;
         }
         Framing::Chunked | Framing::UntilClose => {
             let mut first = true;
@@ -570,13 +493,15 @@ async fn send_on_rendezvous<W: AsyncWrite + Unpin, P: Pieces>(
                     .map_err(|_| (error_answer(504, "The relay stopped reading"), true))?
                     .map_err(lost)?;
                 first = false;
+                sent += got as u64;
                 if got == 0 {
                     break;
                 }
             }
         }
     }
-    to.flush().await.map_err(lost)
+    to.flush().await.map_err(lost)?;
+    Ok(sent)
 }
 
 #[cfg(test)]
@@ -638,10 +563,10 @@ mod tests {
             "Content-Length: 5\r\n",
             "X-Forwarded-Host: relay.example\r\n",
             "X-Forwarded-For: 203.0.113.9\r\n",
-            "Connection: close\r\n",
         ] {
             assert!(head.contains(want), "{want:?} in {head}");
         }
+        assert!(!head.contains("Connection"), "the connection may be kept: {head}");
         for gone in ["X-Hop", "Injected", "relay.example\r\nHost"] {
             assert!(!head.contains(gone), "{gone:?} in {head}");
         }
@@ -669,5 +594,13 @@ mod tests {
         assert_eq!(lines, want, "cookies one by one, other repeats joined, no hop-by-hop");
         assert!(chunked.contains("Transfer-Encoding: chunked\r\n") && !chunked.contains("Content-Length"));
         assert!(local_head(&request, "h:1", "/a b", None, false).is_err());
+    }
+
+    #[test]
+    fn logged_paths_keep_query_names_but_not_values() {
+        assert_eq!(log_path("/web/search?q=secret&page=2&flag"), "/web/search?q&page&flag");
+        assert_eq!(log_path("/web/a%20b"), "/web/a%20b");
+        assert_eq!(log_path("/web/?"), "/web/?");
+        assert_eq!(log_path("/web/x\r\ny?a=b"), "/web/xy?a");
     }
 }

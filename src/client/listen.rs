@@ -166,6 +166,7 @@ pub async fn run_with_online(
         serve: settings.http,
         keep_prefix: settings.keep_path_prefix,
         connect_timeout: settings.target_connect_timeout,
+        pool: super::http_pool::Pool::new(),
     });
     let ctx = Arc::new(Ctx {
         http,

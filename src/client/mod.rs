@@ -11,6 +11,8 @@ pub mod connect;
 pub mod datagram;
 pub mod forward;
 pub(crate) mod http;
+mod http_local;
+mod http_pool;
 pub mod listen;
 pub mod prewarm;
 pub(crate) mod proxy;

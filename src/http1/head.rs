@@ -62,6 +62,8 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
+    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub version: u8,
     pub reason: String,
     pub headers: Headers,
 }
@@ -132,6 +134,7 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(Response, usize)>, HeadError
         httparse::Status::Complete(n) => Ok(Some((
             Response {
                 status: resp.code.unwrap_or_default(),
+                version: resp.version.unwrap_or_default(),
                 reason: resp.reason.unwrap_or_default().to_owned(),
                 headers: owned_headers(resp.headers)?,
             },

@@ -23,6 +23,12 @@ use crate::secret::Secret;
 /// names are refused in the configuration and never created on first listen.
 pub const MAX_HC_NAME_BYTES: usize = 256;
 
+/// HTTP mode: how long a kept-alive client connection may sit idle between requests.
+pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP mode: requests served on one client connection; the last answer says
+/// `Connection: close`.
+pub const MAX_HTTP_REQUESTS_PER_CONNECTION: usize = 1_000;
+
 /// Bounds on everything a peer controls. Each has a test that exceeds it.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -66,6 +72,11 @@ pub struct Limits {
     pub http_response_timeout: Duration,
     /// HTTP mode: how long a request body may take in all, however it trickles (408).
     pub http_request_body_timeout: Duration,
+    /// HTTP mode: how long a kept-alive connection may wait for its next request's first
+    /// byte (then it is closed); the head itself then has [`Limits::handshake_timeout`].
+    pub http_idle_timeout: Duration,
+    /// HTTP mode: requests answered on one connection (at least 1).
+    pub max_http_requests_per_connection: usize,
     /// HTTP mode: requests waiting for a listener's answer, per HC, apart from senders.
     pub max_pending_requests_per_hc: usize,
     /// HTTP mode: the proxies in front of the relay, whose `Forwarded`, `X-Forwarded-*`
@@ -94,6 +105,8 @@ impl Default for Limits {
             max_http_request_body: protocol::MAX_HTTP_REQUEST_BODY,
             http_response_timeout: protocol::HTTP_RESPONSE_TIMEOUT,
             http_request_body_timeout: Duration::from_secs(300),
+            http_idle_timeout: HTTP_IDLE_TIMEOUT,
+            max_http_requests_per_connection: MAX_HTTP_REQUESTS_PER_CONNECTION,
             max_pending_requests_per_hc: 1_000,
             trusted_proxies: Vec::new(),
         }
@@ -299,6 +312,9 @@ impl RelaySettings {
         limits.http_request_body_timeout = secs(l.http_request_body_timeout_secs, limits.http_request_body_timeout);
         limits.max_pending_requests_per_hc =
             l.max_pending_requests_per_hc.unwrap_or(limits.max_pending_requests_per_hc);
+        limits.http_idle_timeout = secs(l.http_idle_timeout_secs, limits.http_idle_timeout);
+        limits.max_http_requests_per_connection =
+            l.max_http_requests_per_connection.unwrap_or(limits.max_http_requests_per_connection).max(1);
         limits.trusted_proxies = file.trusted_proxies.iter().map(|n| IpNet::parse(n)).collect::<anyhow::Result<_>>()?;
         if rules.is_empty() && hcs.iter().all(|h| h.rules.is_empty()) {
             bail!("no authorization rules: declare at least one [[rules]] entry");
@@ -538,6 +554,8 @@ struct FileLimits {
     http_response_timeout_secs: Option<u64>,
     http_request_body_timeout_secs: Option<u64>,
     max_pending_requests_per_hc: Option<usize>,
+    http_idle_timeout_secs: Option<u64>,
+    max_http_requests_per_connection: Option<usize>,
 }
 
 #[cfg(test)]
@@ -574,6 +592,8 @@ mod tests {
             auto_hc_grace_secs = 0
             http_request_body_timeout_secs = 9
             max_pending_requests_per_hc = 4
+            http_idle_timeout_secs = 11
+            max_http_requests_per_connection = 0
             "#,
             Path::new("."),
         )
@@ -592,6 +612,8 @@ mod tests {
         assert!(Limits::default().handshake_limit_exempt.iter().all(IpAddr::is_loopback));
         assert_eq!(s.limits.http_request_body_timeout, Duration::from_secs(9));
         assert_eq!(s.limits.max_pending_requests_per_hc, 4);
+        assert_eq!(s.limits.http_idle_timeout, Duration::from_secs(11));
+        assert_eq!(s.limits.max_http_requests_per_connection, 1, "at least one request per connection");
         assert_eq!(s.limits.trusted_proxies.len(), 2);
         assert_eq!(s.external_url.as_deref(), Some("wss://relay.example.net"));
         assert!(!format!("{s:?}").contains("k1"), "keys stay out of Debug");

@@ -8,29 +8,43 @@
 //! over an `sb-hc-action=request` rendezvous on which the relay streams the body. The
 //! listener's `response` comes back on the control channel (small) or on a rendezvous
 //! (streamed, any size), and goes to the client with `Via: 1.1 hyco`, framed by
-//! `Content-Length` or chunked. One request per connection (`Connection: close`). The
-//! relay's own rejections have a JSON body, as Azure's do.
+//! `Content-Length` or chunked (until the connection closes, to HTTP/1.0). A connection
+//! stays open for more requests, read one at a time, within an idle timeout and a cap
+//! on requests; each request is authorized on its own. The relay's own rejections have
+//! a JSON body, as Azure's do.
 
 use std::io::Cursor;
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, BufReader};
-use tokio::time::{Instant, sleep_until};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{Instrument, debug, info, info_span};
 
 use super::cluster::Delivery;
-use super::http_transfer::{Client, Plan, Upload, parse_target, relay_body, response_head, response_message, upload};
+use super::http_transfer::{
+    Client, Plan, Upload, connection_header, parse_target, relay_body, response_message, upload,
+};
 use super::metrics::Reason;
 use super::registry::{Answer, Kind, Listener, Reservation, Unavailable};
 use super::stream::RelayStream;
 use super::{Rejection, Relay, forwarded, runtime_info};
-use crate::http1::{self, Framing, Request, connection_tokens, header, is_hop_by_hop, sanitize};
+use crate::http1::{self, Framing, HeadError, Request, connection_tokens, header, is_hop_by_hop, sanitize};
 use crate::protocol::{
     self, HttpRequest, InlineBody, MAX_INLINE_BODY, MAX_PATH_SEGMENTS, RelayMessage, RemoteEndpoint,
 };
 use crate::ws::frame::CloseFrame;
 use crate::ws::message::{MessageReader, MessageWriter, PIECE};
 use crate::ws::stream::{FrameReader, FrameWriter, Role};
+
+/// Whether the client asks to keep its connection: HTTP/1.1 unless `Connection: close`,
+/// HTTP/1.0 only with `Connection: keep-alive`.
+fn wants_keep_alive(req: &Request) -> bool {
+    let tokens = connection_tokens(&req.headers);
+    match req.version {
+        1 => !tokens.iter().any(|t| t == "close"),
+        _ => tokens.iter().any(|t| t == "keep-alive") && !tokens.iter().any(|t| t == "close"),
+    }
+}
 
 /// Whether a request is HTTP mode: not under `/$hc/` and not a WebSocket upgrade.
 pub(super) fn is_http_mode(req: &Request) -> bool {
@@ -54,47 +68,157 @@ struct Prepared {
 }
 
 impl Relay {
-    /// Serves one HTTP-mode request on `stream`, whose head is `req`.
-    pub(super) async fn serve_http(&self, stream: RelayStream, req: Request, initial: Vec<u8>, peer: SocketAddr) {
-        let runtime = runtime_info::asked(&req).then(|| {
-            let base = self.public_base(&req, &stream);
-            self.runtime_info(&req, base.split_once("://").map_or(base.as_str(), |(_, host)| host))
-        });
-        let idle = self.limits.http_response_timeout;
+    /// Serves HTTP-mode requests on a client's connection, the first being `req`, one at a
+    /// time (docs/protocol.md 7): the next head is read only once the previous answer is
+    /// written, so pipelined requests are answered in order. The connection stays open
+    /// after an answer if the client asked (HTTP/1.1 by default, HTTP/1.0 with
+    /// `Connection: keep-alive`), the request's body was read, the answer's end could be
+    /// told without closing, and fewer than `max_http_requests_per_connection` were
+    /// served. When the next request is not HTTP mode (a WebSocket upgrade), the
+    /// connection, that request and the bytes after it are returned for the caller.
+    pub(super) async fn serve_http(
+        &self,
+        stream: RelayStream,
+        req: Request,
+        initial: Vec<u8>,
+        peer: SocketAddr,
+    ) -> Option<(RelayStream, Request, Vec<u8>)> {
+        self.metrics.http_connection();
+        let ends = (stream.tcp().peer_addr().ok(), stream.tcp().local_addr().ok());
         let (r, w) = tokio::io::split(stream);
         let reader = BufReader::with_capacity(PIECE, Cursor::new(initial).chain(r));
-        let http10 = req.version == 0;
-        let mut client = Client { reader, writer: w, answered: false, body_read: false, idle, http10 };
-        let span =
-            info_span!("http", method = %sanitize(&req.method), hc = tracing::field::Empty, id = tracing::field::Empty);
-        let work = async {
-            let mut id = protocol::new_guid();
-            let outcome = match runtime {
-                // An SDK's GetRuntimeInformationAsync: the relay's to answer (docs/protocol.md 7.1).
-                Some(Ok(answer)) => client.write(answer.as_bytes()).await,
-                Some(Err(r)) => Err(r),
-                None => match self.prepare_http(&req, peer).await {
-                    Ok(prepared) => {
-                        id.clone_from(&prepared.id);
-                        self.relay_http(&mut client, prepared).await
-                    }
-                    Err(r) => Err(r),
-                },
+        let mut client = Client::new(reader, w, self.limits.http_response_timeout);
+        let work = async move {
+            let (mut req, mut served) = (req, 0);
+            let next = loop {
+                served += 1;
+                let keep = wants_keep_alive(&req)
+                    && served < self.limits.max_http_requests_per_connection
+                    && !self.shutdown.is_cancelled();
+                client.begin(req.version == 0, keep);
+                self.metrics.http_request();
+                let span = info_span!(
+                    "http",
+                    method = %sanitize(&req.method),
+                    hc = tracing::field::Empty,
+                    id = tracing::field::Empty
+                );
+                self.serve_request(&mut client, &req, peer, ends).instrument(span).await;
+                if let Some(status) = client.status {
+                    self.metrics.http_response(status);
+                }
+                if !client.keep_alive {
+                    break None;
+                }
+                match self.next_request(&mut client).await {
+                    Some(next) if is_http_mode(&next) => req = next,
+                    next => break next,
+                }
             };
-            if let Err(r) = outcome {
-                self.metrics.reject(r.reason());
-                debug!(status = r.status(), "rejected: {}", r.text());
-                if !client.answered {
-                    let _ = client.write(r.http_response(&id).as_bytes()).await;
+            match next {
+                Some(req) => {
+                    let (stream, initial) = client.into_stream();
+                    Some((stream, req, initial))
+                }
+                None => {
+                    client.finish().await;
+                    None
                 }
             }
-            client.finish().await;
         };
         // After the drain period nothing waits any more, not even a slow client.
         tokio::select! {
-            () = work.instrument(span) => {}
-            () = self.force.cancelled() => {}
+            next = work => next,
+            () = self.force.cancelled() => None,
         }
+    }
+
+    /// Answers one request whose head is `req`; `ends` are the connection's peer and
+    /// local addresses (for the base of runtime information's links).
+    async fn serve_request(
+        &self,
+        client: &mut Client,
+        req: &Request,
+        peer: SocketAddr,
+        ends: (Option<SocketAddr>, Option<SocketAddr>),
+    ) {
+        if matches!(http1::request_framing(&req.headers), Ok(Framing::Empty)) {
+            client.body_read = true;
+        }
+        let runtime = runtime_info::asked(req).then(|| {
+            // Its answer is whole and says `Connection: close`.
+            client.keep_alive = false;
+            let base = self.public_base_at(req, ends.0, ends.1);
+            self.runtime_info(req, base.split_once("://").map_or(base.as_str(), |(_, host)| host))
+        });
+        let mut id = protocol::new_guid();
+        let outcome = match runtime {
+            // An SDK's GetRuntimeInformationAsync: the relay's to answer (docs/protocol.md 7.1).
+            Some(Ok(answer)) => {
+                client.status = Some(200);
+                client.write(answer.as_bytes()).await
+            }
+            Some(Err(r)) => Err(r),
+            None => match self.prepare_http(req, peer).await {
+                Ok(prepared) => {
+                    id.clone_from(&prepared.id);
+                    self.relay_http(client, prepared).await
+                }
+                Err(r) => Err(r),
+            },
+        };
+        if let Err(r) = outcome {
+            self.metrics.reject(r.reason());
+            debug!(status = r.status(), "rejected: {}", r.text());
+            if client.answered {
+                // Part of an answer is out: only closing can tell the client it is cut.
+                client.keep_alive = false;
+            } else {
+                // A body left unread would be taken for the next request: close after this.
+                client.keep_alive &= client.body_read;
+                client.status = Some(r.status());
+                let connection = connection_header(client.keep_alive, client.http10);
+                let _ = client.write(r.http_response(&id, connection).as_bytes()).await;
+            }
+        }
+    }
+
+    /// Waits for the next request on a kept-alive connection: its first byte within
+    /// `http_idle_timeout`, then its whole head within `handshake_timeout` and
+    /// `max_header_bytes`, as for a connection's first request. `None` when the connection
+    /// is done with: closed, idle too long, shutting down, or a bad head (answered).
+    async fn next_request(&self, client: &mut Client) -> Option<Request> {
+        let limits = &self.limits;
+        // The answer must be out (TLS holds bytes until flushed) before the client waits.
+        if !matches!(timeout(client.idle, client.writer.flush()).await, Ok(Ok(()))) {
+            return None;
+        }
+        let arrived = tokio::select! {
+            r = timeout(limits.http_idle_timeout, client.reader.fill_buf()) => matches!(r, Ok(Ok(b)) if !b.is_empty()),
+            () = self.shutdown.cancelled() => false,
+        };
+        if !arrived {
+            return None;
+        }
+        let head = tokio::select! {
+            r = timeout(limits.handshake_timeout, http1::read_request_head(&mut client.reader, limits.max_header_bytes)) => r,
+            () = self.shutdown.cancelled() => return None,
+        };
+        let rejection = match head {
+            Ok(Ok(req)) => return Some(req),
+            Ok(Err(HeadError::TooLarge)) => Rejection::new(431, Reason::TooLarge, "Request header fields too large"),
+            Ok(Err(HeadError::Malformed(_))) => Rejection::new(400, Reason::BadRequest, "Malformed request"),
+            Ok(Err(_)) => return None,
+            Err(_) => {
+                debug!("the next request's head timed out");
+                self.metrics.reject(Reason::Timeout);
+                return None;
+            }
+        };
+        self.metrics.reject(rejection.reason());
+        client.keep_alive = false;
+        let _ = client.write(rejection.handshake_response(Some(&protocol::new_guid())).as_bytes()).await;
+        None
     }
 
     /// Checks the request and turns it into a `request` message: 400, 401, 403, 404 and
@@ -342,8 +466,7 @@ impl Relay {
         };
         client.body_read |= uploaded && body.body.is_done();
         let plan = if response.body { Plan::Streamed } else { Plan::None };
-        let (head, out) = response_head(&response, head_request, plan, client.http10)
-            .ok_or_else(|| Rejection::new(502, Reason::Internal, "The listener answered with an invalid status"))?;
+        let (head, out) = client.answer_head(&response, head_request, plan)?;
         info!(status = response.status_code, "answered on a rendezvous");
         client.write(head.as_bytes()).await?;
         if response.body && out != Framing::Empty {

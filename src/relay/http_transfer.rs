@@ -40,14 +40,27 @@ pub(super) enum Plan {
     Streamed,
 }
 
+/// The `Connection` header of an answer: `close` unless the connection is `kept`; for a
+/// kept one nothing to an HTTP/1.1 client (persistence is its default) and `keep-alive`
+/// to an HTTP/1.0 one (which asked for it).
+pub(super) fn connection_header(kept: bool, http10: bool) -> Option<&'static str> {
+    match (kept, http10) {
+        (false, _) => Some("close"),
+        (true, true) => Some("keep-alive"),
+        (true, false) => None,
+    }
+}
+
 /// The head the client gets for a listener's `response`, and how its body is framed;
 /// `None` for a status no HTTP/1.1 client can take as a final answer. An HTTP/1.0 client
-/// (`http10`) knows no chunked encoding: a body of unknown length ends with the connection.
+/// (`http10`) knows no chunked encoding: a body of unknown length ends with the connection,
+/// which then is not `keep`t whatever was asked.
 pub(super) fn response_head(
     resp: &HttpResponse,
     head_request: bool,
     plan: Plan,
     http10: bool,
+    keep: bool,
 ) -> Option<(String, Framing)> {
     let status = resp.status_code;
     if !(200..=599).contains(&status) {
@@ -110,7 +123,9 @@ pub(super) fn response_head(
         }
     };
     headers.push(("Via".to_owned(), via.map_or_else(|| VIA.to_owned(), |v| format!("{v}, {VIA}"))));
-    headers.push(("Connection".to_owned(), "close".to_owned()));
+    if let Some(c) = connection_header(keep && framing != Framing::UntilClose, http10) {
+        headers.push(("Connection".to_owned(), c.to_owned()));
+    }
     Some((http1::head(&format!("HTTP/1.1 {status} {reason}"), &headers), framing))
 }
 
@@ -176,6 +191,7 @@ pub(crate) fn parse_target(target: &str) -> Result<Target, &'static str> {
 /// A client's connection: its buffered request body side, and its answer side.
 pub(super) type ClientReader = BufReader<Chain<Cursor<Vec<u8>>, ReadHalf<RelayStream>>>;
 
+/// A client's connection and the state of the request being answered on it.
 pub(super) struct Client {
     pub(super) reader: ClientReader,
     pub(super) writer: WriteHalf<RelayStream>,
@@ -186,9 +202,42 @@ pub(super) struct Client {
     pub(super) idle: Duration,
     /// An HTTP/1.0 client: no `100 Continue`, no chunked answers.
     pub(super) http10: bool,
+    /// Whether the connection may take another request after this one's answer: the
+    /// client asked, the cap is not reached, the body was read, the answer was delimited.
+    pub(super) keep_alive: bool,
+    /// The status of the answer's head, once written.
+    pub(super) status: Option<u16>,
 }
 
 impl Client {
+    pub(super) fn new(reader: ClientReader, writer: WriteHalf<RelayStream>, idle: Duration) -> Self {
+        Self { reader, writer, answered: false, body_read: false, idle, http10: false, keep_alive: false, status: None }
+    }
+
+    /// Starts on the next request on this connection: an HTTP/1.0 one or not, and whether
+    /// the connection may stay open after it (`keep`).
+    pub(super) fn begin(&mut self, http10: bool, keep: bool) {
+        (self.answered, self.body_read, self.http10, self.keep_alive, self.status) = (false, false, http10, keep, None);
+    }
+
+    /// The head of the answer to a listener's `response`: the connection is kept only if
+    /// the request body was read and the answer's end can be told without closing.
+    pub(super) fn answer_head(
+        &mut self,
+        response: &HttpResponse,
+        head_request: bool,
+        plan: Plan,
+    ) -> Result<(String, Framing), Rejection> {
+        self.keep_alive &= self.body_read;
+        let (head, framing) = response_head(response, head_request, plan, self.http10, self.keep_alive)
+            .ok_or_else(|| Rejection::new(502, Reason::Internal, "The listener answered with an invalid status"))?;
+        if framing == Framing::UntilClose {
+            self.keep_alive = false;
+        }
+        self.status = Some(response.status_code);
+        Ok((head, framing))
+    }
+
     pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), Rejection> {
         self.answered = true;
         match timeout(self.idle, self.writer.write_all(bytes)).await {
@@ -228,14 +277,23 @@ impl Client {
         head_request: bool,
     ) -> Result<(), Rejection> {
         let plan = if response.body || !body.is_empty() { Plan::Known(body.len() as u64) } else { Plan::None };
-        let (head, framing) = response_head(response, head_request, plan, self.http10)
-            .ok_or_else(|| Rejection::new(502, Reason::Internal, "The listener answered with an invalid status"))?;
+        let (head, framing) = self.answer_head(response, head_request, plan)?;
         info!(status = response.status_code, "answered on the control channel");
         self.write(head.as_bytes()).await?;
         if framing != Framing::Empty {
             self.write(&body).await?;
         }
         Ok(())
+    }
+
+    /// The connection whole again, and the bytes read off it but not yet used (for a
+    /// request on it that is not HTTP mode).
+    pub(super) fn into_stream(self) -> (RelayStream, Vec<u8>) {
+        let mut unread = self.reader.buffer().to_vec();
+        let (cursor, r) = self.reader.into_inner().into_inner();
+        let at = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+        unread.extend_from_slice(cursor.get_ref().get(at..).unwrap_or_default());
+        (r.unsplit(self.writer), unread)
     }
 
     /// Ends the connection: a FIN after the answer, then a bounded drain of whatever the
@@ -487,7 +545,7 @@ mod tests {
                 ("Bad Name", "v"),
             ],
         );
-        let (head, framing) = response_head(&r, false, Plan::Known(3), false).unwrap();
+        let (head, framing) = response_head(&r, false, Plan::Known(3), false, false).unwrap();
         assert_eq!(framing, Framing::Length(3));
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         for want in [
@@ -501,30 +559,38 @@ mod tests {
         for gone in ["X-Hop", "Transfer-Encoding", "Injected", "Bad Name", "Content-Length: 5"] {
             assert!(!head.contains(gone), "{gone:?} in {head}");
         }
-        let (head, framing) = response_head(&response(201, &[]), false, Plan::Streamed, false).unwrap();
+        let (head, framing) = response_head(&response(201, &[]), false, Plan::Streamed, false, false).unwrap();
         assert_eq!(framing, Framing::Chunked);
         assert!(head.contains("Transfer-Encoding: chunked\r\n") && head.contains("Via: 1.1 hyco\r\n"));
-        let (head, framing) = response_head(&response(201, &[]), false, Plan::Streamed, true).unwrap();
+        let (head, framing) = response_head(&response(201, &[]), false, Plan::Streamed, true, true).unwrap();
         assert_eq!(framing, Framing::UntilClose, "HTTP/1.0: until the connection closes");
         assert!(!head.contains("Transfer-Encoding") && head.contains("Connection: close\r\n"), "{head}");
+        // A kept connection: nothing to say to HTTP/1.1 (the listener's own `Connection` is
+        // hop-by-hop), `keep-alive` to an HTTP/1.0 client that asked for it.
+        let app_closes = response(200, &[("Connection", "close")]);
+        let (head, _) = response_head(&app_closes, false, Plan::Known(2), false, true).unwrap();
+        assert!(!head.contains("Connection"), "{head}");
+        let (head, framing) = response_head(&app_closes, false, Plan::Known(2), true, true).unwrap();
+        assert_eq!(framing, Framing::Length(2));
+        assert!(head.contains("Connection: keep-alive\r\n"), "{head}");
         let (_, framing) =
-            response_head(&response(200, &[("Content-Length", "10")]), false, Plan::Streamed, false).unwrap();
+            response_head(&response(200, &[("Content-Length", "10")]), false, Plan::Streamed, false, false).unwrap();
         assert_eq!(framing, Framing::Length(10));
         let (head, framing) =
-            response_head(&response(200, &[("Content-Length", "10")]), true, Plan::None, false).unwrap();
+            response_head(&response(200, &[("Content-Length", "10")]), true, Plan::None, false, false).unwrap();
         assert_eq!((framing, head.contains("Content-Length: 10")), (Framing::Empty, true), "HEAD keeps the length");
-        let (head, framing) = response_head(&response(204, &[]), false, Plan::Streamed, false).unwrap();
+        let (head, framing) = response_head(&response(204, &[]), false, Plan::Streamed, false, false).unwrap();
         assert_eq!((framing, head.contains("Content-Length")), (Framing::Empty, false));
         let mut described = response(418, &[]);
         described.status_description = Some("I'm a\r\nteapot".into());
         assert!(
-            response_head(&described, false, Plan::None, false)
+            response_head(&described, false, Plan::None, false, false)
                 .unwrap()
                 .0
                 .starts_with("HTTP/1.1 418 I'm a??teapot\r\n")
         );
         for bad in [100, 101, 199, 600, 0] {
-            assert!(response_head(&response(bad, &[]), false, Plan::None, false).is_none(), "{bad}");
+            assert!(response_head(&response(bad, &[]), false, Plan::None, false, false).is_none(), "{bad}");
         }
     }
 }

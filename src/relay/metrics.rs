@@ -255,6 +255,10 @@ pub struct Metrics {
     /// Indexed by `Reason as usize`.
     rejected: [AtomicU64; Reason::ALL.len()],
     connections_open: AtomicU64,
+    /// HTTP mode: client connections, requests read, responses by status class (1xx-5xx).
+    http_connections: AtomicU64,
+    http_requests: AtomicU64,
+    http_responses: [AtomicU64; 5],
     /// Open public ports: the HC each belongs to, and its counters.
     public: Mutex<BTreeMap<PortKey, (String, Arc<PortCounters>)>>,
     /// A cluster node's own series, listed only when the relay is one.
@@ -375,6 +379,38 @@ impl Metrics {
         self.rendezvous.sum_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
+    /// Counts a client connection that became HTTP mode.
+    pub(crate) fn http_connection(&self) {
+        self.http_connections.fetch_add(1, Relaxed);
+    }
+
+    /// Counts an HTTP-mode request whose head was read.
+    pub(crate) fn http_request(&self) {
+        self.http_requests.fetch_add(1, Relaxed);
+    }
+
+    /// Counts an HTTP-mode response head written, by its status class.
+    pub(crate) fn http_response(&self, status: u16) {
+        if let Some(c) = (usize::from(status) / 100).checked_sub(1).and_then(|i| self.http_responses.get(i)) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// HTTP-mode client connections so far.
+    pub fn http_connections(&self) -> u64 {
+        self.http_connections.load(Relaxed)
+    }
+
+    /// HTTP-mode requests so far.
+    pub fn http_requests(&self) -> u64 {
+        self.http_requests.load(Relaxed)
+    }
+
+    /// HTTP-mode responses with a status in `class` (`2` for 2xx).
+    pub fn http_responses(&self, class: u16) -> u64 {
+        (usize::from(class).checked_sub(1)).and_then(|i| self.http_responses.get(i)).map_or(0, |c| c.load(Relaxed))
+    }
+
     pub(crate) fn reject(&self, why: Reason) {
         self.rejected[why as usize].fetch_add(1, Relaxed);
     }
@@ -491,6 +527,14 @@ impl Metrics {
         for why in Reason::ALL {
             let _ =
                 writeln!(out, "hyco_rejected_handshakes_total{{reason=\"{}\"}} {}", why.label(), self.rejected(why));
+        }
+        family(&mut out, "hyco_http_connections_total", "counter", "HTTP-mode client connections.");
+        let _ = writeln!(out, "hyco_http_connections_total {}", self.http_connections());
+        family(&mut out, "hyco_http_requests_total", "counter", "HTTP-mode requests read.");
+        let _ = writeln!(out, "hyco_http_requests_total {}", self.http_requests());
+        family(&mut out, "hyco_http_responses_total", "counter", "HTTP-mode responses, by status class.");
+        for class in 1..=5 {
+            let _ = writeln!(out, "hyco_http_responses_total{{class=\"{class}xx\"}} {}", self.http_responses(class));
         }
         self.cluster.render(&mut out, &family);
         self.render_public(&mut out, family);
@@ -712,6 +756,14 @@ mod tests {
         m.observe_rendezvous(Duration::from_millis(20));
         m.observe_rendezvous(Duration::from_secs(60));
         m.reject(Reason::NoListener);
+        m.http_connection();
+        m.http_request();
+        m.http_request();
+        m.http_response(200);
+        m.http_response(404);
+        m.http_response(204);
+        m.http_response(99);
+        m.http_response(600);
         let text = m.render();
         for line in [
             "hyco_connections_open 1",
@@ -731,6 +783,12 @@ mod tests {
             "hyco_rejected_handshakes_total{reason=\"no_listener\"} 1",
             "hyco_rejected_handshakes_total{reason=\"bad_request\"} 0",
             "# TYPE hyco_rendezvous_seconds histogram",
+            "hyco_http_connections_total 1",
+            "hyco_http_requests_total 2",
+            "hyco_http_responses_total{class=\"1xx\"} 0",
+            "hyco_http_responses_total{class=\"2xx\"} 2",
+            "hyco_http_responses_total{class=\"4xx\"} 1",
+            "hyco_http_responses_total{class=\"5xx\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -252,10 +252,12 @@ impl Relay {
         handshake: Handshake,
     ) {
         let _ = tcp.set_nodelay(true);
-        let Some((mut stream, req, initial)) = self.read_head(tcp).await else { return };
+        let Some((mut stream, mut req, mut initial)) = self.read_head(tcp).await else { return };
         drop(handshake);
         if http::is_http_mode(&req) {
-            return self.serve_http(stream, req, initial, peer).await;
+            // A kept-alive HTTP-mode connection whose next request is an upgrade goes on here.
+            let Some(next) = self.serve_http(stream, req, initial, peer).await else { return };
+            (stream, req, initial) = next;
         }
         let addr = match HcAddress::parse(&req.target) {
             Ok(a) => a,
@@ -361,12 +363,16 @@ impl Relay {
     /// `X-Forwarded-Proto`/`-Host`: a TLS-terminating proxy makes it `wss`); else this
     /// connection's own scheme and `Host`.
     fn public_base(&self, req: &Request, stream: &RelayStream) -> String {
+        self.public_base_at(req, stream.tcp().peer_addr().ok(), stream.tcp().local_addr().ok())
+    }
+
+    /// [`Relay::public_base`] for a connection with these `peer` and `local` addresses.
+    fn public_base_at(&self, req: &Request, peer: Option<SocketAddr>, local: Option<SocketAddr>) -> String {
         if let Some(url) = &self.external_url {
             return url.clone();
         }
         let valid = |h: &str| !h.is_empty() && !h.contains([' ', '/', '?', '#', '@']);
-        let trusted =
-            stream.tcp().peer_addr().is_ok_and(|p| self.limits.trusted_proxies.iter().any(|n| n.contains(p.ip())));
+        let trusted = peer.is_some_and(|p| self.limits.trusted_proxies.iter().any(|n| n.contains(p.ip())));
         let (proto, forwarded_host) = if trusted { forwarded::forwarded_origin(&req.headers) } else { (None, None) };
         let scheme = match proto.as_deref() {
             Some("https" | "wss") => "wss",
@@ -378,7 +384,7 @@ impl Relay {
             .map(|h| http1::sanitize(&h))
             .filter(|h| valid(h))
             .or_else(|| header(&req.headers, "Host").map(http1::sanitize).filter(|h| valid(h)))
-            .or_else(|| stream.tcp().local_addr().ok().map(|a| a.to_string()))
+            .or_else(|| local.map(|a| a.to_string()))
             .unwrap_or_default();
         format!("{scheme}://{host}")
     }

@@ -53,8 +53,9 @@ impl Rejection {
     }
 
     /// The answer to an HTTP-mode request:
-    /// `{"error":{"code":…,"message":"… TrackingId:…, Timestamp:…"}}`.
-    pub(crate) fn http_response(&self, tracking_id: &str) -> String {
+    /// `{"error":{"code":…,"message":"… TrackingId:…, Timestamp:…"}}`, with a
+    /// `Connection` header of `connection` (`close`, or `keep-alive` to HTTP/1.0) if given.
+    pub(crate) fn http_response(&self, tracking_id: &str, connection: Option<&str>) -> String {
         // A plain HTTP caller (curl, a browser) is most likely missing a token: say how to
         // present one, before the tracking suffix.
         let text = match self.status {
@@ -65,11 +66,13 @@ impl Rejection {
             "error": { "code": error_code(self.status), "message": protocol::status_text(&text, tracking_id) }
         })
         .to_string();
-        let headers = [
+        let mut headers = vec![
             ("Content-Type".to_owned(), "application/json; charset=utf-8".to_owned()),
             ("Content-Length".to_owned(), body.len().to_string()),
-            ("Connection".to_owned(), "close".to_owned()),
         ];
+        if let Some(c) = connection {
+            headers.push(("Connection".to_owned(), c.to_owned()));
+        }
         http1::head(&format!("HTTP/1.1 {} {}", self.status, http1::reason(self.status)), &headers) + &body
     }
 }
@@ -108,8 +111,9 @@ mod tests {
     #[test]
     fn error_answers_are_json_with_a_tracking_id() {
         let r = Rejection::new(504, Reason::AcceptTimeout, "The listener did not answer within 60 s");
-        let text = r.http_response("t-1");
+        let text = r.http_response("t-1", Some("close"));
         assert!(text.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"));
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
         let body = text.split("\r\n\r\n").nth(1).unwrap();
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["error"]["code"], "GatewayTimeout");
@@ -118,7 +122,7 @@ mod tests {
 
     #[test]
     fn a_401_body_says_how_to_present_a_token() {
-        let text = Rejection::new(401, Reason::Unauthorized, "Missing token").http_response("t-3");
+        let text = Rejection::new(401, Reason::Unauthorized, "Missing token").http_response("t-3", None);
         let body = text.split("\r\n\r\n").nth(1).unwrap();
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         let message = json["error"]["message"].as_str().unwrap();
@@ -127,7 +131,7 @@ mod tests {
         assert!(message.contains("TrackingId:t-3"), "{message}");
         // Other statuses, and handshake answers, are as they were.
         let r = Rejection::new(404, Reason::NotFound, "No such hybrid connection");
-        assert!(!r.http_response("t").contains("Present a SAS token"));
+        assert!(!r.http_response("t", None).contains("Present a SAS token"));
         let r = Rejection::new(401, Reason::Unauthorized, "Missing token");
         assert!(!r.handshake_response(Some("t")).contains("Present"));
     }

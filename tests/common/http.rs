@@ -55,7 +55,8 @@ impl Seen {
     }
 }
 
-/// The HTTP server behind `hyco listen --http`. Routes:
+/// The HTTP server behind `hyco listen --http`, one request per connection (it says
+/// `Connection: close`, so the listener never keeps one). Routes:
 /// - `/hello`: 200, a short text, `X-Reply: from-server`, and a hop-by-hop `X-Server-Hop`;
 /// - `/upload`: 200, the hex SHA-256 of the request body;
 /// - `/big?n=N&seed=S[&chunked]`: N bytes of [`Noise`] from S, by Content-Length or chunked;
@@ -128,6 +129,9 @@ async fn serve(tcp: TcpStream, seen: mpsc::UnboundedSender<Seen>) {
     let reply = |status: u16, headers: &[(&str, &str)], body: &[u8]| {
         let mut h: Vec<(String, String)> = headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
         h.push(("Content-Length".into(), body.len().to_string()));
+        if !h.iter().any(|(n, _)| n.eq_ignore_ascii_case("Connection")) {
+            h.push(("Connection".into(), "close".into()));
+        }
         let mut out = http1::head(&format!("HTTP/1.1 {status} {}", http1::reason(status)), &h).into_bytes();
         if !head_only {
             out.extend_from_slice(body);
@@ -154,7 +158,11 @@ async fn serve(tcp: TcpStream, seen: mpsc::UnboundedSender<Seen>) {
                 if chunked { ("Transfer-Encoding", "chunked".to_owned()) } else { ("Content-Length", n.to_string()) };
             let head = http1::head(
                 "HTTP/1.1 200 OK",
-                &[("Content-Type".into(), "application/octet-stream".into()), (framing.0.into(), framing.1)],
+                &[
+                    ("Content-Type".into(), "application/octet-stream".into()),
+                    (framing.0.into(), framing.1),
+                    ("Connection".into(), "close".into()),
+                ],
             );
             if w.write_all(head.as_bytes()).await.is_err() || head_only {
                 return;
@@ -189,7 +197,10 @@ async fn serve(tcp: TcpStream, seen: mpsc::UnboundedSender<Seen>) {
         }
         p if p.starts_with("/status/") => {
             let status = p["/status/".len()..].parse().unwrap_or(500);
-            let h = http1::head(&format!("HTTP/1.1 {status} {}", http1::reason(status)), &[]);
+            let h = http1::head(
+                &format!("HTTP/1.1 {status} {}", http1::reason(status)),
+                &[("Connection".into(), "close".into())],
+            );
             h.into_bytes()
         }
         _ => reply(404, &[], b"no route"),
