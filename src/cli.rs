@@ -429,8 +429,8 @@ pub struct ConnectArgs {
     /// with a tunnel of its own, to a listener's `udp://` target.
     #[arg(long, value_name = "[udp:][HOST:]PORT|unix:PATH", value_parser = local_bind_text)]
     pub bind: Option<String>,
-    /// With --bind unix:PATH: the socket's permissions, in octal (default 0600: its owner
-    /// only; 0660 lets its group in).
+    /// For a Unix socket (--bind or -L unix:PATH): the socket's permissions, in octal (default
+    /// 0600: its owner only; 0660 lets its group in).
     #[arg(long, value_name = "OCTAL", requires = "bind", value_parser = parse_mode)]
     pub bind_mode: Option<u32>,
     /// Bridge stdin/stdout instead (for `ssh -o ProxyCommand='hyco connect HC/ssh --stdio'`).
@@ -438,22 +438,21 @@ pub struct ConnectArgs {
     pub stdio: bool,
     /// Forward a local address to a target, as ssh -L does: `LOCAL:REMOTE`, LOCAL as
     /// --bind takes it, REMOTE a target name of HC (`9000:web`, `127.0.0.1:2222:ssh`,
-    /// `udp:5353:dns`), or
-    /// `HC` / `HC/NAME` when no HC is given (`9000:home/web`). Repeatable: each forward
-    /// runs beside the others, with its own tunnels and counters.
+    /// `udp:5353:dns`), or `HC` / `HC/NAME` when no HC is given (`9000:home/web`).
+    /// Repeatable: each forward runs beside the others, with its own tunnels and counters.
     #[arg(short = 'L', long = "forward", value_name = "LOCAL:REMOTE", conflicts_with = "target")]
     pub forwards: Vec<String>,
-    /// Serve SOCKS5 here instead (as `ssh -D`): each CONNECT reaches its destination
-    /// through the listener, which allows it or not (`hyco listen --allow`). No
+    /// Serve SOCKS5 here (as `ssh -D`; beside --bind and -L if given): each CONNECT reaches its
+    /// destination through the listener, which allows it or not (`hyco listen --allow`). No
     /// authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or
     /// `HOST:PORT`.
     #[arg(long, short = 'D', value_name = "[HOST:]PORT", value_parser = bind_text,
           conflicts_with_all = ["prewarm", "azbridge_port"])]
     pub socks: Option<String>,
-    /// With --bind: tunnels to keep open ahead of need, so that a new connection does not
-    /// wait for the rendezvous (0 turns this off). A hyco listener reaches the target only
-    /// when a tunnel is used; with another listener this turns itself off. Default: 8, and
-    /// 0 against Azure Relay (*.servicebus.windows.net and its other clouds), where it is
+    /// With --bind and -L: tunnels to keep open ahead of need, so that a new connection does
+    /// not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only
+    /// when a tunnel is used; with another listener this turns itself off. Default: 8, and 0
+    /// against Azure Relay (*.servicebus.windows.net and its other clouds), where it is
     /// unverified.
     #[arg(long, value_name = "N", conflicts_with = "stdio",
           value_parser = clap::value_parser!(u8).range(0..=MAX_PREWARM))]
@@ -468,12 +467,12 @@ pub struct ConnectArgs {
     /// No prewarming.
     #[arg(long, value_name = "NAME")]
     pub azbridge_port: Option<String>,
-    /// With --bind udp:…: seconds a session may go without a datagram either way before it
-    /// ends (its peer's next datagram opens a new one). Default: 60.
+    /// For a UDP forward (udp:… with --bind or -L): seconds a session may go without a datagram
+    /// either way before it ends (its peer's next datagram opens a new one). Default: 60.
     #[arg(long, value_name = "SECS", conflicts_with = "stdio", value_parser = clap::value_parser!(u64).range(1..))]
     pub udp_idle: Option<u64>,
-    /// With --bind udp:…: sessions (local peer addresses) at once; a new peer's datagrams
-    /// beyond are dropped, counted and logged. Default: 1024.
+    /// For a UDP forward (udp:… with --bind or -L): sessions (local peer addresses) at once; a
+    /// new peer's datagrams beyond are dropped, counted and logged. Default: 1024.
     #[arg(long, value_name = "N", conflicts_with = "stdio",
           value_parser = clap::value_parser!(u32).range(1..=MAX_UDP_SESSIONS))]
     pub udp_sessions: Option<u32>,
