@@ -360,10 +360,10 @@ async fn a_killed_node_takes_its_tunnels_and_listeners_with_it() {
     let mut n = nodes(home.path(), &redis, 3).await;
     let echo = Target::echo().await;
     // A listener on node 1 and one on node 2 (the one to die), senders at node 2 and 3.
-    // Node 2's own listeners know node 2 alone, so they stay gone with it; `mover` knows
-    // every node, and comes back on another.
+    // `only` knows node 2 alone, so it stays gone with it; the others know every node (so
+    // they take senders from any), and `_two` and `mover` come back on another.
     let _one = Listening::start(listener_client(&n, 0), listen_settings("hc", &[echo.spec()])).await;
-    let _two = Listening::start(client(n[1].addr), listen_settings("hc", &[echo.spec()])).await;
+    let _two = Listening::start(listener_client(&n, 1), listen_settings("hc", &[echo.spec()])).await;
     let only = Listening::start(client(n[1].addr), listen_settings("only2", &[echo.spec()])).await;
     let _mover = Listening::start(listener_client(&n, 1), listen_settings("moves", &[echo.spec()])).await;
     assert_eq!(redis.entries("hc").await.len(), 2);
@@ -407,7 +407,8 @@ async fn a_killed_node_takes_its_tunnels_and_listeners_with_it() {
     until(EXPIRY, "the dead node's entries to expire", || async {
         let url = format!("ws://{}/$hc/hc?sb-hc-action=connect", n[0].addr);
         let _ = raw_upgrade(n[0].addr, &url, &[auth(&token("hc"))]).await;
-        redis.entries("hc").await.len() == 1
+        // Node 1's listener and node 2's, back on another node; node 2's old entry gone.
+        redis.entries("hc").await.len() == 2
     })
     .await;
     drop(only);
