@@ -5,6 +5,7 @@
 //! where a listener forwards to; `proxy` is the HTTP proxy every relay connection may
 //! go through.
 
+mod accept;
 pub mod allow;
 mod azbridge;
 pub mod connect;
