@@ -312,10 +312,15 @@ async fn a_unix_client_sees_an_error_when_the_listener_dies_mid_stream() {
         matches!(write_error.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset),
         "{write_error:?}"
     );
-    // The read side: an error (ECONNRESET: hyco closed with the client's bytes unread),
-    // not a clean end of data.
+    // The read side ends too: with ECONNRESET when hyco closed with the client's bytes
+    // unread (nearly always, with a writer this busy), else with the end of data (a Unix
+    // socket has no reset to send: docs/protocol.md 10.3); the write's EPIPE above is what
+    // the application always sees.
     let read = within_for(PROC_STEP, "the client's read to end", r.read(&mut [0; 16])).await;
-    assert_eq!(read.map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionReset));
+    assert!(
+        matches!(read.as_ref().map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionReset) | Ok(0)),
+        "{read:?}"
+    );
 }
 
 #[tokio::test]
