@@ -172,16 +172,15 @@ async fn bind(forward: &Forward, options: Options) -> anyhow::Result<Bound> {
         })?;
         return Ok(Bound::Udp(socket));
     }
-    if forward.is_socks() {
-        let addr = crate::cli::parse_bind(&forward.local).map_err(|e| failure(Kind::Config, format!("{flag}: {e}")))?;
-        let listener = TcpListener::bind(addr).await.map_err(|e| {
-            failure(Kind::LocalPort, format!("cannot listen on {addr}: {e}; choose another port with {flag}"))
-        })?;
-        return Ok(Bound::Socks(listener));
-    }
     let unix = forward.local.starts_with(crate::local::UNIX_SCHEME);
+    if unix && forward.is_socks() {
+        return Err(failure(Kind::Config, format!("{flag} serves SOCKS5 on a TCP port, not a Unix socket")));
+    }
     let mode = if unix { options.bind_mode } else { None };
-    Ok(Bound::Stream(LocalListener::bind(&forward.local, mode, flag).await?))
+    match LocalListener::bind(&forward.local, mode, flag).await? {
+        LocalListener::Tcp(listener) if forward.is_socks() => Ok(Bound::Socks(listener)),
+        listener => Ok(Bound::Stream(listener)),
+    }
 }
 
 /// Binds every forward, checks each one's path ([`connect::check`]), says where each
