@@ -76,6 +76,32 @@ pub(super) struct Cluster {
 }
 
 impl Cluster {
+    /// A node `node` at `base` on `conn`, in Redis state `state`, with nothing admitted
+    /// or waiting yet: what joining and the unit tests both start from.
+    fn with(
+        node: String,
+        base: Arc<str>,
+        conn: ConnectionManager,
+        state: u8,
+        max_wait: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            node,
+            base,
+            conn,
+            state: AtomicU8::new(state),
+            seq: AtomicU64::new(0),
+            admitted: Mutex::new(HashSet::new()),
+            waiting: Mutex::new(HashMap::new()),
+            admit: Script::new(&wire::admit_script()),
+            refresh: Script::new(&wire::refresh_script()),
+            live: Script::new(&wire::live_script()),
+            max_wait,
+            metrics,
+        }
+    }
+
     /// Joins the cluster: connects to Redis (lazily: a Redis that is down now is only
     /// logged), reads this node's channel, and keeps this node's entries fresh until
     /// `shutdown`. Tasks go on `tasks`.
@@ -113,20 +139,7 @@ impl Cluster {
             .set_max_delay(REDIS_TIMEOUT);
         let conn = ConnectionManager::new_lazy_with_config(client, config).context("setting up the Redis client")?;
         metrics.cluster().enable();
-        let cluster = Arc::new(Self {
-            node: settings.node_id.clone(),
-            base: base.into(),
-            conn,
-            state: AtomicU8::new(UNKNOWN),
-            seq: AtomicU64::new(0),
-            admitted: Mutex::new(HashSet::new()),
-            waiting: Mutex::new(HashMap::new()),
-            admit: Script::new(&wire::admit_script()),
-            refresh: Script::new(&wire::refresh_script()),
-            live: Script::new(&wire::live_script()),
-            max_wait,
-            metrics,
-        });
+        let cluster = Arc::new(Self::with(settings.node_id.clone(), base.into(), conn, UNKNOWN, max_wait, metrics));
         info!(node = %cluster.node, base = %cluster.base, "joining the cluster");
         let (c, r, s) = (cluster.clone(), registry.clone(), shutdown.clone());
         tasks.spawn(async move { c.read_channel(inbound, r, s).await });
@@ -549,20 +562,8 @@ mod tests {
         while listener.deliver(accept.clone(), None).await == Delivery::Delivered {}
         let client = redis::Client::open("redis://127.0.0.1:1/0").unwrap();
         let conn = ConnectionManager::new_lazy_with_config(client, ConnectionManagerConfig::new()).unwrap();
-        let cluster = Arc::new(Cluster {
-            node: "a".into(),
-            base: "ws://a".into(),
-            conn,
-            state: AtomicU8::new(DOWN),
-            seq: AtomicU64::new(0),
-            admitted: Mutex::new(HashSet::new()),
-            waiting: Mutex::new(HashMap::new()),
-            admit: Script::new(&wire::admit_script()),
-            refresh: Script::new(&wire::refresh_script()),
-            live: Script::new(&wire::live_script()),
-            max_wait: Duration::from_secs(60),
-            metrics: metrics.clone(),
-        });
+        let cluster =
+            Arc::new(Cluster::with("a".into(), "ws://a".into(), conn, DOWN, Duration::from_secs(60), metrics.clone()));
         let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
         let extra = 7;
         for seq in 0..(MAX_INBOUND_DELIVERIES + extra) as u64 {
