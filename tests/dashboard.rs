@@ -304,3 +304,42 @@ async fn devtools_list(debug: SocketAddr) -> String {
         }
     }
 }
+
+#[tokio::test]
+async fn connections_over_the_limit_get_503() {
+    use hyco::relay::dashboard::MAX_DASHBOARD_CONNECTIONS;
+    let home = TempDir::new("dashboard-limit");
+    let (mut proc, _, page, _) = serve(home.path(), "127.0.0.1:0", &[]).await;
+    let mut streams = Vec::new();
+    for _ in 0..MAX_DASHBOARD_CONNECTIONS {
+        let mut tcp = TcpStream::connect(page).await.expect("connect");
+        tcp.write_all(b"GET /api/events HTTP/1.1\r\nHost: status\r\n\r\n").await.expect("write");
+        let mut buf = [0u8; 256];
+        let n = within("the stream's head", tcp.read(&mut buf)).await.expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"), "{}", String::from_utf8_lossy(&buf[..n]));
+        streams.push(tcp);
+    }
+    // Over the limit: 503 at once, before any request (one sent would reset the answer).
+    let mut over = TcpStream::connect(page).await.expect("connect");
+    let mut answer = String::new();
+    within("the 503", over.read_to_string(&mut answer)).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    streams.pop();
+    // A slot comes back when a stream ends.
+    let started = std::time::Instant::now();
+    loop {
+        // A connection that gets no 503 at once has a slot and waits for its request.
+        let mut probe = TcpStream::connect(page).await.expect("connect");
+        let mut answer = String::new();
+        if tokio::time::timeout(Duration::from_millis(300), probe.read_to_string(&mut answer)).await.is_err() {
+            probe.write_all(b"GET /api/status HTTP/1.1\r\nHost: status\r\n\r\n").await.expect("write");
+            let _ = within("the status", probe.read_to_string(&mut answer)).await;
+            if answer.starts_with("HTTP/1.1 200 OK") {
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no slot came back: {answer}");
+    }
+    drop(streams);
+    assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
+}

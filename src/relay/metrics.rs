@@ -882,6 +882,22 @@ mod tests {
     }
 
     #[test]
+    fn a_live_tunnels_bytes_count_in_the_totals_while_open_and_after() {
+        let m = Metrics::new();
+        m.relayed_counter(Flow::SenderToListener).fetch_add(5, Relaxed);
+        let live = m.live_tunnel("web");
+        live.counters()[0].fetch_add(7, Relaxed);
+        live.counters()[1].fetch_add(3, Relaxed);
+        assert_eq!(m.live_tunnels().len(), 1);
+        assert_eq!(m.relayed_bytes(Flow::SenderToListener), 12);
+        assert_eq!(m.relayed_bytes(Flow::ListenerToSender), 3);
+        drop(live);
+        assert!(m.live_tunnels().is_empty());
+        assert_eq!(m.relayed_bytes(Flow::SenderToListener), 12);
+        assert_eq!(m.relayed_bytes(Flow::ListenerToSender), 3);
+    }
+
+    #[test]
     fn every_rejection_has_a_distinct_label_at_its_index() {
         for (i, why) in Reason::ALL.iter().enumerate() {
             assert_eq!(*why as usize, i);
