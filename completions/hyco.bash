@@ -850,7 +850,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__serve)
-            opts="-v -q -h -V --bind --config --tls-cert --tls-key --tls-self-signed --public-host --public-ports --no-profile --profile-name --metrics --cluster --verbose --quiet --log-format --threads --help --version"
+            opts="-v -q -h -V --bind --config --tls-cert --tls-key --tls-self-signed --public-host --public-ports --no-profile --profile-name --metrics --dashboard --cluster --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -885,6 +885,10 @@ _hyco() {
                     return 0
                     ;;
                 --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dashboard)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -47,6 +47,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --public-ports 'Without --config: the ports listeners may open for anyone (`hyco listen --public`), `FIRST-LAST`, or `off`. They are bound on the --bind address. With --config, `[public_ports]` in the file says'
             cand --profile-name 'The profile to write for clients on this machine. An existing profile of that name that points at another relay is left alone (serve says so)'
             cand --metrics 'Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464'
+            cand --dashboard 'Serve the relay''s status page at http://HOST:PORT/ (JSON at /api/status), e.g. 127.0.0.1:8470. Open on loopback; on any other address each request needs a Manage-rights SAS token of the namespace, or HYCO_DASHBOARD_SECRET, in Authorization'
             cand --cluster 'Be one node of a relay of several that share listeners through this Redis (`redis://HOST:6379/0`, `rediss://` for TLS; no password in it: use `[cluster] password_file`). Overrides `[cluster] redis` in --config'
             cand --log-format 'Log line format on stderr'
             cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'

@@ -48,6 +48,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand serve" -l public-host -d 'Host
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l public-ports -d 'Without --config: the ports listeners may open for anyone (`hyco listen --public`), `FIRST-LAST`, or `off`. They are bound on the --bind address. With --config, `[public_ports]` in the file says' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l profile-name -d 'The profile to write for clients on this machine. An existing profile of that name that points at another relay is left alone (serve says so)' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP, no auth: keep it on loopback or a private network), e.g. 127.0.0.1:9464' -r
+complete -c hyco -n "__fish_hyco_using_subcommand serve" -l dashboard -d 'Serve the relay\'s status page at http://HOST:PORT/ (JSON at /api/status), e.g. 127.0.0.1:8470. Open on loopback; on any other address each request needs a Manage-rights SAS token of the namespace, or HYCO_DASHBOARD_SECRET, in Authorization' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l cluster -d 'Be one node of a relay of several that share listeners through this Redis (`redis://HOST:6379/0`, `rediss://` for TLS; no password in it: use `[cluster] password_file`). Overrides `[cluster] redis` in --config' -r
 complete -c hyco -n "__fish_hyco_using_subcommand serve" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"

@@ -32,6 +32,8 @@ use crate::status::Stats;
 /// Environment variable naming the directory for the throwaway relay's key and
 /// certificate (default: the platform data directory).
 pub(crate) const ENV_DATA_DIR: &str = "HYCO_DATA_DIR";
+/// A secret that lets a request see a status page not on loopback (`serve --dashboard`).
+const ENV_DASHBOARD_SECRET: &str = "HYCO_DASHBOARD_SECRET";
 
 /// Runs one subcommand until it ends or `shutdown` fires.
 pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -202,6 +204,15 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
         })?),
         None => None,
     };
+    let dashboard_listener = match args.dashboard {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            failure(
+                Kind::LocalPort,
+                format!("cannot listen on {addr} for the dashboard: {e}; choose another with --dashboard"),
+            )
+        })?),
+        None => None,
+    };
     let declared = relay::bind_declared(&settings).map_err(|e| {
         failure(Kind::LocalPort, format!("{e:#}; free the port, or change it in the relay configuration"))
     })?;
@@ -282,17 +293,28 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
             "Listeners may open public ports {first}-{last} on {ip} for anyone: hyco listen HC --to PORT --public"
         );
     }
-    let Some(metrics_listener) = metrics_listener else {
-        return relay::run_bound(listener, declared, settings, tls, shutdown, Arc::new(relay::Metrics::new())).await;
-    };
-    println!("Prometheus metrics on http://{}/metrics", metrics_listener.local_addr()?);
     let metrics = Arc::new(relay::Metrics::new());
-    // Scrapes go on through the drain period and stop when the relay has.
-    let stop_metrics = CancellationToken::new();
-    let scrapes = tokio::spawn(relay::serve_metrics(metrics_listener, metrics.clone(), stop_metrics.clone()));
+    // Scrapes and the status page go on through the drain period and stop when the relay has.
+    let stop_pages = CancellationToken::new();
+    let mut pages = Vec::new();
+    if let Some(metrics_listener) = metrics_listener {
+        println!("Prometheus metrics on http://{}/metrics", metrics_listener.local_addr()?);
+        pages.push(tokio::spawn(relay::serve_metrics(metrics_listener, metrics.clone(), stop_pages.clone())));
+    }
+    if let Some(dashboard_listener) = dashboard_listener {
+        let addr = dashboard_listener.local_addr()?;
+        let secret = std::env::var(ENV_DASHBOARD_SECRET).ok().filter(|s| !s.is_empty()).map(crate::secret::Secret::new);
+        let access = relay::DashboardAccess::for_address(addr, secret);
+        let needs = if access.token_required { " (needs a Manage token or HYCO_DASHBOARD_SECRET)" } else { "" };
+        println!("Status page on http://{addr}/{needs}");
+        let serving = relay::serve_dashboard(dashboard_listener, metrics.clone(), access, stop_pages.clone());
+        pages.push(tokio::spawn(serving));
+    }
     let result = relay::run_bound(listener, declared, settings, tls, shutdown, metrics).await;
-    stop_metrics.cancel();
-    let _ = scrapes.await;
+    stop_pages.cancel();
+    for page in pages {
+        let _ = page.await;
+    }
     result
 }
 

@@ -303,6 +303,11 @@ pub struct ServeArgs {
     /// on loopback or a private network), e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "[HOST:]PORT", value_parser = parse_bind)]
     pub metrics: Option<SocketAddr>,
+    /// Serve the relay's status page at http://HOST:PORT/ (JSON at /api/status), e.g.
+    /// 127.0.0.1:8470. Open on loopback; on any other address each request needs a
+    /// Manage-rights SAS token of the namespace, or HYCO_DASHBOARD_SECRET, in Authorization.
+    #[arg(long, value_name = "[HOST:]PORT", value_parser = parse_bind)]
+    pub dashboard: Option<SocketAddr>,
     /// Be one node of a relay of several that share listeners through this Redis
     /// (`redis://HOST:6379/0`, `rediss://` for TLS; no password in it: use `[cluster]
     /// password_file`). Overrides `[cluster] redis` in --config.

@@ -72,7 +72,8 @@ impl Relay {
             Err(rejection) => return self.reject(&mut stream, &rejection, Some(tracking_id)).await,
         };
         let host = self.public_host(&base);
-        let (expiry, registration) = match self.registry.register_listener(&hc, token, base) {
+        let peer = stream.tcp().peer_addr().ok();
+        let (expiry, registration) = match self.registry.register_listener(&hc, token, base, peer) {
             Ok(r) => r,
             Err(rejection) => return self.reject(&mut stream, &rejection, Some(tracking_id)).await,
         };

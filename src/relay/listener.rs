@@ -20,6 +20,8 @@ pub(super) struct Listener {
     /// As the listener reached the relay, or this node's own base for a listener elsewhere.
     base: Arc<str>,
     route: Route,
+    /// Where its control channel comes from, and since when (Unix seconds): on this node.
+    peer: Option<(std::net::SocketAddr, u64)>,
 }
 
 #[derive(Clone)]
@@ -35,13 +37,25 @@ enum Route {
 
 impl Listener {
     /// A control channel on this node, whose messages go to `queue`.
-    pub(super) fn local(id: u64, base: Arc<str>, queue: mpsc::Sender<RelayMessage>) -> Self {
-        Self { id, base, route: Route::Local(queue) }
+    /// `peer` is where it connected from, if known.
+    pub(super) fn local(
+        id: u64,
+        base: Arc<str>,
+        queue: mpsc::Sender<RelayMessage>,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Self {
+        let peer = peer.map(|p| (p, crate::protocol::unix_now()));
+        Self { id, base, route: Route::Local(queue), peer }
     }
 
     /// A listener on `node`, known to this one through the cluster.
     pub(super) fn remote(cluster: Arc<Cluster>, node: &str, hc: &str, id: u64, base: Arc<str>) -> Self {
-        Self { id, base, route: Route::Remote { node: node.into(), hc: hc.into(), cluster } }
+        Self { id, base, route: Route::Remote { node: node.into(), hc: hc.into(), cluster }, peer: None }
+    }
+
+    /// Where a listener on this node connected from, and since when (Unix seconds).
+    pub(super) fn peer(&self) -> Option<(std::net::SocketAddr, u64)> {
+        self.peer
     }
 
     pub(super) fn id(&self) -> u64 {

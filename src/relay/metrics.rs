@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -263,6 +263,55 @@ pub struct Metrics {
     public: Mutex<BTreeMap<PortKey, (String, Arc<PortCounters>)>>,
     /// A cluster node's own series, listed only when the relay is one.
     cluster: ClusterCounters,
+    /// Spliced tunnels open now, by id (the next id first); their bytes join `relayed`
+    /// when they close, and [`Metrics::relayed_bytes`] adds the live ones in.
+    live: Mutex<(u64, BTreeMap<u64, Arc<LiveTunnel>>)>,
+    /// The relay counting here, for the status page (`hyco serve --dashboard`).
+    attached: Mutex<Option<Attached>>,
+}
+
+/// A spliced tunnel while it is open, as the status page shows it.
+pub(crate) struct LiveTunnel {
+    /// The HC's name.
+    pub(crate) hc: String,
+    /// When it opened (Unix seconds).
+    pub(crate) since: u64,
+    /// Data payload bytes, indexed by `Flow as usize`.
+    pub(crate) bytes: [AtomicU64; 2],
+}
+
+/// What the status page reads besides the counters: the relay's registry (read-only
+/// snapshots), its limits, and when it started.
+#[derive(Clone)]
+pub(super) struct Attached {
+    pub(super) registry: Weak<super::registry::Registry>,
+    pub(super) limits: super::Limits,
+    pub(super) started: Instant,
+}
+
+/// A live tunnel's entry in [`Metrics`], removed (its bytes kept in the totals) on drop.
+pub(crate) struct LiveGuard<'a> {
+    metrics: &'a Metrics,
+    id: u64,
+    tunnel: Arc<LiveTunnel>,
+}
+
+impl LiveGuard<'_> {
+    /// The counters the splice adds the tunnel's bytes to, `[sender to listener, back]`.
+    pub(crate) fn counters(&self) -> [&AtomicU64; 2] {
+        [&self.tunnel.bytes[0], &self.tunnel.bytes[1]]
+    }
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        // Under the lock, so that a reader of the totals never sees the bytes twice or not at all.
+        let mut live = self.metrics.live.lock().expect("metrics lock");
+        for (total, n) in self.metrics.relayed.iter().zip(&self.tunnel.bytes) {
+            total.fetch_add(n.load(Relaxed), Relaxed);
+        }
+        live.1.remove(&self.id);
+    }
 }
 
 /// What a cluster node counts (docs/protocol.md 11).
@@ -449,8 +498,44 @@ impl Metrics {
         self.tunnels_total.load(Relaxed)
     }
 
+    /// Data payload bytes relayed `flow`'s way: by closed tunnels, public ports, and the
+    /// spliced tunnels open now.
     pub fn relayed_bytes(&self, flow: Flow) -> u64 {
-        self.relayed[flow as usize].load(Relaxed)
+        let live = self.live.lock().expect("metrics lock");
+        let open: u64 = live.1.values().map(|t| t.bytes[flow as usize].load(Relaxed)).sum();
+        self.relayed[flow as usize].load(Relaxed) + open
+    }
+
+    /// Lists a spliced tunnel of `hc` until the guard drops; the splice counts its bytes
+    /// into [`LiveGuard::counters`].
+    pub(crate) fn live_tunnel(&self, hc: &str) -> LiveGuard<'_> {
+        let tunnel =
+            Arc::new(LiveTunnel { hc: hc.to_owned(), since: crate::protocol::unix_now(), bytes: Default::default() });
+        let mut live = self.live.lock().expect("metrics lock");
+        let id = live.0;
+        live.0 += 1;
+        live.1.insert(id, tunnel.clone());
+        LiveGuard { metrics: self, id, tunnel }
+    }
+
+    /// The spliced tunnels open now, by id.
+    pub(crate) fn live_tunnels(&self) -> Vec<(u64, Arc<LiveTunnel>)> {
+        self.live.lock().expect("metrics lock").1.iter().map(|(id, t)| (*id, t.clone())).collect()
+    }
+
+    /// Open public ports: protocol, number, HC and counters.
+    pub(crate) fn public_ports(&self) -> Vec<(PortKey, String, Arc<PortCounters>)> {
+        let map = self.public.lock().expect("metrics lock");
+        map.iter().map(|(key, (hc, c))| (*key, hc.clone(), c.clone())).collect()
+    }
+
+    /// Tells the status page which relay counts here (the last one to start).
+    pub(super) fn attach(&self, attached: Attached) {
+        *self.attached.lock().expect("metrics lock") = Some(attached);
+    }
+
+    pub(super) fn attached(&self) -> Option<Attached> {
+        self.attached.lock().expect("metrics lock").clone()
     }
 
     pub fn rendezvous_count(&self) -> u64 {
@@ -794,6 +879,22 @@ mod tests {
         }
         assert_eq!(text.matches("hyco_rejected_handshakes_total{").count(), Reason::ALL.len());
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn a_live_tunnels_bytes_count_in_the_totals_while_open_and_after() {
+        let m = Metrics::new();
+        m.relayed_counter(Flow::SenderToListener).fetch_add(5, Relaxed);
+        let live = m.live_tunnel("web");
+        live.counters()[0].fetch_add(7, Relaxed);
+        live.counters()[1].fetch_add(3, Relaxed);
+        assert_eq!(m.live_tunnels().len(), 1);
+        assert_eq!(m.relayed_bytes(Flow::SenderToListener), 12);
+        assert_eq!(m.relayed_bytes(Flow::ListenerToSender), 3);
+        drop(live);
+        assert!(m.live_tunnels().is_empty());
+        assert_eq!(m.relayed_bytes(Flow::SenderToListener), 12);
+        assert_eq!(m.relayed_bytes(Flow::ListenerToSender), 3);
     }
 
     #[test]

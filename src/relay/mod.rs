@@ -16,6 +16,7 @@ pub mod auth;
 mod cluster;
 pub mod config;
 mod control;
+pub mod dashboard;
 mod forwarded;
 mod http;
 pub(crate) mod http_transfer;
@@ -41,6 +42,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span};
 
 pub use config::{ClusterSettings, DeclaredPort, HcSettings, Limits, PublicSettings, RelaySettings};
+pub use dashboard::{DashboardAccess, serve_dashboard};
 pub use metrics::{Metrics, serve_metrics};
 pub use public::{DeclaredPorts, bind_declared};
 pub use rejection::Rejection;
@@ -147,6 +149,11 @@ pub async fn run_bound(
     let admission = Admission::new(&settings.limits);
     let relay_ip = listener.local_addr()?.ip();
     let registry = Registry::new(&settings, metrics.clone());
+    metrics.attach(metrics::Attached {
+        registry: Arc::downgrade(&registry),
+        limits: settings.limits.clone(),
+        started: std::time::Instant::now(),
+    });
     let tasks = TaskTracker::new();
     let cluster = match &settings.cluster {
         None => None,

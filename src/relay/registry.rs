@@ -107,6 +107,19 @@ pub(super) struct HcInfo {
     pub(super) created: u64,
 }
 
+/// An HC as the status page shows it ([`Registry::snapshot`]).
+pub(super) struct HcSnapshot {
+    pub(super) name: String,
+    /// From the configuration, not created on first listen.
+    pub(super) configured: bool,
+    /// Unix seconds.
+    pub(super) created: u64,
+    /// Senders and HTTP requests waiting for a listener on this node.
+    pub(super) pending: usize,
+    /// Each listener's id and, on this node, its peer and since when (Unix seconds).
+    pub(super) listeners: Vec<(u64, Option<(std::net::SocketAddr, u64)>)>,
+}
+
 /// A hybrid connection's live state.
 struct Hc {
     settings: HcSettings,
@@ -274,12 +287,13 @@ impl Registry {
     /// Checks a listener's token (Listen on `hc`) and adds the listener to `hc`, unless
     /// the HC has its maximum of listeners; returns the token's expiry. An HC that does not
     /// exist is created first if the relay creates HCs on first listen and
-    /// [`Registry::creatable`] allows it. The listener reached the relay at `base`.
+    /// [`Registry::creatable`] allows it. The listener reached the relay at `base`, from `peer`.
     pub(super) fn register_listener(
         self: &Arc<Self>,
         hc: &str,
         token: Option<&str>,
         base: String,
+        peer: Option<std::net::SocketAddr>,
     ) -> Result<(u64, Registration), Rejection> {
         let grant = self.authorize_listener(hc, token)?;
         let (queue, messages) = mpsc::channel(CONTROL_QUEUE);
@@ -299,7 +313,7 @@ impl Registry {
             state.auto_hcs += 1;
         }
         let entry = state.hcs.get_mut(&key).expect("present or just created");
-        entry.listeners.push(Listener::local(id, base.into(), queue));
+        entry.listeners.push(Listener::local(id, base.into(), queue, peer));
         // The HC's own spelling, whatever the listener's: one HC, one name in metrics and logs.
         let hc = entry.settings.name.clone();
         self.metrics.set_listeners(&hc, entry.listeners.len());
@@ -323,6 +337,25 @@ impl Registry {
         let state = self.state();
         let local = |h: &Hc| h.listeners.iter().map(Listener::id).collect::<Vec<_>>();
         state.hcs.values().filter(|h| !h.listeners.is_empty()).map(|h| (h.settings.name.clone(), local(h))).collect()
+    }
+
+    /// A read-only picture of the HCs for the status page, by name: nothing secret (no
+    /// rule, key or rendezvous address), only names, counts and listeners' peers.
+    pub(super) fn snapshot(&self) -> Vec<HcSnapshot> {
+        let state = self.state();
+        let mut hcs: Vec<_> = state
+            .hcs
+            .values()
+            .map(|h| HcSnapshot {
+                name: h.settings.name.clone(),
+                configured: !h.auto,
+                created: h.created,
+                pending: h.pending + state.pending_requests.get(&name_key(&h.settings.name)).copied().unwrap_or(0),
+                listeners: h.listeners.iter().map(|l| (l.id(), l.peer())).collect(),
+            })
+            .collect();
+        hcs.sort_by(|a, b| a.name.cmp(&b.name));
+        hcs
     }
 
     /// Listener `id` of `hc` on this node, if it is still there.
@@ -689,7 +722,7 @@ mod tests {
     impl Registry {
         /// Registers a listener with a namespace-wide token.
         fn register(self: &Arc<Self>, hc: &str, base: &str) -> Result<Registration, Rejection> {
-            self.register_listener(hc, Some(&token("")), base.into()).map(|(_, r)| r)
+            self.register_listener(hc, Some(&token("")), base.into(), None).map(|(_, r)| r)
         }
     }
 
@@ -776,7 +809,8 @@ mod tests {
         settings.limits.auto_hc_grace = Duration::ZERO;
         let metrics = Arc::new(Metrics::new());
         let reg = Registry::new(&settings, metrics.clone());
-        let listen = |hc: &str, audience: &str| reg.register_listener(hc, Some(&token(audience)), "ws://h".into());
+        let listen =
+            |hc: &str, audience: &str| reg.register_listener(hc, Some(&token(audience)), "ws://h".into(), None);
         let status = |r: Result<(u64, Registration), Rejection>| r.err().map(|e| (e.status(), e.reason()));
         assert_eq!(status(listen("box/web", "box")), Some((403, Reason::Forbidden)), "a token above does not create");
         let box_ = listen("box", "box").unwrap();
@@ -802,8 +836,8 @@ mod tests {
         settings.limits.auto_hc_grace = Duration::ZERO;
         let metrics = Arc::new(Metrics::new());
         let reg = Registry::new(&settings, metrics.clone());
-        let first = reg.register_listener("Web", Some(&token("Web")), "ws://h".into()).unwrap().1;
-        let second = reg.register_listener("WEB", Some(&token("web")), "ws://h".into()).unwrap().1;
+        let first = reg.register_listener("Web", Some(&token("Web")), "ws://h".into(), None).unwrap().1;
+        let second = reg.register_listener("WEB", Some(&token("web")), "ws://h".into(), None).unwrap().1;
         assert_eq!((first.hc.as_str(), second.hc.as_str()), ("Web", "Web"), "one HC, one spelling");
         assert_eq!(metrics.listeners("Web"), 2);
         assert_eq!(reg.resolve(&["web".into(), "api".into()]), Some(("Web".into(), "api".into())));
@@ -812,7 +846,7 @@ mod tests {
         assert_eq!(r.listeners().len(), 2);
         assert!(r.address("ws://h", "", &[], "t").starts_with("ws://h/$hc/Web?"));
         drop(r);
-        let nested = reg.register_listener("web/api", Some(&token("web/api")), "ws://h".into());
+        let nested = reg.register_listener("web/api", Some(&token("web/api")), "ws://h".into(), None);
         assert_eq!(nested.err().map(|e| e.status()), Some(409), "nesting compares without case too");
         drop((first, second));
         assert!(reg.state().hcs.is_empty(), "forgotten under its key");

@@ -16,7 +16,7 @@ use tokio::time::{Instant, sleep_until};
 use tracing::debug;
 
 use super::cluster::Delivery;
-use super::metrics::{Flow, Reason};
+use super::metrics::Reason;
 use super::registry::{self, Answer, Kind, Listener, Unavailable};
 use super::stream::RelayStream;
 use super::{Rejection, Relay, auth, splice};
@@ -57,9 +57,12 @@ impl Relay {
                 // Per tunnel at debug: a busy relay (or a connector's prewarmed tunnels,
                 // replaced every minute) would drown the log; the metrics count them.
                 debug!("tunnel open");
+                // Listed on the status page with its HC, and its bytes counted on its own.
+                let hc = self.registry.resolve(&addr.segments).map(|(hc, _)| hc).unwrap_or_default();
+                let live = self.metrics.live_tunnel(&hc);
                 // A tunnel may live for days: let go of what only the handshake needed.
-                drop((req, addr));
-                let relayed = [Flow::SenderToListener, Flow::ListenerToSender].map(|f| self.metrics.relayed_counter(f));
+                drop((req, addr, hc));
+                let relayed = live.counters();
                 let idle = self.limits.tunnel_idle_timeout;
                 splice::join(stream, &initial, listener, &listener_initial, self.force.clone(), relayed, idle).await;
                 debug!("tunnel closed");

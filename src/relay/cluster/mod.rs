@@ -550,7 +550,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let registry = Registry::new(&settings, metrics.clone());
         let token = crate::sas::mint("sb://relay/", "root", &crate::secret::Secret::new("k"), u64::MAX);
-        let (_, registration) = registry.register_listener("hc", Some(token.expose()), "ws://a".into()).unwrap();
+        let (_, registration) = registry.register_listener("hc", Some(token.expose()), "ws://a".into(), None).unwrap();
         let address = "ws://b:1/$hc/hc?sb-hc-action=accept&sb-hc-id=t_s".to_owned();
         let accept = RelayMessage::Accept(Accept {
             address,

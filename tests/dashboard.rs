@@ -1,0 +1,345 @@
+//! `hyco serve --dashboard`, with the real binary: the status page lists a listener and a
+//! tunnel whose byte counts grow while data flows, as JSON and as HTML; the event stream
+//! sends the throughput once a second; no key, token, signature or rendezvous secret is
+//! on the page; and a page not on loopback answers 401 without a Manage token or the
+//! configured secret.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::bridge::*;
+use common::{KEY_NAME, within};
+use hyco::client::RelayClient;
+use hyco::connstr::{Credential, Endpoint};
+use hyco::secret::Secret;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// `hyco serve --dashboard DASHBOARD` in `home`, with `env` set; the relay's address, the
+/// page's, and the relay's key.
+async fn serve(home: &Path, dashboard: &str, env: &[(&str, &str)]) -> (Proc, SocketAddr, SocketAddr, String) {
+    let mut cmd = hyco(home);
+    cmd.args(["serve", "--no-profile", "--bind", "127.0.0.1:0", "--dashboard", dashboard]);
+    cmd.envs(env.iter().copied());
+    let proc = Proc::spawn(cmd);
+    let line = proc.stdout.wait_for(PROC_STEP, "the status page line", |l| l.starts_with("Status page on ")).await;
+    let page: SocketAddr =
+        line["Status page on http://".len()..].split('/').next().unwrap().parse().expect("an address");
+    let text = proc.stdout.text();
+    let relay = text
+        .lines()
+        .find_map(|l| l.split_once("(bound to ").and_then(|(_, r)| r.trim_end_matches(')').parse::<SocketAddr>().ok()))
+        .expect("the relay's address");
+    let key = std::fs::read_to_string(home.join("data/namespace.key")).expect("the relay's key file");
+    (proc, relay, page, key.trim().to_owned())
+}
+
+fn client(relay: SocketAddr, key: &str) -> RelayClient {
+    let endpoint = Endpoint { secure: false, host: relay.ip().to_string(), port: relay.port() };
+    RelayClient::new(endpoint, Credential::Key { name: KEY_NAME.into(), key: Secret::new(key) }, None).expect("client")
+}
+
+/// `GET path` on `page` with `headers`: the status and the body.
+async fn get(page: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: status\r\n");
+    for (n, v) in headers {
+        req += &format!("{n}: {v}\r\n");
+    }
+    req += "\r\n";
+    let answer = within("a dashboard answer", async {
+        let mut tcp = TcpStream::connect(page).await.expect("connect to the page");
+        tcp.write_all(req.as_bytes()).await.expect("write");
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.expect("read");
+        out
+    })
+    .await;
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
+async fn status_json(page: SocketAddr) -> serde_json::Value {
+    let (status, body) = get(page, "/api/status", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+/// The most bytes a live tunnel carried sender to listener (a connector's prewarmed
+/// tunnels are listed too, and carry none), once there is one.
+fn tunnel_bytes(status: &serde_json::Value) -> Option<u64> {
+    status["tunnels"].as_array()?.iter().filter_map(|t| t["sender_to_listener"].as_u64()).max()
+}
+
+#[tokio::test]
+async fn the_page_shows_listeners_and_a_tunnel_whose_bytes_grow_and_no_secret() {
+    let home = TempDir::new("dashboard");
+    let (mut proc, relay, page, key) = serve(home.path(), "127.0.0.1:0", &[]).await;
+    let echo = Target::echo().await;
+    let listening = Listening::start(client(relay, &key), listen_settings("web", &[echo.spec()])).await;
+    let status = status_json(page).await;
+    let hc = &status["hybrid_connections"][0];
+    assert_eq!(hc["name"], "web", "{status:#}");
+    let listener = &hc["listeners"][0];
+    assert!(listener["peer"].as_str().is_some_and(|p| p.starts_with("127.0.0.1:")), "{status:#}");
+    assert!(listener["since"].as_u64().is_some(), "{status:#}");
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert!(status["limits"]["max_connections"].as_u64().is_some(), "{status:#}");
+
+    // Data flows through one tunnel; its count grows between two looks while it is open.
+    let bound = Bound::start(client(relay, &key), "web", None).await;
+    let mut tcp = bound.connect().await;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        tcp.write_all(&[7u8; 16 * 1024]).await.expect("write");
+        let mut got = 0;
+        while got < 16 * 1024 {
+            got += within("the echo", tcp.read(&mut buf)).await.expect("read");
+        }
+        if let Some(n) = tunnel_bytes(&status_json(page).await) {
+            seen.push(n);
+            if seen.len() >= 2 && seen[seen.len() - 1] > seen[0] {
+                break;
+            }
+        }
+    }
+    assert!(seen.len() >= 2 && seen[seen.len() - 1] > seen[0], "the tunnel's bytes grew: {seen:?}");
+    let status = status_json(page).await;
+    let tunnels = status["tunnels"].as_array().unwrap();
+    assert!(tunnels.iter().all(|t| t["hc"] == "web"), "{status:#}");
+    assert_eq!(status["tunnels_active"].as_u64(), Some(tunnels.len() as u64), "{status:#}");
+
+    // The HTML shows the same, and every asset comes from the page itself.
+    let (code, html) = get(page, "/", &[]).await;
+    assert_eq!(code, 200);
+    assert!(html.contains("<th scope=\"row\" rowspan=\"1\">web</th>"), "{html}");
+    assert!(html.contains(&listener["peer"].as_str().unwrap().to_owned()), "{html}");
+    assert!(html.contains("<h2 id=\"h-tun\">Tunnels</h2>") && html.contains(">web</td>"), "{html}");
+    assert!(!html.contains("http://") || !html.contains("src=\"http"), "no asset from elsewhere");
+    let (code, script) = get(page, "/dashboard.js", &[]).await;
+    assert_eq!(code, 200);
+    assert!(script.contains("EventSource(\"/api/events\")"));
+
+    // Nothing secret: not the key, no token, no signature, no rendezvous address.
+    for text in [html.as_str(), &status.to_string(), &script] {
+        for secret in
+            [key.as_str(), "SharedAccessSignature", "sig=", "sb-hc-token", "sb-hc-id", "sb-hc-action", "$hc/", "ws://"]
+        {
+            assert!(!text.contains(secret), "{secret:?} on the page: {text}");
+        }
+    }
+    drop(tcp);
+    bound.stop().await.expect("connect stops");
+    listening.stop().await.expect("listen stops");
+    assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
+}
+
+#[tokio::test]
+async fn the_event_stream_sends_an_event_a_second() {
+    let home = TempDir::new("dashboard-sse");
+    let (mut proc, _, page, _) = serve(home.path(), "127.0.0.1:0", &[]).await;
+    let mut tcp = TcpStream::connect(page).await.expect("connect");
+    tcp.write_all(b"GET /api/events HTTP/1.1\r\nHost: status\r\n\r\n").await.expect("write");
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    let started = std::time::Instant::now();
+    while text.matches("\ndata: ").count() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await.expect("an event in time");
+        let n = n.expect("read");
+        assert!(n > 0, "the stream ended: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("text/event-stream"), "{text}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "one a second: {:?}", started.elapsed());
+    let event = text.split("\ndata: ").nth(2).unwrap().split("\n\n").next().unwrap();
+    let event: serde_json::Value = serde_json::from_str(event).expect("JSON event");
+    assert!(event["rate_sender_to_listener"].as_u64().is_some(), "{event}");
+    drop(tcp);
+    assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
+}
+
+#[tokio::test]
+async fn a_page_not_on_loopback_needs_a_manage_token_or_the_secret() {
+    let home = TempDir::new("dashboard-auth");
+    let secret = "correct horse battery staple";
+    let (mut proc, relay, page, key) = serve(home.path(), "0.0.0.0:0", &[("HYCO_DASHBOARD_SECRET", secret)]).await;
+    let page = SocketAddr::from(([127, 0, 0, 1], page.port()));
+    for headers in
+        [&[][..], &[("Authorization", "SharedAccessSignature sr=x&sig=y&se=1&skn=z")], &[("Authorization", "wrong")]]
+    {
+        let (code, body) = get(page, "/api/status", headers).await;
+        assert_eq!(code, 401, "{headers:?}: {body}");
+        assert!(body.contains("Manage-rights SAS token") && body.contains("Authorization"), "{body}");
+        assert_eq!(get(page, "/", headers).await.0, 401);
+        assert_eq!(get(page, "/api/events", headers).await.0, 401);
+    }
+    let expiry = hyco::protocol::unix_now() + 600;
+    let token = hyco::sas::mint(&format!("http://{relay}/"), KEY_NAME, &Secret::new(key.as_str()), expiry);
+    assert_eq!(get(page, "/api/status", &[("Authorization", token.expose())]).await.0, 200);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("any:{secret}"));
+    assert_eq!(get(page, "/", &[("Authorization", &format!("Basic {basic}"))]).await.0, 200);
+    assert_eq!(get(page, "/", &[("Authorization", secret)]).await.0, 200);
+    assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
+}
+
+/// Headless Chromium (Debian's `/usr/bin/chromium`) opens the page; the script draws the
+/// events into the chart and counts them in the DOM, without a reload (a mark set on the
+/// page survives). Skipped without Chromium unless `HYCO_REQUIRE_CHROMIUM=1`.
+#[tokio::test]
+async fn in_chromium_the_chart_updates_without_a_reload() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    if !Path::new(CHROMIUM).exists() {
+        assert!(std::env::var_os("HYCO_REQUIRE_CHROMIUM").is_none(), "{CHROMIUM} is needed");
+        eprintln!("skipped: no {CHROMIUM}");
+        return;
+    }
+    let home = TempDir::new("dashboard-chromium");
+    let (mut proc, _, page, _) = serve(home.path(), "127.0.0.1:0", &[]).await;
+    let mut browser = tokio::process::Command::new(CHROMIUM)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0"])
+        .arg(format!("--user-data-dir={}", home.path().join("chromium").display()))
+        .arg(format!("http://{page}/"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromium");
+    let mut lines = BufReader::new(browser.stderr.take().unwrap()).lines();
+    let devtools = within("chromium's DevTools address", async {
+        loop {
+            let line = lines.next_line().await.expect("read").expect("chromium said where DevTools is");
+            if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                break url.to_owned();
+            }
+        }
+    })
+    .await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let debug: SocketAddr = devtools["ws://".len()..].split('/').next().unwrap().parse().expect("an address");
+    // The page's own DevTools socket.
+    let target = within("the page target", async {
+        loop {
+            let list = devtools_list(debug).await;
+            let list: serde_json::Value = serde_json::from_str(&list).unwrap_or_default();
+            let found = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.contains(&page.to_string())));
+            if let Some(url) = found.and_then(|t| t["webSocketDebuggerUrl"].as_str()) {
+                break url.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    // On the address DevTools listens on, whatever host name its list gives.
+    let path = target.trim_start_matches("ws://").split_once('/').map_or("", |(_, p)| p);
+    let target = format!("ws://{debug}/{path}");
+    let (mut cdp, _) = tokio_tungstenite::connect_async(target.as_str()).await.expect("DevTools WebSocket");
+    let mut next_id = 0;
+    let mut eval = async |expr: &str| -> serde_json::Value {
+        next_id += 1;
+        let call = serde_json::json!({ "id": next_id, "method": "Runtime.evaluate", "params": { "expression": expr, "returnByValue": true } });
+        cdp.send(tokio_tungstenite::tungstenite::Message::text(call.to_string())).await.expect("send to DevTools");
+        loop {
+            let msg = within("a DevTools answer", cdp.next()).await.expect("DevTools open").expect("read DevTools");
+            let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap_or("{}")).unwrap_or_default();
+            if v["id"] == next_id {
+                break v["result"]["result"]["value"].clone();
+            }
+        }
+    };
+    let events = "Number((document.getElementById('events') || {}).textContent || 0)";
+    let started = std::time::Instant::now();
+    while eval(events).await.as_u64().unwrap_or(0) < 1 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no event drawn");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eval("window.hycoMark = 'kept'").await;
+    let first = eval(events).await.as_u64().unwrap();
+    while eval(events).await.as_u64().unwrap() < first + 2 {
+        assert!(started.elapsed() < Duration::from_secs(15), "the count did not grow past {first}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(eval("window.hycoMark").await, "kept", "the page was not reloaded");
+    let points = eval("document.getElementById('line-s2l').getAttribute('points')").await;
+    assert!(points.as_str().is_some_and(|p| p.split(' ').count() >= 3), "the chart has points: {points}");
+    assert_eq!(eval("document.getElementById('rate-s2l').textContent").await, "0");
+    let _ = browser.start_kill();
+    let _ = browser.wait().await;
+    assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
+}
+
+/// DevTools' `/json/list` (its HTTP server keeps the connection: read by Content-Length).
+async fn devtools_list(debug: SocketAddr) -> String {
+    let mut tcp = TcpStream::connect(debug).await.expect("connect to DevTools");
+    tcp.write_all(b"GET /json/list HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = tcp.read(&mut buf).await.expect("read DevTools");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>()))
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            if n == 0 || body.len() >= len {
+                return body.to_owned();
+            }
+        }
+        if n == 0 {
+            return String::new();
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_get_503() {
+    use hyco::relay::dashboard::MAX_DASHBOARD_CONNECTIONS;
+    let home = TempDir::new("dashboard-limit");
+    let (mut proc, _, page, _) = serve(home.path(), "127.0.0.1:0", &[]).await;
+    let mut streams = Vec::new();
+    for _ in 0..MAX_DASHBOARD_CONNECTIONS {
+        let mut tcp = TcpStream::connect(page).await.expect("connect");
+        tcp.write_all(b"GET /api/events HTTP/1.1\r\nHost: status\r\n\r\n").await.expect("write");
+        let mut buf = [0u8; 256];
+        let n = within("the stream's head", tcp.read(&mut buf)).await.expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"), "{}", String::from_utf8_lossy(&buf[..n]));
+        streams.push(tcp);
+    }
+    // Over the limit: 503 at once, before any request (one sent would reset the answer).
+    let mut over = TcpStream::connect(page).await.expect("connect");
+    let mut answer = String::new();
+    within("the 503", over.read_to_string(&mut answer)).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    streams.pop();
+    // A slot comes back when a stream ends.
+    let started = std::time::Instant::now();
+    loop {
+        // A connection that gets no 503 at once has a slot and waits for its request.
+        let mut probe = TcpStream::connect(page).await.expect("connect");
+        let mut answer = String::new();
+        if tokio::time::timeout(Duration::from_millis(300), probe.read_to_string(&mut answer)).await.is_err() {
+            probe.write_all(b"GET /api/status HTTP/1.1\r\nHost: status\r\n\r\n").await.expect("write");
+            let _ = within("the status", probe.read_to_string(&mut answer)).await;
+            if answer.starts_with("HTTP/1.1 200 OK") {
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no slot came back: {answer}");
+    }
+    drop(streams);
+    assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
+}
