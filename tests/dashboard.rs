@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::bridge::*;
+use common::chromium::Page;
 use common::{KEY_NAME, within};
 use hyco::client::RelayClient;
 use hyco::connstr::{Credential, Endpoint};
@@ -187,122 +188,27 @@ async fn a_page_not_on_loopback_needs_a_manage_token_or_the_secret() {
     assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
 }
 
-/// Headless Chromium (Debian's `/usr/bin/chromium`) opens the page; the script draws the
-/// events into the chart and counts them in the DOM, without a reload (a mark set on the
-/// page survives). Skipped without Chromium unless `HYCO_REQUIRE_CHROMIUM=1`.
+/// Headless Chromium opens the page; the script draws the events into the chart and
+/// counts them in the DOM, without a reload (a mark set on the page survives). The
+/// README's screenshot is taken here. Skipped without Chromium unless
+/// `HYCO_REQUIRE_CHROMIUM=1`.
 #[tokio::test]
 async fn in_chromium_the_chart_updates_without_a_reload() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    const CHROMIUM: &str = "/usr/bin/chromium";
-    if !Path::new(CHROMIUM).exists() {
-        assert!(std::env::var_os("HYCO_REQUIRE_CHROMIUM").is_none(), "{CHROMIUM} is needed");
-        eprintln!("skipped: no {CHROMIUM}");
-        return;
-    }
     let home = TempDir::new("dashboard-chromium");
     let (mut proc, _, page, _) = serve(home.path(), "127.0.0.1:0", &[]).await;
-    let mut browser = tokio::process::Command::new(CHROMIUM)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0"])
-        .arg(format!("--user-data-dir={}", home.path().join("chromium").display()))
-        .arg(format!("http://{page}/"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chromium");
-    let mut lines = BufReader::new(browser.stderr.take().unwrap()).lines();
-    let devtools = within("chromium's DevTools address", async {
-        loop {
-            let line = lines.next_line().await.expect("read").expect("chromium said where DevTools is");
-            if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                break url.to_owned();
-            }
-        }
-    })
-    .await;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let debug: SocketAddr = devtools["ws://".len()..].split('/').next().unwrap().parse().expect("an address");
-    // The page's own DevTools socket.
-    let target = within("the page target", async {
-        loop {
-            let list = devtools_list(debug).await;
-            let list: serde_json::Value = serde_json::from_str(&list).unwrap_or_default();
-            let found = list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|t| t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.contains(&page.to_string())));
-            if let Some(url) = found.and_then(|t| t["webSocketDebuggerUrl"].as_str()) {
-                break url.to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    // On the address DevTools listens on, whatever host name its list gives.
-    let path = target.trim_start_matches("ws://").split_once('/').map_or("", |(_, p)| p);
-    let target = format!("ws://{debug}/{path}");
-    let (mut cdp, _) = tokio_tungstenite::connect_async(target.as_str()).await.expect("DevTools WebSocket");
-    let mut next_id = 0;
-    let mut eval = async |expr: &str| -> serde_json::Value {
-        next_id += 1;
-        let call = serde_json::json!({ "id": next_id, "method": "Runtime.evaluate", "params": { "expression": expr, "returnByValue": true } });
-        cdp.send(tokio_tungstenite::tungstenite::Message::text(call.to_string())).await.expect("send to DevTools");
-        loop {
-            let msg = within("a DevTools answer", cdp.next()).await.expect("DevTools open").expect("read DevTools");
-            let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap_or("{}")).unwrap_or_default();
-            if v["id"] == next_id {
-                break v["result"]["result"]["value"].clone();
-            }
-        }
-    };
+    let Some(mut browser) = Page::open(&format!("http://{page}/"), 1000, 700).await else { return };
     let events = "Number((document.getElementById('events') || {}).textContent || 0)";
-    let started = std::time::Instant::now();
-    while eval(events).await.as_u64().unwrap_or(0) < 1 {
-        assert!(started.elapsed() < Duration::from_secs(10), "no event drawn");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    eval("window.hycoMark = 'kept'").await;
-    let first = eval(events).await.as_u64().unwrap();
-    while eval(events).await.as_u64().unwrap() < first + 2 {
-        assert!(started.elapsed() < Duration::from_secs(15), "the count did not grow past {first}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(eval("window.hycoMark").await, "kept", "the page was not reloaded");
-    let points = eval("document.getElementById('line-s2l').getAttribute('points')").await;
+    browser.wait_for(Duration::from_secs(10), "an event drawn", &format!("{events} >= 1")).await;
+    browser.eval("window.hycoMark = 'kept'").await;
+    let first = browser.eval(events).await.as_u64().unwrap();
+    browser.wait_for(Duration::from_secs(15), "the count to grow", &format!("{events} >= {}", first + 2)).await;
+    assert_eq!(browser.eval("window.hycoMark").await, "kept", "the page was not reloaded");
+    let points = browser.eval("document.getElementById('line-s2l').getAttribute('points')").await;
     assert!(points.as_str().is_some_and(|p| p.split(' ').count() >= 3), "the chart has points: {points}");
-    assert_eq!(eval("document.getElementById('rate-s2l').textContent").await, "0");
-    let _ = browser.start_kill();
-    let _ = browser.wait().await;
+    assert_eq!(browser.eval("document.getElementById('rate-s2l').textContent").await, "0");
+    browser.screenshot("dashboard").await;
+    browser.close().await;
     assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
-}
-
-/// DevTools' `/json/list` (its HTTP server keeps the connection: read by Content-Length).
-async fn devtools_list(debug: SocketAddr) -> String {
-    let mut tcp = TcpStream::connect(debug).await.expect("connect to DevTools");
-    tcp.write_all(b"GET /json/list HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.expect("write");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = tcp.read(&mut buf).await.expect("read DevTools");
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>()))
-                .and_then(Result::ok)
-                .unwrap_or(0);
-            if n == 0 || body.len() >= len {
-                return body.to_owned();
-            }
-        }
-        if n == 0 {
-            return String::new();
-        }
-    }
 }
 
 #[tokio::test]

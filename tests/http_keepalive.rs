@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::bridge::{Listening, PROC_STEP, Proc, TempDir, client, hyco, key_flags, listen_settings};
+use common::chromium::{HEADLESS, chromium};
 use common::*;
 use hyco::http1::{self, BodyReader, Framing, Headers, header};
 use hyco::protocol::TOKEN_HEADER;
@@ -578,17 +579,6 @@ async fn kept_connections_work_over_tls() {
     assert_eq!(relay.metrics.http_responses(5), 3);
 }
 
-/// chromium, if installed (`HYCO_REQUIRE_CHROMIUM=1`: it must be).
-fn chromium() -> Option<&'static str> {
-    let path = "/usr/bin/chromium";
-    if std::path::Path::new(path).exists() {
-        return Some(path);
-    }
-    assert!(std::env::var_os("HYCO_REQUIRE_CHROMIUM").is_none(), "HYCO_REQUIRE_CHROMIUM is set but {path} is missing");
-    eprintln!("note: {path} is missing; the browser test is skipped (install Debian's chromium to run it)");
-    None
-}
-
 #[tokio::test]
 async fn a_real_browser_loads_a_page_of_40_assets_over_a_handful_of_connections() {
     let Some(browser) = chromium() else { return };
@@ -596,21 +586,11 @@ async fn a_real_browser_loads_a_page_of_40_assets_over_a_handful_of_connections(
     let profile = TempDir::new("chromium");
     let url = format!("http://{}/web/page", w.relay.addr);
     let mut cmd = tokio::process::Command::new(browser);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .args(["--dump-dom", &url])
-    .env("HOME", profile.path())
-    .kill_on_drop(true);
+    cmd.args(HEADLESS)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", &url])
+        .env("HOME", profile.path())
+        .kill_on_drop(true);
     let out = within_for(Duration::from_secs(90), "chromium --dump-dom", cmd.output()).await.expect("run chromium");
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(dom.contains("data-scripts=\"13\""), "every script ran:\n{dom}\n{}", String::from_utf8_lossy(&out.stderr));

@@ -6,6 +6,8 @@
 
 /// End-to-end helpers for the clients (`hyco listen`, `hyco connect`, the binary).
 pub mod bridge;
+/// Headless Chromium over the DevTools protocol.
+pub mod chromium;
 /// HTTP mode: a local HTTP server and a raw HTTP client.
 pub mod http;
 /// Node.js peers (Microsoft's hyco-ws and hyco-https) for the interop tests.
