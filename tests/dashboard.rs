@@ -188,26 +188,74 @@ async fn a_page_not_on_loopback_needs_a_manage_token_or_the_secret() {
     assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
 }
 
-/// Headless Chromium opens the page; the script draws the events into the chart and
-/// counts them in the DOM, without a reload (a mark set on the page survives). The
-/// README's screenshot is taken here. Skipped without Chromium unless
-/// `HYCO_REQUIRE_CHROMIUM=1`.
+/// Headless Chromium opens the page before anything happens, then, without a reload (a
+/// mark set on the page survives): a listener appears in the tables, a tunnel's bytes
+/// grow there while data flows, the chart and the rates follow the events, and a
+/// rejection shows with its count in the last minute. The README's screenshot is taken
+/// here. Skipped without Chromium unless `HYCO_REQUIRE_CHROMIUM=1`.
 #[tokio::test]
-async fn in_chromium_the_chart_updates_without_a_reload() {
+async fn in_chromium_a_listener_appears_and_bytes_grow_without_a_reload() {
     let home = TempDir::new("dashboard-chromium");
-    let (mut proc, _, page, _) = serve(home.path(), "127.0.0.1:0", &[]).await;
-    let Some(mut browser) = Page::open(&format!("http://{page}/"), 1000, 700).await else { return };
+    let (mut proc, relay, page, key) = serve(home.path(), "127.0.0.1:0", &[]).await;
+    let Some(mut browser) = Page::open(&format!("http://{page}/"), 1000, 1300).await else { return };
+    let long = Duration::from_secs(15);
     let events = "Number((document.getElementById('events') || {}).textContent || 0)";
-    browser.wait_for(Duration::from_secs(10), "an event drawn", &format!("{events} >= 1")).await;
+    browser.wait_for(long, "an event drawn", &format!("{events} >= 1")).await;
     browser.eval("window.hycoMark = 'kept'").await;
-    let first = browser.eval(events).await.as_u64().unwrap();
-    browser.wait_for(Duration::from_secs(15), "the count to grow", &format!("{events} >= {}", first + 2)).await;
-    assert_eq!(browser.eval("window.hycoMark").await, "kept", "the page was not reloaded");
+    let live = "document.getElementById('live').textContent";
+    assert!(browser.eval(live).await.as_str().unwrap().contains("No hybrid connection yet"));
+
+    // A listener connects: its HC and peer appear.
+    let echo = Target::echo().await;
+    let listening = Listening::start(client(relay, &key), listen_settings("web", &[echo.spec()])).await;
+    browser
+        .wait_for(long, "the listener's row", &format!("{live}.includes('web') && {live}.includes('127.0.0.1:')"))
+        .await;
+
+    // Data flows through a tunnel: its row appears and its bytes grow.
+    let no_prewarm = hyco::client::prewarm::Prewarm { tunnels: 0, ..Default::default() };
+    let bound = Bound::start_with(client(relay, &key), "web", None, no_prewarm).await;
+    let mut tcp = bound.connect().await;
+    let flowing = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            tcp.write_all(&[7u8; 64 * 1024]).await.expect("write");
+            let mut got = 0;
+            while got < 64 * 1024 {
+                got += tcp.read(&mut buf).await.expect("read");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let bytes =
+        "Number((document.querySelector('#live section[aria-labelledby=h-tun] td.num') || {}).textContent || 0)";
+    browser.wait_for(long, "a tunnel's bytes", &format!("{bytes} > 0")).await;
+    let first = browser.eval(bytes).await.as_u64().unwrap();
+    browser.wait_for(long, "the tunnel's bytes to grow", &format!("{bytes} > {first}")).await;
+    browser.wait_for(long, "a rate above 0", "Number(document.getElementById('rate-s2l').dataset.value) > 0").await;
     let points = browser.eval("document.getElementById('line-s2l').getAttribute('points')").await;
     assert!(points.as_str().is_some_and(|p| p.split(' ').count() >= 3), "the chart has points: {points}");
-    assert_eq!(browser.eval("document.getElementById('rate-s2l').textContent").await, "0");
+
+    // A sender without a token is rejected: counted in the last minute.
+    let mut bad = TcpStream::connect(relay).await.expect("connect to the relay");
+    bad.write_all(
+        b"GET /$hc/web?sb-hc-action=connect HTTP/1.1\r\nHost: relay\r\nConnection: Upgrade\r\n\
+        Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut answer = String::new();
+    within("the rejection", bad.read_to_string(&mut answer)).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    let rejections = "document.querySelector('#live section[aria-labelledby=h-rej] tbody').textContent";
+    browser.wait_for(long, "the rejection's row", &format!("{rejections}.includes('unauthorized')")).await;
+
+    assert_eq!(browser.eval("window.hycoMark").await, "kept", "the page was not reloaded");
     browser.screenshot("dashboard").await;
+    flowing.abort();
     browser.close().await;
+    bound.stop().await.expect("connect stops");
+    listening.stop().await.expect("listen stops");
     assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
 }
 

@@ -525,6 +525,13 @@ async fn declared_ports_reset_until_a_listener_is_online_and_keep_their_own_allo
     assert_eq!(read_line(&mut visitor).await, "home\n");
     let mut visitor = visit(at(web)).await;
     assert_eq!(read_line(&mut visitor).await, "web\n");
+    // The status page lists the visitor's tunnel, with the port it came through,
+    // while it is open (the greeting's 4 bytes so far).
+    let status = hyco::relay::dashboard::status(&relay.metrics);
+    let via = format!("tcp/{web}");
+    let tunnel = status["tunnels"].as_array().unwrap().iter().find(|t| t["via"] == via.as_str()).cloned();
+    let tunnel = tunnel.unwrap_or_else(|| panic!("no tunnel via {via}: {status:#}"));
+    assert_eq!((tunnel["hc"].as_str(), tunnel["listener_to_sender"].as_u64()), (Some("box"), Some(4)), "{status:#}");
     assert_eq!(within("round trip", round_trip(&mut visitor, b"echo")).await.expect("round trip"), b"echo");
     let mut visitor = visit(at(barred)).await;
     expect_reset(&mut visitor, "a loopback visitor outside the declared port's allowlist").await;

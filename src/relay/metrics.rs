@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use super::activity::{Activity, LiveGuard};
 use crate::http1::{self, HeadError};
 
 /// Upper bounds (seconds) of the `hyco_rendezvous_seconds` buckets; `+Inf` follows.
@@ -263,21 +264,11 @@ pub struct Metrics {
     public: Mutex<BTreeMap<PortKey, (String, Arc<PortCounters>)>>,
     /// A cluster node's own series, listed only when the relay is one.
     cluster: ClusterCounters,
-    /// Spliced tunnels open now, by id (the next id first); their bytes join `relayed`
-    /// when they close, and [`Metrics::relayed_bytes`] adds the live ones in.
-    live: Mutex<(u64, BTreeMap<u64, Arc<LiveTunnel>>)>,
+    /// Tunnels open now and recent rejections, for the status page; an open tunnel's
+    /// bytes join `relayed` when it closes, and [`Metrics::relayed_bytes`] adds them in.
+    activity: Activity,
     /// The relay counting here, for the status page (`hyco serve --dashboard`).
     attached: Mutex<Option<Attached>>,
-}
-
-/// A spliced tunnel while it is open, as the status page shows it.
-pub(crate) struct LiveTunnel {
-    /// The HC's name.
-    pub(crate) hc: String,
-    /// When it opened (Unix seconds).
-    pub(crate) since: u64,
-    /// Data payload bytes, indexed by `Flow as usize`.
-    pub(crate) bytes: [AtomicU64; 2],
 }
 
 /// What the status page reads besides the counters: the relay's registry (read-only
@@ -287,31 +278,6 @@ pub(super) struct Attached {
     pub(super) registry: Weak<super::registry::Registry>,
     pub(super) limits: super::Limits,
     pub(super) started: Instant,
-}
-
-/// A live tunnel's entry in [`Metrics`], removed (its bytes kept in the totals) on drop.
-pub(crate) struct LiveGuard<'a> {
-    metrics: &'a Metrics,
-    id: u64,
-    tunnel: Arc<LiveTunnel>,
-}
-
-impl LiveGuard<'_> {
-    /// The counters the splice adds the tunnel's bytes to, `[sender to listener, back]`.
-    pub(crate) fn counters(&self) -> [&AtomicU64; 2] {
-        [&self.tunnel.bytes[0], &self.tunnel.bytes[1]]
-    }
-}
-
-impl Drop for LiveGuard<'_> {
-    fn drop(&mut self) {
-        // Under the lock, so that a reader of the totals never sees the bytes twice or not at all.
-        let mut live = self.metrics.live.lock().expect("metrics lock");
-        for (total, n) in self.metrics.relayed.iter().zip(&self.tunnel.bytes) {
-            total.fetch_add(n.load(Relaxed), Relaxed);
-        }
-        live.1.remove(&self.id);
-    }
 }
 
 /// What a cluster node counts (docs/protocol.md 11).
@@ -462,6 +428,7 @@ impl Metrics {
 
     pub(crate) fn reject(&self, why: Reason) {
         self.rejected[why as usize].fetch_add(1, Relaxed);
+        self.activity.rejected(why);
     }
 
     /// The counter a tunnel adds `flow`'s data payload bytes to.
@@ -499,28 +466,21 @@ impl Metrics {
     }
 
     /// Data payload bytes relayed `flow`'s way: by closed tunnels, public ports, and the
-    /// spliced tunnels open now.
+    /// tunnels open now.
     pub fn relayed_bytes(&self, flow: Flow) -> u64 {
-        let live = self.live.lock().expect("metrics lock");
-        let open: u64 = live.1.values().map(|t| t.bytes[flow as usize].load(Relaxed)).sum();
-        self.relayed[flow as usize].load(Relaxed) + open
+        self.activity.total(&self.relayed, flow as usize)
     }
 
-    /// Lists a spliced tunnel of `hc` until the guard drops; the splice counts its bytes
-    /// into [`LiveGuard::counters`].
-    pub(crate) fn live_tunnel(&self, hc: &str) -> LiveGuard<'_> {
-        let tunnel =
-            Arc::new(LiveTunnel { hc: hc.to_owned(), since: crate::protocol::unix_now(), bytes: Default::default() });
-        let mut live = self.live.lock().expect("metrics lock");
-        let id = live.0;
-        live.0 += 1;
-        live.1.insert(id, tunnel.clone());
-        LiveGuard { metrics: self, id, tunnel }
+    /// Lists a tunnel of `hc` (through public port `via`, if it came through one) until
+    /// the guard drops; its bytes are counted into [`LiveGuard::counters`], and into the
+    /// totals when it closes.
+    pub(crate) fn live_tunnel(&self, hc: &str, via: Option<String>) -> LiveGuard<'_> {
+        self.activity.open(hc, via, &self.relayed)
     }
 
-    /// The spliced tunnels open now, by id.
-    pub(crate) fn live_tunnels(&self) -> Vec<(u64, Arc<LiveTunnel>)> {
-        self.live.lock().expect("metrics lock").1.iter().map(|(id, t)| (*id, t.clone())).collect()
+    /// What the relay is doing now.
+    pub(crate) fn activity(&self) -> &Activity {
+        &self.activity
     }
 
     /// Open public ports: protocol, number, HC and counters.
@@ -885,14 +845,14 @@ mod tests {
     fn a_live_tunnels_bytes_count_in_the_totals_while_open_and_after() {
         let m = Metrics::new();
         m.relayed_counter(Flow::SenderToListener).fetch_add(5, Relaxed);
-        let live = m.live_tunnel("web");
+        let live = m.live_tunnel("web", None);
         live.counters()[0].fetch_add(7, Relaxed);
         live.counters()[1].fetch_add(3, Relaxed);
-        assert_eq!(m.live_tunnels().len(), 1);
+        assert_eq!(m.activity().tunnels().len(), 1);
         assert_eq!(m.relayed_bytes(Flow::SenderToListener), 12);
         assert_eq!(m.relayed_bytes(Flow::ListenerToSender), 3);
         drop(live);
-        assert!(m.live_tunnels().is_empty());
+        assert!(m.activity().tunnels().is_empty());
         assert_eq!(m.relayed_bytes(Flow::SenderToListener), 12);
         assert_eq!(m.relayed_bytes(Flow::ListenerToSender), 3);
     }

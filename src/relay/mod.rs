@@ -11,6 +11,7 @@
 //! With `--cluster`, the [`cluster`] module shares listeners with other nodes through Redis
 //! (docs/protocol.md 11); without it nothing of that runs.
 
+mod activity;
 mod admission;
 pub mod auth;
 mod cluster;

@@ -59,7 +59,7 @@ impl Relay {
                 debug!("tunnel open");
                 // Listed on the status page with its HC, and its bytes counted on its own.
                 let hc = self.registry.resolve(&addr.segments).map(|(hc, _)| hc).unwrap_or_default();
-                let live = self.metrics.live_tunnel(&hc);
+                let live = self.metrics.live_tunnel(&hc, None);
                 // A tunnel may live for days: let go of what only the handshake needed.
                 drop((req, addr, hc));
                 let relayed = live.counters();

@@ -12,6 +12,8 @@
 
 mod render;
 
+pub use render::status;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,7 +6,12 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use super::super::activity::REJECTION_WINDOW_MINUTES;
 use super::super::metrics::{Flow, Metrics, Reason, Unserved};
+
+/// Tunnels listed on the page, busiest first; the rest are counted below the table (and
+/// all are in `/api/status`).
+pub const MAX_TUNNELS_SHOWN: usize = 200;
 
 /// The page's template: `{{body}}` is replaced by the tables.
 const PAGE: &str = include_str!("page.html");
@@ -14,7 +19,7 @@ const PAGE: &str = include_str!("page.html");
 pub(super) const SCRIPT: &str = include_str!("dashboard.js");
 
 /// The relay now, as `/api/status` gives it and the page shows it.
-pub(super) fn status(metrics: &Metrics) -> Value {
+pub fn status(metrics: &Metrics) -> Value {
     let attached = metrics.attached();
     let registry = attached.as_ref().and_then(|a| a.registry.upgrade());
     let hcs: Vec<Value> = registry.map(|r| r.snapshot()).unwrap_or_default().into_iter().map(|hc| {
@@ -23,9 +28,9 @@ pub(super) fn status(metrics: &Metrics) -> Value {
         }).collect();
         json!({ "name": hc.name, "configured": hc.configured, "created": hc.created, "waiting": hc.pending, "listeners": listeners })
     }).collect();
-    let tunnels: Vec<Value> = metrics.live_tunnels().into_iter().map(|(id, t)| {
+    let tunnels: Vec<Value> = metrics.activity().tunnels().into_iter().map(|(id, t)| {
         let bytes = |f: Flow| t.bytes[f as usize].load(std::sync::atomic::Ordering::Relaxed);
-        json!({ "id": id, "hc": t.hc, "since": t.since,
+        json!({ "id": id, "hc": t.hc, "via": t.via, "since": t.since,
                 "sender_to_listener": bytes(Flow::SenderToListener), "listener_to_sender": bytes(Flow::ListenerToSender) })
     }).collect();
     let ports: Vec<Value> = metrics.public_ports().into_iter().map(|((proto, port), hc, c)| {
@@ -34,8 +39,16 @@ pub(super) fn status(metrics: &Metrics) -> Value {
         json!({ "proto": proto.as_str(), "port": port, "hc": hc, "active": c.active(), "opened": load(&c.opened),
                 "visitor_to_listener": load(&c.bytes[0]), "listener_to_visitor": load(&c.bytes[1]), "unserved": refused })
     }).collect();
-    let rejections: serde_json::Map<String, Value> =
-        Reason::ALL.iter().map(|&r| (r.label().to_owned(), json!(metrics.rejected(r)))).collect();
+    let (minute, window) =
+        (metrics.activity().recent_rejections(1), metrics.activity().recent_rejections(REJECTION_WINDOW_MINUTES));
+    let rejections: serde_json::Map<String, Value> = Reason::ALL
+        .iter()
+        .map(|&r| {
+            let counts = json!({ "last_minute": minute[r as usize], "last_15_minutes": window[r as usize],
+                                 "since_start": metrics.rejected(r) });
+            (r.label().to_owned(), counts)
+        })
+        .collect();
     let limits = attached.as_ref().map(|a| {
         let l = &a.limits;
         json!({
@@ -90,7 +103,7 @@ pub(super) fn html(status: &Value) -> String {
     let when = |v: &Value| v.as_u64().map_or_else(|| "-".to_owned(), crate::protocol::rfc3339);
     let _ = write!(
         b,
-        "<p>Version {}, up {}. Tunnels open: <span id=\"tunnels-active\">{}</span> ({} since start).</p>",
+        "<p id=\"summary\">Version {}, up {}. Tunnels open: <span id=\"tunnels-active\">{}</span> ({} since start).</p>",
         text(&status["version"]),
         duration(status["uptime_seconds"].as_u64().unwrap_or(0)),
         status["tunnels_active"],
@@ -98,13 +111,16 @@ pub(super) fn html(status: &Value) -> String {
     );
     b.push_str(
         "<section aria-labelledby=\"h-rate\"><h2 id=\"h-rate\">Throughput</h2>\
-         <p>Sender to listener: <output id=\"rate-s2l\">-</output> B/s; listener to sender: \
-         <output id=\"rate-l2s\">-</output> B/s. Events: <output id=\"events\">0</output>.</p>\
+         <p>Sender to listener: <output id=\"rate-s2l\">-</output>; listener to sender: \
+         <output id=\"rate-l2s\">-</output>. Events: <output id=\"events\">0</output>.</p>\
          <svg id=\"chart\" role=\"img\" aria-label=\"Throughput each way, last minute\" viewBox=\"0 0 600 120\" \
          width=\"600\" height=\"120\" preserveAspectRatio=\"none\"><rect width=\"600\" height=\"120\" class=\"bg\"/>\
-         <polyline id=\"line-s2l\" class=\"s2l\" points=\"\"/><polyline id=\"line-l2s\" class=\"l2s\" points=\"\"/></svg>\
+         <polyline id=\"line-s2l\" class=\"s2l\" points=\"\"/><polyline id=\"line-l2s\" class=\"l2s\" points=\"\"/>\
+         <text id=\"chart-max\" x=\"6\" y=\"14\"></text></svg>\
          <noscript><p>The chart needs JavaScript; the tables do not.</p></noscript></section>",
     );
+    // The script swaps this part for a fresh copy of the page's.
+    b.push_str("<div id=\"live\">");
     b.push_str("<section aria-labelledby=\"h-hc\"><h2 id=\"h-hc\">Hybrid connections</h2><table><thead><tr>\
         <th scope=\"col\">Name</th><th scope=\"col\">Kind</th><th scope=\"col\">Listeners</th><th scope=\"col\">Waiting</th>\
         <th scope=\"col\">Listener peer</th><th scope=\"col\">Connected since</th></tr></thead><tbody>");
@@ -128,14 +144,25 @@ pub(super) fn html(status: &Value) -> String {
             let _ = write!(b, "{}<td>{peer}</td><td>{}</td></tr>", if i > 0 { "<tr>" } else { "" }, when(&l["since"]));
         }
     }
+    if status["hybrid_connections"].as_array().is_none_or(|a| a.is_empty()) {
+        b.push_str("<tr><td colspan=\"6\">No hybrid connection yet: one appears when a listener connects.</td></tr>");
+    }
     b.push_str("</tbody></table></section>");
-    b.push_str("<section aria-labelledby=\"h-tun\"><h2 id=\"h-tun\">Tunnels</h2><table><thead><tr>\
-        <th scope=\"col\">Id</th><th scope=\"col\">Hybrid connection</th><th scope=\"col\">Open since</th>\
-        <th scope=\"col\">Bytes sender to listener</th><th scope=\"col\">Bytes listener to sender</th></tr></thead><tbody>");
-    for t in status["tunnels"].as_array().into_iter().flatten() {
+    b.push_str(
+        "<section aria-labelledby=\"h-tun\"><h2 id=\"h-tun\">Tunnels</h2><table><thead><tr>\
+        <th scope=\"col\">Id</th><th scope=\"col\">Hybrid connection</th><th scope=\"col\">Via</th>\
+        <th scope=\"col\">Open since</th><th scope=\"col\">Bytes sender to listener</th>\
+        <th scope=\"col\">Bytes listener to sender</th></tr></thead><tbody>",
+    );
+    let mut tunnels: Vec<&Value> = status["tunnels"].as_array().into_iter().flatten().collect();
+    let moved =
+        |t: &Value| t["sender_to_listener"].as_u64().unwrap_or(0) + t["listener_to_sender"].as_u64().unwrap_or(0);
+    tunnels.sort_by_key(|t| std::cmp::Reverse(moved(t)));
+    for t in tunnels.iter().take(MAX_TUNNELS_SHOWN) {
+        let via = if t["via"].is_null() { "WebSocket".to_owned() } else { format!("public port {}", text(&t["via"])) };
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{via}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             t["id"],
             text(&t["hc"]),
             when(&t["since"]),
@@ -143,7 +170,14 @@ pub(super) fn html(status: &Value) -> String {
             t["listener_to_sender"],
         );
     }
-    b.push_str("</tbody></table></section>");
+    if tunnels.is_empty() {
+        b.push_str("<tr><td colspan=\"6\">No tunnel is open.</td></tr>");
+    }
+    b.push_str("</tbody></table>");
+    if let Some(more) = tunnels.len().checked_sub(MAX_TUNNELS_SHOWN).filter(|&n| n > 0) {
+        let _ = write!(b, "<p>And {more} more, with fewer bytes (all are in /api/status).</p>");
+    }
+    b.push_str("</section>");
     b.push_str(
         "<section aria-labelledby=\"h-pub\"><h2 id=\"h-pub\">Public ports</h2><table><thead><tr>\
         <th scope=\"col\">Port</th><th scope=\"col\">Hybrid connection</th><th scope=\"col\">Open now</th>\
@@ -165,20 +199,39 @@ pub(super) fn html(status: &Value) -> String {
             p["unserved"],
         );
     }
+    if status["public_ports"].as_array().is_none_or(|a| a.is_empty()) {
+        b.push_str("<tr><td colspan=\"7\">No public port is open.</td></tr>");
+    }
     b.push_str("</tbody></table></section>");
     b.push_str(
-        "<section aria-labelledby=\"h-rej\"><h2 id=\"h-rej\">Rejections since start</h2><table><thead><tr>\
-        <th scope=\"col\">Reason</th><th scope=\"col\">Count</th></tr></thead><tbody>",
+        "<section aria-labelledby=\"h-rej\"><h2 id=\"h-rej\">Rejections</h2><table><thead><tr>\
+        <th scope=\"col\">Reason</th><th scope=\"col\">Last minute</th><th scope=\"col\">Last 15 minutes</th>\
+        <th scope=\"col\">Since start</th></tr></thead><tbody>",
     );
+    let mut any = false;
     for (reason, n) in status["rejections"].as_object().into_iter().flatten() {
-        let _ = write!(b, "<tr><td>{}</td><td class=\"num\">{n}</td></tr>", escape(reason));
+        if n["since_start"].as_u64().unwrap_or(0) == 0 {
+            continue;
+        }
+        any = true;
+        let _ = write!(
+            b,
+            "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            escape(reason),
+            n["last_minute"],
+            n["last_15_minutes"],
+            n["since_start"],
+        );
+    }
+    if !any {
+        b.push_str("<tr><td colspan=\"4\">None since start.</td></tr>");
     }
     b.push_str("</tbody></table></section>");
     b.push_str("<section aria-labelledby=\"h-lim\"><h2 id=\"h-lim\">Limits</h2><table><tbody>");
     for (name, v) in status["limits"].as_object().into_iter().flatten() {
         let _ = write!(b, "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td></tr>", escape(name), text(v));
     }
-    b.push_str("</tbody></table></section>");
+    b.push_str("</tbody></table></section></div>");
     PAGE.replace("{{body}}", &b)
 }
 
@@ -227,5 +280,38 @@ mod tests {
             "hybrid_connections": [{ "name": "<script>x</script>", "configured": true, "waiting": 0, "listeners": [] }] }));
         assert!(page.contains("&lt;script&gt;x&lt;/script&gt;"));
         assert!(!page.contains("<script>x"));
+    }
+
+    #[test]
+    fn the_page_lists_the_busiest_tunnels_up_to_the_limit_and_counts_the_rest() {
+        let tunnels: Vec<Value> = (0..MAX_TUNNELS_SHOWN as u64 + 3)
+            .map(|i| json!({ "id": i, "hc": "web", "via": null, "since": 0, "sender_to_listener": i, "listener_to_sender": 0 }))
+            .collect();
+        let page = html(&json!({ "version": "1", "uptime_seconds": 0, "tunnels_active": 0, "tunnels_total": 0,
+            "hybrid_connections": [], "tunnels": tunnels }));
+        let rows = page.matches("<td>WebSocket</td>").count();
+        assert_eq!(rows, MAX_TUNNELS_SHOWN);
+        assert!(page.contains("And 3 more, with fewer bytes"), "{page}");
+        // The busiest first; the three idlest are the ones left out.
+        let busiest = MAX_TUNNELS_SHOWN + 2;
+        assert!(page.contains(&format!("<tr><td>{busiest}</td>")));
+        assert!(!page.contains("<tr><td>0</td>") && !page.contains("<tr><td>2</td>"));
+    }
+
+    #[test]
+    fn rejections_show_their_recent_counts_and_only_reasons_seen() {
+        let page = html(&json!({ "version": "1", "uptime_seconds": 0, "tunnels_active": 0, "tunnels_total": 0,
+            "rejections": { "unauthorized": { "last_minute": 2, "last_15_minutes": 5, "since_start": 9 },
+                            "timeout": { "last_minute": 0, "last_15_minutes": 0, "since_start": 0 } } }));
+        assert!(
+            page.contains(
+                "<th scope=\"row\">unauthorized</th><td class=\"num\">2</td><td class=\"num\">5</td>\
+            <td class=\"num\">9</td>"
+            ),
+            "{page}"
+        );
+        assert!(!page.contains(">timeout<"), "{page}");
+        let none = html(&json!({ "version": "1", "rejections": {} }));
+        assert!(none.contains("None since start."));
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 
-use super::super::metrics::{Flow, PortCounters, Unserved};
+use super::super::metrics::{PortCounters, Unserved};
 use super::super::registry::Answer;
 use super::super::rendezvous::Sender;
 use super::super::stream::RelayStream;
@@ -157,7 +157,8 @@ pub(super) async fn serve(relay: Arc<Relay>, listener: TcpListener, port: Arc<Po
     }
 }
 
-/// Counts a visitor's bytes per port and in the relay's totals.
+/// Counts a visitor's bytes per port and in its live tunnel (the relay's totals get
+/// them from there).
 struct PortMeter<'a> {
     port: &'a PortCounters,
     totals: [&'a AtomicU64; 2],
@@ -185,7 +186,9 @@ async fn carry(relay: &Relay, port: &PortInfo, visitor: Visitor, mut end: Listen
     let _tunnel = relay.metrics.tunnel_opened();
     let _active = port.counters.opened();
     let moved = AtomicU64::new(0);
-    let totals = [Flow::SenderToListener, Flow::ListenerToSender].map(|f| relay.metrics.relayed_counter(f));
+    // Listed on the status page as a tunnel of the port's HC.
+    let live = relay.metrics.live_tunnel(&port.hc, Some(format!("tcp/{}", port.addr.port())));
+    let totals = live.counters();
     let meter = PortMeter { port: &port.counters, totals, moved: &moved };
     let Visitor { mut tcp, .. } = visitor;
     if end.deferred {
