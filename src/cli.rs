@@ -100,7 +100,8 @@ pub enum Command {
     #[command(after_help = CLIENT_ENV)]
     Connect(ConnectArgs),
     /// Run a machine's whole set of listeners and connectors from one file (`[[listen]]`
-    /// and `[[connect]]` tables of their flags), each retried on its own when it fails.
+    /// and `[[connect]]` tables of their flags), each retried on its own when it fails;
+    /// SIGHUP reads the file again (changed entries restart, the others keep running).
     #[command(after_help = UP_HELP)]
     Up(UpArgs),
     /// Run a relay, a listener and a connector in one process: a local port that reaches

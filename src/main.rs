@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     let filter = hyco::app::log_filter(level, std::env::var("RUST_LOG").ok().as_deref());
     let stats = Arc::new(Stats::default());
     let client = matches!(cli.command, Command::Listen(_) | Command::Connect(_) | Command::Up(_));
+    // SIGHUP stops listen and connect (a closed terminal); `hyco up` reloads its file.
+    let hangup = matches!(cli.command, Command::Listen(_) | Command::Connect(_));
     let status =
         (client && !stdio && std::io::stderr().is_terminal() && !cli.quiet).then(hyco::status::StatusLine::new);
     let writer = hyco::status::LogWriter::new(status.clone());
@@ -62,7 +64,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(signals(shutdown.clone(), client, status.clone()));
+        tokio::spawn(signals(shutdown.clone(), hangup, status.clone()));
         if let Some(status) = &status {
             tokio::spawn(status.clone().run(stats.clone()));
         }

@@ -99,6 +99,19 @@ impl Stats {
         stats
     }
 
+    /// Stops showing the forward called `name` (it has stopped); what it counted stays in
+    /// these counters' totals.
+    pub(crate) fn retire_forward(&self, name: &str) {
+        let mut forwards = self.forwards.lock().expect("forwards lock");
+        let Some(i) = forwards.iter().position(|(n, _)| n == name) else { return };
+        let (_, gone) = forwards.remove(i);
+        let t = gone.totals();
+        self.total.fetch_add(t.total, Ordering::Relaxed);
+        self.failed.fetch_add(t.failed, Ordering::Relaxed);
+        self.bytes_out.fetch_add(t.out, Ordering::Relaxed);
+        self.bytes_in.fetch_add(t.inn, Ordering::Relaxed);
+    }
+
     /// These counters and their forwards', added up.
     fn totals(&self) -> Totals {
         let mut t = Totals {
@@ -458,6 +471,22 @@ mod tests {
         drop(a);
         assert_eq!(all.totals().active, 1);
         assert!(all.summary().starts_with("2 tunnels (1 failed), out 1.0 KiB, in 2.0 KiB, over "), "{}", all.summary());
+    }
+
+    #[test]
+    fn a_retired_forward_leaves_the_line_and_keeps_its_counts_in_the_totals() {
+        let all = Stats::default();
+        let web = all.forward("web");
+        let _dns = all.forward("dns");
+        Tally::new(web.clone()).out(1024);
+        web.failed.fetch_add(1, Ordering::Relaxed);
+        let before = all.totals();
+        all.retire_forward("web");
+        assert_eq!(all.totals(), before);
+        let names: Vec<String> = all.forwards.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(names, ["dns"]);
+        all.retire_forward("nothing");
+        assert_eq!(all.totals(), before);
     }
 
     #[test]

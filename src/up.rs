@@ -4,7 +4,8 @@
 //! command-line parser, so it takes exactly what the commands take and nothing else. Each
 //! entry runs with its own counters and its own backoff: one that fails (a port taken, a
 //! relay that cannot be reached, credentials rejected) is said, retried, and leaves the
-//! others running. Keys stay in profiles: the file names one, never holds one.
+//! others running. Keys stay in profiles: the file names one, never holds one. SIGHUP
+//! reads the file again: changed entries restart, the others keep their tunnels.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -188,7 +189,8 @@ fn path(args: &UpArgs) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `hyco up`: reads the file, then (unless `--check`) runs every entry until
-/// `shutdown`, each retried with backoff when it fails.
+/// `shutdown`, each retried with backoff when it fails. SIGHUP reads the file again (see
+/// [`reload`]).
 pub async fn run(args: UpArgs, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let path = path(&args)?;
     let entries = read(&path)?;
@@ -198,16 +200,48 @@ pub async fn run(args: UpArgs, stats: Arc<Stats>, shutdown: CancellationToken) -
         }
         return Ok(());
     }
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP, which reloads the file")?;
     info!("{} entries from {}", entries.len(), path.display());
-    let mut running = tokio::task::JoinSet::new();
+    let mut running = Vec::new();
+    start(entries, &stats, &shutdown, &mut running).await;
+    stats.show();
+    loop {
+        #[cfg(unix)]
+        let hung_up = hangup.recv();
+        #[cfg(not(unix))]
+        let hung_up = std::future::pending::<Option<()>>();
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(()) = hung_up => reload(&path, &stats, &shutdown, &mut running).await,
+        }
+    }
+    for entry in running {
+        let _ = entry.task.await;
+    }
+    info!("stopped: {}", stats.summary());
+    Ok(())
+}
+
+/// An entry running in its own task.
+struct Running {
+    entry: Entry,
+    /// Stops this entry alone (a child of the whole command's shutdown).
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts `entries` into `running`, listeners first: connectors start once the listeners
+/// are online (or after [`LISTENERS_FIRST`]), so that a connector to this machine's own
+/// listener finds it at once.
+async fn start(entries: Vec<Entry>, stats: &Arc<Stats>, shutdown: &CancellationToken, running: &mut Vec<Running>) {
     let mut listeners = Vec::new();
     for entry in entries {
         let forward = stats.forward(&entry.name);
         if entry.args.first().is_some_and(|c| c == "listen") {
             listeners.push(forward.channels.subscribe());
         } else if !listeners.is_empty() {
-            // Connectors start once the listeners are online (or after a while): a
-            // connector to this machine's own listener then finds it at once.
             let online = futures_util::future::join_all(listeners.drain(..).map(|mut channels| async move {
                 let _ = channels.wait_for(|n| *n > 0).await;
             }));
@@ -216,13 +250,35 @@ pub async fn run(args: UpArgs, stats: Arc<Stats>, shutdown: CancellationToken) -
                 () = shutdown.cancelled() => {}
             }
         }
+        let stop = shutdown.child_token();
         let span = info_span!("up", entry = %entry.name);
-        running.spawn(keep(entry, forward, shutdown.clone()).instrument(span));
+        let task = tokio::spawn(keep(entry.clone(), forward, stop.clone()).instrument(span));
+        running.push(Running { entry, stop, task });
     }
-    stats.show();
-    while running.join_next().await.is_some() {}
-    info!("stopped: {}", stats.summary());
-    Ok(())
+}
+
+/// Reads the file again and applies it: an entry whose table is unchanged keeps running
+/// (its tunnels untouched); one removed or changed is stopped as a signal would stop it
+/// (its tunnels drain), and then the new and changed ones start. A file that cannot be
+/// read or has a mistake changes nothing: the entries running go on, and the log says why.
+async fn reload(path: &Path, stats: &Arc<Stats>, shutdown: &CancellationToken, running: &mut Vec<Running>) {
+    let entries = match read(path) {
+        Ok(e) => e,
+        Err(e) => return warn!("reload: {e:#}; the entries running go on unchanged"),
+    };
+    let (kept, gone): (Vec<Running>, Vec<Running>) = running.drain(..).partition(|r| entries.contains(&r.entry));
+    let (stopped, unchanged) = (gone.len(), kept.len());
+    for r in gone {
+        info!("{}: not in the file as it runs now: stopping it", r.entry.name);
+        r.stop.cancel();
+        let _ = r.task.await;
+        stats.retire_forward(&r.entry.name);
+    }
+    let fresh: Vec<Entry> = entries.into_iter().filter(|e| !kept.iter().any(|r| r.entry == *e)).collect();
+    let started = fresh.len();
+    *running = kept;
+    start(fresh, stats, shutdown, running).await;
+    info!("reloaded {}: {unchanged} unchanged, {stopped} stopped, {started} started", path.display());
 }
 
 /// Runs one entry until `shutdown`, again after each failure, with backoff.

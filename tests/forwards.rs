@@ -9,8 +9,8 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use common::KEY_NAME;
 use common::bridge::*;
+use common::{KEY_NAME, within};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -171,6 +171,80 @@ bind = "{taken_addr}"
     assert!(err.contains("[[listen]] #1") && err.contains("'too'"), "{err}");
     let out = hyco(home.path()).args(["up", "/nonexistent/up.toml"]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(3));
+}
+
+/// `hyco up` reloads its file on SIGHUP: an unchanged entry keeps running (a connection
+/// through it stays open), a removed one stops (its port is freed), a new one starts, and
+/// a file with a mistake changes nothing.
+#[tokio::test]
+async fn up_reloads_its_file_on_sighup_and_keeps_what_did_not_change() {
+    let home = TempDir::new("fwd-reload");
+    let serve = ServeProc::start(home.path()).await;
+    add_profile(home.path(), &serve).await;
+    let (a, b) = (Target::greeter("alpha").await, Target::greeter("beta").await);
+    let file = home.path().join("up.toml");
+    let listen =
+        format!("profile = \"relay\"\n[[listen]]\nhc = \"box\"\nto = [\"a={}\", \"b={}\"]\n", a.spec(), b.spec());
+    let keep = "[[connect]]\nname = \"keep\"\nhc = \"box\"\nforward = [\"127.0.0.1:0:a\"]\n";
+    std::fs::write(
+        &file,
+        format!("{listen}{keep}[[connect]]\nname = \"old\"\nhc = \"box/b\"\nbind = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let mut cmd = hyco(home.path());
+    cmd.arg("up").arg(&file);
+    let mut up = Proc::spawn(cmd);
+    let to_a = bound_for(&up, "box/a").await;
+    let old = bound_for(&up, "box/b").await;
+    assert_eq!(greeting(old).await, "beta");
+    // A connection through the entry that stays, open across the reload.
+    let held = TcpStream::connect(to_a).await.expect("connect");
+    let mut held = BufReader::new(held);
+    let mut line = String::new();
+    within("the greeting", held.read_line(&mut line)).await.expect("read");
+    assert_eq!(line, "alpha\n");
+    let hup = |pid: u32| std::process::Command::new("kill").arg("-HUP").arg(pid.to_string()).status().unwrap();
+
+    // "old" removed, "new" added, the rest unchanged.
+    std::fs::write(
+        &file,
+        format!("{listen}{keep}[[connect]]\nname = \"new\"\nhc = \"box/b\"\nbind = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    assert!(hup(up.child.id().unwrap()).success());
+    up.stderr.wait_for(PROC_STEP, "the reload", |l| l.contains("2 unchanged, 1 stopped, 1 started")).await;
+    let new = within("the new entry's port", async {
+        loop {
+            let text = up.stderr.text();
+            let found = text.lines().filter(|l| l.starts_with("hyco: ") && l.ends_with(" -> box/b")).nth(1);
+            if let Some(l) = found {
+                break l["hyco: ".len()..l.len() - " -> box/b".len()].parse::<SocketAddr>().expect("an address");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(greeting(new).await, "beta");
+    assert!(TcpStream::connect(old).await.is_err() || old == new, "the removed entry's port is closed");
+    use tokio::io::AsyncWriteExt;
+    held.get_mut().write_all(b"still here\n").await.expect("write");
+    line.clear();
+    within("the echo", held.read_line(&mut line)).await.expect("read");
+    assert_eq!(line, "still here\n", "the unchanged entry's connection survived the reload");
+
+    // A mistake: said, and everything goes on.
+    std::fs::write(&file, format!("{listen}{keep}[[connect]]\nhc = \"box/b\"\nbind = 7\ntoo = 1\n")).unwrap();
+    assert!(hup(up.child.id().unwrap()).success());
+    up.stderr
+        .wait_for(PROC_STEP, "the failed reload", |l| l.contains("reload:") && l.contains("go on unchanged"))
+        .await;
+    assert_eq!(greeting(new).await, "beta");
+    assert_eq!(greeting(to_a).await, "alpha");
+    drop(held);
+    assert!(up.terminate().await.success());
+    let err = up.stderr.text();
+    // 5 tunnels at the listener, 5 at the connectors: the stopped entry's one still counted.
+    assert!(err.contains("stopped: 10 tunnels (0 failed)"), "{err}");
 }
 
 #[tokio::test]
