@@ -540,6 +540,46 @@ async fn a_graceful_shutdown_removes_the_nodes_entries_at_once() {
     assert_eq!(refused(raw_upgrade(n[0].addr, &url, &[auth(&token("hc"))]).await).0, 404);
 }
 
+/// Two live nodes given the same `node_id`: the second stays out of the cluster (its
+/// listeners are not listed, it says why, and a gauge shows it) until the first leaves,
+/// then joins by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_with_the_same_id_stays_out_until_the_first_leaves() {
+    if !redis_available() {
+        return;
+    }
+    let home = cluster_home("cluster-twin", "");
+    let redis = Redis::start(home.path()).await;
+    let base = std::fs::read_to_string(home.path().join("relay.toml")).unwrap();
+    let config = format!("{base}\n[cluster]\nredis = \"{}\"\nnode_id = \"twin\"\n", redis.url());
+    std::fs::write(home.path().join("twin.toml"), config).unwrap();
+    let mut first = Node::start_with(home.path(), "twin.toml", None).await;
+    let second = Node::start_with(home.path(), "twin.toml", None).await;
+    let said = "another live node has node_id 'twin'";
+    second.proc.stderr.wait_for(PROC_STEP, "the conflict said", |l| l.contains(said)).await;
+    assert_eq!(second.metric("hyco_cluster_node_id_conflict").await, 1.0);
+    assert_eq!(first.metric("hyco_cluster_node_id_conflict").await, 0.0);
+    assert!(!first.proc.stderr.text().contains(said), "the first keeps its id");
+
+    // A listener at the second is served there, but not listed for the cluster.
+    let echo = Target::echo().await;
+    let _l = Listening::start(client(second.addr), listen_settings("hc", &[echo.spec()])).await;
+    echo_noise(Bound::start(client(second.addr), "hc", None).await.connect().await, 3, 4096).await;
+    tokio::time::sleep(past_a_refresh()).await;
+    assert_eq!(redis.entries("hc").await, Vec::<String>::new(), "a node outside lists nothing");
+
+    // The first leaves (its id freed at once): the second joins and lists its listener.
+    first.proc.terminate().await;
+    second.proc.stderr.wait_for(PROC_STEP, "the second joining", |l| l.contains("node_id is free again")).await;
+    until(PROC_STEP, "the listener listed", || async { redis.entries("hc").await.len() == 1 }).await;
+    assert_eq!(second.metric("hyco_cluster_node_id_conflict").await, 0.0);
+}
+
+/// A little more than a node's refresh interval.
+fn past_a_refresh() -> Duration {
+    Duration::from_millis(2500)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_racing_for_the_last_places_on_different_nodes_get_exactly_the_limit() {
     if !redis_available() {

@@ -286,6 +286,8 @@ pub(crate) struct ClusterCounters {
     enabled: std::sync::atomic::AtomicBool,
     redis_up: AtomicU64,
     nodes: AtomicU64,
+    /// 1 while another live node has this node's id.
+    id_conflict: AtomicU64,
     /// Deliveries this node asked of others, by outcome: delivered, busy, gone.
     deliveries: [AtomicU64; 3],
     dropped: AtomicU64,
@@ -298,6 +300,10 @@ impl ClusterCounters {
 
     pub(crate) fn set_redis_up(&self, up: bool) {
         self.redis_up.store(u64::from(up), Relaxed);
+    }
+
+    pub(crate) fn set_id_conflict(&self, taken: bool) {
+        self.id_conflict.store(u64::from(taken), Relaxed);
     }
 
     pub(crate) fn set_nodes(&self, n: u64) {
@@ -322,6 +328,13 @@ impl ClusterCounters {
         let _ = writeln!(out, "hyco_cluster_redis_up {}", self.redis_up.load(Relaxed));
         family(out, "hyco_cluster_nodes", "gauge", "Live nodes of the cluster, as this node last saw them in Redis.");
         let _ = writeln!(out, "hyco_cluster_nodes {}", self.nodes.load(Relaxed));
+        family(
+            out,
+            "hyco_cluster_node_id_conflict",
+            "gauge",
+            "Whether another live node has this node's node_id (1), which keeps this one out of the cluster.",
+        );
+        let _ = writeln!(out, "hyco_cluster_node_id_conflict {}", self.id_conflict.load(Relaxed));
         family(
             out,
             "hyco_cluster_deliveries_total",

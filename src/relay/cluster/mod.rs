@@ -13,7 +13,7 @@ mod settings;
 mod wire;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +60,11 @@ pub(super) struct Cluster {
     base: Arc<str>,
     conn: ConnectionManager,
     state: AtomicU8,
+    /// This run's token in Redis for `node` ([`wire::owner_key`]).
+    instance: String,
+    /// Another live node holds `node`: this one stays out of the cluster (lists no
+    /// listener, reads no channel, asks no node) and counts alone, as with Redis down.
+    outside: AtomicBool,
     seq: AtomicU64,
     /// This node's listeners counted in (by [`Cluster::admit`]), by HC key and id: only
     /// they are written to Redis, so that one turned away is never added back.
@@ -69,6 +74,8 @@ pub(super) struct Cluster {
     admit: Script,
     refresh: Script,
     live: Script,
+    claim: Script,
+    release: Script,
     /// The longest a listener's queue may be waited on: the accept window, or HTTP
     /// mode's response timeout if longer.
     max_wait: Duration,
@@ -91,12 +98,16 @@ impl Cluster {
             base,
             conn,
             state: AtomicU8::new(state),
+            instance: wire::random_instance(),
+            outside: AtomicBool::new(false),
             seq: AtomicU64::new(0),
             admitted: Mutex::new(HashSet::new()),
             waiting: Mutex::new(HashMap::new()),
             admit: Script::new(&wire::admit_script()),
             refresh: Script::new(&wire::refresh_script()),
             live: Script::new(&wire::live_script()),
+            claim: Script::new(wire::CLAIM_SCRIPT),
+            release: Script::new(wire::RELEASE_SCRIPT),
             max_wait,
             metrics,
         }
@@ -152,8 +163,34 @@ impl Cluster {
         self.conn.clone()
     }
 
+    /// Whether this node takes part in the cluster now: Redis answers and no other live
+    /// node holds its id.
     fn is_up(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == UP
+        self.state.load(Ordering::Relaxed) == UP && !self.outside.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node counts its own listeners only: Redis is down, or another node
+    /// holds its id.
+    fn alone(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == DOWN || self.outside.load(Ordering::Relaxed)
+    }
+
+    /// Notes whether another live node holds this node's id; says so loudly, once, and
+    /// again when it is free.
+    fn id_taken(&self, taken: bool) {
+        let was = self.outside.swap(taken, Ordering::Relaxed);
+        self.metrics.cluster().set_id_conflict(taken);
+        match (was, taken) {
+            (false, true) => error!(
+                node = %self.node,
+                "cluster: another live node has node_id '{}': this node stays out of the cluster (its listeners \
+                 are not listed, it takes and asks no delivery) until the id is free; give each node its own \
+                 node_id, or leave it unset for a random one",
+                self.node
+            ),
+            (true, false) => warn!(node = %self.node, "cluster: node_id is free again; this node joins the cluster"),
+            _ => {}
+        }
     }
 
     /// Notes that Redis answered; says so if it had not.
@@ -192,7 +229,7 @@ impl Cluster {
     }
 
     async fn count_in(&self, hc: &str, id: u64, max: usize) -> bool {
-        if self.state.load(Ordering::Relaxed) == DOWN {
+        if self.alone() {
             return true;
         }
         let entry = Entry { node: self.node.clone(), listener: id, hc: hc.to_owned() }.encode();
@@ -374,7 +411,7 @@ impl Cluster {
 
     /// Tells node `to` what became of its `seq`th delivery.
     async fn answer(&self, to: &str, seq: u64, outcome: Delivery) {
-        if self.state.load(Ordering::Relaxed) == DOWN {
+        if self.alone() {
             return;
         }
         let msg = NodeMessage::Outcome { from: self.node.clone(), seq, outcome };
@@ -395,7 +432,12 @@ impl Cluster {
         loop {
             let now = self.admitted_of(&registry);
             match self.write_entries(&written, &now, !subscribed).await {
-                Ok(nodes) => {
+                Ok(None) => {
+                    self.redis_ok();
+                    self.id_taken(true);
+                }
+                Ok(Some(nodes)) => {
+                    self.id_taken(false);
                     subscribed = true;
                     if self.redis_ok() {
                         info!(node = %self.node, listeners = now.iter().map(|(_, l)| l.len()).sum::<usize>(), "cluster: entries written");
@@ -439,19 +481,25 @@ impl Cluster {
         out
     }
 
-    /// Writes `now` (refreshing every entry, adding back any Redis lost), removes what
-    /// was `written` and is gone, refreshes this node's own entry; the live nodes.
+    /// Takes or keeps this node's id, then writes `now` (refreshing every entry, adding
+    /// back any Redis lost), removes what was `written` and is gone, refreshes this
+    /// node's own entry; the live nodes. `None`: another live node holds the id, and
+    /// nothing was written (nor subscribed: its channel is the other node's).
     async fn write_entries(
         &self,
         written: &[(String, Vec<u64>)],
         now: &[(String, Vec<u64>)],
         subscribe: bool,
-    ) -> redis::RedisResult<u64> {
+    ) -> redis::RedisResult<Option<u64>> {
         let mut conn = self.conn();
+        let ttl = wire::ENTRY_TTL.as_millis() as u64;
+        let mut claim = self.claim.key(wire::owner_key(&self.node));
+        if claim.arg(&self.instance).arg(ttl).invoke_async::<i64>(&mut conn).await? == 0 {
+            return Ok(None);
+        }
         if subscribe {
             conn.subscribe(wire::node_channel(&self.node)).await?;
         }
-        let ttl = wire::ENTRY_TTL.as_millis() as u64;
         let entry = |hc: &str, id: u64| Entry { node: self.node.clone(), listener: id, hc: hc.to_owned() }.encode();
         for (hc, ids) in now {
             let mut call = self.refresh.key(wire::hc_key(hc));
@@ -469,12 +517,12 @@ impl Cluster {
             }
         }
         let nodes = self.refresh.key(wire::nodes_key()).arg(ttl).arg(&self.node).invoke_async::<i64>(&mut conn).await?;
-        Ok(u64::try_from(nodes).unwrap_or(0))
+        Ok(Some(u64::try_from(nodes).unwrap_or(0)))
     }
 
     /// Removes all of this node's entries at once (a graceful shutdown), within a bound.
     async fn leave(&self, written: &[(String, Vec<u64>)]) {
-        if self.state.load(Ordering::Relaxed) == DOWN {
+        if self.alone() {
             return;
         }
         let mut conn = self.conn();
@@ -486,7 +534,8 @@ impl Cluster {
                     .collect();
                 redis::cmd("ZREM").arg(wire::hc_key(hc)).arg(entries).query_async::<i64>(&mut conn).await?;
             }
-            redis::cmd("ZREM").arg(wire::nodes_key()).arg(&self.node).query_async::<i64>(&mut conn).await
+            redis::cmd("ZREM").arg(wire::nodes_key()).arg(&self.node).query_async::<i64>(&mut conn).await?;
+            self.release.key(wire::owner_key(&self.node)).arg(&self.instance).invoke_async::<i64>(&mut conn).await
         };
         match tokio::time::timeout(LEAVE_TIMEOUT, removal).await {
             Ok(Ok(_)) => info!(node = %self.node, "cluster: left (entries removed)"),

@@ -39,6 +39,33 @@ pub fn nodes_key() -> String {
     format!("{PREFIX}nodes")
 }
 
+/// The key that says which run of a node holds its id (value: that run's random
+/// instance token), so that two live nodes never share one.
+pub fn owner_key(node: &str) -> String {
+    format!("{PREFIX}owner:{node}")
+}
+
+/// A random token for one run of a node, the value of its [`owner_key`].
+pub fn random_instance() -> String {
+    rand::random::<[u8; 16]>().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `KEYS[1]`: a node's [`owner_key`]; `ARGV`: this run's instance token, TTL (ms). Takes
+/// or refreshes the id if it is free or this run's: 1; held by another run: 0.
+pub const CLAIM_SCRIPT: &str = "local v = redis.call('GET', KEYS[1])
+if v == false or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0";
+
+/// `KEYS[1]`: a node's [`owner_key`]; `ARGV[1]`: this run's instance token. Frees the
+/// id if this run holds it.
+pub const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
 /// The pub/sub channel a node reads its messages on.
 pub fn node_channel(node: &str) -> String {
     format!("{PREFIX}node:{node}")
