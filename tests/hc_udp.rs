@@ -393,6 +393,31 @@ async fn an_idle_session_ends_on_either_end_and_the_next_datagram_opens_another(
     listen.terminate().await;
 }
 
+/// A quiet session pings through its tunnel (`--keepalive`), so a relay that drops idle
+/// tunnels (as Azure does after about 4 minutes; this one after 3 s) keeps it; without
+/// pings the relay drops it and the next datagram needs a new session.
+#[tokio::test]
+async fn a_quiet_session_keeps_its_tunnel_with_pings() {
+    let mut s = settings();
+    s.limits.tunnel_idle_timeout = Some(Duration::from_secs(3));
+    let test_relay = TestRelay::start(s).await;
+    let relay = Relay::in_process("hc-udp-keepalive", &test_relay);
+    let run = async |hc: &'static str, keepalive: &'static str| {
+        let target = UdpTarget::echo().await;
+        let _listen = relay.listen(hc, &[target.spec("dns")], &["--keepalive", keepalive]).await;
+        let (connect, port) =
+            relay.connect(&format!("{hc}/dns"), &["--keepalive", keepalive, "--udp-idle", "600"]).await;
+        let a = peer(port).await;
+        echoed(&a, b"before").await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        echoed_eventually(&a, b"after", PROC_STEP).await;
+        (target.sources(), connect.stderr.text())
+    };
+    let ((kept, kept_log), (dropped, dropped_log)) = tokio::join!(run("kept", "1"), run("dropped", "0"));
+    assert_eq!(kept, 1, "one session across 5 quiet seconds:\n{kept_log}");
+    assert_eq!(dropped, 2, "without pings the relay dropped the first session:\n{dropped_log}");
+}
+
 #[tokio::test]
 async fn a_new_peer_beyond_the_session_limit_is_dropped_and_counted() {
     let relay = Relay::serve("hc-udp-cap").await;

@@ -148,13 +148,16 @@ impl<L: Local> Session<'_, L> {
         shutdown: &CancellationToken,
         force: &CancellationToken,
     ) -> Ended {
+        let keepalive = self.tunnel.keepalive_interval();
         let (mut reader, writer, pending) = self.tunnel.into_parts();
         let writer = Mutex::new(writer);
         let local = &self.local;
         let started = Instant::now();
-        // When the last datagram went either way, in milliseconds since `started`.
-        let last = AtomicU64::new(0);
-        let touch = || last.store(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), Relaxed);
+        let millis = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // When the last datagram went either way, and when this end last sent a frame,
+        // in milliseconds since `started`.
+        let (last, sent) = (AtomicU64::new(0), AtomicU64::new(0));
+        let touch = || last.store(millis(), Relaxed);
         let ended = {
             let down = async {
                 let mut incoming = Datagrams::new(self.limit, pending);
@@ -169,6 +172,7 @@ impl<L: Local> Session<'_, L> {
                         Incoming::Oversize => local.oversize(),
                         Incoming::Ping(payload) => {
                             writer.lock().await.send(OpCode::Pong, &payload).await.map_err(Ended::Lost)?;
+                            sent.store(millis(), Relaxed);
                         }
                         Incoming::Close(frame) => {
                             let frame = frame.unwrap_or(CloseFrame { code: close::NORMAL, reason: String::new() });
@@ -196,6 +200,21 @@ impl<L: Local> Session<'_, L> {
                     datagram::send_batch(&mut *writer.lock().await, &batch).await.map_err(Ended::Lost)?;
                     batch.clear();
                     touch();
+                    sent.store(millis(), Relaxed);
+                }
+            };
+            // A session quiet this way for `keepalive` pings through its tunnel, as a
+            // stream's pump does, so that relays do not drop it as idle (docs/protocol.md 10.4).
+            let pings = async {
+                let Some(every) = keepalive else { return std::future::pending::<Result<(), Ended>>().await };
+                loop {
+                    let quiet = Duration::from_millis(millis().saturating_sub(sent.load(Relaxed)));
+                    if quiet < every {
+                        tokio::time::sleep(every - quiet).await;
+                        continue;
+                    }
+                    writer.lock().await.send(OpCode::Ping, &[]).await.map_err(Ended::Lost)?;
+                    sent.store(millis(), Relaxed);
                 }
             };
             let idle = async {
@@ -207,6 +226,7 @@ impl<L: Local> Session<'_, L> {
             tokio::select! {
                 Err(why) = down => why,
                 Err(why) = up => why,
+                Err(why) = pings => why,
                 () = idle => Ended::Idle,
                 () = shutdown.cancelled() => Ended::Stopping,
                 () = force.cancelled() => Ended::Stopping,
