@@ -1,4 +1,5 @@
-//! URL component percent-encoding and decoding, and query-string splitting.
+//! URL component percent-encoding and decoding, query-string splitting, and escaping text
+//! for HTML and XML.
 //!
 //! Pure functions on strings: no I/O, no URL parsing beyond `&`/`=` splitting of a query.
 //! Encoding matches JavaScript's `encodeURIComponent` minus its extra safe set: every byte
@@ -119,6 +120,23 @@ pub fn parse_query(q: &str) -> Result<Vec<(String, String)>, DecodeError> {
             Ok((decode_component(name, true)?, decode_component(value, true)?))
         })
         .collect()
+}
+
+/// `s` with the five characters special to HTML and XML escaped (`'` as `&#39;`, which
+/// both read), for text from peers on the status pages and in runtime information.
+pub fn escape_markup(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -249,5 +267,11 @@ mod tests {
     fn query_bad_escape_is_error() {
         assert_eq!(parse_query("a=ok&b=%G1"), Err(DecodeError::InvalidEscape { at: 0 }));
         assert_eq!(parse_query("a%=1"), Err(DecodeError::TruncatedEscape { at: 1 }));
+    }
+
+    #[test]
+    fn markup_escapes_the_five_special_characters() {
+        assert_eq!(escape_markup("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+        assert_eq!(escape_markup("plain ü"), "plain ü");
     }
 }

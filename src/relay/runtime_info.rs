@@ -9,6 +9,7 @@ use super::auth::Right;
 use super::http_transfer::parse_target;
 use super::metrics::Reason;
 use super::{Rejection, Relay};
+use crate::encoding::escape_markup;
 use crate::http1::{self, Request, header};
 
 /// The management API version the SDKs send.
@@ -46,7 +47,7 @@ impl Relay {
             self.registry.check_right(&path, Right::Send, token)?;
         }
         let created = crate::protocol::rfc3339(info.created);
-        let url = format!("https://{}/{}?api-version={API_VERSION}", xml_escape(host), xml_escape(&path));
+        let url = format!("https://{}/{}?api-version={API_VERSION}", escape_markup(host), escape_markup(&path));
         let body = format!(
             "<entry xmlns=\"http://www.w3.org/2005/Atom\"><id>{url}</id><title type=\"text\">{name}</title>\
              <published>{created}</published><updated>{created}</updated>\
@@ -55,7 +56,7 @@ impl Relay {
              <CreatedAt>{created}</CreatedAt><UpdatedAt>{created}</UpdatedAt>\
              <RequiresClientAuthorization>{auth}</RequiresClientAuthorization>\
              <ListenerCount>{listeners}</ListenerCount></HybridConnectionDescription></content></entry>",
-            name = xml_escape(&path),
+            name = escape_markup(&path),
             auth = info.requires_client_authorization,
             listeners = info.listeners,
         );
@@ -65,31 +66,5 @@ impl Relay {
             ("Connection".to_owned(), "close".to_owned()),
         ];
         Ok(http1::head("HTTP/1.1 200 OK", &headers) + &body)
-    }
-}
-
-/// `s` with XML's five special characters escaped.
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes() {
-        assert_eq!(xml_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&apos;");
     }
 }

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use crate::encoding::escape_markup;
+
 use super::super::activity::REJECTION_WINDOW_MINUTES;
 use super::super::metrics::{Flow, Metrics, Reason, Unserved};
 
@@ -94,7 +96,7 @@ pub(super) fn event(metrics: &Metrics, totals: [u64; 2], rates: [u64; 2]) -> Val
 pub(super) fn html(status: &Value) -> String {
     let mut b = String::with_capacity(8192);
     let text = |v: &Value| {
-        escape(&match v {
+        escape_markup(&match v {
             Value::String(s) => s.clone(),
             Value::Null => "-".to_owned(),
             other => other.to_string(),
@@ -217,7 +219,7 @@ pub(super) fn html(status: &Value) -> String {
         let _ = write!(
             b,
             "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            escape(reason),
+            escape_markup(reason),
             n["last_minute"],
             n["last_15_minutes"],
             n["since_start"],
@@ -229,7 +231,7 @@ pub(super) fn html(status: &Value) -> String {
     b.push_str("</tbody></table></section>");
     b.push_str("<section aria-labelledby=\"h-lim\"><h2 id=\"h-lim\">Limits</h2><table><tbody>");
     for (name, v) in status["limits"].as_object().into_iter().flatten() {
-        let _ = write!(b, "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td></tr>", escape(name), text(v));
+        let _ = write!(b, "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td></tr>", escape_markup(name), text(v));
     }
     b.push_str("</tbody></table></section></div>");
     PAGE.replace("{{body}}", &b)
@@ -246,29 +248,12 @@ fn duration(secs: u64) -> String {
     }
 }
 
-/// `s` with HTML's special characters escaped.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn escapes_and_durations() {
-        assert_eq!(escape("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+    fn durations_read_largest_unit_first() {
         assert_eq!(duration(59), "59s");
         assert_eq!(duration(3661), "1h 1m 1s");
         assert_eq!(duration(90061), "1d 1h 1m 1s");
