@@ -261,6 +261,8 @@ async fn in_chromium_a_listener_appears_and_bytes_grow_without_a_reload() {
         .await;
     eprintln!("cumulative layout shift: {shift}");
     assert!(shift.as_f64().is_some_and(|s| s < 0.1), "layout shift {shift}");
+    let (contrast, at) = browser.lowest_contrast().await;
+    assert!(contrast >= 4.5, "text contrast {contrast:.2} below WCAG AA at {at}");
     browser.screenshot("dashboard").await;
     flowing.abort();
     browser.close().await;

@@ -155,6 +155,13 @@ impl Page {
         }
     }
 
+    /// The lowest contrast ratio (WCAG 2: 1 to 21) between the text shown on the page and
+    /// the background behind it, and where it is: 4.5 is WCAG AA for normal text.
+    pub async fn lowest_contrast(&mut self) -> (f64, String) {
+        let found = self.eval(LOWEST_CONTRAST).await;
+        (found[0].as_f64().expect("a ratio"), found[1].as_str().unwrap_or_default().to_owned())
+    }
+
     /// A PNG of the whole viewport. With `HYCO_UPDATE_SCREENSHOTS=1` it is also written
     /// to `docs/screenshots/NAME.png` (checked in when it changes); otherwise to
     /// `target/screenshots/`.
@@ -177,6 +184,36 @@ impl Page {
         let _ = self.browser.wait().await;
     }
 }
+
+/// Walks the page's visible text and computes WCAG 2's contrast ratio of each piece's color
+/// against the first opaque background among its ancestors (white if none).
+const LOWEST_CONTRAST: &str = r#"(() => {
+  const channels = c => (c.match(/[\d.]+/g) || []).map(Number);
+  const luminance = c => {
+    const [r, g, b] = channels(c).slice(0, 3).map(v => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor, v = channels(c);
+      if (v.length === 3 || (v.length === 4 && v[3] > 0)) { return c; }
+    }
+    return "rgb(255, 255, 255)";
+  };
+  let worst = 21, where = "";
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const text = walker.currentNode, el = text.parentElement;
+    if (!text.textContent.trim() || !el.getClientRects().length) { continue; }
+    const a = luminance(getComputedStyle(el).color), b = luminance(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < worst) { worst = ratio; where = el.tagName + ": " + text.textContent.trim().slice(0, 40); }
+  }
+  return [worst, where];
+})()"#;
 
 /// DevTools' `/json/list` (its HTTP server keeps the connection: read by Content-Length).
 async fn devtools_list(debug: SocketAddr) -> String {
