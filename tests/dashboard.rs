@@ -261,14 +261,14 @@ async fn in_chromium_a_listener_appears_and_bytes_grow_without_a_reload() {
         .await;
     eprintln!("cumulative layout shift: {shift}");
     assert!(shift.as_f64().is_some_and(|s| s < 0.1), "layout shift {shift}");
+    let (contrast, at) = browser.lowest_contrast().await;
+    assert!(contrast >= 4.5, "text contrast {contrast:.2} below WCAG AA at {at}");
+    browser.screenshot("dashboard").await;
     // The keyboard reaches the page's links, and focus shows.
     browser.press("Tab", "Tab", 9).await;
     browser.press("Tab", "Tab", 9).await;
     let focused = "[document.activeElement.textContent, getComputedStyle(document.activeElement).outlineStyle]";
     assert_eq!(browser.eval(focused).await, serde_json::json!(["/api/status", "solid"]));
-    let (contrast, at) = browser.lowest_contrast().await;
-    assert!(contrast >= 4.5, "text contrast {contrast:.2} below WCAG AA at {at}");
-    browser.screenshot("dashboard").await;
     flowing.abort();
     browser.close().await;
     bound.stop().await.expect("connect stops");
