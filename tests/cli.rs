@@ -34,12 +34,7 @@ async fn start_serve(home: &Path, extra: &[&str]) -> (Proc, String) {
 async fn start_listen(home: &Path, hc: &str, target: &str, extra: &[&str]) -> Proc {
     let mut cmd = hyco(home);
     cmd.args(["listen", hc, "--to", target]).args(extra);
-    let listen = Proc::spawn(cmd);
-    listen
-        .stderr
-        .wait_for(PROC_STEP, "the listener's 'listening' log", |l| l.contains(" listening") && l.contains("hc="))
-        .await;
-    listen
+    spawn_listening(cmd).await
 }
 
 /// Starts `hyco connect HC --bind 127.0.0.1:0` in `home`; returns it with its local address.

@@ -51,9 +51,7 @@ async fn listen(home: &Path, targets: &[String]) -> Proc {
     for t in targets {
         cmd.args(["--to", t]);
     }
-    let proc = Proc::spawn(cmd);
-    proc.stderr.wait_for(PROC_STEP, "the listener online", |l| l.contains("listening")).await;
-    proc
+    spawn_listening(cmd).await
 }
 
 #[tokio::test]

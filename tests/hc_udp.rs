@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::bridge::{PROC_STEP, Proc, ServeProc, Target, TempDir, hyco, key_flags};
+use common::bridge::{PROC_STEP, Proc, ServeProc, Target, TempDir, hyco, key_flags, spawn_listening};
 use common::{KEY, TestRelay, accept, listen, settings, within};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -53,13 +53,7 @@ impl Relay {
             args.extend(["--to", t.as_str()]);
         }
         args.extend(extra);
-        let listen = Proc::spawn(self.cmd(&args));
-        let hc_field = format!("hc={hc}");
-        listen
-            .stderr
-            .wait_for(PROC_STEP, "the listener online", |l| l.contains(" listening") && l.contains(&hc_field))
-            .await;
-        listen
+        spawn_listening(self.cmd(&args)).await
     }
 
     /// `hyco connect PATH --bind udp:127.0.0.1:0` (and `extra`) and the address it bound,

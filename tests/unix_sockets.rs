@@ -32,12 +32,7 @@ async fn listen(home: &Path, serve: &ServeProc, to: &[String], extra: &[&str]) -
         cmd.args(["--to", spec]);
     }
     cmd.args(key_flags(&endpoint, &serve.key)).args(extra);
-    let listen = Proc::spawn(cmd);
-    listen
-        .stderr
-        .wait_for(PROC_STEP, "the listener's 'listening' log", |l| l.contains(" listening") && l.contains("hc="))
-        .await;
-    listen
+    spawn_listening(cmd).await
 }
 
 /// `hyco connect HC --bind BIND …` against `serve` (not waited for).

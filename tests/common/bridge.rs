@@ -463,6 +463,17 @@ impl Proc {
     }
 }
 
+/// Spawns `cmd`, a `hyco listen …`, and waits until its control channel is up (its
+/// `listening` log line).
+pub async fn spawn_listening(cmd: tokio::process::Command) -> Proc {
+    let listen = Proc::spawn(cmd);
+    listen
+        .stderr
+        .wait_for(PROC_STEP, "the listener's 'listening' log", |l| l.contains(" listening") && l.contains("hc="))
+        .await;
+    listen
+}
+
 /// The longest a step involving a child process (start-up, a session) may take.
 pub const PROC_STEP: Duration = Duration::from_secs(15);
 
