@@ -119,10 +119,8 @@ fn body(kept: &Kept, headers: &[(String, String)]) -> Value {
     let plain = |s: &str| s.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
     match text {
         Some(s) if textual || plain(s) => {
-            let pretty = (lower.contains("json") && kept.whole())
-                .then(|| serde_json::from_str::<Value>(s).ok())
-                .flatten()
-                .and_then(|j| serde_json::to_string_pretty(&j).ok());
+            let pretty =
+                (lower.contains("json") && kept.whole() && serde_json::from_str::<Value>(s).is_ok()).then(|| indent(s));
             v["kind"] = if pretty.is_some() { "json" } else { "text" }.into();
             v["text"] = pretty.unwrap_or_else(|| s.to_owned()).into();
         }
@@ -133,6 +131,59 @@ fn body(kept: &Kept, headers: &[(String, String)]) -> Value {
         }
     }
     v
+}
+
+/// `json` (valid JSON) indented two spaces a level, its members in their order.
+fn indent(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() * 2);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    };
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut chars = json.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.next_if(|c| c.is_whitespace()).is_some() {}
+                match chars.next_if(|c| matches!(c, '}' | ']')) {
+                    Some(end) => out.push(end),
+                    None => {
+                        depth += 1;
+                        newline(&mut out, depth);
+                    }
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The list page: the filter form and the kept requests that match, newest first.
@@ -189,7 +240,11 @@ pub(super) fn list_page(records: &[std::sync::Arc<Record>], filter: &Filter, lim
 pub(super) fn detail_page(r: &Record, replay: Option<&Record>) -> String {
     let mut b = String::with_capacity(16 * 1024);
     b.push_str("<p><a href=\"/\">All requests</a></p>");
-    let _ = write!(b, "<section aria-labelledby=\"h-req\"><h2 id=\"h-req\">Request #{}</h2>", r.id);
+    let _ = write!(
+        b,
+        "<section aria-labelledby=\"h-req\"><h2 id=\"h-req\">Request #{}</h2><div class=\"cols\"><div>",
+        r.id
+    );
     b.push_str("<table class=\"kv\"><caption>Summary</caption><tbody>");
     let mut row = |name: &str, value: String| {
         let _ = write!(b, "<tr><th scope=\"row\">{name}</th><td>{value}</td></tr>");
@@ -203,7 +258,9 @@ pub(super) fn detail_page(r: &Record, replay: Option<&Record>) -> String {
     }
     b.push_str("</tbody></table>");
     headers_table(&mut b, "Request headers as the app got them", &r.request_headers);
+    b.push_str("</div><div>");
     body_html(&mut b, "Request body", &detail(r)["request"]["body"]);
+    b.push_str("</div></div>");
     let note = if replayable(r) {
         "Sends the request to the app again; the new response shows beside this one.".to_owned()
     } else {
@@ -366,6 +423,9 @@ mod tests {
         let ct = |t: &str| vec![("Content-Type".to_owned(), t.to_owned())];
         let v = body(&kept(b"{\"a\":1}", 7), &ct("application/json"));
         assert_eq!((v["kind"].as_str(), v["text"].as_str()), (Some("json"), Some("{\n  \"a\": 1\n}")));
+        let given = r#"{"z":[1,{}, []],"a":"x,\"{}:","m":{"k":null}}"#;
+        let want = "{\n  \"z\": [\n    1,\n    {},\n    []\n  ],\n  \"a\": \"x,\\\"{}:\",\n  \"m\": {\n    \"k\": null\n  }\n}";
+        assert_eq!(indent(given), want, "members in their order, strings untouched");
         let v = body(&kept("héllo".as_bytes(), 100), &[]);
         assert_eq!((v["kind"].as_str(), v["not_kept"].as_u64()), (Some("text"), Some(94)));
         let v = body(&kept(&"é".as_bytes()[..1], 2), &ct("text/plain"));
