@@ -578,3 +578,36 @@ async fn in_chromium_a_request_appears_live_and_replays_from_the_keyboard() {
     browser.close().await;
     s.stop().await;
 }
+
+/// The inspector's connection limit (16, event streams included): one more gets 503.
+#[tokio::test]
+async fn connections_over_the_inspectors_limit_get_503() {
+    const MAX_INSPECT_CONNECTIONS: usize = 16;
+    let s = Setup::start("inspect-slots", &[]).await;
+    let mut streams = Vec::new();
+    for _ in 0..MAX_INSPECT_CONNECTIONS {
+        let mut tcp = TcpStream::connect(s.page).await.expect("connect");
+        let req = format!("GET /api/events HTTP/1.1\r\nHost: {}\r\n\r\n", s.page);
+        tcp.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = [0u8; 256];
+        let n = within("the stream's head", tcp.read(&mut buf)).await.expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"), "{}", String::from_utf8_lossy(&buf[..n]));
+        streams.push(tcp);
+    }
+    let mut over = TcpStream::connect(s.page).await.expect("connect");
+    let mut answer = String::new();
+    within("the 503", over.read_to_string(&mut answer)).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 503 ") && answer.contains("inspector"), "{answer}");
+    // A stream sends each new request as it is recorded.
+    assert_eq!(s.curl("/live", &[]).await, 200);
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.contains("\"/live\"") {
+        let n = within("an event", streams[0].read(&mut buf)).await.expect("read");
+        assert!(n > 0, "the stream ended: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(text.starts_with("id: 1\ndata: {"), "{text}");
+    drop(streams);
+    s.stop().await;
+}
