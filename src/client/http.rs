@@ -18,7 +18,6 @@
 //!
 //! With `--inspect`, each request is also recorded for the inspector ([`super::inspect`]):
 //! its heads, and its bodies teed as they stream, at most the inspector's limit kept.
-//! [`replay`] sends a recorded request to its target again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +30,7 @@ use tracing::{debug, info, warn};
 use super::RelayClient;
 use super::http_local::{ErrorAnswer, STALL_TIMEOUT, Source, call_local, error_answer, idempotent, read_local};
 use super::http_pool::{LocalConn, Pool};
-use super::inspect::{Capture, Kept, Record, ReplayPlan, Store};
+use super::inspect::{Capture, Kept, Store};
 use super::target::{Targets, connect_target, is_unix};
 use crate::http1::{self, BodyReader, Framing, connection_tokens, header, is_hop_by_hop};
 use crate::net::ClientStream;
@@ -438,43 +437,6 @@ fn response_headers(given: &[(String, String)]) -> Vec<(String, String)> {
         }
     }
     headers
-}
-
-/// Sends a recorded request to its target once more (the inspector's replay): the head
-/// as the app got it the first time and the kept body, on a fresh connection (one the
-/// app may have closed while idle would fail for nothing). What comes back is stored as
-/// a new record, a replay of `of`.
-pub(super) async fn replay(env: &HttpEnv, store: &Store, plan: &ReplayPlan, body: &[u8], of: u64) -> Arc<Record> {
-    let mut capture = store.begin(&plan.request, Some(of));
-    match replay_exchange(env, plan, body, &mut capture).await {
-        Ok(status) => store.finish(capture, status, None),
-        Err(f) => store.finish(capture, f.status, Some(f.text)),
-    }
-}
-
-async fn replay_exchange(env: &HttpEnv, plan: &ReplayPlan, body: &[u8], c: &mut Capture) -> Result<u16, ErrorAnswer> {
-    let length = (plan.had_body || !body.is_empty()).then_some(body.len() as u64);
-    let head = local_head(&plan.request, &plan.target, &plan.path, length, false)?;
-    c.sent(&plan.request, &plan.target, &plan.path, &head, length.is_some());
-    c.request_body().push(body);
-    let local = connect_target(&plan.target, env.connect_timeout).await.map_err(|(s, t)| error_answer(s, t))?;
-    let mut conn = LocalConn::new(local);
-    let mut source = if length.is_some() { Source::Inline(body.to_vec()) } else { Source::None };
-    let (response, _) = call_local(&mut conn, &head, &mut source, length, None).await.map_err(|f| f.answer)?;
-    let head_request = plan.request.method.as_deref() == Some("HEAD");
-    let framing = http1::response_framing(response.status, head_request, &response.headers)
-        .map_err(|e| error_answer(502, format!("Bad response from the local server: {e}")))?;
-    c.answered(response.status, &response.headers);
-    let mut reader = BodyReader::new(framing);
-    let mut buf = vec![0; PIECE];
-    while !reader.is_done() {
-        let n = read_local(&mut reader, &mut conn.reader, &mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        c.response_body().push(&buf[..n]);
-    }
-    Ok(response.status)
 }
 
 /// A response body being read: pieces until 0.

@@ -12,6 +12,7 @@
 
 mod mask;
 mod render;
+mod replay;
 mod store;
 
 use std::fmt;
@@ -22,11 +23,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::http::{self, HttpEnv};
+use super::http::HttpEnv;
 use crate::http1::{Request, header};
 use crate::pages::{self, Access, EVENT_STREAM_LIFETIME, Site};
 use crate::secret::Secret;
-pub(crate) use store::{Capture, Kept, Limits, Record, ReplayPlan, Store};
+pub(crate) use store::{Capture, Kept, Limits, Record, Store};
 
 /// Requests kept by default (`--inspect-requests`).
 pub(crate) const DEFAULT_INSPECT_REQUESTS: usize = 100;
@@ -180,7 +181,7 @@ impl Inspector {
                 return pages::reject(tcp, 409, &text).await;
             }
         };
-        let new = http::replay(&self.env, &self.store, &plan.0, &r.request_body.bytes, r.id).await;
+        let new = replay::replay(&self.env, &self.store, &plan.0, &r.request_body.bytes, r.id).await;
         pages::ok(tcp, req, "application/json", &render::detail(&new).to_string()).await;
     }
 
