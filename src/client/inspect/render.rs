@@ -208,8 +208,8 @@ pub(super) fn list_page(records: &[std::sync::Arc<Record>], filter: &Filter, lim
     );
     let _ = write!(
         b,
-        "<div class=\"scroll\"><table id=\"requests\" data-limit=\"{limit}\"><caption>Requests through this listener, \
-         newest first</caption><thead><tr><th scope=\"col\">Time</th><th scope=\"col\">Method</th>\
+        "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-labelledby=\"requests-caption\"><table id=\"requests\" data-limit=\"{limit}\"><caption id=\"requests-caption\">Requests through this \
+         listener, newest first</caption><thead><tr><th scope=\"col\">Time (UTC)</th><th scope=\"col\">Method</th>\
          <th scope=\"col\">Path</th><th scope=\"col\">Status</th><th scope=\"col\" class=\"num\">Duration</th>\
          <th scope=\"col\" class=\"num\">Size</th></tr></thead><tbody id=\"rows\">"
     );
@@ -249,7 +249,7 @@ pub(super) fn detail_page(r: &Record, replay: Option<&Record>) -> String {
     let mut row = |name: &str, value: String| {
         let _ = write!(b, "<tr><th scope=\"row\">{name}</th><td>{value}</td></tr>");
     };
-    row("Time", escape(&clock(r.time_ms)));
+    row("Time (UTC)", escape(&clock(r.time_ms)));
     row("Method", escape(&r.method));
     row("Path (as the app got it)", escape(&r.path));
     row("Target", escape(&r.target));
