@@ -26,7 +26,7 @@ type Seen = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
 
 /// An HTTP app that counts requests, one per connection. `/json` answers JSON with a
 /// cookie, `/bin` 300 binary bytes, `/big?n=N` N bytes, `/status/NNN` that status,
-/// anything else a text.
+/// `/drop` no answer (the connection closed), anything else a text.
 struct App {
     addr: SocketAddr,
     seen: Seen,
@@ -75,6 +75,9 @@ async fn app_request(tcp: TcpStream, seen: Seen) {
     let got = body.len();
     seen.lock().unwrap().push((req.method.clone(), req.target.clone(), body));
     let path = req.target.split('?').next().unwrap_or("");
+    if path == "/drop" {
+        return;
+    }
     let (status, kind, extra, out): (u16, &str, &str, Vec<u8>) = match path {
         "/json" => (
             200,
@@ -388,6 +391,13 @@ async fn filters_by_status_and_path_as_json_and_in_the_form() {
         "{html}"
     );
     assert!(html.contains("name=\"status\" value=\"5xx\""), "the form keeps the filter: {html}");
+    // A request the listener failed: its own status and text.
+    assert_eq!(s.curl("/drop", &[]).await, 502);
+    let dropped = requests(s.page, 5).await[0].clone();
+    assert_eq!((dropped["status"].as_u64(), dropped["failed"].as_bool()), (Some(502), Some(true)), "{dropped}");
+    let detail = json(s.page, &format!("/api/requests/{}", dropped["id"])).await;
+    assert!(detail["error"].as_str().unwrap().contains("without an answer"), "{detail:#}");
+    assert_eq!(paths(json(s.page, "/api/requests?status=5xx").await), ["/drop", "/status/500"]);
     let (code, text) = get(s.page, "/api/requests?status=abc").await;
     assert_eq!(code, 400, "{text}");
     assert!(text.contains("2xx"), "{text}");

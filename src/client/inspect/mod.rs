@@ -170,7 +170,11 @@ impl Inspector {
         let Some(r) = self.record(id) else { return pages::reject(tcp, 404, "No such request is kept").await };
         let plan = match &r.plan {
             Some(plan) if render::replayable(&r) => plan,
-            _ => {
+            None => {
+                let text = format!("Request #{} never reached the app (no target was picked): nothing to replay", r.id);
+                return pages::reject(tcp, 409, &text).await;
+            }
+            Some(_) => {
                 let text = format!(
                     "Request #{} cannot be replayed: its body was not kept whole ({} of {} bytes); \
                      raise --inspect-body-bytes to replay such requests",

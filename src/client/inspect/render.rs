@@ -261,10 +261,10 @@ pub(super) fn detail_page(r: &Record, replay: Option<&Record>) -> String {
     b.push_str("</div><div>");
     body_html(&mut b, "Request body", &detail(r)["request"]["body"]);
     b.push_str("</div></div>");
-    let note = if replayable(r) {
-        "Sends the request to the app again; the new response shows beside this one.".to_owned()
-    } else {
-        "Cannot replay: the request body was not kept whole (raise --inspect-body-bytes).".to_owned()
+    let note = match (replayable(r), &r.plan) {
+        (true, _) => "Sends the request to the app again; the new response shows beside this one.",
+        (false, None) => "Cannot replay: the request never reached the app (no target was picked).",
+        (false, Some(_)) => "Cannot replay: the request body was not kept whole (raise --inspect-body-bytes).",
     };
     let _ = write!(
         b,
@@ -273,7 +273,7 @@ pub(super) fn detail_page(r: &Record, replay: Option<&Record>) -> String {
          <code>curl -X POST -H 'X-Hyco-Replay: 1' http://THIS-PAGE/api/requests/{}/replay</code></p></noscript></section>",
         r.id,
         if replayable(r) { "" } else { " disabled" },
-        escape(&note),
+        escape(note),
         r.id,
     );
     b.push_str(
