@@ -16,6 +16,7 @@ use crate::client::RelayClient;
 use crate::client::allow::Allowlist;
 use crate::client::connect::{self, ConnectSettings};
 use crate::client::forward;
+use crate::client::inspect::{Inspect, Limits as InspectLimits};
 use crate::client::listen::{self, ListenSettings};
 use crate::client::prewarm::Prewarm;
 use crate::client::proxy::Proxies;
@@ -34,6 +35,8 @@ use crate::status::Stats;
 pub(crate) const ENV_DATA_DIR: &str = "HYCO_DATA_DIR";
 /// A secret that lets a request see a status page not on loopback (`serve --dashboard`).
 const ENV_DASHBOARD_SECRET: &str = "HYCO_DASHBOARD_SECRET";
+/// A secret that lets a request see a request inspector not on loopback (`listen --inspect`).
+const ENV_INSPECT_SECRET: &str = "HYCO_INSPECT_SECRET";
 
 /// Runs one subcommand until it ends or `shutdown` fires.
 pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -418,6 +421,7 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
         );
     }
     settings.keep_path_prefix = args.keep_path_prefix;
+    settings.inspect = inspector(&args).await?;
     settings.max_rendezvous = usize::from(args.max_rendezvous);
     settings.wait_for_relay = args.wait_for_relay;
     settings.azbridge = args.azbridge;
@@ -426,6 +430,23 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     raise_open_file_limit();
     stats.show();
     listen::run(client, settings, stats, shutdown).await
+}
+
+/// `--inspect ADDR`: the inspector's page bound, its limits checked; it says where it is.
+async fn inspector(args: &ListenArgs) -> anyhow::Result<Option<Inspect>> {
+    let Some(addr) = args.inspect else { return Ok(None) };
+    let limits = InspectLimits { requests: args.inspect_requests, body_bytes: args.inspect_body_bytes };
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        failure(
+            Kind::LocalPort,
+            format!("cannot listen on {addr} for the inspector: {e}; choose another with --inspect"),
+        )
+    })?;
+    let secret = std::env::var(ENV_INSPECT_SECRET).ok().filter(|s| !s.is_empty()).map(Secret::new);
+    let inspect = Inspect::new(listener, limits, secret).map_err(|e| failure(Kind::Config, e))?;
+    let needs = if inspect.needs_secret() { " (needs HYCO_INSPECT_SECRET)" } else { "" };
+    println!("Inspector on http://{}/{needs}", inspect.addr());
+    Ok(Some(inspect))
 }
 
 /// `--keepalive SECS`: 0 is never.

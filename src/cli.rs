@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client::inspect::{DEFAULT_INSPECT_BODY_BYTES, DEFAULT_INSPECT_REQUESTS};
 use crate::client::listen::{DEFAULT_MAX_RENDEZVOUS, MAX_RENDEZVOUS};
 
 /// Reach a TCP port behind NAT through an Azure Relay Hybrid Connections relay, or run
@@ -371,6 +372,19 @@ pub struct ListenArgs {
     /// With --http: pass the path on as the client sent it, `/HC` included.
     #[arg(long, requires = "http")]
     pub keep_path_prefix: bool,
+    /// With --http: serve a request inspector at http://HOST:PORT/ (JSON at /api/requests):
+    /// the last requests with their headers and bodies (credentials masked), and replay.
+    /// Open on loopback; on any other address each request needs HYCO_INSPECT_SECRET in
+    /// Authorization, and without it listen exits.
+    #[arg(long, value_name = "[HOST:]PORT", value_parser = parse_bind, requires = "http")]
+    pub inspect: Option<SocketAddr>,
+    /// With --inspect: how many requests the inspector keeps (at most 10000).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_INSPECT_REQUESTS, requires = "inspect")]
+    pub inspect_requests: usize,
+    /// With --inspect: bytes kept of each request and response body (at most 1048576; 0
+    /// keeps none). A request whose body was not kept whole cannot be replayed.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_INSPECT_BODY_BYTES, requires = "inspect")]
+    pub inspect_body_bytes: usize,
     /// Rendezvous (accepted connections being opened, HTTP requests being answered) to
     /// work on at once; the relay's accepts beyond it are dropped.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RENDEZVOUS as u16,

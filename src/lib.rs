@@ -7,7 +7,8 @@
 //! - The clients (`hyco listen`, `hyco connect`): [`client`].
 //! - Around them: [`profile`] and [`credentials`] (which relay, which key), [`cli`] and
 //!   [`app`] (the commands), [`status`] (the clients' counters and status line), [`net`],
-//!   [`local`] and [`fsutil`] (sockets and files), `ipnet` (IP networks, for every allowlist).
+//!   [`local`] and [`fsutil`] (sockets and files), `ipnet` (IP networks, for every allowlist),
+//!   `pages` (the small HTTP server of the status page and the request inspector).
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -28,6 +29,7 @@ mod ipnet;
 pub mod local;
 pub mod manage;
 pub mod net;
+mod pages;
 pub mod profile;
 pub mod protocol;
 pub mod public;

@@ -46,7 +46,7 @@ fn client(relay: SocketAddr, key: &str) -> RelayClient {
 
 /// `GET path` on `page` with `headers`: the status and the body.
 async fn get(page: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: status\r\n");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n");
     for (n, v) in headers {
         req += &format!("{n}: {v}\r\n");
     }
@@ -145,7 +145,7 @@ async fn the_event_stream_sends_an_event_a_second() {
     let home = TempDir::new("dashboard-sse");
     let (mut proc, _, page, _) = serve(home.path(), "127.0.0.1:0", &[]).await;
     let mut tcp = TcpStream::connect(page).await.expect("connect");
-    tcp.write_all(b"GET /api/events HTTP/1.1\r\nHost: status\r\n\r\n").await.expect("write");
+    tcp.write_all(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
     let mut text = String::new();
     let mut buf = [0u8; 4096];
     let started = std::time::Instant::now();
@@ -284,7 +284,7 @@ async fn connections_over_the_limit_get_503() {
     let mut streams = Vec::new();
     for _ in 0..MAX_DASHBOARD_CONNECTIONS {
         let mut tcp = TcpStream::connect(page).await.expect("connect");
-        tcp.write_all(b"GET /api/events HTTP/1.1\r\nHost: status\r\n\r\n").await.expect("write");
+        tcp.write_all(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
         let mut buf = [0u8; 256];
         let n = within("the stream's head", tcp.read(&mut buf)).await.expect("read");
         assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"), "{}", String::from_utf8_lossy(&buf[..n]));
@@ -303,7 +303,7 @@ async fn connections_over_the_limit_get_503() {
         let mut probe = TcpStream::connect(page).await.expect("connect");
         let mut answer = String::new();
         if tokio::time::timeout(Duration::from_millis(300), probe.read_to_string(&mut answer)).await.is_err() {
-            probe.write_all(b"GET /api/status HTTP/1.1\r\nHost: status\r\n\r\n").await.expect("write");
+            probe.write_all(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
             let _ = within("the status", probe.read_to_string(&mut answer)).await;
             if answer.starts_with("HTTP/1.1 200 OK") {
                 break;

@@ -15,6 +15,9 @@
 //! request that fails on a reused connection before any response byte (the server closed
 //! it while idle) is sent once more on a fresh connection if its method is idempotent
 //! and its body is still at hand (none, or inline); other requests get 502.
+//!
+//! With `--inspect`, each request is also recorded for the inspector ([`super::inspect`]):
+//! its heads, and its bodies teed as they stream, at most the inspector's limit kept.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +30,7 @@ use tracing::{debug, info, warn};
 use super::RelayClient;
 use super::http_local::{ErrorAnswer, STALL_TIMEOUT, Source, call_local, error_answer, idempotent, read_local};
 use super::http_pool::{LocalConn, Pool};
+use super::inspect::{Capture, Kept, Store};
 use super::target::{Targets, connect_target, is_unix};
 use crate::http1::{self, BodyReader, Framing, connection_tokens, header, is_hop_by_hop};
 use crate::net::ClientStream;
@@ -52,6 +56,8 @@ pub(super) struct HttpEnv {
     pub connect_timeout: Duration,
     /// Idle connections to the targets.
     pub(super) pool: Arc<Pool>,
+    /// Where requests are recorded (`--inspect`).
+    pub(super) inspect: Option<Arc<Store>>,
 }
 
 /// A rendezvous with the relay for one request.
@@ -231,8 +237,19 @@ pub(super) async fn answer(
         _ => Source::None,
     };
     let mut writer = writer;
-    let outcome = exchange(&env, &request, source, &mut writer, &control).await;
+    let mut capture = env.inspect.as_ref().map(|s| s.begin(&request, None));
+    let outcome = exchange(&env, &request, source, &mut writer, &control, capture.as_mut()).await;
     let ms = started.elapsed().as_millis() as u64;
+    if let (Some(store), Some(c)) = (&env.inspect, capture) {
+        match &outcome {
+            Ok((status, _)) => store.finish(c, *status, None),
+            // Once the answer had begun, the caller got the app's status.
+            Err((f, begun)) => {
+                let status = if *begun { c.record.status.unwrap_or(f.status) } else { f.status };
+                store.finish(c, status, Some(f.text.clone()))
+            }
+        };
+    }
     match outcome {
         Ok((status, bytes)) => info!(%method, %path, status, bytes, ms, "answered"),
         Err((f, begun)) => {
@@ -278,6 +295,7 @@ async fn exchange(
     mut source: Source<'_>,
     rendezvous: &mut Option<&mut RvWriter>,
     control: &mpsc::Sender<ControlReply>,
+    mut capture: Option<&mut Capture>,
 ) -> Result<(u16, u64), (ErrorAnswer, bool)> {
     let early = |f: ErrorAnswer| (f, false);
     let (target, path) =
@@ -294,6 +312,12 @@ async fn exchange(
         Source::Rendezvous(_) => (declared, declared.is_none()),
     };
     let head = local_head(request, &target, &path, length, streamed).map_err(early)?;
+    if let Some(c) = capture.as_deref_mut() {
+        c.sent(request, &target, &path, &head, !matches!(source, Source::None));
+        if let Source::Inline(body) = &source {
+            c.request_body().push(body);
+        }
+    }
     let may_retry = !matches!(source, Source::Rendezvous(_)) && idempotent(request.method.as_deref().unwrap_or("GET"));
     let mut pooled = env.pool.take(&target);
     let (mut conn, response, sent) = loop {
@@ -307,7 +331,8 @@ async fn exchange(
             ),
         };
         debug!(%target, %path, reused, "calling the local server");
-        match call_local(&mut conn, &head, &mut source, length).await {
+        let tee = capture.as_deref_mut().map(Capture::request_body);
+        match call_local(&mut conn, &head, &mut source, length, tee).await {
             Ok((response, sent)) => break (conn, response, sent),
             Err(f) if f.stale && reused && may_retry => {
                 debug!("a kept connection to {target} failed ({}): once more on a fresh one", f.answer.text);
@@ -321,6 +346,9 @@ async fn exchange(
     let framing = http1::response_framing(response.status, head_request, &response.headers)
         .map_err(|e| early(error_answer(502, format!("Bad response from the local server: {e}"))))?;
     let headers = response_headers(&response.headers);
+    if let Some(c) = capture.as_deref_mut() {
+        c.answered(response.status, &response.headers);
+    }
     let mut message = HttpResponse {
         request_id: request.id.clone(),
         status_code: response.status,
@@ -333,7 +361,8 @@ async fn exchange(
     let reusable = reusable && framing != Framing::UntilClose;
     let from_local = &mut conn.reader;
     if let Some(w) = rendezvous.as_deref_mut() {
-        let bytes = send_on_rendezvous(w, &message, framing, &mut Local(&mut body, from_local)).await?;
+        let mut teed = Teed(Local(&mut body, from_local), capture.map(Capture::response_body));
+        let bytes = send_on_rendezvous(w, &message, framing, &mut teed).await?;
         if reusable && body.is_done() {
             env.pool.put(&target, conn);
         }
@@ -355,6 +384,9 @@ async fn exchange(
         }
         message.body = !prefix.is_empty();
         let bytes = prefix.len() as u64;
+        if let Some(c) = capture {
+            c.response_body().push(&prefix);
+        }
         if control.send((message.clone(), prefix)).await.is_ok() {
             return Ok((status, bytes));
         }
@@ -371,7 +403,8 @@ async fn exchange(
         env.client.open_rendezvous(address, &[]).await.map_err(|e| (error_answer(502, e.to_string()), true))?;
     let (_, w) = tokio::io::split(opened.stream);
     let mut w = MessageWriter::new(FrameWriter::new(w, Role::Client));
-    let mut rest = Prefixed { prefix, at: 0, rest: Local(&mut body, from_local) };
+    let rest = Prefixed { prefix, at: 0, rest: Local(&mut body, from_local) };
+    let mut rest = Teed(rest, capture.map(Capture::response_body));
     let sent = send_on_rendezvous(&mut w, &message, framing, &mut rest).await;
     w.close(Some(CloseFrame::new(close::NORMAL, "Response complete"))).await;
     if sent.is_ok() && reusable && body.is_done() {
@@ -417,6 +450,19 @@ struct Local<'a, R>(&'a mut BodyReader, &'a mut R);
 impl<R: AsyncBufRead + Unpin> Pieces for Local<'_, R> {
     async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, ErrorAnswer> {
         read_local(self.0, self.1, buf).await
+    }
+}
+
+/// A body whose pieces are also counted into the inspector's copy, if any.
+struct Teed<'a, P>(P, Option<&'a mut Kept>);
+
+impl<P: Pieces> Pieces for Teed<'_, P> {
+    async fn piece(&mut self, buf: &mut [u8]) -> Result<usize, ErrorAnswer> {
+        let n = self.0.piece(buf).await?;
+        if let Some(kept) = self.1.as_deref_mut() {
+            kept.push(&buf[..n]);
+        }
+        Ok(n)
     }
 }
 

@@ -9,6 +9,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, ReadHa
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::http_pool::LocalConn;
+use super::inspect::Kept;
 use crate::http1::{self, BodyReader, HeadError, LAST_CHUNK};
 use crate::net::ClientStream;
 use crate::protocol::{self, MAX_CONTROL_MESSAGE};
@@ -50,11 +51,13 @@ async fn write_local<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> Result<(
     }
 }
 
-/// Sends the request body to the local server.
+/// Sends the request body to the local server; a body from the rendezvous is also counted
+/// into `tee` (the inspector's copy) as it goes.
 async fn send_body<W: AsyncWrite + Unpin>(
     w: &mut W,
     source: &mut Source<'_>,
     length: Option<u64>,
+    mut tee: Option<&mut Kept>,
 ) -> Result<(), ErrorAnswer> {
     match source {
         Source::None => Ok(()),
@@ -76,6 +79,9 @@ async fn send_body<W: AsyncWrite + Unpin>(
                     break;
                 }
                 sent += n as u64;
+                if let Some(kept) = tee.as_deref_mut() {
+                    kept.push(&buf[..n]);
+                }
                 match length {
                     Some(len) if sent > len => {
                         return Err(error_answer(400, "Request body longer than its Content-Length"));
@@ -131,16 +137,18 @@ pub(super) struct Failed {
 
 /// Sends the request on `conn` and reads the response head, the body going up while an
 /// early answer is watched for. Returns the head and whether the request body was all sent.
+/// A body from the rendezvous is counted into `tee` as it goes.
 pub(super) async fn call_local(
     conn: &mut LocalConn,
     head: &str,
     source: &mut Source<'_>,
     length: Option<u64>,
+    tee: Option<&mut Kept>,
 ) -> Result<(http1::Response, bool), Failed> {
     let LocalConn { reader, writer } = conn;
     let sending = async {
         write_local(writer, head.as_bytes()).await?;
-        send_body(writer, source, length).await?;
+        send_body(writer, source, length, tee).await?;
         writer.flush().await.map_err(|e| error_answer(502, format!("Writing to the local server failed: {e}")))
     };
     let answered = async {

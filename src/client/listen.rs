@@ -29,7 +29,7 @@ use super::http::{self, ControlReply, HttpEnv};
 use super::pump;
 use super::target::{TARGET_CONNECT_TIMEOUT, Targets};
 use super::tunnel::{GOODBYE_TIMEOUT, short_id};
-use super::{OpenError, RelayClient, datagram, prewarm};
+use super::{OpenError, RelayClient, datagram, inspect, prewarm};
 use crate::backoff::{Backoff, HEALTHY_PERIOD};
 use crate::encoding::encode_component;
 use crate::error::{Kind, failure};
@@ -97,6 +97,9 @@ pub struct ListenSettings {
     /// Destinations senders may name with `Hyco-Destination` (`--allow`, docs/protocol.md
     /// 10.5); empty: none.
     pub allow: Allowlist,
+    /// With `http`: record requests for the request inspector and serve its page
+    /// (`--inspect`).
+    pub(crate) inspect: Option<inspect::Inspect>,
 }
 
 impl ListenSettings {
@@ -117,6 +120,7 @@ impl ListenSettings {
             azbridge: false,
             udp_idle: datagram::DEFAULT_IDLE,
             allow: Allowlist::default(),
+            inspect: None,
         }
     }
 }
@@ -167,6 +171,11 @@ pub async fn run_with_online(
         keep_prefix: settings.keep_path_prefix,
         connect_timeout: settings.target_connect_timeout,
         pool: super::http_pool::Pool::new(),
+        inspect: settings.inspect.as_ref().filter(|_| settings.http).map(|i| i.store.clone()),
+    });
+    let inspector = settings.inspect.clone().filter(|_| settings.http).map(|i| {
+        let (env, shutdown) = (http.clone(), shutdown.clone());
+        tokio::spawn(inspect::serve(i, env, shutdown))
     });
     let accepts = Arc::new(AcceptEnv {
         client: client.clone(),
@@ -212,6 +221,9 @@ pub async fn run_with_online(
         }
     }
     pump::drain(&tunnels, &ctx.stats, ctx.settings.drain_timeout, &force).await;
+    if let Some(inspector) = inspector {
+        let _ = inspector.await;
+    }
     info!("stopped: {}", ctx.stats.summary());
     result
 }

@@ -3,7 +3,7 @@
 //! and [`connect`]; a tunnel's end is a `tunnel::Tunnel`, which the pump (`pump`) joins
 //! to a local byte stream; [`prewarm`] keeps tunnels open ahead of need; [`target`] is
 //! where a listener forwards to; `proxy` is the HTTP proxy every relay connection may
-//! go through.
+//! go through; [`inspect`] is `hyco listen --inspect`'s request inspector.
 
 mod accept;
 pub mod allow;
@@ -14,6 +14,7 @@ pub mod forward;
 pub(crate) mod http;
 mod http_local;
 mod http_pool;
+pub(crate) mod inspect;
 pub mod listen;
 pub mod prewarm;
 pub(crate) mod proxy;
