@@ -307,7 +307,7 @@ fn status_text(stats: &Stats, rate_out: f64, rate_in: f64) -> String {
 }
 
 /// Bytes with a binary unit: `1.5 MiB`.
-fn human(bytes: f64) -> String {
+pub(crate) fn human(bytes: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes;
     let mut i = 0;

@@ -28,10 +28,8 @@ use crate::http1::{self, HeadError};
 pub const RENDEZVOUS_BUCKETS: [f64; 14] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// Bytes of a scrape's request head.
-pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
-/// Time from connect to a complete request head; then 408.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// A scrape's request head is bounded as every page's is.
+pub use crate::pages::{MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
 /// Time to write the answer to a scraper that reads slowly.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Scrape connections served at once. When all are taken, a new connection closes the

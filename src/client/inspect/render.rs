@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::store::{Kept, Record};
+use crate::encoding::escape_markup;
 use crate::http1::header;
+use crate::status::human;
 
 /// The pages' template: `{{title}}` and `{{body}}` are filled in.
 const PAGE: &str = include_str!("page.html");
@@ -196,8 +198,8 @@ pub(super) fn list_page(records: &[std::sync::Arc<Record>], filter: &Filter, lim
          <label for=\"f-status\">Status</label> <input id=\"f-status\" name=\"status\" value=\"{}\" size=\"6\" \
          placeholder=\"2xx, 404\"> <label for=\"f-path\">Path contains</label> <input id=\"f-path\" name=\"path\" \
          value=\"{}\" placeholder=\"/api\"> <button type=\"submit\">Filter</button> <a href=\"/\">Clear</a></form>",
-        escape(&filter.status_text),
-        escape(&filter.path),
+        escape_markup(&filter.status_text),
+        escape_markup(&filter.path),
     );
     let _ = write!(
         b,
@@ -223,12 +225,12 @@ pub(super) fn list_page(records: &[std::sync::Arc<Record>], filter: &Filter, lim
             "<tr data-id=\"{id}\"><td>{}</td><td>{}</td><td class=\"path\"><a href=\"/requests/{id}\">{}</a>{replay}</td>\
              <td class=\"{}\">{}</td><td class=\"num\">{} ms</td><td class=\"num\">{}</td></tr>",
             clock(r.time_ms),
-            escape(&r.method),
-            escape(&r.path),
+            escape_markup(&r.method),
+            escape_markup(&r.path),
             status_class(r),
             status_text(r),
             r.duration_ms,
-            size(r.response_body.total),
+            human(r.response_body.total as f64),
             id = r.id,
         );
     }
@@ -249,10 +251,10 @@ pub(super) fn detail_page(r: &Record, replay: Option<&Record>) -> String {
     let mut row = |name: &str, value: String| {
         let _ = write!(b, "<tr><th scope=\"row\">{name}</th><td>{value}</td></tr>");
     };
-    row("Time (UTC)", escape(&clock(r.time_ms)));
-    row("Method", escape(&r.method));
-    row("Path (as the app got it)", escape(&r.path));
-    row("Target", escape(&r.target));
+    row("Time (UTC)", escape_markup(&clock(r.time_ms)));
+    row("Method", escape_markup(&r.method));
+    row("Path (as the app got it)", escape_markup(&r.path));
+    row("Target", escape_markup(&r.target));
     if let Some(of) = r.replay_of {
         row("Replay of", format!("<a href=\"/requests/{of}\">#{of}</a>"));
     }
@@ -273,7 +275,7 @@ pub(super) fn detail_page(r: &Record, replay: Option<&Record>) -> String {
          <code>curl -X POST -H 'X-Hyco-Replay: 1' http://THIS-PAGE/api/requests/{}/replay</code></p></noscript></section>",
         r.id,
         if replayable(r) { "" } else { " disabled" },
-        escape(note),
+        escape_markup(note),
         r.id,
     );
     b.push_str(
@@ -301,10 +303,10 @@ fn response_html(b: &mut String, r: &Record) {
         status_class(r),
         status_text(r),
         r.duration_ms,
-        size(r.response_body.total),
+        human(r.response_body.total as f64),
     );
     if let Some(e) = &r.error {
-        let _ = write!(b, "<tr><th scope=\"row\">Listener's error</th><td>{}</td></tr>", escape(e));
+        let _ = write!(b, "<tr><th scope=\"row\">Listener's error</th><td>{}</td></tr>", escape_markup(e));
     }
     b.push_str("</tbody></table>");
     headers_table(b, "Response headers", &r.response_headers);
@@ -317,7 +319,7 @@ fn headers_table(b: &mut String, caption: &str, headers: &[(String, String)]) {
         b.push_str("<tr><td colspan=\"2\">None</td></tr>");
     }
     for (n, v) in headers {
-        let _ = write!(b, "<tr><th scope=\"row\">{}</th><td>{}</td></tr>", escape(n), escape(v));
+        let _ = write!(b, "<tr><th scope=\"row\">{}</th><td>{}</td></tr>", escape_markup(n), escape_markup(v));
     }
     b.push_str("</tbody></table>");
 }
@@ -326,29 +328,33 @@ fn headers_table(b: &mut String, caption: &str, headers: &[(String, String)]) {
 fn body_html(b: &mut String, caption: &str, v: &Value) {
     let _ = write!(b, "<h3>{caption}</h3>");
     let (total, not_kept) = (v["size"].as_u64().unwrap_or(0), v["not_kept"].as_u64().unwrap_or(0));
-    let kind = escape(v["content_type"].as_str().unwrap_or(""));
+    let kind = escape_markup(v["content_type"].as_str().unwrap_or(""));
     match v["kind"].as_str() {
         Some("text" | "json") => {
-            let _ = write!(b, "<pre class=\"body\" tabindex=\"0\">{}</pre>", escape(v["text"].as_str().unwrap_or("")));
+            let _ = write!(
+                b,
+                "<pre class=\"body\" tabindex=\"0\">{}</pre>",
+                escape_markup(v["text"].as_str().unwrap_or(""))
+            );
         }
         Some("binary") => {
             let _ = write!(
                 b,
                 "<p>Binary, {} of {}. First bytes: <code class=\"hex\">{}</code></p>",
-                size(total),
+                human(total as f64),
                 if kind.is_empty() { "no stated type".to_owned() } else { kind },
-                escape(v["hex"].as_str().unwrap_or("")),
+                escape_markup(v["hex"].as_str().unwrap_or("")),
             );
         }
         _ => b.push_str("<p>Empty.</p>"),
     }
     if not_kept > 0 {
-        let _ = write!(b, "<p class=\"note\">{not_kept} more bytes not kept ({} in all).</p>", size(total));
+        let _ = write!(b, "<p class=\"note\">{not_kept} more bytes not kept ({} in all).</p>", human(total as f64));
     }
 }
 
 fn page(title: &str, body: &str) -> String {
-    PAGE.replace("{{title}}", &escape(title)).replace("{{body}}", body)
+    PAGE.replace("{{title}}", &escape_markup(title)).replace("{{body}}", body)
 }
 
 fn status_text(r: &Record) -> String {
@@ -371,30 +377,6 @@ fn status_class(r: &Record) -> &'static str {
 fn clock(ms: u64) -> String {
     let day = ms / 1000 % 86_400;
     format!("{:02}:{:02}:{:02}.{:03}", day / 3600, day / 60 % 60, day % 60, ms % 1000)
-}
-
-/// `n` bytes for a person: `512 B`, `1.5 KiB`, `2.0 MiB`.
-fn size(n: u64) -> String {
-    match n {
-        0..1024 => format!("{n} B"),
-        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
-        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
-    }
-}
-
-/// `s` with HTML's special characters escaped.
-pub(super) fn escape(s: &str) -> String {
-    s.chars().fold(String::with_capacity(s.len()), |mut out, c| {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-        out
-    })
 }
 
 #[cfg(test)]
@@ -433,7 +415,6 @@ mod tests {
         let v = body(&kept(&[0, 1, 0xff, 0x89], 4), &ct("image/png"));
         assert_eq!((v["kind"].as_str(), v["hex"].as_str()), (Some("binary"), Some("00 01 ff 89")));
         assert_eq!(body(&kept(b"", 0), &[])["kind"], "empty");
-        assert_eq!(escape("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
         assert_eq!(clock(3_723_004), "01:02:03.004");
     }
 }
