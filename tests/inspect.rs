@@ -564,6 +564,8 @@ async fn in_chromium_a_request_appears_live_and_replays_from_the_keyboard() {
     let layout = "JSON.stringify(['.scroll', '#live', 'footer'].map(function (q) { \
                   var r = document.querySelector(q).getBoundingClientRect(); return [r.top, r.height]; }))";
     assert_eq!(browser.eval(layout).await, before, "nothing moved when the row came");
+    let (contrast, at) = browser.lowest_contrast().await;
+    assert!(contrast >= 4.5, "the list's text contrast {contrast:.2} is below WCAG AA at {at}");
     let href = browser.eval("document.querySelector('#rows tr[data-id] a').getAttribute('href')").await;
     let href = href.as_str().unwrap().to_owned();
     browser.call("Page.navigate", serde_json::json!({ "url": format!("http://{}{href}", s.page) })).await;
@@ -592,6 +594,8 @@ async fn in_chromium_a_request_appears_live_and_replays_from_the_keyboard() {
         .eval("(function(){var a=document.getElementById('original').getBoundingClientRect(),b=document.getElementById('replayed').getBoundingClientRect();return b.left>a.right-1&&Math.abs(a.top-b.top)<2;})()")
         .await;
     assert_eq!(side, true, "the replay is beside the original");
+    let (contrast, at) = browser.lowest_contrast().await;
+    assert!(contrast >= 4.5, "the request page's text contrast {contrast:.2} is below WCAG AA at {at}");
     let posts: Vec<Vec<u8>> =
         s.app.seen.lock().unwrap().iter().filter(|r| r.1 == "/json").map(|r| r.2.clone()).collect();
     assert_eq!(posts, vec![body.as_bytes().to_vec(); 2], "the app counted two requests, the same body twice");
