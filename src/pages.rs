@@ -198,12 +198,17 @@ pub(crate) async fn ok(mut tcp: TcpStream, req: &Request, kind: &str, body: &str
     answer(&mut tcp, if req.method == "HEAD" { head } else { head + body }).await;
 }
 
-/// Starts an event stream on `tcp`: the head, after which each event is written with
-/// [`event`]. `Err` when the client has gone.
-pub(crate) async fn start_events(tcp: &mut TcpStream) -> std::io::Result<()> {
+/// Starts an event stream on `tcp` for `req`: the head, after which each event is
+/// written with [`event`]. `false` when no event is to follow: the client has gone, or
+/// it asked with `HEAD` (it got the head and the connection closes).
+pub(crate) async fn start_events(tcp: &mut TcpStream, req: &Request) -> bool {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
                 X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n";
-    write(tcp, head.as_bytes()).await
+    if req.method == "HEAD" {
+        answer(tcp, head.to_owned()).await;
+        return false;
+    }
+    write(tcp, head.as_bytes()).await.is_ok()
 }
 
 /// Writes one event (`id` for the browser's `Last-Event-ID` on reconnect).

@@ -161,6 +161,12 @@ async fn the_event_stream_sends_an_event_a_second() {
     let event: serde_json::Value = serde_json::from_str(event).expect("JSON event");
     assert!(event["rate_sender_to_listener"].as_u64().is_some(), "{event}");
     drop(tcp);
+    // HEAD gets the stream's head, and the connection closes.
+    let mut tcp = TcpStream::connect(page).await.expect("connect");
+    tcp.write_all(b"HEAD /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
+    let mut head = String::new();
+    within("the head and the close", tcp.read_to_string(&mut head)).await.expect("read");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"), "{head}");
     assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
 }
 

@@ -197,7 +197,7 @@ impl Inspector {
             .or_else(|| query.split('&').find_map(|p| p.strip_prefix("after=")).map(str::to_owned))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        if pages::start_events(&mut tcp).await.is_err() {
+        if !pages::start_events(&mut tcp, req).await {
             return;
         }
         let mut newest = self.store.watch();

@@ -90,7 +90,7 @@ impl Site for Dashboard {
             "/" => ("text/html; charset=utf-8", render::html(&render::status(metrics))),
             "/api/status" => ("application/json", render::status(metrics).to_string()),
             "/dashboard.js" => ("text/javascript; charset=utf-8", render::SCRIPT.to_owned()),
-            "/api/events" => return events(tcp, metrics).await,
+            "/api/events" => return events(tcp, &req, metrics).await,
             _ => return pages::reject(tcp, 404, "Not found; try / or /api/status").await,
         };
         pages::ok(tcp, &req, kind, &body).await;
@@ -99,8 +99,8 @@ impl Site for Dashboard {
 
 /// Sends the throughput each way once a second, until the client leaves or the stream's
 /// lifetime is over.
-async fn events(mut tcp: TcpStream, metrics: &Metrics) {
-    if pages::start_events(&mut tcp).await.is_err() {
+async fn events(mut tcp: TcpStream, req: &Request, metrics: &Metrics) {
+    if !pages::start_events(&mut tcp, req).await {
         return;
     }
     let totals = || [Flow::SenderToListener, Flow::ListenerToSender].map(|f| metrics.relayed_bytes(f));
