@@ -7,6 +7,7 @@
 
 mod common;
 
+use hyco::client::inspect::{MAX_INSPECT_BODY_BYTES, MAX_INSPECT_CONNECTIONS, MAX_INSPECT_REQUESTS};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -434,19 +435,14 @@ async fn the_inspectors_limits_and_its_secret_are_checked_at_start() {
         cmd.args(key_flags("ws://127.0.0.1:9", "a2V5")).envs(env.iter().copied());
         cmd.output()
     };
+    let (max_n, max_body) = (MAX_INSPECT_REQUESTS.to_string(), MAX_INSPECT_BODY_BYTES.to_string());
+    let (over_n, over_body) = ((MAX_INSPECT_REQUESTS + 1).to_string(), (MAX_INSPECT_BODY_BYTES + 1).to_string());
+    let n_range = format!("--inspect-requests must be between 1 and {max_n}");
+    let body_max = format!("--inspect-body-bytes must be at most {max_body}");
     for (args, says) in [
-        (
-            &["--inspect", "127.0.0.1:0", "--inspect-requests", "10001"][..],
-            "--inspect-requests must be between 1 and 10000",
-        ),
-        (
-            &["--inspect", "127.0.0.1:0", "--inspect-requests", "0"][..],
-            "--inspect-requests must be between 1 and 10000",
-        ),
-        (
-            &["--inspect", "127.0.0.1:0", "--inspect-body-bytes", "1048577"][..],
-            "--inspect-body-bytes must be at most 1048576",
-        ),
+        (&["--inspect", "127.0.0.1:0", "--inspect-requests", &over_n][..], n_range.as_str()),
+        (&["--inspect", "127.0.0.1:0", "--inspect-requests", "0"][..], &n_range),
+        (&["--inspect", "127.0.0.1:0", "--inspect-body-bytes", &over_body][..], &body_max),
         (&["--inspect", "0.0.0.0:0"][..], "HYCO_INSPECT_SECRET"),
     ] {
         let out = within("hyco listen", run(args, &[])).await.unwrap();
@@ -459,7 +455,7 @@ async fn the_inspectors_limits_and_its_secret_are_checked_at_start() {
     // The maxima themselves are taken.
     let mut cmd = hyco(home.path());
     cmd.args(["listen", "web", "--http", "--to", "9", "--inspect", "127.0.0.1:0", "--wait-for-relay"])
-        .args(["--inspect-requests", "10000", "--inspect-body-bytes", "1048576"])
+        .args(["--inspect-requests", &max_n, "--inspect-body-bytes", &max_body])
         .args(key_flags("ws://127.0.0.1:9", "a2V5"));
     let mut at_max = Proc::spawn(cmd);
     at_max.stdout.wait_for(PROC_STEP, "the inspector line", |l| l.starts_with("Inspector on http://127.0.0.1:")).await;
@@ -608,7 +604,6 @@ async fn in_chromium_a_request_appears_live_and_replays_from_the_keyboard() {
 /// The inspector's connection limit (16, event streams included): one more gets 503.
 #[tokio::test]
 async fn connections_over_the_inspectors_limit_get_503() {
-    const MAX_INSPECT_CONNECTIONS: usize = 16;
     let s = Setup::start("inspect-slots", &[]).await;
     let mut streams = Vec::new();
     for _ in 0..MAX_INSPECT_CONNECTIONS {

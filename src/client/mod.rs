@@ -14,7 +14,7 @@ pub mod forward;
 pub(crate) mod http;
 mod http_local;
 mod http_pool;
-pub(crate) mod inspect;
+pub mod inspect;
 pub mod listen;
 pub mod prewarm;
 pub(crate) mod proxy;

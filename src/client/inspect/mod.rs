@@ -32,13 +32,13 @@ pub(crate) use store::{Capture, Kept, Limits, Record, Store};
 /// Requests kept by default (`--inspect-requests`).
 pub(crate) const DEFAULT_INSPECT_REQUESTS: usize = 100;
 /// The most `--inspect-requests` may be.
-pub(crate) const MAX_INSPECT_REQUESTS: usize = 10_000;
+pub const MAX_INSPECT_REQUESTS: usize = 10_000;
 /// Bytes kept of each body by default (`--inspect-body-bytes`).
 pub(crate) const DEFAULT_INSPECT_BODY_BYTES: usize = 64 * 1024;
 /// The most `--inspect-body-bytes` may be.
-pub(crate) const MAX_INSPECT_BODY_BYTES: usize = 1024 * 1024;
+pub const MAX_INSPECT_BODY_BYTES: usize = 1024 * 1024;
 /// Connections served at once, event streams included; more get 503.
-pub(crate) const MAX_INSPECT_CONNECTIONS: usize = 16;
+pub const MAX_INSPECT_CONNECTIONS: usize = 16;
 /// The header a replay needs: a form of another site cannot send it.
 pub(crate) const REPLAY_HEADER: &str = "X-Hyco-Replay";
 
