@@ -2,7 +2,8 @@
 # HTTP mode (issue 18), sourced by bench/run.sh: small GETs with wrk from a fixed number of
 # concurrent keep-alive clients, direct to a small app (`probe web`), through frp's HTTP
 # virtual host, through hyco's HTTP mode (`serve` + `listen --http`), and through hyco with
-# `Connection: close` on every request (one request per connection, as before keep-alive).
+# `Connection: close` on every request (one request per connection, as before keep-alive),
+# and through a second listener with the request inspector on (`--inspect`, issue 19).
 # `bash bench/run.sh http` runs only this part (~2 minutes) and writes bench/RESULTS-http.md;
 # the full run puts the same section in bench/RESULTS.md.
 #
@@ -26,6 +27,7 @@ wrk_ms() { # file percentile
 
 http_bench() { # prints the results section (markdown) on stdout
   local app=$((BASE + 100)) frp_ctl=$((BASE + 101)) frp_http=$((BASE + 102)) relay=$((BASE + 103))
+  local inspector=$((BASE + 104))
   say "HTTP mode: app on $app, frp vhost on $frp_http, hyco relay on $relay"
   spawn web-app "$PROBE" web "127.0.0.1:$app" 7200
   wait_listening "$app"
@@ -62,6 +64,10 @@ rights = ["Manage"]
 name = "web"
 requires_client_authorization = false
 
+[[hybrid_connections]]
+name = "webi"
+requires_client_authorization = false
+
 [limits]
 max_connections = 19500
 EOF
@@ -71,11 +77,14 @@ EOF
   wait_listening "$relay"
   spawn hyco-http-listen "${henv[@]}" "$HYCO" listen web --http --to "127.0.0.1:$app" \
     --endpoint "ws://127.0.0.1:$relay" --key-name bench --key "$key"
+  spawn hyco-http-listen-inspect "${henv[@]}" "$HYCO" listen webi --http --to "127.0.0.1:$app" \
+    --inspect "127.0.0.1:$inspector" --endpoint "ws://127.0.0.1:$relay" --key-name bench --key "$key"
 
   local -A url host extra
-  local kinds=(direct frp hyco hyco-close)
+  local kinds=(direct frp hyco hyco-close hyco-inspect)
   url[direct]="http://127.0.0.1:$app/" url[frp]="http://127.0.0.1:$frp_http/"
   url[hyco]="http://127.0.0.1:$relay/web/" url[hyco-close]="http://127.0.0.1:$relay/web/"
+  url[hyco-inspect]="http://127.0.0.1:$relay/webi/"
   host[frp]="web.bench"
   extra[hyco-close]="Connection: close"
   for k in "${kinds[@]}"; do
@@ -106,7 +115,8 @@ EOF
     M[$k,rps]=$(echo "${rps[$k]}" | http_median) M[$k,p50]=$(echo "${p50[$k]}" | http_median) M[$k,p99]=$(echo "${p99[$k]}" | http_median)
   done
   declare -A HLABEL=([direct]="direct to the app" [frp]="frp HTTP virtual host" [hyco]="hyco HTTP mode, kept connections"
-    [hyco-close]="hyco HTTP mode, \`Connection: close\` (one request per connection)")
+    [hyco-close]="hyco HTTP mode, \`Connection: close\` (one request per connection)"
+    [hyco-inspect]="hyco HTTP mode, kept connections, \`listen --inspect\` recording each request")
   echo "## HTTP mode: small GETs"
   echo
   echo "wrk -t$HTTP_THREADS -c$HTTP_CONNS -d${HTTP_SECS}s --latency, a GET of a 31-byte body from a tokio app"
@@ -127,6 +137,9 @@ EOF
   verdict_p50=$(awk -v a="${M[hyco,p50]}" -v b="${M[frp,p50]}" 'BEGIN {print (a <= b) ? "met" : "not met"}')
   echo "Targets (issue 18): hyco's requests/s at least 1.2x frp's: ${ratio}x, $verdict_rps; p50 at most"
   echo "frp's: ${M[hyco,p50]} ms against ${M[frp,p50]} ms, $verdict_p50."
+  echo
+  echo "The request inspector's cost (issue 19): with \`--inspect\`, $(awk -v a="${M[hyco-inspect,rps]}" -v b="${M[hyco,rps]}" \
+    'BEGIN {printf "%.2fx", a / b}') the requests/s without it, p50 ${M[hyco-inspect,p50]} ms against ${M[hyco,p50]} ms."
   echo
   echo "Requests/s samples (one per round):"
   echo
