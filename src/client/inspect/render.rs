@@ -188,7 +188,12 @@ fn indent(json: &str) -> String {
     out
 }
 
-/// The list page: the filter form and the kept requests that match, newest first.
+/// The most rows the list page holds (the page stays light with 10,000 requests kept;
+/// `/api/requests` has them all).
+pub(crate) const MAX_LIST_ROWS: usize = 500;
+
+/// The list page: the filter form and the newest kept requests that match, at most
+/// [`MAX_LIST_ROWS`].
 pub(super) fn list_page(records: &[std::sync::Arc<Record>], filter: &Filter, limit: usize) -> String {
     let shown: Vec<&Record> = records.iter().map(|r| &**r).filter(|r| filter.matches(r)).collect();
     let mut b = String::with_capacity(4096 + shown.len() * 256);
@@ -201,16 +206,22 @@ pub(super) fn list_page(records: &[std::sync::Arc<Record>], filter: &Filter, lim
         escape_markup(&filter.status_text),
         escape_markup(&filter.path),
     );
+    let rows = limit.min(MAX_LIST_ROWS);
+    let more = if shown.len() > rows {
+        format!(" The newest {rows} are listed: filter, or read /api/requests for all.")
+    } else {
+        String::new()
+    };
     let _ = write!(
         b,
-        "<p id=\"live\" role=\"status\">Showing {} of {} kept requests (the last {limit} are kept). \
+        "<p id=\"live\" role=\"status\">Showing {} of {} kept requests (the last {limit} are kept).{more} \
          New requests appear at the top as they come.</p>",
         shown.len(),
         records.len(),
     );
     let _ = write!(
         b,
-        "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-labelledby=\"requests-caption\"><table id=\"requests\" data-limit=\"{limit}\"><caption id=\"requests-caption\">Requests through this \
+        "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-labelledby=\"requests-caption\"><table id=\"requests\" data-limit=\"{rows}\"><caption id=\"requests-caption\">Requests through this \
          listener, newest first</caption><thead><tr><th scope=\"col\">Time (UTC)</th><th scope=\"col\">Method</th>\
          <th scope=\"col\">Path</th><th scope=\"col\">Status</th><th scope=\"col\" class=\"num\">Duration</th>\
          <th scope=\"col\" class=\"num\">Size</th></tr></thead><tbody id=\"rows\">"
@@ -218,7 +229,7 @@ pub(super) fn list_page(records: &[std::sync::Arc<Record>], filter: &Filter, lim
     if shown.is_empty() {
         b.push_str("<tr id=\"none\"><td colspan=\"6\">No requests yet.</td></tr>");
     }
-    for r in shown {
+    for r in shown.iter().take(rows) {
         let replay = r.replay_of.map_or_else(String::new, |o| format!(" <small>(replay of #{o})</small>"));
         let _ = write!(
             b,
@@ -416,5 +427,20 @@ mod tests {
         assert_eq!((v["kind"].as_str(), v["hex"].as_str()), (Some("binary"), Some("00 01 ff 89")));
         assert_eq!(body(&kept(b"", 0), &[])["kind"], "empty");
         assert_eq!(clock(3_723_004), "01:02:03.004");
+    }
+
+    #[test]
+    fn the_list_holds_at_most_its_row_limit_newest_first() {
+        use super::super::store::{Limits, Store};
+        let store = Store::new(Limits { requests: MAX_LIST_ROWS + 7, body_bytes: 0 });
+        let request = crate::protocol::HttpRequest { request_target: Some("/x".into()), ..Default::default() };
+        for _ in 0..MAX_LIST_ROWS + 7 {
+            store.finish(store.begin(&request, None), 200, None);
+        }
+        let page = list_page(&store.list(), &Filter::default(), MAX_LIST_ROWS + 7);
+        assert_eq!(page.matches("<tr data-id=").count(), MAX_LIST_ROWS);
+        assert!(page.contains(&format!("<tr data-id=\"{}\">", MAX_LIST_ROWS + 7)), "the newest is listed");
+        assert!(!page.contains("<tr data-id=\"7\">"), "the oldest beyond the limit are not");
+        assert!(page.contains(&format!("data-limit=\"{MAX_LIST_ROWS}\"")) && page.contains("/api/requests for all"));
     }
 }
