@@ -31,7 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a Hybrid Connections relay (Azure-compatible)')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a Hybrid Connections relay (Azure-compatible). SIGHUP reads --config again (rules, keys and hybrid connections), keeping everyone connected')
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections for a hybrid connection and bridge them to local TCP targets')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP or Unix-socket connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener')
             [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails; SIGHUP reads the file again (changed entries restart, the others keep running)')
@@ -321,7 +321,7 @@ Register-ArgumentCompleter -Native -CommandName 'hyco' -ScriptBlock {
             break
         }
         'hyco;help' {
-            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a Hybrid Connections relay (Azure-compatible)')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a Hybrid Connections relay (Azure-compatible). SIGHUP reads --config again (rules, keys and hybrid connections), keeping everyone connected')
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections for a hybrid connection and bridge them to local TCP targets')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Bridge local TCP or Unix-socket connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener')
             [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails; SIGHUP reads the file again (changed entries restart, the others keep running)')

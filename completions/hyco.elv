@@ -28,7 +28,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
+            cand serve 'Run a Hybrid Connections relay (Azure-compatible). SIGHUP reads --config again (rules, keys and hybrid connections), keeping everyone connected'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
             cand connect 'Bridge local TCP or Unix-socket connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener'
             cand up 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails; SIGHUP reads the file again (changed entries restart, the others keep running)'
@@ -297,7 +297,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --version 'Print version'
         }
         &'hyco;help'= {
-            cand serve 'Run a Hybrid Connections relay (Azure-compatible)'
+            cand serve 'Run a Hybrid Connections relay (Azure-compatible). SIGHUP reads --config again (rules, keys and hybrid connections), keeping everyone connected'
             cand listen 'Accept connections for a hybrid connection and bridge them to local TCP targets'
             cand connect 'Bridge local TCP or Unix-socket connections (or stdin/stdout, or SOCKS5 clients) through the relay to a listener'
             cand up 'Run a machine''s whole set of listeners and connectors from one file (`[[listen]]` and `[[connect]]` tables of their flags), each retried on its own when it fails; SIGHUP reads the file again (changed entries restart, the others keep running)'

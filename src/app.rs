@@ -151,6 +151,12 @@ fn raise_open_file_limit() {
 
 async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     raise_open_file_limit();
+    // SIGHUP reloads (below), and must not end the relay meanwhile.
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP, which reloads the configuration")?;
+    #[cfg(not(unix))]
+    let hangup = ();
     let host = public_host(&args);
     let (mut settings, key) = match &args.config {
         Some(path) => {
@@ -171,6 +177,8 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
             (settings, Some(key))
         }
     };
+    // As the file says, before the command line adds to it: what a reload compares with.
+    let from_file = args.config.is_some().then(|| settings.clone());
     if settings.public.host.is_none() {
         settings.public.host = args.public_host.clone();
     }
@@ -313,12 +321,71 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
         let serving = relay::serve_dashboard(dashboard_listener, metrics.clone(), access, stop_pages.clone());
         pages.push(tokio::spawn(serving));
     }
+    let reloads = reload_on_hangup(hangup, args.config.clone(), from_file, metrics.clone(), stop_pages.clone());
+    pages.push(tokio::spawn(reloads));
     let result = relay::run_bound(listener, declared, settings, tls, shutdown, metrics).await;
     stop_pages.cancel();
     for page in pages {
         let _ = page.await;
     }
     result
+}
+
+/// `hyco serve` on SIGHUP: reads `--config` again and applies its rules and hybrid
+/// connections to the running relay ([`relay::reload`]), saying what changed and what
+/// only a restart applies; a file that cannot be read changes nothing. Without
+/// `--config` there is nothing to read: said, and ignored. Until `stop`.
+async fn reload_on_hangup(
+    #[cfg(unix)] mut hangup: tokio::signal::unix::Signal,
+    #[cfg(not(unix))] hangup: (),
+    path: Option<PathBuf>,
+    started: Option<RelaySettings>,
+    metrics: Arc<relay::Metrics>,
+    stop: CancellationToken,
+) {
+    #[cfg(unix)]
+    {
+        loop {
+            tokio::select! {
+                got = hangup.recv() => if got.is_none() { return },
+                () = stop.cancelled() => return,
+            }
+            let (Some(path), Some(started)) = (&path, &started) else {
+                info!("SIGHUP: nothing to reload (this relay runs without --config)");
+                continue;
+            };
+            let new = match RelaySettings::from_file(path) {
+                Ok(new) => new,
+                Err(e) => {
+                    warn!("reload: {e:#}; the relay goes on as it was");
+                    continue;
+                }
+            };
+            let Some(done) = relay::reload(&metrics, &new) else { continue };
+            info!(
+                "reloaded {}: {} rules; hybrid connections: {} added, {} kept, {} removed, {} removed once their \
+                 listeners leave",
+                path.display(),
+                new.rules.len(),
+                done.added,
+                done.kept,
+                done.removed,
+                done.retiring
+            );
+            for name in &done.not_added {
+                warn!("reload: hybrid connection '{name}' not added: it nests with one a listener created");
+            }
+            let later = started.restart_only(&new);
+            if !later.is_empty() {
+                warn!("reload: {} changed in {}: applied at the next restart", later.join(", "), path.display());
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (hangup, path, started, metrics);
+        stop.cancelled().await;
+    }
 }
 
 /// A configured relay's namespace-wide Manage rule for this machine's profile, the root

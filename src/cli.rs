@@ -88,7 +88,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a Hybrid Connections relay (Azure-compatible).
+    /// Run a Hybrid Connections relay (Azure-compatible). SIGHUP reads --config again
+    /// (rules, keys and hybrid connections), keeping everyone connected.
     #[command(
         after_help = "Environment: HYCO_DATA_DIR (generated key and certificate), HYCO_CONFIG (the profile written)."
     )]

@@ -254,6 +254,35 @@ impl RelaySettings {
         }
     }
 
+    /// What differs between `self` (the settings the relay started with) and `new` that a
+    /// reload does not apply (only rules and hybrid connections are reloaded): the names of
+    /// those settings, for the log.
+    pub fn restart_only(&self, new: &RelaySettings) -> Vec<&'static str> {
+        let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        let ports = |s: &RelaySettings| {
+            let mut p: Vec<(String, Vec<DeclaredPort>)> =
+                s.hcs.iter().map(|h| (crate::protocol::name_key(&h.name), h.ports.clone())).collect();
+            p.retain(|(_, ports)| !ports.is_empty());
+            p.sort_by(|a, b| a.0.cmp(&b.0));
+            p
+        };
+        let mut out = Vec::new();
+        let checks: [(&'static str, bool); 6] = [
+            ("[limits]", differs(&self.limits, &new.limits)),
+            ("[public_ports]", differs(&self.public, &new.public)),
+            ("[cluster]", differs(&self.cluster, &new.cluster)),
+            ("external_url", self.external_url != new.external_url),
+            ("auto_create", self.auto_create != new.auto_create),
+            ("declared ports", ports(self) != ports(new)),
+        ];
+        for (name, changed) in checks {
+            if changed {
+                out.push(name);
+            }
+        }
+        out
+    }
+
     /// Reads a `--config` file.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -46,6 +46,7 @@ pub use config::{ClusterSettings, DeclaredPort, HcSettings, Limits, PublicSettin
 pub use dashboard::{DashboardAccess, serve_dashboard};
 pub use metrics::{Metrics, serve_metrics};
 pub use public::{DeclaredPorts, bind_declared};
+pub use registry::Reloaded;
 pub use rejection::Rejection;
 
 use self::admission::{Admission, Handshake};
@@ -116,6 +117,15 @@ struct Relay {
 
 /// Serves the relay on `listener` until `shutdown` fires; then closes control channels
 /// with 1001, lets tunnels drain for `limits.drain_timeout`, and returns.
+/// Applies a configuration read again to the relay counting into `metrics` (the one
+/// [`run_bound`] runs): the namespace's rules and the configured hybrid connections
+/// ([`registry::Registry::reload`]). What only a restart applies is
+/// [`config::restart_only`]'s to say. `None` when no relay runs.
+pub fn reload(metrics: &Metrics, settings: &RelaySettings) -> Option<Reloaded> {
+    let registry = metrics.attached()?.registry.upgrade()?;
+    Some(registry.reload(settings))
+}
+
 pub async fn run(
     listener: TcpListener,
     settings: RelaySettings,

@@ -185,10 +185,27 @@ impl State {
     }
 }
 
+/// What a reload did ([`Registry::reload`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Configured HCs added.
+    pub added: usize,
+    /// HCs that were known and took their new settings.
+    pub kept: usize,
+    /// HCs no longer configured and unused, forgotten.
+    pub removed: usize,
+    /// HCs no longer configured that still have listeners (or waiting senders): forgotten
+    /// once unused, as HCs created on first listen are.
+    pub retiring: usize,
+    /// New configured HCs not added: each nests with an HC a listener created.
+    pub not_added: Vec<String>,
+}
+
 /// The relay's hybrid connections, listeners and pending rendezvous.
 pub(super) struct Registry {
     state: Mutex<State>,
-    namespace_rules: Vec<Rule>,
+    /// The namespace's rules; a reload swaps them whole.
+    namespace_rules: Mutex<Arc<Vec<Rule>>>,
     auto_create: bool,
     max_auto_hcs: usize,
     auto_hc_grace: Duration,
@@ -213,7 +230,7 @@ impl Registry {
         }
         Arc::new(Self {
             state: Mutex::new(state),
-            namespace_rules: settings.rules.clone(),
+            namespace_rules: Mutex::new(Arc::new(settings.rules.clone())),
             auto_create: settings.auto_create,
             max_auto_hcs: settings.limits.max_auto_hcs,
             auto_hc_grace: settings.limits.auto_hc_grace,
@@ -281,7 +298,8 @@ impl Registry {
         let token = token.ok_or_else(|| Rejection::new(401, Reason::Unauthorized, "Missing token"))?;
         let hc_rules = self.state().hcs.get(&name_key(hc)).map(|h| h.settings.rules.clone()).unwrap_or_default();
         let now = protocol::unix_now();
-        auth::check(token, resource, need, &hc_rules, &self.namespace_rules, now, protocol::CLOCK_SKEW.as_secs())
+        let namespace = self.namespace_rules.lock().expect("rules lock").clone();
+        auth::check(token, resource, need, &hc_rules, &namespace, now, protocol::CLOCK_SKEW.as_secs())
     }
 
     /// Checks a listener's token (Listen on `hc`) and adds the listener to `hc`, unless
@@ -487,6 +505,66 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Applies a configuration read again (`hyco serve` on SIGHUP): the namespace's rules,
+    /// and the configured HCs with their rules and authorization. A configured HC that is
+    /// new is added, unless it nests with an HC a listener created; one already known
+    /// (configured, or created on first listen) takes the new settings and stays, with its
+    /// listeners; one no longer configured is forgotten at once when unused, else like an
+    /// HC created on first listen, once its last listener has left. Public ports stay as
+    /// bound at start. Tokens already checked stay good: a listener's next renewal, and
+    /// every new handshake, meet the new rules.
+    pub(super) fn reload(self: &Arc<Self>, settings: &RelaySettings) -> Reloaded {
+        *self.namespace_rules.lock().expect("rules lock") = Arc::new(settings.rules.clone());
+        let mut done = Reloaded::default();
+        let mut state = self.state();
+        for hc in &settings.hcs {
+            let key = name_key(&hc.name);
+            let fresh = HcSettings { ports: Vec::new(), ..hc.clone() };
+            if let Some(entry) = state.hcs.get_mut(&key) {
+                let ports = std::mem::take(&mut entry.settings.ports);
+                entry.settings = HcSettings { ports, ..fresh };
+                let was_auto = std::mem::replace(&mut entry.auto, false);
+                state.auto_hcs -= usize::from(was_auto);
+                done.kept += 1;
+                continue;
+            }
+            if state.hcs.iter().any(|(name, e)| e.auto && (nests_in(&key, name) || nests_in(name, &key))) {
+                done.not_added.push(hc.name.clone());
+                continue;
+            }
+            self.metrics.set_listeners(&hc.name, 0);
+            state.hcs.insert(key, Hc::new(fresh, false));
+            done.added += 1;
+        }
+        let configured: std::collections::HashSet<String> = settings.hcs.iter().map(|h| name_key(&h.name)).collect();
+        let gone: Vec<String> =
+            state.hcs.iter().filter(|(k, e)| !e.auto && !configured.contains(*k)).map(|(k, _)| k.clone()).collect();
+        let mut later = Vec::new();
+        for key in gone {
+            let entry = state.hcs.get_mut(&key).expect("listed above");
+            let name = entry.settings.name.clone();
+            if entry.is_unused() {
+                state.hcs.remove(&key);
+                self.metrics.forget_hc(&name);
+                done.removed += 1;
+                continue;
+            }
+            entry.auto = true;
+            if entry.listeners.is_empty() {
+                entry.emptied += 1;
+                later.push((name, entry.emptied));
+            }
+            state.auto_hcs += 1;
+            done.retiring += 1;
+        }
+        self.roster.send_modify(|n| *n += 1);
+        drop(state);
+        for (name, emptied) in later {
+            self.forget_later(&name, emptied);
+        }
+        done
     }
 
     /// Removes listener `id` from `hc`. An HC created on first listen that has lost its
@@ -724,6 +802,33 @@ mod tests {
         fn register(self: &Arc<Self>, hc: &str, base: &str) -> Result<Registration, Rejection> {
             self.register_listener(hc, Some(&token("")), base.into(), None).map(|(_, r)| r)
         }
+    }
+
+    #[test]
+    fn a_reload_adds_keeps_retires_and_removes_configured_hcs() {
+        let mut settings = RelaySettings::with_namespace_key("root", crate::secret::Secret::new("k"));
+        settings.hcs = ["used", "unused"].map(HcSettings::new).to_vec();
+        let reg = Registry::new(&settings, Arc::new(Metrics::new()));
+        let used = reg.register("used", "ws://h").unwrap();
+        let created = [reg.register("made/here", "ws://h").unwrap(), reg.register("other", "ws://h").unwrap()];
+        assert_eq!(reg.state().auto_hcs, 2);
+        // `other` becomes configured, `made` nests with `made/here` (created by a listener),
+        // `fresh` is new, `used` and `unused` are no longer configured.
+        let mut next = settings.clone();
+        next.hcs = ["other", "made", "fresh"].map(HcSettings::new).to_vec();
+        next.hcs[2].requires_client_authorization = false;
+        let done = reg.reload(&next);
+        let want = Reloaded { added: 1, kept: 1, removed: 1, retiring: 1, not_added: vec!["made".to_owned()] };
+        assert_eq!(done, want);
+        let state = reg.state();
+        assert!(!state.hcs.contains_key("unused"), "unused and no longer configured: forgotten");
+        assert!(state.hcs["used"].auto, "still listened on: forgotten once its listener leaves");
+        assert!(!state.hcs["other"].auto, "configured now");
+        assert!(!state.hcs["fresh"].settings.requires_client_authorization);
+        assert_eq!(state.auto_hcs, 2, "`used` counts as created now, `other` no longer");
+        drop(state);
+        assert!(reg.authorize_sender("fresh", "sb://relay/fresh", None).is_ok(), "no token needed");
+        drop((used, created));
     }
 
     #[test]
