@@ -924,7 +924,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__token)
-            opts="-v -q -h -V --ttl --rights --as-connection-string --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
+            opts="-v -q -h -V --namespace --ttl --rights --as-connection-string --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

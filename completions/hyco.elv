@@ -274,6 +274,7 @@ set edit:completion:arg-completer[hyco] = {|@words|
             cand --tls-fingerprint 'SHA-256 fingerprint of a self-signed relay certificate to trust'
             cand --log-format 'Log line format on stderr'
             cand --threads 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)'
+            cand --namespace 'A token for the whole namespace (every hybrid connection), e.g. a Manage token for a relay''s status page (`--rights key` with the root key)'
             cand --as-connection-string 'Print a connection string (endpoint, token, hybrid connection) instead of the token'
             cand -v 'More log output (repeat for more); RUST_LOG overrides'
             cand --verbose 'More log output (repeat for more); RUST_LOG overrides'

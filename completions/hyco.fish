@@ -207,6 +207,7 @@ complete -c hyco -n "__fish_hyco_using_subcommand token" -l tls-fingerprint -d '
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l threads -d 'Worker threads. Default: one per core for `serve` and `demo`, one for the rest (a tunnel needs little CPU, and one thread wakes faster than several)' -r
+complete -c hyco -n "__fish_hyco_using_subcommand token" -l namespace -d 'A token for the whole namespace (every hybrid connection), e.g. a Manage token for a relay\'s status page (`--rights key` with the root key)'
 complete -c hyco -n "__fish_hyco_using_subcommand token" -l as-connection-string -d 'Print a connection string (endpoint, token, hybrid connection) instead of the token'
 complete -c hyco -n "__fish_hyco_using_subcommand token" -s v -l verbose -d 'More log output (repeat for more); RUST_LOG overrides'
 complete -c hyco -n "__fish_hyco_using_subcommand token" -s q -l quiet -d 'Only errors'

@@ -200,7 +200,12 @@ pub enum TokenRights {
 pub struct TokenArgs {
     /// Hybrid connection the token is for (its audience); default: the connection
     /// string's EntityPath.
+    #[arg(conflicts_with = "namespace")]
     pub hc: Option<String>,
+    /// A token for the whole namespace (every hybrid connection), e.g. a Manage token for
+    /// a relay's status page (`--rights key` with the root key).
+    #[arg(long, conflicts_with = "as_connection_string")]
+    pub namespace: bool,
     /// Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub ttl: std::time::Duration,

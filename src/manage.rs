@@ -212,8 +212,11 @@ pub fn token(args: TokenArgs, out: &mut impl Write) -> anyhow::Result<()> {
             (rule.to_owned(), sas::derive_key(key, rule))
         }
     };
-    let hc =
-        &credentials::choose_hc(args.hc.as_deref(), &resolved).map_err(|e| failure(Kind::Config, e.to_string()))?;
+    let hc = &if args.namespace {
+        String::new()
+    } else {
+        credentials::choose_hc(args.hc.as_deref(), &resolved).map_err(|e| failure(Kind::Config, e.to_string()))?
+    };
     let expiry = protocol::unix_now() + args.ttl.as_secs();
     let token = sas::mint(&protocol::token_audience(&resolved.endpoint.host, hc), &key_name, &key, expiry);
     if args.as_connection_string {
@@ -232,7 +235,8 @@ pub fn token(args: TokenArgs, out: &mut impl Write) -> anyhow::Result<()> {
         TokenRights::Listen => "Listen".to_owned(),
         TokenRights::Key => format!("all those of rule '{key_name}'"),
     };
-    tracing::info!("token for '{hc}', rights {rights}, expires {}", protocol::rfc3339(expiry));
+    let audience = if hc.is_empty() { "the whole namespace".to_owned() } else { format!("'{hc}'") };
+    tracing::info!("token for {audience}, rights {rights}, expires {}", protocol::rfc3339(expiry));
     Ok(())
 }
 

@@ -263,7 +263,10 @@ pub fn client_url(
 
 /// The resource URI a client signs for an HC, in .NET's style: `http://{host}/{hc}/`.
 pub fn token_audience(host: &str, hc: &str) -> String {
-    format!("http://{}/{}/", host, hc.trim_matches('/'))
+    match hc.trim_matches('/') {
+        "" => format!("http://{host}/"),
+        hc => format!("http://{host}/{hc}/"),
+    }
 }
 
 /// The sender's address as the listener sees it.
@@ -492,6 +495,13 @@ pub fn status_text(text: &str, tracking_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_audiences_name_an_hc_or_the_whole_namespace() {
+        assert_eq!(token_audience("relay", "/web/api/"), "http://relay/web/api/");
+        assert_eq!(token_audience("relay", ""), "http://relay/");
+        assert_eq!(token_audience("relay", "/"), "http://relay/");
+    }
 
     #[test]
     fn parses_a_sender_address() {

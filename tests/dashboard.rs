@@ -188,6 +188,20 @@ async fn a_page_not_on_loopback_needs_a_manage_token_or_the_secret() {
     let expiry = hyco::protocol::unix_now() + 600;
     let token = hyco::sas::mint(&format!("http://{relay}/"), KEY_NAME, &Secret::new(key.as_str()), expiry);
     assert_eq!(get(page, "/api/status", &[("Authorization", token.expose())]).await.0, 200);
+    // As an operator mints one: `hyco token --namespace --rights key` with the root key.
+    let endpoint = format!("ws://{relay}");
+    let out = hyco(home.path())
+        .args(["token", "--namespace", "--rights", "key", "--ttl", "10m"])
+        .args(key_flags(&endpoint, &key))
+        .output()
+        .await
+        .expect("hyco token");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let minted = String::from_utf8(out.stdout).unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token for the whole namespace"));
+    assert_eq!(get(page, "/api/status", &[("Authorization", minted.trim())]).await.0, 200);
+    let out = hyco(home.path()).args(["token", "--namespace", "web", "--rights", "key"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "an HC and --namespace conflict");
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("any:{secret}"));
     assert_eq!(get(page, "/", &[("Authorization", &format!("Basic {basic}"))]).await.0, 200);
     assert_eq!(get(page, "/", &[("Authorization", secret)]).await.0, 200);

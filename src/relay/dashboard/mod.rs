@@ -35,7 +35,8 @@ pub const EVENT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The text of a 401, naming what to send.
 pub const UNAUTHORIZED_TEXT: &str = "This status page is not on loopback: send a Manage-rights SAS token of \
-     the namespace (or the configured dashboard secret) in Authorization, as is or as the password of Basic auth";
+     the namespace (hyco token --namespace --rights key, with the root key) or the configured dashboard secret \
+     in Authorization, as is or as the password of Basic auth";
 
 /// Who may look at the page.
 #[derive(Clone, Debug)]
