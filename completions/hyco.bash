@@ -172,7 +172,7 @@ _hyco() {
             return 0
             ;;
         hyco__subcmd__connect)
-            opts="-L -D -v -q -h -V --target --bind --bind-mode --stdio --forward --socks --prewarm --keepalive --azbridge-port --udp-idle --udp-sessions --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
+            opts="-L -D -v -q -h -V --target --bind --bind-mode --stdio --forward --socks --socks-user --prewarm --keepalive --azbridge-port --udp-idle --udp-sessions --proxy --token-command --profile --connection-string --endpoint --key-name --key --tls-fingerprint --verbose --quiet --log-format --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -203,6 +203,10 @@ _hyco() {
                     return 0
                     ;;
                 -D)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socks-user)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

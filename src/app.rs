@@ -35,6 +35,9 @@ use crate::status::Stats;
 pub(crate) const ENV_DATA_DIR: &str = "HYCO_DATA_DIR";
 /// A secret that lets a request see a status page not on loopback (`serve --dashboard`).
 const ENV_DASHBOARD_SECRET: &str = "HYCO_DASHBOARD_SECRET";
+/// The password SOCKS5 clients must give with `connect --socks-user` (never a flag, so it
+/// stays out of `ps`).
+const ENV_SOCKS_PASSWORD: &str = "HYCO_SOCKS_PASSWORD";
 /// A secret that lets a request see a request inspector not on loopback (`listen --inspect`).
 const ENV_INSPECT_SECRET: &str = "HYCO_INSPECT_SECRET";
 
@@ -562,7 +565,19 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
         prewarm: tunnels,
     };
     let prewarm = Prewarm { tunnels, ..Prewarm::default() };
-    let options = forward::Options { prewarm, bind_mode: args.bind_mode, udp };
+    let socks_auth = match &args.socks_user {
+        None => None,
+        Some(user) => {
+            let password = std::env::var(ENV_SOCKS_PASSWORD).ok().filter(|p| !p.is_empty()).ok_or_else(|| {
+                failure(Kind::Config, format!("--socks-user needs the password in {ENV_SOCKS_PASSWORD}"))
+            })?;
+            if user.is_empty() || user.len() > 255 || password.len() > 255 {
+                bail!("a SOCKS5 user name and password are 1 to 255 bytes each (RFC 1929)");
+            }
+            Some(crate::client::socks::SocksAuth { user: user.clone(), password: Secret::new(password) })
+        }
+    };
+    let options = forward::Options { prewarm, bind_mode: args.bind_mode, udp, socks_auth };
     forward::run(client, forwards, options, stats, shutdown).await
 }
 

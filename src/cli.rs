@@ -470,11 +470,16 @@ pub struct ConnectArgs {
     pub forwards: Vec<String>,
     /// Serve SOCKS5 here (as `ssh -D`; beside --bind and -L if given): each CONNECT reaches its
     /// destination through the listener, which allows it or not (`hyco listen --allow`). No
-    /// authentication: bind to loopback or a trusted network. `PORT` (on 127.0.0.1) or
-    /// `HOST:PORT`.
+    /// authentication unless --socks-user: bind to loopback or a trusted network. `PORT` (on
+    /// 127.0.0.1) or `HOST:PORT`.
     #[arg(long, short = 'D', value_name = "[HOST:]PORT", value_parser = bind_text,
           conflicts_with_all = ["prewarm", "azbridge_port"])]
     pub socks: Option<String>,
+    /// With --socks: clients must give this user name and the password in
+    /// HYCO_SOCKS_PASSWORD (RFC 1929); those that offer no user name and password are
+    /// turned away.
+    #[arg(long, value_name = "NAME", requires = "socks")]
+    pub socks_user: Option<String>,
     /// With --bind and -L: tunnels to keep open ahead of need, so that a new connection does
     /// not wait for the rendezvous (0 turns this off). A hyco listener reaches the target only
     /// when a tunnel is used; with another listener this turns itself off. Default: 8, and 0

@@ -41,8 +41,14 @@ impl Relay {
 
     /// `hyco connect HC --socks 127.0.0.1:0`, and the address it serves SOCKS5 on.
     async fn socks(&self, home: &Path, hc: &str) -> (Proc, SocketAddr) {
+        self.socks_with(home, hc, &[], &[]).await
+    }
+
+    /// [`Relay::socks`] with more `args` and `env`.
+    async fn socks_with(&self, home: &Path, hc: &str, args: &[&str], env: &[(&str, &str)]) -> (Proc, SocketAddr) {
         let mut cmd = hyco(home);
-        cmd.args(["connect", hc, "--socks", "127.0.0.1:0"]).args(key_flags(&self.endpoint, &self.key));
+        cmd.args(["connect", hc, "--socks", "127.0.0.1:0"]).args(args).envs(env.iter().copied());
+        cmd.args(key_flags(&self.endpoint, &self.key));
         let proc = Proc::spawn(cmd);
         let line = proc.stderr.wait_for(PROC_STEP, "the SOCKS line", |l| l.starts_with("hyco: SOCKS5 on ")).await;
         let addr = line.trim_start_matches("hyco: SOCKS5 on ").split_whitespace().next().expect("an address");
@@ -74,8 +80,15 @@ async fn http_server(body: &'static str) -> Target {
 /// resolves): its exit code, stdout and stderr.
 async fn curl(socks: SocketAddr, hostname: bool, url: &str) -> (i32, String, String) {
     let flag = if hostname { "--socks5-hostname" } else { "--socks5" };
+    curl_via(&[flag, &socks.to_string()], url).await
+}
+
+/// curl through the proxy its `proxy` arguments name.
+async fn curl_via(proxy: &[&str], url: &str) -> (i32, String, String) {
     let out = tokio::process::Command::new("curl")
-        .args(["-sS", "--max-time", "20", flag, &socks.to_string(), url])
+        .args(["-sS", "--max-time", "20"])
+        .args(proxy)
+        .arg(url)
         .env_clear()
         .output();
     let out = within_for(Duration::from_secs(30), "curl", out).await.expect("run curl");
@@ -164,6 +177,43 @@ async fn curl_reaches_allowed_destinations_by_name_and_by_address() {
         .stderr
         .wait_for(PROC_STEP, "the rejection", |l| l.contains(&format!("Destination 127.0.0.1:{a} is not allowed")))
         .await;
+}
+
+/// `--socks-user` with `HYCO_SOCKS_PASSWORD`: curl with the user name and password gets
+/// through; with a wrong password, or none, it is turned away (curl's proxy error, 97).
+/// The password shows nowhere in hyco's output.
+#[tokio::test]
+async fn a_socks_port_with_a_user_lets_in_only_who_gives_the_password() {
+    let home = TempDir::new("socks-auth");
+    let relay = Relay::start(home.path()).await;
+    let site = http_server("with a password\n").await;
+    let port = site.addr.port();
+    let listen = relay.listen(home.path(), "web", &["--allow", &format!("127.0.0.1:{port}")]).await;
+    let password = "correct-horse-7";
+    let (connect, socks) =
+        relay.socks_with(home.path(), "web", &["--socks-user", "ann"], &[("HYCO_SOCKS_PASSWORD", password)]).await;
+    let procs = [("listen", &listen), ("connect", &connect)];
+    let url = format!("http://127.0.0.1:{port}/");
+    let with = |user: &str| format!("socks5h://{user}@{socks}");
+    let (exit, body, err) = curl_via(&["--proxy", &with(&format!("ann:{password}"))], &url).await;
+    assert_eq!((exit, body.as_str()), (0, "with a password\n"), "{err}\n{}", report(&procs));
+    let (exit, _, err) = curl_via(&["--proxy", &with("ann:wrong")], &url).await;
+    assert_eq!(exit, 97, "a wrong password: {err}\n{}", report(&procs));
+    let (exit, _, err) = curl(socks, true, &url).await;
+    assert_eq!(exit, 97, "no password at all: {err}\n{}", report(&procs));
+    connect.stderr.wait_for(PROC_STEP, "the refusal said", |l| l.contains("wrong user name or password")).await;
+    assert!(!connect.stderr.text().contains(password), "the password shows:\n{}", connect.stderr.text());
+    // Without the password in the environment: a configuration error, exit 3.
+    let out = hyco(home.path())
+        .args(["connect", "web", "--socks", "127.0.0.1:0", "--socks-user", "ann"])
+        .args(key_flags(&relay.endpoint, &relay.key))
+        .env_remove("HYCO_SOCKS_PASSWORD")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("HYCO_SOCKS_PASSWORD"), "{err}");
 }
 
 #[tokio::test]

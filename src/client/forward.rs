@@ -120,7 +120,7 @@ pub fn choose(
 }
 
 /// How a connector's forwards run, beside what each reaches.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// The prewarm pool of each stream forward.
     pub prewarm: Prewarm,
@@ -128,6 +128,8 @@ pub struct Options {
     pub bind_mode: Option<u32>,
     /// The sessions of each UDP forward (their prewarm pool is `prewarm`'s size).
     pub udp: UdpOptions,
+    /// What the SOCKS5 server asks its clients for (`--socks-user`).
+    pub socks_auth: Option<super::socks::SocksAuth>,
 }
 
 /// A forward's local side, bound.
@@ -160,7 +162,7 @@ enum Checked {
 
 /// Binds a forward's local address: a bad one is [`Kind::Config`], a taken or forbidden
 /// one [`Kind::LocalPort`].
-async fn bind(forward: &Forward, options: Options) -> anyhow::Result<Bound> {
+async fn bind(forward: &Forward, options: &Options) -> anyhow::Result<Bound> {
     let flag = forward.flag;
     if let Some(local) = forward.local.strip_prefix(crate::cli::UDP_BIND) {
         if forward.is_socks() {
@@ -200,7 +202,7 @@ pub async fn run(
     let prewarm = options.prewarm;
     let mut bound = Vec::with_capacity(forwards.len());
     for forward in &forwards {
-        bound.push(bind(forward, options).await?);
+        bound.push(bind(forward, &options).await?);
     }
     let mut ready = Vec::with_capacity(forwards.len());
     for (forward, local) in forwards.into_iter().zip(bound) {
@@ -229,18 +231,19 @@ pub async fn run(
     for (forward, local, checked, addr) in ready {
         let stats =
             if several { stats.forward(&format!("{addr} -> {}", forward.settings.label())) } else { stats.clone() };
-        let (client, shutdown) = (client.clone(), shutdown.clone());
+        let (client, shutdown, socks_auth, udp) =
+            (client.clone(), shutdown.clone(), options.socks_auth.clone(), options.udp);
         running.spawn(async move {
             match (local, checked) {
                 (Bound::Stream(listener), Checked::Stream(checked)) => {
                     connect::run_checked(client, forward.settings, prewarm, checked, listener, stats, shutdown).await
                 }
                 (Bound::Udp(socket), Checked::Udp(checked)) => {
-                    let udp = UdpOptions { prewarm: prewarm.tunnels, ..options.udp };
+                    let udp = UdpOptions { prewarm: prewarm.tunnels, ..udp };
                     datagram::run_checked(client, forward.settings, udp, checked, socket, stats, shutdown).await
                 }
                 (Bound::Socks(listener), _) => {
-                    super::socks::run(client, forward.settings, listener, stats, shutdown).await
+                    super::socks::run(client, forward.settings, socks_auth, listener, stats, shutdown).await
                 }
                 (Bound::Stream(_) | Bound::Udp(_), _) => unreachable!("every bound port was checked"),
             }

@@ -3,8 +3,9 @@
 //! `Hyco-Destination` connect header (docs/protocol.md 10.5); the listener's `--allow`
 //! decides ([`super::allow`]).
 //!
-//! No authentication (method 0x00 only; RFC 1929 is not offered), CONNECT only (BIND and
-//! UDP ASSOCIATE are answered 0x07), and no prewarming: the destination is known only
+//! No authentication (method 0x00), or with `--socks-user` a user name and password
+//! (RFC 1929, method 0x02, the only one offered then); CONNECT only (BIND and UDP
+//! ASSOCIATE are answered 0x07), and no prewarming: the destination is known only
 //! from the request. The reply waits for the listener's accept, which a listener gives
 //! only once it has reached the destination, so 0x00 means connected (BND.ADDR is
 //! 0.0.0.0:0: the listener's address is not the client's business); a rejection becomes
@@ -43,7 +44,20 @@ const CLOSE_DRAIN: usize = 4096;
 
 const VERSION: u8 = 5;
 const NO_AUTHENTICATION: u8 = 0x00;
+const USER_PASSWORD: u8 = 0x02;
 const NO_ACCEPTABLE_METHOD: u8 = 0xFF;
+/// RFC 1929's sub-negotiation version, and its statuses.
+const AUTH_VERSION: u8 = 1;
+const AUTH_OK: u8 = 0;
+const AUTH_FAILED: u8 = 1;
+
+/// The user name and password a SOCKS client must give (`--socks-user` and
+/// `HYCO_SOCKS_PASSWORD`); `None`: no authentication.
+#[derive(Clone, Debug)]
+pub struct SocksAuth {
+    pub user: String,
+    pub password: crate::secret::Secret,
+}
 const CMD_CONNECT: u8 = 1;
 const ATYP_IPV4: u8 = 1;
 const ATYP_NAME: u8 = 3;
@@ -95,7 +109,10 @@ impl Refusal {
 /// Runs the server side of a SOCKS5 handshake on `s` up to the request: the destination
 /// of a CONNECT, or why not. Reads exactly what the protocol says is there (at most 257
 /// bytes of greeting and 262 of request), so nothing past the request is consumed.
-async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> Result<Destination, Refusal> {
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    auth: Option<&SocksAuth>,
+) -> Result<Destination, Refusal> {
     let io = |e: std::io::Error| Refusal::new(None, format!("connection lost in the handshake: {e}"));
     let mut head = [0u8; 2];
     s.read_exact(&mut head).await.map_err(io)?;
@@ -104,11 +121,37 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> Result<Desti
     }
     let mut methods = vec![0u8; usize::from(head[1])];
     s.read_exact(&mut methods).await.map_err(io)?;
-    if !methods.contains(&NO_AUTHENTICATION) {
+    let method = if auth.is_some() { USER_PASSWORD } else { NO_AUTHENTICATION };
+    if !methods.contains(&method) {
         s.write_all(&[VERSION, NO_ACCEPTABLE_METHOD]).await.map_err(io)?;
-        return Err(Refusal::new(None, "the client offers no method without authentication"));
+        let why = match auth {
+            Some(_) => "the client offers no user name and password (this SOCKS port asks for them)",
+            None => "the client offers no method without authentication",
+        };
+        return Err(Refusal::new(None, why));
     }
-    s.write_all(&[VERSION, NO_AUTHENTICATION]).await.map_err(io)?;
+    s.write_all(&[VERSION, method]).await.map_err(io)?;
+    if let Some(auth) = auth {
+        // RFC 1929: VER, ULEN, UNAME, PLEN, PASSWD; each length one byte.
+        let mut version = [0u8; 2];
+        s.read_exact(&mut version).await.map_err(io)?;
+        let mut user = vec![0u8; usize::from(version[1])];
+        s.read_exact(&mut user).await.map_err(io)?;
+        let mut len = [0u8; 1];
+        s.read_exact(&mut len).await.map_err(io)?;
+        let mut password = vec![0u8; usize::from(len[0])];
+        s.read_exact(&mut password).await.map_err(io)?;
+        let password = crate::secret::Secret::new(String::from_utf8_lossy(&password).into_owned());
+        // Both compared, whatever the first says, so the time does not tell which was wrong.
+        let user_ok = crate::secret::Secret::new(String::from_utf8_lossy(&user).into_owned())
+            == crate::secret::Secret::new(auth.user.as_str());
+        let password_ok = password == auth.password;
+        if version[0] != AUTH_VERSION || !(user_ok & password_ok) {
+            s.write_all(&[AUTH_VERSION, AUTH_FAILED]).await.map_err(io)?;
+            return Err(Refusal::new(None, "wrong user name or password"));
+        }
+        s.write_all(&[AUTH_VERSION, AUTH_OK]).await.map_err(io)?;
+    }
     let mut request = [0u8; 4];
     s.read_exact(&mut request).await.map_err(io)?;
     let [version, command, _, atyp] = request;
@@ -189,6 +232,7 @@ async fn fail(mut tcp: TcpStream, code: Option<u8>) {
 pub async fn run(
     client: RelayClient,
     settings: ConnectSettings,
+    auth: Option<SocksAuth>,
     listener: TcpListener,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -220,9 +264,15 @@ pub async fn run(
     }
     let local = listener.local_addr()?;
     info!("SOCKS5 on {local} for {hc}");
-    if !local.ip().is_loopback() {
-        warn!("SOCKS5 on {local} asks for no password: whoever reaches it reaches what the listener allows");
+    match &auth {
+        Some(auth) => info!("SOCKS5 clients must give user '{}' and its password", auth.user),
+        None if !local.ip().is_loopback() => warn!(
+            "SOCKS5 on {local} asks for no password: whoever reaches it reaches what the listener allows \
+             (--socks-user and HYCO_SOCKS_PASSWORD ask for one)"
+        ),
+        None => {}
     }
+    let auth = auth.map(Arc::new);
     let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
     let tunnels = TaskTracker::new();
     let force = CancellationToken::new();
@@ -237,7 +287,8 @@ pub async fn run(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let session = Session { client: client.clone(), hc: hc.clone(), tcp, peer, stats: stats.clone() };
+        let session =
+            Session { client: client.clone(), hc: hc.clone(), auth: auth.clone(), tcp, peer, stats: stats.clone() };
         let (shutdown, force) = (shutdown.clone(), force.clone());
         let id = protocol::new_guid();
         let span = info_span!(parent: None, "socks", id = %short_id(&id));
@@ -259,6 +310,7 @@ pub async fn run(
 struct Session {
     client: RelayClient,
     hc: String,
+    auth: Option<Arc<SocksAuth>>,
     tcp: TcpStream,
     peer: std::net::SocketAddr,
     stats: Arc<Stats>,
@@ -270,7 +322,7 @@ impl Session {
     async fn run(mut self, id: String, shutdown: &CancellationToken, force: &CancellationToken) {
         let peer = self.peer;
         let asked = tokio::select! {
-            a = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut self.tcp)) => Some(a),
+            a = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut self.tcp, self.auth.as_deref())) => Some(a),
             () = shutdown.cancelled() => None,
         };
         let to = match asked {
@@ -333,6 +385,11 @@ mod tests {
     /// Runs [`handshake`] against `input` written by a client all at once; the result
     /// and what the server wrote.
     async fn shake(input: &[u8]) -> (Result<Destination, Refusal>, Vec<u8>) {
+        shake_with(input, None).await
+    }
+
+    /// The handshake of a server that asks for `auth`, on `input`.
+    async fn shake_with(input: &[u8], auth: Option<&SocksAuth>) -> (Result<Destination, Refusal>, Vec<u8>) {
         let (mut client, mut server) = tokio::io::duplex(64);
         let input = input.to_vec();
         let writer = tokio::spawn(async move {
@@ -342,7 +399,7 @@ mod tests {
             let _ = client.read_to_end(&mut out).await;
             out
         });
-        let result = handshake(&mut server).await;
+        let result = handshake(&mut server, auth).await;
         drop(server);
         (result, writer.await.unwrap())
     }
@@ -371,6 +428,34 @@ mod tests {
         greeting.push(0);
         greeting.extend_from_slice(&request(1, ATYP_IPV4, &[10, 0, 0, 1], 1)[3..]);
         assert_eq!(shake(&greeting).await.0.unwrap().to_string(), "10.0.0.1:1");
+    }
+
+    #[tokio::test]
+    async fn a_user_name_and_password_are_asked_for_when_set() {
+        let auth = SocksAuth { user: "ann".into(), password: crate::secret::Secret::new("s3cret") };
+        let connect = request(CMD_CONNECT, ATYP_IPV4, &[127, 0, 0, 1], 80);
+        // Offers 0x02; gives ann/s3cret; then its request.
+        let mut given = vec![5, 2, 0, 2, 1, 3, b'a', b'n', b'n', 6];
+        given.extend_from_slice(b"s3cret");
+        given.extend_from_slice(&connect[3..]);
+        let (got, wrote) = shake_with(&given, Some(&auth)).await;
+        assert_eq!(got.map(|d| d.to_string()).ok().as_deref(), Some("127.0.0.1:80"));
+        assert_eq!(wrote[..4], [5, 2, 1, 0], "method 0x02 chosen, then success");
+        // A wrong password: status 1, and nothing more is read.
+        let mut wrong = vec![5, 1, 2, 1, 3, b'a', b'n', b'n', 5];
+        wrong.extend_from_slice(b"wrong");
+        let (got, wrote) = shake_with(&wrong, Some(&auth)).await;
+        assert!(got.unwrap_err().why.contains("wrong user name or password"));
+        assert_eq!(wrote, [5, 2, 1, 1]);
+        // A wrong user with the right password fails the same way.
+        let mut user = vec![5, 1, 2, 1, 3, b'b', b'o', b'b', 6];
+        user.extend_from_slice(b"s3cret");
+        assert_eq!(shake_with(&user, Some(&auth)).await.1, [5, 2, 1, 1]);
+        // A client offering only "no authentication" is turned away.
+        let (got, wrote) = shake_with(&[5, 1, 0], Some(&auth)).await;
+        assert!(got.unwrap_err().why.contains("asks for them"));
+        assert_eq!(wrote, [5, 0xFF]);
+        assert!(!format!("{auth:?}").contains("s3cret"), "the password never prints");
     }
 
     #[tokio::test]
