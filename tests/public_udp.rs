@@ -172,6 +172,15 @@ async fn datagrams_keep_their_boundaries_both_ways() {
     assert_eq!(metric(&relay, "hyco_public_opened_total", port, ""), 1, "one visitor, one session");
     assert_eq!(active(&relay, port), 1);
     assert_eq!(relay.metrics.tunnels_active(), 1);
+    // The status page lists the session as a tunnel of the port, with its bytes, and the
+    // relay's totals count them.
+    let status = hyco::relay::dashboard::status(&relay.metrics);
+    let via = format!("udp/{port}");
+    let session = status["tunnels"].as_array().unwrap().iter().find(|t| t["via"] == via.as_str()).cloned();
+    let session = session.unwrap_or_else(|| panic!("no tunnel via {via}: {status:#}"));
+    assert_eq!(session["hc"], "dns");
+    assert_eq!(session["sender_to_listener"].as_u64(), Some(bytes), "{session}");
+    assert_eq!(status["relayed_bytes"]["listener_to_sender"].as_u64(), Some(bytes), "{status:#}");
     let stats = &listening.stats;
     assert_eq!(stats.active.load(std::sync::atomic::Ordering::Relaxed), 1, "the listener counts the session");
     assert_eq!(stats.bytes_in.load(std::sync::atomic::Ordering::Relaxed), bytes);

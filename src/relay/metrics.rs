@@ -442,11 +442,6 @@ impl Metrics {
         self.activity.rejected(why);
     }
 
-    /// The counter a tunnel adds `flow`'s data payload bytes to.
-    pub(crate) fn relayed_counter(&self, flow: Flow) -> &AtomicU64 {
-        &self.relayed[flow as usize]
-    }
-
     /// A public port's counters, listed from now on under `hc`.
     pub(crate) fn public_port(&self, proto: crate::public::Proto, port: u16, hc: &str) -> Arc<PortCounters> {
         let mut map = self.public.lock().expect("metrics lock");
@@ -807,7 +802,7 @@ mod tests {
         m.set_listeners("a", 0);
         let _open = m.connection_opened();
         drop(m.tunnel_opened());
-        m.relayed_counter(Flow::ListenerToSender).fetch_add(7, Relaxed);
+        m.relayed[Flow::ListenerToSender as usize].fetch_add(7, Relaxed);
         m.observe_rendezvous(Duration::from_micros(500));
         m.observe_rendezvous(Duration::from_millis(20));
         m.observe_rendezvous(Duration::from_secs(60));
@@ -855,7 +850,7 @@ mod tests {
     #[test]
     fn a_live_tunnels_bytes_count_in_the_totals_while_open_and_after() {
         let m = Metrics::new();
-        m.relayed_counter(Flow::SenderToListener).fetch_add(5, Relaxed);
+        m.relayed[Flow::SenderToListener as usize].fetch_add(5, Relaxed);
         let live = m.live_tunnel("web", None);
         live.counters()[0].fetch_add(7, Relaxed);
         live.counters()[1].fetch_add(3, Relaxed);

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 
 use super::super::Relay;
-use super::super::metrics::{Flow, Unserved};
+use super::super::metrics::Unserved;
 use super::PortInfo;
 use super::tcp::ListenerEnd;
 use crate::protocol::close;
@@ -167,8 +167,11 @@ impl Session {
         {
             return debug!("session ended: starting it failed: {e}");
         }
+        // Listed on the status page as a tunnel of the port's HC; its bytes reach the
+        // relay's totals through it.
+        let live = self.relay.metrics.live_tunnel(&self.port.hc, Some(format!("udp/{}", self.port.addr.port())));
         let moved = [AtomicU64::new(0), AtomicU64::new(0)];
-        let ended = self.carry(&mut end, &mut queue, &moved, &stop).await;
+        let ended = self.carry(&mut end, &mut queue, &moved, live.counters(), &stop).await;
         let moved = moved.map(|n| n.load(Relaxed));
         let (sent, received) = (moved[0], moved[1]);
         match &ended {
@@ -189,17 +192,17 @@ impl Session {
         debug!("session ended ({why}); datagrams: {sent} to the listener, {received} back");
     }
 
-    /// Carries datagrams both ways until the session ends; `moved` counts them
-    /// (to the listener, back).
+    /// Carries datagrams both ways until the session ends; `moved` counts them (to the
+    /// listener, back), `totals` their bytes.
     async fn carry(
         &self,
         end: &mut ListenerEnd,
         queue: &mut mpsc::Receiver<Queued>,
         moved: &[AtomicU64; 2],
+        totals: [&AtomicU64; 2],
         stop: &CancellationToken,
     ) -> Ended {
         let counters = &self.port.counters;
-        let totals = [Flow::SenderToListener, Flow::ListenerToSender].map(|f| self.relay.metrics.relayed_counter(f));
         let count = |way: usize, n: usize| {
             moved[way].fetch_add(1, Relaxed);
             counters.datagrams[way].fetch_add(1, Relaxed);
