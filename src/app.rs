@@ -319,7 +319,7 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
         let addr = dashboard_listener.local_addr()?;
         let secret = std::env::var(ENV_DASHBOARD_SECRET).ok().filter(|s| !s.is_empty()).map(crate::secret::Secret::new);
         let access = relay::DashboardAccess::for_address(addr, secret);
-        let needs = if access.token_required { " (needs a Manage token or HYCO_DASHBOARD_SECRET)" } else { "" };
+        let needs = if access.token_required() { " (needs a Manage token or HYCO_DASHBOARD_SECRET)" } else { "" };
         println!("Status page on http://{addr}/{needs}");
         let serving = relay::serve_dashboard(dashboard_listener, metrics.clone(), access, stop_pages.clone());
         pages.push(tokio::spawn(serving));

@@ -105,30 +105,23 @@ where
     W: AsyncWrite + Unpin,
 {
     let writer = Mutex::new(writer);
-    // Frames this end has sent, for the keepalive: a Ping goes out only after a whole
-    // interval in which none did.
+    // Frames this end has sent, for the keepalive.
     let sent = AtomicU64::new(0);
-    let every = keepalive.unwrap_or(Duration::from_secs(3600));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let mut seen = 0;
     let outcome = {
         let up = upstream(&mut local_read, &writer, meter, &sent);
         let down = downstream(&mut reader, pending, &mut local_write, &writer, meter, &sent);
-        tokio::pin!(up, down);
+        let pings = async {
+            match keepalive {
+                Some(every) => pings(every, &sent, &writer).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(up, down, pings);
         let (mut up_done, mut down_done) = (false, false);
         loop {
             tokio::select! {
-                _ = ticker.tick(), if keepalive.is_some() && !up_done => {
-                    let now = sent.load(Ordering::Relaxed);
-                    // A writer in use is not idle; after our Close nothing more may be sent.
-                    if now == seen && let Ok(mut w) = writer.try_lock() {
-                        if let Err(e) = w.send(OpCode::Ping, &[]).await.and(w.flush().await) {
-                            break Err(PumpError::RelayLost(e));
-                        }
-                        sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    seen = sent.load(Ordering::Relaxed);
-                },
+                // After our Close nothing more may be sent.
+                e = &mut pings, if !up_done => break Err(PumpError::RelayLost(e)),
                 r = &mut up, if !up_done => match r {
                     Ok(()) => up_done = true,
                     Err(why) => break Err(why),
@@ -151,6 +144,31 @@ where
         let _ = writer.lock().await.shutdown().await;
     }
     outcome
+}
+
+/// Keeps a quiet tunnel end alive: every `every`, if this end sent no frame in the whole
+/// interval (`sent` counts them: whoever sends adds to it), it sends an empty Ping; a
+/// writer in use is not idle, so a busy one is skipped. Runs until sending fails, with
+/// that error. Shared by the pump and datagram sessions.
+pub(crate) async fn pings<W: AsyncWrite + Unpin>(
+    every: Duration,
+    sent: &AtomicU64,
+    writer: &Mutex<FrameWriter<W>>,
+) -> io::Error {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut seen = 0;
+    loop {
+        ticker.tick().await;
+        if sent.load(Ordering::Relaxed) == seen
+            && let Ok(mut w) = writer.try_lock()
+        {
+            if let Err(e) = w.send(OpCode::Ping, &[]).await.and(w.flush().await) {
+                return e;
+            }
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+        seen = sent.load(Ordering::Relaxed);
+    }
 }
 
 /// Why *start* could not be sent.

@@ -153,11 +153,10 @@ impl<L: Local> Session<'_, L> {
         let writer = Mutex::new(writer);
         let local = &self.local;
         let started = Instant::now();
-        let millis = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        // When the last datagram went either way, and when this end last sent a frame,
-        // in milliseconds since `started`.
+        // When the last datagram went either way, in milliseconds since `started`; and
+        // the frames this end has sent, for the keepalive.
         let (last, sent) = (AtomicU64::new(0), AtomicU64::new(0));
-        let touch = || last.store(millis(), Relaxed);
+        let touch = || last.store(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), Relaxed);
         let ended = {
             let down = async {
                 let mut incoming = Datagrams::new(self.limit, pending);
@@ -172,7 +171,7 @@ impl<L: Local> Session<'_, L> {
                         Incoming::Oversize => local.oversize(),
                         Incoming::Ping(payload) => {
                             writer.lock().await.send(OpCode::Pong, &payload).await.map_err(Ended::Lost)?;
-                            sent.store(millis(), Relaxed);
+                            sent.fetch_add(1, Relaxed);
                         }
                         Incoming::Close(frame) => {
                             let frame = frame.unwrap_or(CloseFrame { code: close::NORMAL, reason: String::new() });
@@ -200,21 +199,15 @@ impl<L: Local> Session<'_, L> {
                     datagram::send_batch(&mut *writer.lock().await, &batch).await.map_err(Ended::Lost)?;
                     batch.clear();
                     touch();
-                    sent.store(millis(), Relaxed);
+                    sent.fetch_add(1, Relaxed);
                 }
             };
-            // A session quiet this way for `keepalive` pings through its tunnel, as a
-            // stream's pump does, so that relays do not drop it as idle (docs/protocol.md 10.4).
+            // A session quiet this way pings through its tunnel as a stream's pump does,
+            // so that relays do not drop it as idle (docs/protocol.md 10.4).
             let pings = async {
-                let Some(every) = keepalive else { return std::future::pending::<Result<(), Ended>>().await };
-                loop {
-                    let quiet = Duration::from_millis(millis().saturating_sub(sent.load(Relaxed)));
-                    if quiet < every {
-                        tokio::time::sleep(every - quiet).await;
-                        continue;
-                    }
-                    writer.lock().await.send(OpCode::Ping, &[]).await.map_err(Ended::Lost)?;
-                    sent.store(millis(), Relaxed);
+                match keepalive {
+                    Some(every) => Err::<(), _>(Ended::Lost(crate::ws::pump::pings(every, &sent, &writer).await)),
+                    None => std::future::pending().await,
                 }
             };
             let idle = async {

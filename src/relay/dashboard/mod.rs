@@ -41,10 +41,6 @@ pub const UNAUTHORIZED_TEXT: &str = "This status page is not on loopback: send a
 /// Who may look at the page.
 #[derive(Clone, Debug)]
 pub struct DashboardAccess {
-    /// Whether requests must carry a token or the secret (the page is not on loopback).
-    pub token_required: bool,
-    /// A secret that also lets a request in.
-    pub secret: Option<Secret>,
     access: Access,
 }
 
@@ -52,8 +48,12 @@ impl DashboardAccess {
     /// Open on a loopback address (to Hosts no web site can rebind), else a token or
     /// `secret` is required.
     pub fn for_address(addr: SocketAddr, secret: Option<Secret>) -> Self {
-        let access = Access::for_address(addr, secret.clone(), UNAUTHORIZED_TEXT, "hyco relay status");
-        Self { token_required: access.auth_required, secret, access }
+        Self { access: Access::for_address(addr, secret, UNAUTHORIZED_TEXT, "hyco relay status") }
+    }
+
+    /// Whether requests must carry a token or the secret (the page is not on loopback).
+    pub fn token_required(&self) -> bool {
+        self.access.auth_required
     }
 }
 
