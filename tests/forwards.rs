@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::bridge::*;
 use common::{KEY_NAME, within};
@@ -42,6 +42,20 @@ async fn greeting(addr: SocketAddr) -> String {
     let mut lines = BufReader::new(tcp).lines();
     let line = tokio::time::timeout(PROC_STEP, lines.next_line()).await.expect("a greeting in time");
     line.expect("read").expect("a line")
+}
+
+/// Writes `text` as `up.toml` in `home`; its path.
+fn up_file(home: &Path, text: &str) -> PathBuf {
+    let file = home.join("up.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// `hyco up FILE` in `home`.
+fn spawn_up(home: &Path, file: &Path) -> Proc {
+    let mut cmd = hyco(home);
+    cmd.arg("up").arg(file);
+    Proc::spawn(cmd)
 }
 
 /// Starts `hyco listen box` on the profile with the named `targets`; waits until it listens.
@@ -103,10 +117,9 @@ async fn up_runs_every_entry_and_a_failing_one_leaves_the_others_serving() {
     let (a, b) = (Target::greeter("alpha").await, Target::greeter("beta").await);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap();
-    let file = home.path().join("up.toml");
-    std::fs::write(
-        &file,
-        format!(
+    let file = up_file(
+        home.path(),
+        &format!(
             r#"
 profile = "relay"
 
@@ -132,8 +145,7 @@ bind = "{taken_addr}"
             a = a.spec(),
             b = b.spec()
         ),
-    )
-    .unwrap();
+    );
 
     let out = hyco(home.path()).args(["up", "--check"]).arg(&file).output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -141,9 +153,7 @@ bind = "{taken_addr}"
     assert!(text.contains("listen box: hyco listen box --to a="), "{text}");
     assert!(text.contains(&format!("late: hyco connect box/b --bind {taken_addr} --profile relay")), "{text}");
 
-    let mut cmd = hyco(home.path());
-    cmd.arg("up").arg(&file);
-    let mut up = Proc::spawn(cmd);
+    let mut up = spawn_up(home.path(), &file);
     let to_a = bound_for(&up, "box/a").await;
     assert_eq!(greeting(to_a).await, "alpha");
     // The failing entries are said, and retried.
@@ -180,18 +190,12 @@ async fn up_reloads_its_file_on_sighup_and_keeps_what_did_not_change() {
     let serve = ServeProc::start(home.path()).await;
     add_profile(home.path(), &serve).await;
     let (a, b) = (Target::greeter("alpha").await, Target::greeter("beta").await);
-    let file = home.path().join("up.toml");
     let listen =
         format!("profile = \"relay\"\n[[listen]]\nhc = \"box\"\nto = [\"a={}\", \"b={}\"]\n", a.spec(), b.spec());
     let keep = "[[connect]]\nname = \"keep\"\nhc = \"box\"\nforward = [\"127.0.0.1:0:a\"]\n";
-    std::fs::write(
-        &file,
-        format!("{listen}{keep}[[connect]]\nname = \"old\"\nhc = \"box/b\"\nbind = \"127.0.0.1:0\"\n"),
-    )
-    .unwrap();
-    let mut cmd = hyco(home.path());
-    cmd.arg("up").arg(&file);
-    let mut up = Proc::spawn(cmd);
+    let old_entry = "[[connect]]\nname = \"old\"\nhc = \"box/b\"\nbind = \"127.0.0.1:0\"\n";
+    let file = up_file(home.path(), &format!("{listen}{keep}{old_entry}"));
+    let mut up = spawn_up(home.path(), &file);
     let to_a = bound_for(&up, "box/a").await;
     let old = bound_for(&up, "box/b").await;
     assert_eq!(greeting(old).await, "beta");
@@ -248,9 +252,8 @@ async fn up_reloads_its_file_on_sighup_and_keeps_what_did_not_change() {
 #[tokio::test]
 async fn a_key_in_the_file_is_refused_without_showing_it() {
     let home = TempDir::new("fwd-key");
-    let file = home.path().join("up.toml");
-    std::fs::write(&file, "[[connect]]\nhc = \"box/a\"\nbind = \"0\"\nkey_name = \"k\"\nkey = \"c2VjcmV0a2V5\"\n")
-        .unwrap();
+    let file =
+        up_file(home.path(), "[[connect]]\nhc = \"box/a\"\nbind = \"0\"\nkey_name = \"k\"\nkey = \"c2VjcmV0a2V5\"\n");
     let out = hyco(home.path()).arg("up").arg(&file).output().await.unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
@@ -292,10 +295,9 @@ async fn up_runs_a_forward_of_every_kind_and_one_failing_leaves_the_others() {
     });
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let local_sock = home.path().join("x.sock");
-    let file = home.path().join("up.toml");
-    std::fs::write(
-        &file,
-        format!(
+    let file = up_file(
+        home.path(),
+        &format!(
             r#"
 profile = "relay"
 
@@ -323,11 +325,8 @@ bind = "{taken}"
             local = local_sock.display(),
             taken = taken.local_addr().unwrap(),
         ),
-    )
-    .unwrap();
-    let mut cmd = hyco(home.path());
-    cmd.arg("up").arg(&file);
-    let mut up = Proc::spawn(cmd);
+    );
+    let mut up = spawn_up(home.path(), &file);
     up.stderr.wait_for(PROC_STEP, "the taken port said", |l| l.contains("taken: cannot listen on")).await;
 
     // TCP.
