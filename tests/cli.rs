@@ -62,12 +62,6 @@ async fn run_stdio(mut cmd: tokio::process::Command, input: &[u8]) -> (Proc, std
     (proc, status)
 }
 
-/// Sends `SIG{name}` to `proc` (std offers only SIGKILL).
-fn signal(proc: &Proc, name: &str) {
-    let pid = proc.child.id().expect("running");
-    let _ = std::process::Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
-}
-
 fn report(p: &Proc) -> String {
     format!("stdout:\n{}\nstderr:\n{}", p.stdout.text(), p.stderr.text())
 }
@@ -133,7 +127,7 @@ async fn connect_stdio_ends_cleanly_when_signalled_as_ssh_does_after_closing_its
     .await;
     // SIGHUP from ssh, then another as its terminal closes, then stdin's EOF: an orderly end.
     for _ in 0..2 {
-        signal(&proc, "HUP");
+        proc.signal("HUP");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     drop(stdin);
@@ -202,12 +196,12 @@ async fn ctrl_c_lets_live_tunnels_finish_and_a_second_one_stops_at_once() {
     within("the echo", tcp.read_exact(&mut buf)).await.expect("read");
 
     // First signal, to both: the live tunnel goes on; new connections are refused.
-    signal(&listen, "INT");
+    listen.signal("INT");
     listen
         .stderr
         .wait_for(PROC_STEP, "listen's drain line", |l| l.contains("stopping: letting 1 live tunnel(s) finish"))
         .await;
-    signal(&connect, "INT");
+    connect.signal("INT");
     connect
         .stderr
         .wait_for(PROC_STEP, "connect's drain line", |l| l.contains("stopping: letting 1 live tunnel(s) finish"))
@@ -232,12 +226,12 @@ async fn ctrl_c_lets_live_tunnels_finish_and_a_second_one_stops_at_once() {
     let mut tcp = within("connect", tokio::net::TcpStream::connect(addr)).await.expect("connect");
     tcp.write_all(b"ping").await.expect("write");
     within("the echo", tcp.read_exact(&mut buf)).await.expect("read");
-    signal(&connect, "INT");
+    connect.signal("INT");
     connect
         .stderr
         .wait_for(PROC_STEP, "connect's drain line", |l| l.contains("stopping: letting 1 live tunnel(s)"))
         .await;
-    signal(&connect, "INT");
+    connect.signal("INT");
     let status = connect.exit(std::time::Duration::from_secs(3)).await;
     assert_eq!(status.code(), Some(130), "{}", report(&connect));
     listen.terminate().await;

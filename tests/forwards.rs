@@ -205,7 +205,6 @@ async fn up_reloads_its_file_on_sighup_and_keeps_what_did_not_change() {
     let mut line = String::new();
     within("the greeting", held.read_line(&mut line)).await.expect("read");
     assert_eq!(line, "alpha\n");
-    let hup = |pid: u32| std::process::Command::new("kill").arg("-HUP").arg(pid.to_string()).status().unwrap();
 
     // "old" removed, "new" added, the rest unchanged.
     std::fs::write(
@@ -213,7 +212,7 @@ async fn up_reloads_its_file_on_sighup_and_keeps_what_did_not_change() {
         format!("{listen}{keep}[[connect]]\nname = \"new\"\nhc = \"box/b\"\nbind = \"127.0.0.1:0\"\n"),
     )
     .unwrap();
-    assert!(hup(up.child.id().unwrap()).success());
+    assert!(up.signal("HUP"));
     up.stderr.wait_for(PROC_STEP, "the reload", |l| l.contains("2 unchanged, 1 stopped, 1 started")).await;
     let new = within("the new entry's port", async {
         loop {
@@ -236,7 +235,7 @@ async fn up_reloads_its_file_on_sighup_and_keeps_what_did_not_change() {
 
     // A mistake: said, and everything goes on.
     std::fs::write(&file, format!("{listen}{keep}[[connect]]\nhc = \"box/b\"\nbind = 7\ntoo = 1\n")).unwrap();
-    assert!(hup(up.child.id().unwrap()).success());
+    assert!(up.signal("HUP"));
     up.stderr
         .wait_for(PROC_STEP, "the failed reload", |l| l.contains("reload:") && l.contains("go on unchanged"))
         .await;

@@ -31,11 +31,6 @@ async fn sender_refused(relay: SocketAddr, hc: &str, token: Option<String>) -> u
     refused(raw_upgrade(relay, &url, &headers).await).0
 }
 
-async fn hangup(serve: &Proc) {
-    let pid = serve.child.id().expect("serve runs").to_string();
-    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-}
-
 /// A round trip through a new tunnel to `hc`'s echo, signed with `key`.
 async fn echoes(relay: SocketAddr, key: &str, data: &[u8]) -> std::io::Result<Vec<u8>> {
     let bound = Bound::start_with(key_client(relay, key), "a", None, Prewarm::off()).await;
@@ -68,7 +63,7 @@ async fn serve_reloads_rules_and_hybrid_connections_on_sighup() {
     let open = "[[hybrid_connections]]\nname = \"open\"\nrequires_client_authorization = false\n\n\
                 [limits]\nmax_connections = 500\n";
     write(&file, &config(NEW_KEY, open));
-    hangup(&serve).await;
+    assert!(serve.signal("HUP"));
     let said = serve.stderr.wait_for(PROC_STEP, "the reload", |l| l.contains("reloaded ")).await;
     assert!(said.contains("1 added, 1 kept, 1 removed, 0 removed once"), "{said}");
     serve.stderr.wait_for(PROC_STEP, "what waits for a restart", |l| l.contains("[limits] changed in")).await;
@@ -84,7 +79,7 @@ async fn serve_reloads_rules_and_hybrid_connections_on_sighup() {
 
     // A file with a mistake: said, and nothing changes.
     write(&file, "[[rules]]\nname = 7\n");
-    hangup(&serve).await;
+    assert!(serve.signal("HUP"));
     serve.stderr.wait_for(PROC_STEP, "the failed reload", |l| l.contains("reload:") && l.contains("as it was")).await;
     assert_eq!(echoes(relay, NEW_KEY, b"still").await.expect("echo"), b"still");
     assert!(serve.terminate().await.success(), "{}", serve.stderr.text());
@@ -99,7 +94,7 @@ async fn serve_without_a_config_file_ignores_sighup() {
     cmd.args(["serve", "--no-profile", "--bind", "127.0.0.1:0"]);
     let mut serve = Proc::spawn(cmd);
     serve.stdout.wait_for(PROC_STEP, "the bound address", |l| l.contains("(bound to ")).await;
-    hangup(&serve).await;
+    assert!(serve.signal("HUP"));
     serve.stderr.wait_for(PROC_STEP, "SIGHUP said", |l| l.contains("nothing to reload")).await;
     assert!(serve.child.try_wait().unwrap().is_none(), "still running");
     assert!(serve.terminate().await.success(), "{}", serve.stderr.text());

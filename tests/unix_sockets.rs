@@ -422,8 +422,7 @@ fn mode_of(path: &Path) -> u32 {
 
 /// Sends `signal` (by name, for kill(1)) to `proc` and waits for it to exit.
 async fn signal(proc: &mut Proc, signal: &str) -> std::process::ExitStatus {
-    let pid = proc.child.id().expect("running");
-    std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
+    proc.signal(signal);
     proc.exit(PROC_STEP).await
 }
 

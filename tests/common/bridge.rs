@@ -428,12 +428,23 @@ impl Proc {
         Self { child, stdout, stderr }
     }
 
+    /// Sends `SIG{name}` to the running child through kill(1) (std offers only SIGKILL);
+    /// whether kill(1) says it was delivered.
+    pub fn signal(&self, name: &str) -> bool {
+        let pid = self.child.id().expect("the child is running");
+        std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill")
+            .success()
+    }
+
     /// Asks the child to stop (SIGTERM, a graceful shutdown) and waits for it to exit and
     /// for its output to be read to the end.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
-        if let Some(pid) = self.child.id() {
-            // SIGTERM via kill(1): std offers only SIGKILL.
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        if self.child.id().is_some() {
+            self.signal("TERM");
         }
         let status = within("hyco to exit after SIGTERM", self.child.wait()).await.expect("wait");
         within("hyco's output to end", async {
