@@ -161,8 +161,7 @@ impl Node {
             let out = proc.stdout.clone();
             async move { out.wait_for(PROC_STEP, prefix, |l| l.contains(prefix)).await }
         };
-        let bound = line("(bound to ").await;
-        let addr = bound.split_once("(bound to ").unwrap().1.trim_end_matches(')').parse().unwrap();
+        let addr = relay_address(&proc).await;
         let metrics = line("Prometheus metrics on http://").await;
         let metrics = metrics.split("http://").nth(1).unwrap().trim_end_matches("/metrics").parse().unwrap();
         let id = line("Cluster node ").await;

@@ -30,11 +30,7 @@ async fn serve(home: &Path, dashboard: &str, env: &[(&str, &str)]) -> (Proc, Soc
     let line = proc.stdout.wait_for(PROC_STEP, "the status page line", |l| l.starts_with("Status page on ")).await;
     let page: SocketAddr =
         line["Status page on http://".len()..].split('/').next().unwrap().parse().expect("an address");
-    let text = proc.stdout.text();
-    let relay = text
-        .lines()
-        .find_map(|l| l.split_once("(bound to ").and_then(|(_, r)| r.trim_end_matches(')').parse::<SocketAddr>().ok()))
-        .expect("the relay's address");
+    let relay = relay_address(&proc).await;
     let key = std::fs::read_to_string(home.join("data/namespace.key")).expect("the relay's key file");
     (proc, relay, page, key.trim().to_owned())
 }

@@ -1010,9 +1010,7 @@ async fn a_thousand_listen_leave_cycles_leak_no_port_and_no_descriptor() {
     let mut cmd = hyco(home.path());
     cmd.args(["serve", "--no-profile", "--bind", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--config"]).arg(&config);
     let serve = Proc::spawn(cmd);
-    let bound = serve.stdout.wait_for(PROC_STEP, "serve's listening line", |l| l.contains("(bound to ")).await;
-    let relay: SocketAddr =
-        bound.split("(bound to ").nth(1).and_then(|r| r.trim_end_matches(')').parse().ok()).expect("addr");
+    let relay = relay_address(&serve).await;
     let line = serve.stdout.wait_for(PROC_STEP, "the metrics line", |l| l.starts_with("Prometheus metrics on ")).await;
     let metrics_addr: SocketAddr =
         line.trim_start_matches("Prometheus metrics on http://").trim_end_matches("/metrics").parse().expect("addr");

@@ -53,8 +53,7 @@ async fn serve_reloads_rules_and_hybrid_connections_on_sighup() {
     let mut cmd = hyco(home.path());
     cmd.args(["serve", "--no-profile", "--bind", "127.0.0.1:0", "--config"]).arg(&file);
     let mut serve = Proc::spawn(cmd);
-    let line = serve.stdout.wait_for(PROC_STEP, "the bound address", |l| l.contains("(bound to ")).await;
-    let relay: SocketAddr = line.split_once("(bound to ").unwrap().1.trim_end_matches(')').parse().unwrap();
+    let relay = relay_address(&serve).await;
     let echo = Target::echo().await;
     let _listening = Listening::start(key_client(relay, OLD_KEY), listen_settings("a", &[echo.spec()])).await;
     assert_eq!(echoes(relay, OLD_KEY, b"before").await.expect("echo"), b"before");
@@ -93,7 +92,7 @@ async fn serve_without_a_config_file_ignores_sighup() {
     let mut cmd = hyco(home.path());
     cmd.args(["serve", "--no-profile", "--bind", "127.0.0.1:0"]);
     let mut serve = Proc::spawn(cmd);
-    serve.stdout.wait_for(PROC_STEP, "the bound address", |l| l.contains("(bound to ")).await;
+    relay_address(&serve).await;
     assert!(serve.signal("HUP"));
     serve.stderr.wait_for(PROC_STEP, "SIGHUP said", |l| l.contains("nothing to reload")).await;
     assert!(serve.child.try_wait().unwrap().is_none(), "still running");

@@ -491,6 +491,17 @@ pub const PROC_STEP: Duration = Duration::from_secs(15);
 // ---------------------------------------------------------------------------------------
 // A real relay process, clients for its key, and process memory
 
+/// The relay's address in `hyco serve`'s "… (bound to ADDR)" line, if `line` is that line.
+pub fn bound_address(line: &str) -> Option<SocketAddr> {
+    line.split_once("(bound to ").and_then(|(_, rest)| rest.trim_end_matches(')').parse().ok())
+}
+
+/// Waits for `hyco serve` running as `serve` to say where it is bound; that address.
+pub async fn relay_address(serve: &Proc) -> SocketAddr {
+    let line = serve.stdout.wait_for(PROC_STEP, "serve's bound address", |l| bound_address(l).is_some()).await;
+    bound_address(&line).expect("an address")
+}
+
 /// `hyco serve --no-profile` running as a child, its bound address and the namespace key
 /// it keeps in `HYCO_DATA_DIR` (so a restart in the same home keeps the key).
 pub struct ServeProc {
@@ -508,9 +519,7 @@ impl ServeProc {
         let mut proc = Proc::spawn(cmd);
         let started = std::time::Instant::now();
         let addr = loop {
-            let bound = proc.stdout.text().lines().find_map(|l| {
-                l.split_once("(bound to ").and_then(|(_, rest)| rest.trim_end_matches(')').parse::<SocketAddr>().ok())
-            });
+            let bound = proc.stdout.text().lines().find_map(bound_address);
             if let Some(addr) = bound {
                 break addr;
             }
