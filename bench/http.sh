@@ -9,7 +9,8 @@
 #
 # Knobs (environment): BENCH_HTTP_SECS (wrk seconds per run, 5), BENCH_HTTP_CONNS (concurrent
 # connections, 32), BENCH_HTTP_THREADS (wrk threads, 2); rounds: BENCH_ROUNDS.
-# Uses run.sh's spawn, wait_listening, say, die, $WORK, $BASE, $ROUNDS, $HYCO, $FRPS, $FRPC, $PROBE.
+# Uses run.sh's spawn, wait_listening, say, die, $WORK, $BASE, $ROUNDS, $HYCO, $FRPS, $FRPC, $PROBE, and
+# bench/relay.sh's bench_relay_config and $BENCH_KEY.
 
 HTTP_SECS=${BENCH_HTTP_SECS:-5}
 HTTP_CONNS=${BENCH_HTTP_CONNS:-32}
@@ -53,32 +54,16 @@ EOF
   wait_listening "$frp_http"
   spawn frpc-http "$FRPC" -c "$WORK/frpc-http.toml"
   # hyco: the HC `web` open to anyone, as a public web app is.
-  local key=YmVuY2hiZW5jaGJlbmNoYmVuY2hiZW5jaGJlbmNoYmU=
-  cat >"$WORK/relay-http.toml" <<EOF
-[[rules]]
-name = "bench"
-key = "$key"
-rights = ["Manage"]
-
-[[hybrid_connections]]
-name = "web"
-requires_client_authorization = false
-
-[[hybrid_connections]]
-name = "webi"
-requires_client_authorization = false
-
-[limits]
-max_connections = 19500
-EOF
+  bench_relay_config "$WORK/relay-http.toml" $'[[hybrid_connections]]\nname = "web"\nrequires_client_authorization = false' \
+    $'[[hybrid_connections]]\nname = "webi"\nrequires_client_authorization = false' $'[limits]\nmax_connections = 19500'
   local henv=(env HOME="$WORK/hyco-http" XDG_CONFIG_HOME="$WORK/hyco-http/config" HYCO_DATA_DIR="$WORK/hyco-http/data")
   mkdir -p "$WORK/hyco-http"
   spawn hyco-http-serve "${henv[@]}" "$HYCO" serve --bind "127.0.0.1:$relay" --config "$WORK/relay-http.toml" --no-profile
   wait_listening "$relay"
   spawn hyco-http-listen "${henv[@]}" "$HYCO" listen web --http --to "127.0.0.1:$app" \
-    --endpoint "ws://127.0.0.1:$relay" --key-name bench --key "$key"
+    --endpoint "ws://127.0.0.1:$relay" --key-name bench --key "$BENCH_KEY"
   spawn hyco-http-listen-inspect "${henv[@]}" "$HYCO" listen webi --http --to "127.0.0.1:$app" \
-    --inspect "127.0.0.1:$inspector" --endpoint "ws://127.0.0.1:$relay" --key-name bench --key "$key"
+    --inspect "127.0.0.1:$inspector" --endpoint "ws://127.0.0.1:$relay" --key-name bench --key "$BENCH_KEY"
 
   local -A url host extra
   local kinds=(direct frp hyco hyco-close hyco-inspect)

@@ -125,6 +125,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 alive() { kill -0 "$1" 2>/dev/null; }
 CLK_TCK=$(getconf CLK_TCK)
 
+# shellcheck source=bench/relay.sh
+source "$ROOT/bench/relay.sh"
 # shellcheck source=bench/http.sh
 source "$ROOT/bench/http.sh"
 if [[ $ONLY == http ]]; then
@@ -265,27 +267,15 @@ spawn chisel-client "$CHISEL" client "http://127.0.0.1:$((BASE + 70))" \
 CLIENTS[chisel]=$LAST
 IPORT[chisel]=$((BASE + 71)) EPORT[chisel]=$((BASE + 72))
 
-KEY=YmVuY2hiZW5jaGJlbmNoYmVuY2hiZW5jaGJlbmNoYmU=
-cat >"$WORK/relay.toml" <<EOF
-[[rules]]
-name = "bench"
-key = "$KEY"
-rights = ["Manage"]
-
-[[hybrid_connections]]
-name = "bench"
-
-[limits]
-max_connections = 19500
-max_pending_senders_per_hc = 10000
-EOF
+bench_relay_config "$WORK/relay.toml" $'[[hybrid_connections]]\nname = "bench"' \
+  $'[limits]\nmax_connections = 19500\nmax_pending_senders_per_hc = 10000'
 # The public path's relay: the same, and the bench rule may ask for ports (20000-29999).
 cp "$WORK/relay.toml" "$WORK/relay-public.toml"
 printf '\n[public_ports]\nrules = ["bench"]\n' >>"$WORK/relay-public.toml"
 hyco_serve() { # name binary relay-port config: a relay of its own; sets HENV and HCRED for its clients
   local t=$1 bin=$2 port=$3 config=$4
   HENV=(env HOME="$WORK/$t" XDG_CONFIG_HOME="$WORK/$t/config" HYCO_DATA_DIR="$WORK/$t/data")
-  HCRED=(--endpoint "ws://127.0.0.1:$port" --key-name bench --key "$KEY")
+  HCRED=(--endpoint "ws://127.0.0.1:$port" --key-name bench --key "$BENCH_KEY")
   mkdir -p "$WORK/$t"
   spawn "$t-serve" "${HENV[@]}" "$bin" serve --bind "127.0.0.1:$port" --config "$config"
   SERVER[$t]=$LAST

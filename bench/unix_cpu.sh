@@ -20,7 +20,8 @@ HYCO=${BENCH_HYCO:-$ROOT/target/release/hyco}
 MB=${BENCH_UNIX_MB:-1024}
 ROUNDS=${BENCH_ROUNDS:-3}
 PORT=${BENCH_UNIX_PORT:-24300}
-KEY=YmVuY2hiZW5jaGJlbmNoYmVuY2hiZW5jaGJlbmNoYmU=
+# shellcheck source=bench/relay.sh
+source "$ROOT/bench/relay.sh"
 CLK_TCK=$(getconf CLK_TCK)
 [[ -x $HYCO ]] || { echo "unix_cpu: $HYCO is not built (cargo build --release)" >&2; exit 1; }
 
@@ -105,17 +106,9 @@ EOF
 SINK_PORT=$PORT RELAY_PORT=$((PORT + 1)) BIND_PORT=$((PORT + 2))
 spawn sink python3 "$WORK/sink_source.py" sink "$SINK_PORT" "$WORK/sink.sock"
 wait_for "the sink" test -S "$WORK/sink.sock"
-cat >"$WORK/relay.toml" <<EOF
-[[rules]]
-name = "bench"
-key = "$KEY"
-rights = ["Manage"]
-
-[[hybrid_connections]]
-name = "bench"
-EOF
+bench_relay_config "$WORK/relay.toml" $'[[hybrid_connections]]\nname = "bench"'
 HENV=(env HOME="$WORK" XDG_CONFIG_HOME="$WORK/config" HYCO_DATA_DIR="$WORK/data")
-HCRED=(--endpoint "ws://127.0.0.1:$RELAY_PORT" --key-name bench --key "$KEY")
+HCRED=(--endpoint "ws://127.0.0.1:$RELAY_PORT" --key-name bench --key "$BENCH_KEY")
 spawn serve "${HENV[@]}" "$HYCO" serve --bind "127.0.0.1:$RELAY_PORT" --config "$WORK/relay.toml"
 SERVE=$LAST
 wait_for "hyco serve" bash -c "exec 3<>/dev/tcp/127.0.0.1/$RELAY_PORT"
