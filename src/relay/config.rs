@@ -266,21 +266,17 @@ impl RelaySettings {
             p.sort_by(|a, b| a.0.cmp(&b.0));
             p
         };
-        let mut out = Vec::new();
-        let checks: [(&'static str, bool); 6] = [
+        [
             ("[limits]", differs(&self.limits, &new.limits)),
             ("[public_ports]", differs(&self.public, &new.public)),
             ("[cluster]", differs(&self.cluster, &new.cluster)),
             ("external_url", self.external_url != new.external_url),
             ("auto_create", self.auto_create != new.auto_create),
             ("declared ports", ports(self) != ports(new)),
-        ];
-        for (name, changed) in checks {
-            if changed {
-                out.push(name);
-            }
-        }
-        out
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
     }
 
     /// Reads a `--config` file.
