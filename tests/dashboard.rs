@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::bridge::*;
 use common::chromium::Page;
-use common::{KEY_NAME, within};
+use common::{KEY_NAME, page_request, within};
 use hyco::client::RelayClient;
 use hyco::connstr::{Credential, Endpoint};
 use hyco::secret::Secret;
@@ -40,28 +40,8 @@ fn client(relay: SocketAddr, key: &str) -> RelayClient {
     RelayClient::new(endpoint, Credential::Key { name: KEY_NAME.into(), key: Secret::new(key) }, None).expect("client")
 }
 
-/// `GET path` on `page` with `headers`: the status and the body.
-async fn get(page: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n");
-    for (n, v) in headers {
-        req += &format!("{n}: {v}\r\n");
-    }
-    req += "\r\n";
-    let answer = within("a dashboard answer", async {
-        let mut tcp = TcpStream::connect(page).await.expect("connect to the page");
-        tcp.write_all(req.as_bytes()).await.expect("write");
-        let mut out = String::new();
-        tcp.read_to_string(&mut out).await.expect("read");
-        out
-    })
-    .await;
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    (status, body)
-}
-
 async fn status_json(page: SocketAddr) -> serde_json::Value {
-    let (status, body) = get(page, "/api/status", &[]).await;
+    let (status, body) = page_request(page, "GET", "/api/status", &[]).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).expect("JSON")
 }
@@ -112,13 +92,13 @@ async fn the_page_shows_listeners_and_a_tunnel_whose_bytes_grow_and_no_secret() 
     assert_eq!(status["tunnels_active"].as_u64(), Some(tunnels.len() as u64), "{status:#}");
 
     // The HTML shows the same, and every asset comes from the page itself.
-    let (code, html) = get(page, "/", &[]).await;
+    let (code, html) = page_request(page, "GET", "/", &[]).await;
     assert_eq!(code, 200);
     assert!(html.contains("<th scope=\"row\" rowspan=\"1\">web</th>"), "{html}");
     assert!(html.contains(&listener["peer"].as_str().unwrap().to_owned()), "{html}");
     assert!(html.contains("<h2 id=\"h-tun\">Tunnels</h2>") && html.contains(">web</td>"), "{html}");
     assert!(!html.contains("http://") || !html.contains("src=\"http"), "no asset from elsewhere");
-    let (code, script) = get(page, "/dashboard.js", &[]).await;
+    let (code, script) = page_request(page, "GET", "/dashboard.js", &[]).await;
     assert_eq!(code, 200);
     assert!(script.contains("EventSource(\"/api/events\")"));
 
@@ -175,15 +155,15 @@ async fn a_page_not_on_loopback_needs_a_manage_token_or_the_secret() {
     for headers in
         [&[][..], &[("Authorization", "SharedAccessSignature sr=x&sig=y&se=1&skn=z")], &[("Authorization", "wrong")]]
     {
-        let (code, body) = get(page, "/api/status", headers).await;
+        let (code, body) = page_request(page, "GET", "/api/status", headers).await;
         assert_eq!(code, 401, "{headers:?}: {body}");
         assert!(body.contains("Manage-rights SAS token") && body.contains("Authorization"), "{body}");
-        assert_eq!(get(page, "/", headers).await.0, 401);
-        assert_eq!(get(page, "/api/events", headers).await.0, 401);
+        assert_eq!(page_request(page, "GET", "/", headers).await.0, 401);
+        assert_eq!(page_request(page, "GET", "/api/events", headers).await.0, 401);
     }
     let expiry = hyco::protocol::unix_now() + 600;
     let token = hyco::sas::mint(&format!("http://{relay}/"), KEY_NAME, &Secret::new(key.as_str()), expiry);
-    assert_eq!(get(page, "/api/status", &[("Authorization", token.expose())]).await.0, 200);
+    assert_eq!(page_request(page, "GET", "/api/status", &[("Authorization", token.expose())]).await.0, 200);
     // As an operator mints one: `hyco token --namespace --rights key` with the root key.
     let endpoint = format!("ws://{relay}");
     let out = hyco(home.path())
@@ -195,12 +175,12 @@ async fn a_page_not_on_loopback_needs_a_manage_token_or_the_secret() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let minted = String::from_utf8(out.stdout).unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("token for the whole namespace"));
-    assert_eq!(get(page, "/api/status", &[("Authorization", minted.trim())]).await.0, 200);
+    assert_eq!(page_request(page, "GET", "/api/status", &[("Authorization", minted.trim())]).await.0, 200);
     let out = hyco(home.path()).args(["token", "--namespace", "web", "--rights", "key"]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(2), "an HC and --namespace conflict");
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("any:{secret}"));
-    assert_eq!(get(page, "/", &[("Authorization", &format!("Basic {basic}"))]).await.0, 200);
-    assert_eq!(get(page, "/", &[("Authorization", secret)]).await.0, 200);
+    assert_eq!(page_request(page, "GET", "/", &[("Authorization", &format!("Basic {basic}"))]).await.0, 200);
+    assert_eq!(page_request(page, "GET", "/", &[("Authorization", secret)]).await.0, 200);
     assert!(proc.terminate().await.success(), "stderr:\n{}", proc.stderr.text());
 }
 

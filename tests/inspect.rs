@@ -7,7 +7,6 @@
 
 mod common;
 
-use hyco::client::inspect::{MAX_INSPECT_BODY_BYTES, MAX_INSPECT_CONNECTIONS, MAX_INSPECT_REQUESTS};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,7 +15,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::bridge::*;
 use common::chromium::Page;
-use common::within;
+use common::{page_request, within};
+use hyco::client::inspect::{MAX_INSPECT_BODY_BYTES, MAX_INSPECT_CONNECTIONS, MAX_INSPECT_REQUESTS};
 use hyco::http1::{self, BodyReader};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -173,31 +173,8 @@ async fn listen(
     (proc, page)
 }
 
-/// `METHOD path` on a page with `headers` (`Host: 127.0.0.1:PORT` unless given): the
-/// status and the body.
-async fn call(page: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut req = format!("{method} {path} HTTP/1.1\r\n");
-    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("Host")) {
-        req += &format!("Host: {page}\r\n");
-    }
-    for (n, v) in headers {
-        req += &format!("{n}: {v}\r\n");
-    }
-    req += if method == "POST" { "Content-Length: 0\r\n\r\n" } else { "\r\n" };
-    let answer = within("a page's answer", async {
-        let mut tcp = TcpStream::connect(page).await.expect("connect to the page");
-        tcp.write_all(req.as_bytes()).await.expect("write");
-        let mut out = Vec::new();
-        tcp.read_to_end(&mut out).await.expect("read");
-        String::from_utf8(out).expect("UTF-8")
-    })
-    .await;
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned())
-}
-
 async fn get(page: SocketAddr, path: &str) -> (u16, String) {
-    call(page, "GET", path, &[]).await
+    page_request(page, "GET", path, &[]).await
 }
 
 async fn json(page: SocketAddr, path: &str) -> Value {
@@ -307,11 +284,11 @@ async fn a_replay_reaches_the_app_again_and_is_recorded_as_one() {
     let id = requests(s.page, 1).await[0]["id"].as_u64().unwrap();
     let replay = format!("/api/requests/{id}/replay");
     // A cross-site form cannot: no header, or a browser saying another site sent it.
-    assert_eq!(call(s.page, "POST", &replay, &[]).await.0, 403);
-    assert_eq!(call(s.page, "POST", &replay, &[REPLAY, ("Sec-Fetch-Site", "cross-site")]).await.0, 403);
-    assert_eq!(call(s.page, "GET", &replay, &[REPLAY]).await.0, 405);
+    assert_eq!(page_request(s.page, "POST", &replay, &[]).await.0, 403);
+    assert_eq!(page_request(s.page, "POST", &replay, &[REPLAY, ("Sec-Fetch-Site", "cross-site")]).await.0, 403);
+    assert_eq!(page_request(s.page, "GET", &replay, &[REPLAY]).await.0, 405);
     assert_eq!(s.app.count(), 1);
-    let (code, answer) = call(s.page, "POST", &replay, &[REPLAY]).await;
+    let (code, answer) = page_request(s.page, "POST", &replay, &[REPLAY]).await;
     assert_eq!(code, 200, "{answer}");
     let new: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(new["replay_of"].as_u64(), Some(id), "{new:#}");
@@ -322,8 +299,8 @@ async fn a_replay_reaches_the_app_again_and_is_recorded_as_one() {
     assert_eq!(list[0]["replay_of"].as_u64(), Some(id));
     let (_, page) = get(s.page, &format!("/requests/{id}")).await;
     assert!(page.contains(&format!("Replay <a href=\"/requests/{}\">", new["id"])), "the replay beside: {page}");
-    assert_eq!(call(s.page, "POST", "/api/requests/999/replay", &[REPLAY]).await.0, 404);
-    assert_eq!(call(s.page, "POST", "/api/requests/x/replay", &[REPLAY]).await.0, 404);
+    assert_eq!(page_request(s.page, "POST", "/api/requests/999/replay", &[REPLAY]).await.0, 404);
+    assert_eq!(page_request(s.page, "POST", "/api/requests/x/replay", &[REPLAY]).await.0, 404);
 
     // A body over the limit: summarized with its whole size, and not replayable.
     let big = "b".repeat(5000);
@@ -335,7 +312,7 @@ async fn a_replay_reaches_the_app_again_and_is_recorded_as_one() {
     assert_eq!(b["text"].as_str().map(str::len), Some(1000));
     let (_, html) = get(s.page, &format!("/requests/{big_id}")).await;
     assert!(html.contains("4000 more bytes not kept") && html.contains(" disabled>Replay"), "{html}");
-    let (code, text) = call(s.page, "POST", &format!("/api/requests/{big_id}/replay"), &[REPLAY]).await;
+    let (code, text) = page_request(s.page, "POST", &format!("/api/requests/{big_id}/replay"), &[REPLAY]).await;
     assert_eq!(code, 409, "{text}");
     assert!(text.contains("--inspect-body-bytes"), "{text}");
     assert_eq!(s.app.count(), 3);
@@ -483,15 +460,15 @@ async fn off_loopback_the_inspector_needs_its_secret() {
         listen(home.path(), &relay, &app, "0.0.0.0:0", &[], &[("HYCO_INSPECT_SECRET", secret)]).await;
     let page = SocketAddr::from(([127, 0, 0, 1], page.port()));
     for headers in [&[][..], &[("Authorization", "wrong")]] {
-        let (code, body) = call(page, "GET", "/api/requests", headers).await;
+        let (code, body) = page_request(page, "GET", "/api/requests", headers).await;
         assert_eq!(code, 401, "{body}");
         assert!(body.contains("HYCO_INSPECT_SECRET"), "{body}");
     }
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("any:{secret}"));
-    assert_eq!(call(page, "GET", "/", &[("Authorization", &format!("Basic {basic}"))]).await.0, 200);
-    assert_eq!(call(page, "GET", "/api/requests", &[("Authorization", secret)]).await.0, 200);
+    assert_eq!(page_request(page, "GET", "/", &[("Authorization", &format!("Basic {basic}"))]).await.0, 200);
+    assert_eq!(page_request(page, "GET", "/api/requests", &[("Authorization", secret)]).await.0, 200);
     // Off loopback a Host check would add nothing: the secret is what protects it.
-    assert_eq!(call(page, "GET", "/", &[("Authorization", secret), ("Host", "box.example:1")]).await.0, 200);
+    assert_eq!(page_request(page, "GET", "/", &[("Authorization", secret), ("Host", "box.example:1")]).await.0, 200);
     assert!(proc.terminate().await.success());
     assert!(!proc.stderr.text().contains(secret) && !proc.stdout.text().contains(secret));
 }
@@ -509,16 +486,19 @@ async fn both_pages_answer_only_hosts_no_web_site_can_rebind() {
     for (page, path) in [(s.page, "/api/requests"), (dashboard, "/api/status"), (s.page, "/"), (dashboard, "/")] {
         let port = page.port();
         for host in ["evil.example", &format!("evil.example:{port}"), "localhost.evil.example", "127.0.0.1.nip.io"] {
-            let (code, text) = call(page, "GET", path, &[("Host", host)]).await;
+            let (code, text) = page_request(page, "GET", path, &[("Host", host)]).await;
             assert_eq!(code, 403, "{page} Host {host}: {text}");
             assert!(text.contains("localhost"), "{text}");
         }
         for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("app.localhost:{port}")] {
-            assert_eq!(call(page, "GET", path, &[("Host", &host)]).await.0, 200, "{page} Host {host}");
+            assert_eq!(page_request(page, "GET", path, &[("Host", &host)]).await.0, 200, "{page} Host {host}");
         }
     }
     // A replay from a rebound name is stopped before anything else.
-    assert_eq!(call(s.page, "POST", "/api/requests/1/replay", &[REPLAY, ("Host", "evil.example")]).await.0, 403);
+    assert_eq!(
+        page_request(s.page, "POST", "/api/requests/1/replay", &[REPLAY, ("Host", "evil.example")]).await.0,
+        403
+    );
     assert!(serve.terminate().await.success());
     s.stop().await;
 }

@@ -330,6 +330,23 @@ pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `METHOD path` on one of hyco's pages (the status page, the request inspector) with
+/// `headers` (`Host: ADDR` unless one is given), on a connection of its own: the status
+/// and the body.
+pub async fn page_request(page: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("Host")) {
+        req += &format!("Host: {page}\r\n");
+    }
+    for (n, v) in headers {
+        req += &format!("{n}: {v}\r\n");
+    }
+    req += if method == "POST" { "Content-Length: 0\r\n\r\n" } else { "\r\n" };
+    let answer = raw_http(page, req.as_bytes()).await;
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned())
+}
+
 /// The status code of an HTTP response's first line.
 pub fn status_of(response: &str) -> u16 {
     response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {response:?}"))
