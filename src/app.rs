@@ -41,6 +41,12 @@ const ENV_SOCKS_PASSWORD: &str = "HYCO_SOCKS_PASSWORD";
 /// A secret that lets a request see a request inspector not on loopback (`listen --inspect`).
 const ENV_INSPECT_SECRET: &str = "HYCO_INSPECT_SECRET";
 
+/// A secret from the environment variable `name` (never a flag, so that it stays out of
+/// `ps`); `None` when unset or empty.
+fn secret_from_env(name: &str) -> Option<Secret> {
+    std::env::var(name).ok().filter(|s| !s.is_empty()).map(Secret::new)
+}
+
 /// Runs one subcommand until it ends or `shutdown` fires.
 pub async fn run(command: Command, stats: Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<()> {
     match command {
@@ -317,8 +323,7 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
     }
     if let Some(dashboard_listener) = dashboard_listener {
         let addr = dashboard_listener.local_addr()?;
-        let secret = std::env::var(ENV_DASHBOARD_SECRET).ok().filter(|s| !s.is_empty()).map(crate::secret::Secret::new);
-        let access = relay::DashboardAccess::for_address(addr, secret);
+        let access = relay::DashboardAccess::for_address(addr, secret_from_env(ENV_DASHBOARD_SECRET));
         let needs = if access.token_required() { " (needs a Manage token or HYCO_DASHBOARD_SECRET)" } else { "" };
         println!("Status page on http://{addr}/{needs}");
         let serving = relay::serve_dashboard(dashboard_listener, metrics.clone(), access, stop_pages.clone());
@@ -512,8 +517,8 @@ async fn inspector(args: &ListenArgs) -> anyhow::Result<Option<Inspect>> {
             format!("cannot listen on {addr} for the inspector: {e}; choose another with --inspect"),
         )
     })?;
-    let secret = std::env::var(ENV_INSPECT_SECRET).ok().filter(|s| !s.is_empty()).map(Secret::new);
-    let inspect = Inspect::new(listener, limits, secret).map_err(|e| failure(Kind::Config, e))?;
+    let inspect =
+        Inspect::new(listener, limits, secret_from_env(ENV_INSPECT_SECRET)).map_err(|e| failure(Kind::Config, e))?;
     let needs = if inspect.needs_secret() { " (needs HYCO_INSPECT_SECRET)" } else { "" };
     println!("Inspector on http://{}/{needs}", inspect.addr());
     Ok(Some(inspect))
@@ -568,13 +573,13 @@ async fn connect(args: ConnectArgs, stats: Arc<Stats>, shutdown: CancellationTok
     let socks_auth = match &args.socks_user {
         None => None,
         Some(user) => {
-            let password = std::env::var(ENV_SOCKS_PASSWORD).ok().filter(|p| !p.is_empty()).ok_or_else(|| {
+            let password = secret_from_env(ENV_SOCKS_PASSWORD).ok_or_else(|| {
                 failure(Kind::Config, format!("--socks-user needs the password in {ENV_SOCKS_PASSWORD}"))
             })?;
-            if user.is_empty() || user.len() > 255 || password.len() > 255 {
+            if user.is_empty() || user.len() > 255 || password.expose().len() > 255 {
                 bail!("a SOCKS5 user name and password are 1 to 255 bytes each (RFC 1929)");
             }
-            Some(crate::client::socks::SocksAuth { user: user.clone(), password: Secret::new(password) })
+            Some(crate::client::socks::SocksAuth { user: user.clone(), password })
         }
     };
     let options = forward::Options { prewarm, bind_mode: args.bind_mode, udp, socks_auth };
