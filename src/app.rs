@@ -218,21 +218,8 @@ async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<(
             format!("cannot listen on {}: {e}; is another relay running? choose another with --bind", args.bind),
         )
     })?;
-    let metrics_listener = match args.metrics {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-            failure(Kind::LocalPort, format!("cannot listen on {addr} for metrics: {e}; choose another with --metrics"))
-        })?),
-        None => None,
-    };
-    let dashboard_listener = match args.dashboard {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-            failure(
-                Kind::LocalPort,
-                format!("cannot listen on {addr} for the dashboard: {e}; choose another with --dashboard"),
-            )
-        })?),
-        None => None,
-    };
+    let metrics_listener = bind_page(args.metrics, "metrics", "--metrics").await?;
+    let dashboard_listener = bind_page(args.dashboard, "the dashboard", "--dashboard").await?;
     let declared = relay::bind_declared(&settings).map_err(|e| {
         failure(Kind::LocalPort, format!("{e:#}; free the port, or change it in the relay configuration"))
     })?;
@@ -507,16 +494,20 @@ async fn listen(args: ListenArgs, stats: Arc<Stats>, shutdown: CancellationToken
     listen::run(client, settings, stats, shutdown).await
 }
 
+/// The listener of a page of its own (metrics, the status page, the inspector) at `addr`,
+/// if given; a port in use names the flag that moves it.
+async fn bind_page(addr: Option<std::net::SocketAddr>, what: &str, flag: &str) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        failure(Kind::LocalPort, format!("cannot listen on {addr} for {what}: {e}; choose another with {flag}"))
+    })?;
+    Ok(Some(listener))
+}
+
 /// `--inspect ADDR`: the inspector's page bound, its limits checked; it says where it is.
 async fn inspector(args: &ListenArgs) -> anyhow::Result<Option<Inspect>> {
-    let Some(addr) = args.inspect else { return Ok(None) };
+    let Some(listener) = bind_page(args.inspect, "the inspector", "--inspect").await? else { return Ok(None) };
     let limits = InspectLimits { requests: args.inspect_requests, body_bytes: args.inspect_body_bytes };
-    let listener = TcpListener::bind(addr).await.map_err(|e| {
-        failure(
-            Kind::LocalPort,
-            format!("cannot listen on {addr} for the inspector: {e}; choose another with --inspect"),
-        )
-    })?;
     let inspect =
         Inspect::new(listener, limits, secret_from_env(ENV_INSPECT_SECRET)).map_err(|e| failure(Kind::Config, e))?;
     let needs = if inspect.needs_secret() { " (needs HYCO_INSPECT_SECRET)" } else { "" };
